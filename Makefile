@@ -1,0 +1,42 @@
+# Whisperfleet: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help setup run test test-fast lint typecheck media bench-model bench-media bench-stream clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) ## Create the virtual environment and install everything (automatic for other targets)
+
+run: $(STAMP) ## Start the whole stack locally (model server, $(WORKERS) workers, orchestrator on :$(PORT))
+	$(PY) -m services.stack --port $(PORT) --workers $(WORKERS)
+
+test: $(STAMP) ## Run every test (unit and end-to-end)
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## Unit tests only
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP) ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+media: $(STAMP) ## Regenerate the committed test media (needs Debian's espeak-ng)
+	$(PY) scripts/make_test_media.py
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,11 @@
+"""`python -m services.chunk_worker`: serve a chunk worker."""
+
+from __future__ import annotations
+
+from services.chunk_worker.app import create_app
+from services.chunk_worker.config import ChunkWorkerSettings
+from services.runner import serve
+
+if __name__ == "__main__":
+    settings = ChunkWorkerSettings()
+    serve(create_app(settings), settings.host, settings.port)

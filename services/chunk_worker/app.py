@@ -1,0 +1,58 @@
+"""Chunk worker app factory: the lifespan owns the HTTP clients and the transcriber."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import imageio_ffmpeg
+from fastapi import FastAPI
+
+from services.chunk_worker.config import ChunkWorkerSettings
+from services.chunk_worker.media import FetchOptions
+from services.chunk_worker.pipeline import ChunkTranscriber
+from shared.api import health_router, install_error_handlers
+from shared.clients import ReplicaPool, RetryPolicy, ServiceClient, WhisperClient
+
+
+def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
+    from services.chunk_worker.routes import router
+
+    settings = settings or ChunkWorkerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=settings.max_inflight_clips * 4)
+        timeout = httpx.Timeout(settings.whisper_deadline_sec, connect=5.0)
+        async with (
+            httpx.AsyncClient(timeout=timeout, limits=limits) as whisper_http,
+            httpx.AsyncClient(timeout=httpx.Timeout(settings.media_read_timeout_sec)) as media_http,
+        ):
+            whisper = WhisperClient(
+                ServiceClient(
+                    whisper_http,
+                    ReplicaPool(settings.whisper_urls),
+                    name="whisper server",
+                    setting_hint="CHUNK_WORKER_WHISPER_URLS",
+                    retry=RetryPolicy(attempts=settings.whisper_retry_attempts),
+                    deadline_sec=settings.whisper_deadline_sec,
+                )
+            )
+            fetch = FetchOptions(
+                ffmpeg_path=settings.ffmpeg_path or imageio_ffmpeg.get_ffmpeg_exe(),
+                preroll_sec=settings.seek_preroll_sec,
+                rw_timeout_sec=settings.media_read_timeout_sec,
+            )
+            app.state.settings = settings
+            app.state.transcriber = ChunkTranscriber(
+                whisper, media_http, fetch, settings.max_inflight_clips
+            )
+            yield
+
+    app = FastAPI(title="Whisperfleet chunk worker", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(health_router("chunk_worker", lambda request: None))
+    app.include_router(router)
+    return app
+

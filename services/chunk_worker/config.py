@@ -1,0 +1,35 @@
+"""Settings of a chunk worker (environment prefix `CHUNK_WORKER_`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.config import split_urls
+
+
+class ChunkWorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHUNK_WORKER_", extra="ignore")
+
+    whisper_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8002"]
+    """Base URLs of the model server replicas, comma-separated."""
+    max_inflight_clips: int = Field(8, ge=1, le=256)
+    """Micro chunks of one range in flight to the model server at once (also bounds memory)."""
+    whisper_deadline_sec: float = Field(600.0, gt=0)
+    """Longest wait for one clip's transcript, retries included."""
+    whisper_retry_attempts: int = Field(4, ge=1, le=20)
+    """Tries per clip on connection errors, 503 and 504."""
+    chunk_deadline_sec: float = Field(3600.0, gt=0)
+    """Longest time one range may take end to end."""
+    ffmpeg_path: str | None = None
+    """FFmpeg binary; default: the one shipped with the imageio-ffmpeg package."""
+    seek_preroll_sec: float = Field(2.0, ge=0.0, le=30.0)
+    """Seek this much early and trim on the output side: exact starts for every format."""
+    media_read_timeout_sec: float = Field(30.0, gt=0)
+    """Give up on a media host that sends nothing for this long (FFmpeg reconnects first)."""
+    host: str = "127.0.0.1"
+    port: int = Field(8001, ge=0, le=65535)
+
+    _split_urls = field_validator("whisper_urls", mode="before")(split_urls)

@@ -1,0 +1,11 @@
+"""`python -m services.orchestrator`: serve the orchestrator."""
+
+from __future__ import annotations
+
+from services.orchestrator.app import create_app
+from services.orchestrator.config import OrchestratorSettings
+from services.runner import serve
+
+if __name__ == "__main__":
+    settings = OrchestratorSettings()
+    serve(create_app(settings), settings.host, settings.port)

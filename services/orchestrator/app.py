@@ -1,0 +1,53 @@
+"""Orchestrator app factory: the lifespan owns the HTTP clients and the job runner."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.fanout import JobRunner
+from shared.api import health_router, install_error_handlers
+from shared.clients import ReplicaPool, RetryPolicy, ServiceClient, WorkerClient
+
+
+def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
+    from services.orchestrator.routes import router
+
+    settings = settings or OrchestratorSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_timeout = httpx.Timeout(settings.worker_deadline_sec, connect=5.0)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        async with (
+            httpx.AsyncClient(timeout=worker_timeout, limits=limits) as worker_http,
+            httpx.AsyncClient(timeout=httpx.Timeout(settings.probe_timeout_sec)) as media_http,
+        ):
+            workers = WorkerClient(
+                ServiceClient(
+                    worker_http,
+                    ReplicaPool(settings.worker_urls),
+                    name="chunk worker",
+                    setting_hint="ORCHESTRATOR_WORKER_URLS",
+                    retry=RetryPolicy(attempts=settings.worker_retry_attempts),
+                    deadline_sec=settings.worker_deadline_sec,
+                )
+            )
+            app.state.settings = settings
+            app.state.jobs = JobRunner(workers, media_http, settings)
+            yield
+
+    app = FastAPI(
+        title="Whisperfleet",
+        version="0.1.0",
+        description="Scale-out transcription of long audio and video by URL.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router("orchestrator", lambda request: None))
+    app.include_router(router)
+    return app

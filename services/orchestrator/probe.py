@@ -1,0 +1,80 @@
+"""Checking a media URL before any work starts: range support and duration."""
+
+from __future__ import annotations
+
+import re
+
+import av
+import certifi
+import httpx
+
+from shared.errors import (
+    MediaHostError,
+    MediaUnavailableError,
+    RangeNotSupportedError,
+    UnsupportedMediaError,
+)
+
+_CONTENT_RANGE = re.compile(r"bytes\s+0-0/(\d+|\*)")
+
+
+async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
+    """Ensure the host honours HTTP range requests; return the file size when it says.
+
+    One streamed GET of byte 0 (HEAD is unreliable: presigned object-store URLs often refuse it
+    and some servers omit Accept-Ranges). 206 means ranges work; 200 means they were ignored.
+    """
+    headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
+    try:
+        async with http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            status = response.status_code
+            content_range = response.headers.get("content-range", "")
+    except httpx.HTTPError as exc:
+        raise MediaHostError(
+            f"could not reach the media host of media_url ({type(exc).__name__}: {exc})"
+        ) from exc
+    if status == 206:
+        match = _CONTENT_RANGE.match(content_range)
+        return int(match.group(1)) if match and match.group(1) != "*" else None
+    if status == 200:
+        raise RangeNotSupportedError(
+            "the media host ignores HTTP range requests (answered 200 to 'Range: bytes=0-0'); "
+            "serve the file from a host that supports them, e.g. an object store or nginx",
+            param="media_url",
+        )
+    if 400 <= status < 500:
+        raise MediaUnavailableError(
+            f"media_url answered HTTP {status}; check that the URL is correct and readable",
+            param="media_url",
+        )
+    raise MediaHostError(f"the media host answered HTTP {status}")
+
+
+def probe_duration(url: str, timeout_sec: float) -> float:
+    """Duration in seconds of the media's audio, read with PyAV (blocking; run in a thread)."""
+    options = {"rw_timeout": str(int(timeout_sec * 1_000_000))}
+    if url.startswith("https://"):
+        options |= {"tls_verify": "1", "ca_file": certifi.where()}
+    try:
+        with av.open(url, options=options, timeout=timeout_sec) as container:
+            audio = container.streams.audio
+            if not audio:
+                raise UnsupportedMediaError(
+                    "media_url has no audio stream", param="media_url"
+                )
+            duration = None
+            if container.duration:
+                duration = container.duration / 1_000_000
+            elif audio[0].duration and audio[0].time_base:
+                duration = float(audio[0].duration * audio[0].time_base)
+    except av.error.InvalidDataError as exc:
+        raise UnsupportedMediaError(
+            "media_url is not an audio or video file FFmpeg can read", param="media_url"
+        ) from exc
+    except av.error.FFmpegError as exc:
+        raise MediaHostError(f"probing media_url failed: {exc}") from exc
+    if not duration or duration <= 0:
+        raise UnsupportedMediaError(
+            "could not determine the duration of media_url (a live stream?)", param="media_url"
+        )
+    return duration

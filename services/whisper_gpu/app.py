@@ -1,0 +1,95 @@
+"""Model server app factory: the lifespan loads the model in the background and owns it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+
+from services.whisper_gpu.config import WhisperSettings
+from services.whisper_gpu.engine import ModelUnavailableError, WhisperEngine, load_model
+from shared.api import health_router, install_error_handlers
+from shared.errors import NotReadyError
+from shared.schemas import SAMPLE_RATE_HZ, ClipOptions, ClipTranscription
+
+logger = logging.getLogger(__name__)
+
+
+def _terminate_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class ModelHolder:
+    """Loads the model off the event loop, then runs clips on at most `num_workers` threads."""
+
+    def __init__(self, settings: WhisperSettings, on_load_failure: Callable[[], None]) -> None:
+        self.settings = settings
+        self.engine: WhisperEngine | None = None
+        self.load_error: str | None = None
+        self._on_load_failure = on_load_failure
+        self._limiter = anyio.CapacityLimiter(settings.num_workers)
+
+    def not_ready_reason(self) -> str | None:
+        if self.engine is not None:
+            return None
+        if self.load_error is not None:
+            return f"model failed to load: {self.load_error}"
+        return f"loading model {self.settings.model!r}"
+
+    async def load(self) -> None:
+        try:
+            model, is_random = await asyncio.to_thread(load_model, self.settings)
+            engine = WhisperEngine(model, self.settings, is_random=is_random)
+            await asyncio.to_thread(_warm_up, engine)
+        except ModelUnavailableError as exc:
+            self.load_error = str(exc)
+            logger.critical("%s", exc)
+            self._on_load_failure()
+            return
+        self.engine = engine
+
+    async def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
+        engine = self.engine
+        if engine is None:
+            raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
+        return await anyio.to_thread.run_sync(
+            engine.transcribe, audio, options, limiter=self._limiter
+        )
+
+
+def _warm_up(engine: WhisperEngine) -> None:
+    """One tiny decode so the first real request doesn't pay for lazy initialisation."""
+    engine.transcribe(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32), ClipOptions(language="en"))
+
+
+def create_app(
+    settings: WhisperSettings | None = None,
+    on_load_failure: Callable[[], None] = _terminate_process,
+) -> FastAPI:
+    from services.whisper_gpu.routes import router
+
+    settings = settings or WhisperSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder = ModelHolder(settings, on_load_failure)
+        app.state.settings = settings
+        app.state.models = holder
+        loading = asyncio.create_task(holder.load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+
+    app = FastAPI(title="Whisperfleet model server", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(health_router("whisper_gpu", lambda r: r.app.state.models.not_ready_reason()))
+    app.include_router(router)
+    return app

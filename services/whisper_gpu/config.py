@@ -1,0 +1,41 @@
+"""Settings of the model server (environment prefix `WHISPER_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "whisperfleet" / "models"
+
+
+class WhisperSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WHISPER_", extra="ignore")
+
+    model: str = "small"
+    """A faster-whisper model name (downloaded on first start), a local CTranslate2 model
+    directory, or a random offline model: `random-tiny` (tests, demos), `random-tiny-shape`,
+    `random-base-shape`, `random-small-shape` (benchmarks). Random models produce gibberish."""
+    model_cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """Where downloaded and generated models are kept."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses CUDA when a GPU is visible, else the CPU."""
+    compute_type: str = "auto"
+    """CTranslate2 compute type; `auto` is float16 on CUDA and int8 on CPU."""
+    cpu_threads: int = Field(0, ge=0, le=256)
+    """Threads per model replica on CPU; 0 uses every core."""
+    num_workers: int = Field(1, ge=1, le=16)
+    """Model replicas in this process that run batches in parallel."""
+    beam_size: int = Field(5, ge=1, le=10)
+    """Beam width for decoding."""
+    temperature_fallback: bool | None = None
+    """Re-decode at higher temperatures when quality checks fail; default on, but off for
+    random models (their output never passes the checks, so every clip would decode 6 times)."""
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Largest accepted request body."""
+    host: str = "127.0.0.1"
+    port: int = Field(8002, ge=0, le=65535)

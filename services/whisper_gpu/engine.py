@@ -1,0 +1,195 @@
+"""Loading faster-whisper and transcribing one clip: the model server's core, free of HTTP."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.audio import decode_audio
+
+from services.whisper_gpu.config import WhisperSettings
+from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
+from shared.audio import read_pcm16_wav
+from shared.errors import InvalidAudioError, UnsupportedMediaError
+from shared.schemas import MAX_CLIP_SEC, SAMPLE_RATE_HZ, ClipOptions, ClipSegment, ClipTranscription, Word
+
+logger = logging.getLogger(__name__)
+
+_CLIP_TOLERANCE_SEC = 0.05
+_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The configured model can't be loaded; the message says what to set instead."""
+
+
+def cuda_available() -> bool:
+    import ctranslate2
+
+    try:
+        return bool(ctranslate2.get_cuda_device_count())
+    except RuntimeError:
+        return False
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str
+    compute_type: str
+
+
+def choose_placement(settings: WhisperSettings) -> Placement:
+    device = settings.device
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    compute_type = settings.compute_type
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return Placement(device, compute_type)
+
+
+def load_model(settings: WhisperSettings) -> tuple[WhisperModel, bool]:
+    """The model named by `WHISPER_MODEL`, and whether it is a random (gibberish) model."""
+    name = settings.model
+    placement = choose_placement(settings)
+    is_random = name in RANDOM_PRESETS
+    try:
+        if is_random:
+            path = str(ensure_random_model(name, settings.model_cache_dir))
+        elif os.path.isdir(name):
+            path = name
+        else:
+            path = name  # a model name: faster-whisper downloads it into the cache
+        model = WhisperModel(
+            path,
+            device=placement.device,
+            compute_type=placement.compute_type,
+            cpu_threads=settings.cpu_threads or (os.cpu_count() or 1),
+            num_workers=settings.num_workers,
+            download_root=str(settings.model_cache_dir),
+        )
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"could not load WHISPER_MODEL={name!r} on {placement.device} "
+            f"({type(exc).__name__}: {exc}). Set WHISPER_MODEL to a model name reachable from "
+            "this machine, to a local CTranslate2 model directory, or to 'random-tiny' for an "
+            "offline demo (gibberish text)."
+        ) from exc
+    logger.info(
+        "loaded model %s on %s (%s)%s",
+        name,
+        placement.device,
+        placement.compute_type,
+        " -- RANDOM WEIGHTS, transcripts are gibberish" if is_random else "",
+    )
+    return model, is_random
+
+
+def decode_clip(body: bytes) -> np.ndarray:
+    """Audio bytes (any format FFmpeg reads) as 16 kHz mono float32, checked for length."""
+    if not body:
+        raise InvalidAudioError("empty request body: send a WAV clip of at most 30 s")
+    audio = read_pcm16_wav(body)
+    if audio is None:
+        try:
+            audio = decode_audio(io.BytesIO(body), sampling_rate=SAMPLE_RATE_HZ)
+        except Exception as exc:
+            raise UnsupportedMediaError(
+                f"request body is not decodable audio ({type(exc).__name__}); send a WAV clip"
+            ) from exc
+    duration = len(audio) / SAMPLE_RATE_HZ
+    if duration == 0:
+        raise InvalidAudioError("the clip holds no audio samples")
+    if duration > MAX_CLIP_SEC + _CLIP_TOLERANCE_SEC:
+        raise InvalidAudioError(
+            f"clip is {duration:.2f} s long; the model server takes at most {MAX_CLIP_SEC:g} s "
+            "per clip (cut longer audio into micro chunks)"
+        )
+    return audio
+
+
+class WhisperEngine:
+    """A loaded model and the decoding settings every clip shares."""
+
+    def __init__(self, model: WhisperModel, settings: WhisperSettings, *, is_random: bool) -> None:
+        self.model = model
+        self.settings = settings
+        self.is_random = is_random
+        fallback = settings.temperature_fallback
+        if fallback is None:
+            fallback = not is_random
+        self.temperatures: tuple[float, ...] = _FALLBACK_TEMPERATURES if fallback else (0.0,)
+
+    def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
+        """Transcribe one clip (blocking); times are relative to the clip and clamped to it."""
+        segments, info = self.model.transcribe(
+            audio,
+            language=options.language,
+            task=options.task,
+            beam_size=self.settings.beam_size,
+            temperature=list(self.temperatures),
+            word_timestamps=options.word_timestamps,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        duration = len(audio) / SAMPLE_RATE_HZ
+        clip_segments = clamp_segments(
+            [
+                ClipSegment(
+                    start_sec=segment.start,
+                    end_sec=segment.end,
+                    text=segment.text,
+                    words=None
+                    if segment.words is None
+                    else [
+                        Word(
+                            start_sec=w.start, end_sec=w.end, word=w.word, probability=w.probability
+                        )
+                        for w in segment.words
+                    ],
+                )
+                for segment in segments
+            ],
+            duration,
+        )
+        return ClipTranscription(
+            segments=clip_segments,
+            language=info.language,
+            language_probability=info.language_probability,
+            duration_sec=duration,
+        )
+
+
+def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSegment]:
+    """Keep segments inside [0, duration], in order and non-overlapping.
+
+    Whisper can place timestamps past the end of a short clip (it always thinks in 30 s windows)
+    and random models emit arbitrary ones; times outside the clip would corrupt absolute times.
+    """
+    clamped: list[ClipSegment] = []
+    floor = 0.0
+    for segment in segments:
+        start = min(max(segment.start_sec, floor), duration)
+        end = min(max(segment.end_sec, start), duration)
+        words = None
+        if segment.words is not None:
+            words = []
+            for word in segment.words:
+                word_start = min(max(word.start_sec, start), end)
+                words.append(
+                    word.model_copy(
+                        update={
+                            "start_sec": word_start,
+                            "end_sec": min(max(word.end_sec, word_start), end),
+                        }
+                    )
+                )
+        clamped.append(
+            segment.model_copy(update={"start_sec": start, "end_sec": end, "words": words})
+        )
+        floor = end
+    return clamped

@@ -1,0 +1,73 @@
+"""Model server routes: one clip in, its segments out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from services.whisper_gpu.app import ModelHolder
+from services.whisper_gpu.engine import decode_clip
+from shared.errors import InvalidRequestError, PayloadTooLargeError
+from shared.schemas import ClipOptions, ClipTranscription, TranscribeParams
+
+router = APIRouter(tags=["model"])
+
+
+class ClipJson(BaseModel):
+    """The seed design's JSON body: a base64 WAV."""
+
+    audio_b64: str
+
+
+def _models(request: Request) -> ModelHolder:
+    holder: ModelHolder = request.app.state.models
+    return holder
+
+
+def _clip_options(
+    language: Annotated[str | None, Query(description="Language code; omit to detect.")] = None,
+    task: Annotated[str, Query(pattern="^(transcribe|translate)$")] = "transcribe",
+    word_timestamps: bool = False,
+) -> ClipOptions:
+    if language is not None:
+        language = TranscribeParams(language=language).language
+    return ClipOptions(language=language, task=task, word_timestamps=word_timestamps)  # type: ignore[arg-type]
+
+
+async def _read_body(request: Request) -> bytes:
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body is {declared} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            return base64.b64decode(ClipJson.model_validate_json(body).audio_b64, validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise InvalidRequestError(
+                "JSON body must be {\"audio_b64\": <base64 WAV>}", param="audio_b64"
+            ) from exc
+    return body
+
+
+@router.post("/v1/clips", response_model=ClipTranscription)
+async def transcribe_clip(
+    request: Request,
+    options: Annotated[ClipOptions, Depends(_clip_options)],
+    models: Annotated[ModelHolder, Depends(_models)],
+) -> ClipTranscription:
+    """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`)."""
+    audio = await anyio.to_thread.run_sync(decode_clip, await _read_body(request))
+    return await models.transcribe(audio, options)

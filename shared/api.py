@@ -1,0 +1,82 @@
+"""What every service's app shares: the error handlers and the health endpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import (
+    ErrorBody,
+    ErrorDetail,
+    WhisperfleetError,
+    validation_error_body,
+)
+from shared.schemas import Health
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(error: WhisperfleetError) -> JSONResponse:
+    return JSONResponse(
+        error.body().model_dump(), status_code=error.status_code, headers=error.headers()
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every failure, expected or not, to the one error body."""
+
+    async def on_whisperfleet_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, WhisperfleetError)
+        if exc.status_code >= 500:
+            logger.warning("%s: %s", exc.code, exc.message)
+        return error_response(exc)
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error_body(list(exc.errors())))
+
+    async def on_http_exception(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = ErrorBody(
+            error=ErrorDetail(message=str(exc.detail), type="invalid_request_error", code=code)
+        )
+        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(WhisperfleetError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    app.add_exception_handler(WhisperfleetError, on_whisperfleet_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def health_router(service: str, readiness: Callable[[Request], str | None]) -> APIRouter:
+    """`/healthz` answers while the process lives; `/readyz` is 503 until `readiness` returns None.
+
+    `readiness(request)` returns None when ready, else a short reason ("loading model").
+    """
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", response_model=Health)
+    async def liveness() -> Health:
+        """Liveness: the process is up."""
+        return Health(status="ok", service=service)
+
+    @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    async def readiness_probe(request: Request) -> Health | JSONResponse:
+        """Readiness: the service can take work now."""
+        reason = readiness(request)
+        if reason is None:
+            return Health(status="ok", service=service)
+        body = Health(status="loading", service=service, detail=reason)
+        return JSONResponse(body.model_dump(), status_code=503)
+
+    return router

@@ -1,0 +1,216 @@
+"""Typed async clients for service-to-service calls: the one layer that retries.
+
+A `ServiceClient` spreads requests over a `ReplicaPool` (fewest requests in flight wins, replicas
+that just failed sit out a cool-down), retries with exponential backoff and full jitter on
+connection failures, 503 (honouring Retry-After) and 504, and turns every other failure into the
+error hierarchy of `shared.errors`. Nothing above this layer retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from shared.errors import (
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    WhisperfleetError,
+    error_from_body,
+)
+from shared.schemas import (
+    ChunkRequest,
+    ChunkResult,
+    ClipOptions,
+    ClipTranscription,
+    SilenceRequest,
+    SilenceResult,
+)
+
+BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
+
+_RETRYABLE_STATUS = frozenset({503, 504})
+_RETRYABLE_TRANSPORT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.PoolTimeout,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay_sec: float = 0.25
+    max_delay_sec: float = 8.0
+
+    def delay(self, attempt: int, retry_after_sec: float | None = None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
+        ceiling = min(self.max_delay_sec, self.base_delay_sec * 2**attempt)
+        delay = random.uniform(0, ceiling)
+        if retry_after_sec is not None:
+            delay = max(delay, min(retry_after_sec, self.max_delay_sec))
+        return delay
+
+
+@dataclass
+class Replica:
+    url: str
+    in_flight: int = 0
+    failed_until: float = 0.0
+    served: int = 0
+
+
+@dataclass
+class ReplicaPool:
+    """Base URLs of one service's replicas; picks per request by fewest requests in flight."""
+
+    urls: Sequence[str]
+    cooldown_sec: float = 5.0
+    _replicas: list[Replica] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("a replica pool needs at least one URL")
+        self._replicas = [Replica(url.rstrip("/")) for url in self.urls]
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return list(self._replicas)
+
+    def pick(self) -> Replica:
+        now = time.monotonic()
+        healthy = [r for r in self._replicas if r.failed_until <= now] or self._replicas
+        fewest = min(r.in_flight for r in healthy)
+        return random.choice([r for r in healthy if r.in_flight == fewest])
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[Replica]:
+        replica = self.pick()
+        replica.in_flight += 1
+        replica.served += 1
+        try:
+            yield replica
+        finally:
+            replica.in_flight -= 1
+
+    def mark_failed(self, replica: Replica) -> None:
+        replica.failed_until = time.monotonic() + self.cooldown_sec
+
+    def mark_ok(self, replica: Replica) -> None:
+        replica.failed_until = 0.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ServiceClient:
+    """Calls one peer service (all its replicas) with the retry policy and a deadline."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        pool: ReplicaPool,
+        *,
+        name: str,
+        setting_hint: str,
+        retry: RetryPolicy | None = None,
+        deadline_sec: float = 600.0,
+    ) -> None:
+        self._http = http
+        self.pool = pool
+        self.name = name
+        self._hint = setting_hint
+        self._retry = retry or RetryPolicy()
+        self._deadline_sec = deadline_sec
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self._deadline_sec):
+                return await self._request_with_retries(method, path, **kwargs)
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"{self.name} did not answer {path} within {self._deadline_sec:g} s"
+            ) from None
+
+    async def _request_with_retries(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        last_error: WhisperfleetError | None = None
+        for attempt in range(self._retry.attempts):
+            if attempt:
+                retry_after = last_error.retry_after_sec if last_error else None
+                await asyncio.sleep(self._retry.delay(attempt - 1, retry_after))
+            async with self.pool.lease() as replica:
+                url = replica.url + path
+                try:
+                    response = await self._http.request(method, url, **kwargs)
+                except _RETRYABLE_TRANSPORT as exc:
+                    self.pool.mark_failed(replica)
+                    last_error = UpstreamUnavailableError(
+                        f"{self.name} unreachable at {replica.url} ({type(exc).__name__}: "
+                        f"{exc or 'connection failed'}); check {self._hint}",
+                        retry_after_sec=1,
+                    )
+                    continue
+                except httpx.TimeoutException as exc:
+                    raise UpstreamTimeoutError(
+                        f"{self.name} at {replica.url} timed out ({type(exc).__name__})"
+                    ) from exc
+            if response.is_success:
+                self.pool.mark_ok(replica)
+                return response
+            error = error_from_body(response.status_code, response.content, source=self.name)
+            if response.status_code not in _RETRYABLE_STATUS:
+                raise error
+            error.retry_after_sec = _retry_after(response) or error.retry_after_sec
+            last_error = error
+        assert last_error is not None
+        raise last_error
+
+    async def call(self, path: str, body: BaseModel, result: type[BaseModelT]) -> BaseModelT:
+        response = await self.request("POST", path, json=body.model_dump(mode="json"))
+        return result.model_validate_json(response.content)
+
+
+class WhisperClient:
+    """The chunk worker's view of the model server."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    async def transcribe_clip(self, wav: bytes, options: ClipOptions) -> ClipTranscription:
+        params = options.model_dump(exclude_none=True)
+        response = await self.service.request(
+            "POST",
+            "/v1/clips",
+            content=wav,
+            params={k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()},
+            headers={"content-type": "audio/wav"},
+        )
+        return ClipTranscription.model_validate_json(response.content)
+
+
+class WorkerClient:
+    """The orchestrator's view of the chunk workers."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self.service = service
+
+    async def transcribe_chunk(self, request: ChunkRequest) -> ChunkResult:
+        return await self.service.call("/v1/chunks", request, ChunkResult)
+
+    async def find_silence(self, request: SilenceRequest) -> SilenceResult:
+        return await self.service.call("/v1/silence", request, SilenceResult)

@@ -1,0 +1,168 @@
+"""One error hierarchy for all services, mapped to one stable JSON body.
+
+    WhisperfleetError (500 internal_error)
+    ├── InvalidRequestError (422 invalid_request)
+    │   ├── MediaUnavailableError (422 media_unavailable)    media host answered 4xx
+    │   ├── RangeNotSupportedError (422 range_not_supported) media host ignores Range
+    │   └── InvalidAudioError (422 invalid_audio)            empty / too long clip
+    ├── PayloadTooLargeError (413 payload_too_large)
+    ├── UnsupportedMediaError (415 unsupported_media)        not decodable / no audio stream
+    ├── MediaHostError (502 media_host_error)                media host down or 5xx
+    ├── UpstreamError (502 upstream_error)                   a peer service failed
+    ├── UpstreamUnavailableError (503 upstream_unavailable)  a peer service is unreachable
+    │   ├── OverloadedError (503 overloaded)                 queue full, retry later
+    │   └── NotReadyError (503 not_ready)                    model still loading
+    └── UpstreamTimeoutError (504 upstream_timeout)          deadline passed
+
+Body (OpenAI's error shape): `{"error": {"message", "type", "code", "param"}}`. A service that
+receives such a body from a peer re-raises the same class (`error_from_body`), so the end client
+sees the original cause, e.g. "whisper server unreachable", not a generic 502.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class WhisperfleetError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "server_error"
+
+    def __init__(
+        self, message: str, *, param: str | None = None, retry_after_sec: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after_sec = retry_after_sec
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            error=ErrorDetail(message=self.message, type=self.type, code=self.code, param=self.param)
+        )
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_sec is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after_sec)))}
+
+
+class InvalidRequestError(WhisperfleetError):
+    status_code = 422
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class MediaUnavailableError(InvalidRequestError):
+    code = "media_unavailable"
+
+
+class RangeNotSupportedError(InvalidRequestError):
+    code = "range_not_supported"
+
+
+class InvalidAudioError(InvalidRequestError):
+    code = "invalid_audio"
+
+
+class PayloadTooLargeError(WhisperfleetError):
+    status_code = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaError(WhisperfleetError):
+    status_code = 415
+    code = "unsupported_media"
+    type = "invalid_request_error"
+
+
+class MediaHostError(WhisperfleetError):
+    status_code = 502
+    code = "media_host_error"
+    type = "upstream_error"
+
+
+class UpstreamError(WhisperfleetError):
+    status_code = 502
+    code = "upstream_error"
+    type = "upstream_error"
+
+
+class UpstreamUnavailableError(WhisperfleetError):
+    status_code = 503
+    code = "upstream_unavailable"
+    type = "unavailable_error"
+
+
+class OverloadedError(UpstreamUnavailableError):
+    code = "overloaded"
+
+
+class NotReadyError(UpstreamUnavailableError):
+    code = "not_ready"
+
+
+class UpstreamTimeoutError(WhisperfleetError):
+    status_code = 504
+    code = "upstream_timeout"
+    type = "timeout_error"
+
+
+def _all_subclasses(cls: type[WhisperfleetError]) -> list[type[WhisperfleetError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+_BY_CODE: dict[str, type[WhisperfleetError]] = {
+    cls.code: cls for cls in _all_subclasses(WhisperfleetError)
+}
+
+
+def error_from_body(status_code: int, content: bytes, *, source: str) -> WhisperfleetError:
+    """Rebuild the error a peer service sent; `source` names the peer when its body is foreign."""
+    retry_after: float | None = None
+    try:
+        detail = ErrorBody.model_validate_json(content).error
+    except ValidationError:
+        text = content.decode("utf-8", "replace").strip()[:200] or "(empty body)"
+        message = f"{source} answered HTTP {status_code}: {text}"
+        if status_code == 503:
+            return UpstreamUnavailableError(message)
+        if status_code == 504:
+            return UpstreamTimeoutError(message)
+        return UpstreamError(message)
+    cls = _BY_CODE.get(detail.code, UpstreamError)
+    if cls is WhisperfleetError:
+        cls = UpstreamError
+    if issubclass(cls, UpstreamUnavailableError):
+        retry_after = 1.0
+    return cls(detail.message, param=detail.param, retry_after_sec=retry_after)
+
+
+def validation_error_body(errors: list[Any]) -> WhisperfleetError:
+    """A 422 naming the first offending field, e.g. `params.micro_chunk_size_sec`."""
+    messages = []
+    first_param: str | None = None
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        param = ".".join(location) or None
+        first_param = first_param or param
+        messages.append(f"{param}: {error.get('msg')}" if param else str(error.get("msg")))
+    return InvalidRequestError("; ".join(messages) or "invalid request", param=first_param)

@@ -1,0 +1,210 @@
+"""Wire types of all three services: the single source of truth.
+
+The public request/response (`TranscribeRequest`, `TranscribeOutput`) keep the field names of the
+seed design, so a client written against its JSON works unchanged. Internal hops (orchestrator ->
+chunk worker -> whisper server) use the types further down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from shared.languages import LANGUAGE_NAMES
+
+SAMPLE_RATE_HZ = 16000
+"""Every service speaks 16 kHz mono PCM internally: Whisper's native input."""
+
+MAX_CLIP_SEC = 30.0
+"""Whisper's window: the longest clip the model server accepts."""
+
+Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+def _require_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
+
+
+MediaUrl = Annotated[str, AfterValidator(_require_http_url)]
+
+
+class _Strict(BaseModel):
+    """Rejects unknown fields so a misspelt parameter is a 422 that names it, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TranscribeParams(_Strict):
+    """How a job is chunked and transcribed. Every field is optional."""
+
+    micro_chunk_size_sec: float = Field(
+        30.0,
+        ge=5.0,
+        le=MAX_CLIP_SEC,
+        description="Longest micro chunk sent to the model; cuts land at the quietest point of "
+        "each chunk's second half.",
+    )
+    macro_chunk_size_sec: float = Field(
+        300.0,
+        ge=30.0,
+        le=3600.0,
+        description="Nominal length of the time range one chunk worker fetches and transcribes.",
+    )
+    silence_detection_smoothing_num_samples: int = Field(
+        3200,
+        ge=160,
+        le=16000,
+        description="Smoothing window (samples at 16 kHz) of the power envelope used to find "
+        "silent cut points; 3200 = 0.2 s.",
+    )
+    language: str | None = Field(
+        None,
+        description="Language code (e.g. 'en'). Omit to detect the language of every micro chunk.",
+    )
+    macro_chunk_overlap_sec: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.0,
+        description="Accepted for compatibility with the seed design; must be 0 (boundaries are "
+        "moved into silence instead of overlapping).",
+    )
+    wav_sampling_rate_hz: int = Field(
+        SAMPLE_RATE_HZ,
+        ge=SAMPLE_RATE_HZ,
+        le=SAMPLE_RATE_HZ,
+        description="Accepted for compatibility with the seed design; must be 16000.",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().lower()
+        if code not in LANGUAGE_NAMES:
+            raise ValueError(f"unknown language code {value!r}; use a Whisper code such as 'en'")
+        return code
+
+
+class TranscribeRequest(_Strict):
+    """Body of `POST /v1/transcribe` and `POST /v1/transcribe/stream`."""
+
+    media_url: MediaUrl = Field(
+        description="http(s) URL of an audio or video file; the host must support range requests."
+    )
+    params: TranscribeParams = Field(default_factory=TranscribeParams)
+
+
+class Segment(BaseModel):
+    """One timed piece of the transcript, times absolute in the input file."""
+
+    start_time_sec: float
+    end_time_sec: float
+    text: str
+    language: str = Field(description="Language name, e.g. 'english'.")
+    bcp47_key: str = Field(description="Language code, e.g. 'en'.")
+
+
+class TimeSpan(BaseModel):
+    start_sec: Seconds
+    end_sec: Seconds
+
+
+class MicroChunkReport(TimeSpan):
+    """A micro chunk that was sent to the model, and how many segments came back."""
+
+    num_segments: int
+
+
+class MacroChunkReport(TimeSpan):
+    micro_chunks: list[MicroChunkReport]
+
+
+class TranscribeOutput(BaseModel):
+    """Response of `POST /v1/transcribe` (the seed design's fields, plus the chunk plan)."""
+
+    segments: list[Segment]
+    input_duration_sec: float
+    processing_duration_sec: float
+    speedup: float = Field(description="input_duration_sec / processing_duration_sec")
+    macro_chunks: list[MacroChunkReport] = Field(
+        default_factory=list, description="How the input was cut: for inspection and debugging."
+    )
+
+
+# -- orchestrator -> chunk worker -------------------------------------------------------------
+
+
+class ChunkRequest(_Strict):
+    """Transcribe `[start_sec, end_sec)` of `media_url`."""
+
+    media_url: MediaUrl
+    start_sec: Seconds
+    end_sec: Seconds
+    params: TranscribeParams = Field(default_factory=TranscribeParams)
+
+
+class ChunkResult(BaseModel):
+    segments: list[Segment]
+    micro_chunks: list[MicroChunkReport]
+
+
+class SilenceRequest(_Strict):
+    """Find the quietest instant of `media_url` within `[start_sec, end_sec)`."""
+
+    media_url: MediaUrl
+    start_sec: Seconds
+    end_sec: Seconds
+    smoothing_num_samples: int = Field(3200, ge=160, le=16000)
+
+
+class SilenceResult(BaseModel):
+    split_sec: float
+
+
+# -- chunk worker -> whisper server -----------------------------------------------------------
+
+
+class ClipOptions(_Strict):
+    """Per-request decoding options (query parameters of the clip endpoint)."""
+
+    language: str | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = False
+
+
+class Word(BaseModel):
+    start_sec: float
+    end_sec: float
+    word: str
+    probability: float
+
+
+class ClipSegment(BaseModel):
+    """A segment with times relative to the start of its clip, clamped to the clip."""
+
+    start_sec: float
+    end_sec: float
+    text: str
+    words: list[Word] | None = None
+
+
+class ClipTranscription(BaseModel):
+    segments: list[ClipSegment]
+    language: str
+    language_probability: float
+    duration_sec: float
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "unavailable"]
+    service: str
+    detail: str | None = None

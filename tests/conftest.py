@@ -1,0 +1,43 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MEDIA_DIR = Path(__file__).parent / "media"
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    return MEDIA_DIR
+
+
+def load_manifest(name: str) -> dict[str, Any]:
+    """Sentence times of a committed test file (see scripts/make_test_media.py)."""
+    manifest: dict[str, Any] = json.loads((MEDIA_DIR / name).read_text())
+    return manifest
+
+
+def pauses(manifest: dict[str, Any]) -> list[tuple[float, float]]:
+    """The gaps between sentences (and before the first), as (start, end) seconds."""
+    gaps = []
+    previous_end = 0.0
+    for sentence in manifest["sentences"]:
+        gaps.append((previous_end, float(sentence["start_sec"])))
+        previous_end = float(sentence["end_sec"])
+    gaps.append((previous_end, float(manifest["duration_sec"])))
+    return gaps
+
+
+def in_pause(time_sec: float, manifest: dict[str, Any], margin_sec: float = 0.0) -> bool:
+    return any(start + margin_sec <= time_sec <= end - margin_sec for start, end in pauses(manifest))
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One random-model cache for the whole session (building takes under a second)."""
+    return tmp_path_factory.mktemp("models")
