@@ -57,7 +57,9 @@ def speak(text: str, workdir: Path, index: int) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1]
 
 
-def synthesise(total_sec: float, seed: int, workdir: Path) -> tuple[np.ndarray, list[dict[str, object]]]:
+def synthesise(
+    total_sec: float, seed: int, workdir: Path
+) -> tuple[np.ndarray, list[dict[str, object]]]:
     """Sentences separated by seeded pauses of 0.4-1.6 s over a faint noise floor."""
     rng = np.random.default_rng(seed)
     voices = [speak(text, workdir, i) for i, text in enumerate(SENTENCES)]

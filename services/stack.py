@@ -193,7 +193,9 @@ class LocalStack:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=8000, help="orchestrator port (default 8000)")
     parser.add_argument("--workers", type=int, default=2, help="chunk workers (default 2)")
     parser.add_argument("--whisper-port", type=int, default=8002)
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping:
             dead = stack.first_exited()
             if dead is not None:
-                print(f"{dead.name} exited with code {dead.process.returncode if dead.process else '?'}; stopping", file=sys.stderr)
+                code = dead.process.returncode if dead.process else "?"
+                print(f"{dead.name} exited with code {code}; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
     finally:

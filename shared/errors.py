@@ -52,7 +52,9 @@ class WhisperfleetError(Exception):
 
     def body(self) -> ErrorBody:
         return ErrorBody(
-            error=ErrorDetail(message=self.message, type=self.type, code=self.code, param=self.param)
+            error=ErrorDetail(
+                message=self.message, type=self.type, code=self.code, param=self.param
+            )
         )
 
     def headers(self) -> dict[str, str]:

@@ -34,7 +34,7 @@ MediaUrl = Annotated[str, AfterValidator(_require_http_url)]
 
 
 class _Strict(BaseModel):
-    """Rejects unknown fields so a misspelt parameter is a 422 that names it, not silently ignored."""
+    """Rejects unknown fields: a misspelt parameter is a 422 naming it, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
 

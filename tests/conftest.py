@@ -34,7 +34,9 @@ def pauses(manifest: dict[str, Any]) -> list[tuple[float, float]]:
 
 
 def in_pause(time_sec: float, manifest: dict[str, Any], margin_sec: float = 0.0) -> bool:
-    return any(start + margin_sec <= time_sec <= end - margin_sec for start, end in pauses(manifest))
+    return any(
+        start + margin_sec <= time_sec <= end - margin_sec for start, end in pauses(manifest)
+    )
 
 
 @pytest.fixture(scope="session")

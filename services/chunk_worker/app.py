@@ -55,4 +55,3 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
     app.include_router(health_router("chunk_worker", lambda request: None))
     app.include_router(router)
     return app
-

@@ -21,9 +21,9 @@ import numpy as np
 
 from services.chunk_worker.media import FetchOptions, PcmSource, sniff_media
 from services.chunk_worker.silence import quietest_point
+from shared.aio import first_error
 from shared.audio import pcm16_to_wav
 from shared.clients import WhisperClient
-from shared.errors import WhisperfleetError
 from shared.languages import language_name
 from shared.schemas import (
     SAMPLE_RATE_HZ,
@@ -85,22 +85,6 @@ class MicroChunker:
         return chunk
 
 
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a failed task group: a known error first, then anything."""
-    leaves: list[BaseException] = []
-
-    def collect(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                collect(inner)
-        else:
-            leaves.append(error)
-
-    collect(group)
-    known = [e for e in leaves if isinstance(e, WhisperfleetError)]
-    return (known or leaves)[0]
-
-
 class ChunkTranscriber:
     """Transcribes one time range of a media URL."""
 
@@ -139,9 +123,7 @@ class ChunkTranscriber:
                 await slots.acquire()
                 tasks.append(group.create_task(send(chunk)))
 
-        source = PcmSource(
-            request.media_url, request.start_sec, request.end_sec, mode, self.fetch
-        )
+        source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, self.fetch)
         try:
             async with asyncio.TaskGroup() as group, source:
                 async for block in source.blocks():
@@ -153,9 +135,7 @@ class ChunkTranscriber:
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
         mode = await sniff_media(self.http, request.media_url)
-        source = PcmSource(
-            request.media_url, request.start_sec, request.end_sec, mode, self.fetch
-        )
+        source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, self.fetch)
         async with source:
             samples = np.concatenate([block async for block in source.blocks()])
         split = quietest_point(samples, 0, len(samples), request.smoothing_num_samples)

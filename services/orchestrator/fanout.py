@@ -1,26 +1,24 @@
 """The orchestrator's core: check, probe, plan, fan out to the chunk workers, merge in order.
 
-    media_url ─> range check ─> duration ─> even grid ─> boundaries moved into pauses
-                                                        (one /v1/silence call per boundary,
-                                                         all in parallel)
-              ─> one /v1/chunks call per macro chunk, at most `max_concurrent_chunks` at once
-              ─> segments concatenated in timeline order
+media_url ─> range check ─> duration ─> even grid ─> boundaries moved into pauses
+                                                    (one /v1/silence call per boundary,
+                                                     all in parallel)
+          ─> one /v1/chunks call per macro chunk, at most `max_concurrent_chunks` at once
+          ─> segments concatenated in timeline order
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
-from typing import TypeVar
 
 import httpx
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.planner import nominal_boundaries, search_windows, spans_from_boundaries
 from services.orchestrator.probe import check_range_support, probe_duration
+from shared.aio import gather_bounded
 from shared.clients import WorkerClient
-from shared.errors import WhisperfleetError
 from shared.schemas import (
     ChunkRequest,
     ChunkResult,
@@ -31,28 +29,6 @@ from shared.schemas import (
     TranscribeParams,
     TranscribeRequest,
 )
-
-T = TypeVar("T")
-
-
-async def gather_bounded(awaitables: Iterable[Awaitable[T]], limit: int) -> list[T]:
-    """Run awaitables concurrently, at most `limit` at once; results in input order.
-
-    The first failure cancels the rest and is raised as itself (not as an exception group).
-    """
-    slots = asyncio.Semaphore(limit)
-
-    async def bounded(awaitable: Awaitable[T]) -> T:
-        async with slots:
-            return await awaitable
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(bounded(a)) for a in awaitables]
-    except BaseExceptionGroup as errors:
-        known = [e for e in errors.exceptions if isinstance(e, WhisperfleetError)]
-        raise (known or list(errors.exceptions))[0] from None
-    return [task.result() for task in tasks]
 
 
 class JobRunner:
@@ -68,7 +44,9 @@ class JobRunner:
         await check_range_support(self.media_http, media_url)
         return await asyncio.to_thread(probe_duration, media_url, self.settings.probe_timeout_sec)
 
-    async def plan(self, media_url: str, duration: float, params: TranscribeParams) -> list[TimeSpan]:
+    async def plan(
+        self, media_url: str, duration: float, params: TranscribeParams
+    ) -> list[TimeSpan]:
         """Macro chunks whose boundaries sit in the quietest point near the even grid."""
         boundaries = nominal_boundaries(duration, params.macro_chunk_size_sec)
         if boundaries and self.settings.boundary_search_sec > 0:

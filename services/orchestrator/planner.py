@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from shared.schemas import TimeSpan
@@ -38,6 +39,6 @@ def spans_from_boundaries(duration_sec: float, boundaries: list[float]) -> list[
     points = [0.0, *sorted(boundaries), duration_sec]
     return [
         TimeSpan(start_sec=start, end_sec=end)
-        for start, end in zip(points, points[1:], strict=False)
+        for start, end in itertools.pairwise(points)
         if end > start
     ]

@@ -59,9 +59,7 @@ def probe_duration(url: str, timeout_sec: float) -> float:
         with av.open(url, options=options, timeout=timeout_sec) as container:
             audio = container.streams.audio
             if not audio:
-                raise UnsupportedMediaError(
-                    "media_url has no audio stream", param="media_url"
-                )
+                raise UnsupportedMediaError("media_url has no audio stream", param="media_url")
             duration = None
             if container.duration:
                 duration = container.duration / 1_000_000

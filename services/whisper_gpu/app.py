@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.engine import ModelUnavailableError, WhisperEngine, load_model
@@ -90,6 +90,8 @@ def create_app(
 
     app = FastAPI(title="Whisperfleet model server", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(health_router("whisper_gpu", lambda r: r.app.state.models.not_ready_reason()))
+    app.include_router(
+        health_router("whisper_gpu", lambda r: r.app.state.models.not_ready_reason())
+    )
     app.include_router(router)
     return app

@@ -15,7 +15,14 @@ from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
 from shared.audio import read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
-from shared.schemas import MAX_CLIP_SEC, SAMPLE_RATE_HZ, ClipOptions, ClipSegment, ClipTranscription, Word
+from shared.schemas import (
+    MAX_CLIP_SEC,
+    SAMPLE_RATE_HZ,
+    ClipOptions,
+    ClipSegment,
+    ClipTranscription,
+    Word,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -23,15 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.languages import LANGUAGE_NAMES
+
 logger = logging.getLogger(__name__)
 
 # Whisper's language tokens, in the order of the real vocabulary.
-LANGUAGE_CODES = (
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no th ur "
-    "hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw gl mr pa si "
-    "km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl mg as tt haw ln "
-    "ha ba jw su yue"
-).split()
+LANGUAGE_CODES = tuple(LANGUAGE_NAMES)
 
 _N_TEXT_TOKENS = 50256  # ids 0..50255: 256 byte tokens, then filler words; 50256 is ""
 _N_MELS = 80
@@ -191,7 +188,9 @@ def _sinusoids(length: int, channels: int) -> np.ndarray:
     return np.concatenate([np.sin(scaled_time), np.cos(scaled_time)], axis=1).astype(np.float32)
 
 
-def build_random_model(shape: RandomModelShape, directory: Path, quantization: str = "int8") -> None:
+def build_random_model(
+    shape: RandomModelShape, directory: Path, quantization: str = "int8"
+) -> None:
     """Write a complete faster-whisper model directory (CTranslate2 weights + side files)."""
     tokens = vocabulary()
     spec = _build_spec(shape, tokens)

@@ -36,7 +36,7 @@ def _clip_options(
 ) -> ClipOptions:
     if language is not None:
         language = TranscribeParams(language=language).language
-    return ClipOptions(language=language, task=task, word_timestamps=word_timestamps)  # type: ignore[arg-type]
+    return ClipOptions(language=language, task=task, word_timestamps=word_timestamps)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -57,7 +57,7 @@ async def _read_body(request: Request) -> bytes:
             return base64.b64decode(ClipJson.model_validate_json(body).audio_b64, validate=True)
         except (ValueError, binascii.Error) as exc:
             raise InvalidRequestError(
-                "JSON body must be {\"audio_b64\": <base64 WAV>}", param="audio_b64"
+                'JSON body must be {"audio_b64": <base64 WAV>}', param="audio_b64"
             ) from exc
     return body
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def test_transcript_of_minutes_of_speech_is_ordered_complete_and_timed(
     assert output.segments
     previous_end = 0.0
     for segment in output.segments:
-        assert previous_end - 1e-6 <= segment.start_time_sec <= segment.end_time_sec <= duration + 1e-6
+        assert (
+            previous_end - 1e-6 <= segment.start_time_sec <= segment.end_time_sec <= duration + 1e-6
+        )
         assert segment.bcp47_key == "en" and segment.language == "english"
         previous_end = segment.end_time_sec
 
@@ -57,14 +60,14 @@ def test_transcript_of_minutes_of_speech_is_ordered_complete_and_timed(
     assert len(macros) == 4  # 204 s in chunks of at most 60 s
     assert macros[0].start_sec == 0 and macros[-1].end_sec == pytest.approx(duration)
     micro_total = 0
-    for macro, following in zip(macros, macros[1:], strict=False):
+    for macro, following in itertools.pairwise(macros):
         assert macro.end_sec == pytest.approx(following.start_sec)
         assert in_pause(macro.end_sec, manifest), f"macro boundary {macro.end_sec} cuts speech"
     for macro in macros:
         micros = macro.micro_chunks
         assert micros[0].start_sec == pytest.approx(macro.start_sec, abs=1e-6)
         assert micros[-1].end_sec == pytest.approx(macro.end_sec, abs=0.05)
-        for micro, following_micro in zip(micros, micros[1:], strict=False):
+        for micro, following_micro in itertools.pairwise(micros):
             assert micro.end_sec == pytest.approx(following_micro.start_sec, abs=1e-6)
             assert in_pause(micro.end_sec, manifest), f"micro cut {micro.end_sec} cuts speech"
         for micro in micros:
@@ -145,7 +148,10 @@ def test_unreachable_media_host_is_a_502(stack: LocalStack) -> None:
         ({"micro_chunk_size_sec": 31}, "params.micro_chunk_size_sec"),
         ({"micro_chunk_size_sec": 2}, "params.micro_chunk_size_sec"),
         ({"macro_chunk_size_sec": 5}, "params.macro_chunk_size_sec"),
-        ({"silence_detection_smoothing_num_samples": 10}, "params.silence_detection_smoothing_num_samples"),
+        (
+            {"silence_detection_smoothing_num_samples": 10},
+            "params.silence_detection_smoothing_num_samples",
+        ),
         ({"language": "klingon"}, "params.language"),
         ({"micro_chunk_sz": 10}, "params.micro_chunk_sz"),
     ],
@@ -153,7 +159,9 @@ def test_unreachable_media_host_is_a_502(stack: LocalStack) -> None:
 def test_out_of_range_params_are_a_422_naming_the_field(
     stack: LocalStack, media_server: MediaServer, params: dict[str, Any], field: str
 ) -> None:
-    response = transcribe(stack, {"media_url": media_server.url("speech_40s.wav"), "params": params})
+    response = transcribe(
+        stack, {"media_url": media_server.url("speech_40s.wav"), "params": params}
+    )
     assert_error(response, 422, "invalid_request", field)
     assert response.json()["error"]["param"] == field
 
@@ -178,5 +186,7 @@ def test_unreachable_whisper_server_is_a_503_naming_it(
         )
     finally:
         broken.stop()
-    assert_error(response, 503, "upstream_unavailable", "whisper server", "CHUNK_WORKER_WHISPER_URLS")
+    assert_error(
+        response, 503, "upstream_unavailable", "whisper server", "CHUNK_WORKER_WHISPER_URLS"
+    )
     assert "retry-after" in response.headers

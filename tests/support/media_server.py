@@ -130,5 +130,3 @@ class MediaServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
-
-
