@@ -35,8 +35,20 @@ lint: $(STAMP) ## ruff and mypy
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+bench-model: $(STAMP) ## Model server throughput: one-at-a-time vs batched vs our HTTP server
+	$(PY) -m benchmarks.bench_model
+
+bench-media: $(STAMP) ## Bytes fetched, first-chunk latency, worker memory and cut quality
+	$(PY) -m benchmarks.bench_media
+
+bench-stream: $(STAMP) ## Time to first streamed segment and to the footer, 20 min vs 2 h
+	$(PY) -m benchmarks.bench_stream
+
 media: $(STAMP) ## Regenerate the committed test media (needs Debian's espeak-ng)
 	$(PY) scripts/make_test_media.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Container targets (Docker Compose / podman) live in deploy/deploy.mk.
+-include deploy/deploy.mk

@@ -208,3 +208,32 @@ class Health(BaseModel):
     status: Literal["ok", "loading", "unavailable"]
     service: str
     detail: str | None = None
+
+
+# -- streaming (orchestrator -> end client, as Server-Sent Events) ----------------------------
+
+
+class StreamHeader(BaseModel):
+    """First event of `POST /v1/transcribe/stream` (`event: header`)."""
+
+    media_url: str
+    input_duration_sec: float
+    macro_chunks: list[TimeSpan]
+
+
+class StreamProgress(BaseModel):
+    """`event: progress`: how much of the timeline is transcribed so far."""
+
+    done_sec: float
+    total_sec: float
+    segments: int
+
+
+class StreamFooter(BaseModel):
+    """Last event of a successful stream (`event: footer`): the JSON endpoint's totals."""
+
+    input_duration_sec: float
+    processing_duration_sec: float
+    speedup: float
+    num_segments: int
+    languages: list[str] = Field(description="Language codes seen, in order of first appearance.")
