@@ -96,13 +96,13 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
 class MediaServer:
     """`with MediaServer(directory) as server: server.url("speech.mp3")`"""
 
-    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root
         self.host = host
         self.traffic = TrafficLog()
         self._socket = socket.socket()
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, 0))
+        self._socket.bind((host, port))
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(build_app(root, self.traffic), log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)

@@ -1,0 +1,123 @@
+"""The model server's core without HTTP: the random model, decoding input, clamping output."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.whisper_gpu.config import WhisperSettings
+from services.whisper_gpu.engine import (
+    ModelUnavailableError,
+    WhisperEngine,
+    clamp_segments,
+    decode_clip,
+    load_model,
+)
+from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model, vocabulary
+from shared.audio import pcm16_to_wav
+from shared.errors import InvalidAudioError, UnsupportedMediaError
+from shared.schemas import ClipOptions, ClipSegment
+
+
+@pytest.fixture(scope="module")
+def engine(model_cache_dir: Path) -> WhisperEngine:
+    settings = WhisperSettings(model="random-tiny", model_cache_dir=model_cache_dir, cpu_threads=1)
+    model, is_random = load_model(settings)
+    return WhisperEngine(model, settings, is_random=is_random)
+
+
+def test_vocabulary_has_whisper_multilingual_layout() -> None:
+    tokens = vocabulary()
+    assert len(tokens) == 51866
+    assert tokens.index("<|endoftext|>") == 50257
+    assert tokens.index("<|startoftranscript|>") == 50258
+    assert tokens.index("<|en|>") == 50259
+    assert tokens.index("<|0.00|>") == 50365
+    assert tokens[50256] == ""
+
+
+def test_random_model_is_cached_and_reused(tmp_path: Path) -> None:
+    first = ensure_random_model("random-tiny", tmp_path)
+    assert (first / "model.bin").is_file() and (first / "tokenizer.json").is_file()
+    assert ensure_random_model("random-tiny", tmp_path) == first
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging left behind
+
+
+def test_random_model_stops_after_its_token_budget(engine: WhisperEngine) -> None:
+    audio = np.random.default_rng(0).standard_normal(16000 * 20).astype(np.float32) * 0.1
+    segments, _ = engine.model.transcribe(audio, language="en", temperature=0.0, beam_size=1)
+    tokens = sum(len(s.tokens) for s in segments)
+    assert 0 < tokens <= RANDOM_PRESETS["random-tiny"].stop_after_tokens
+
+
+def test_transcription_is_clamped_to_the_clip(engine: WhisperEngine) -> None:
+    audio = np.zeros(16000 * 3, dtype=np.float32)
+    result = engine.transcribe(audio, ClipOptions(language="en"))
+    assert result.duration_sec == 3.0
+    assert result.language == "en"
+    previous = 0.0
+    for segment in result.segments:
+        assert previous <= segment.start_sec <= segment.end_sec <= 3.0
+        previous = segment.end_sec
+
+
+def test_word_timestamps_are_inside_their_segment(engine: WhisperEngine) -> None:
+    audio = np.random.default_rng(1).standard_normal(16000 * 4).astype(np.float32) * 0.1
+    result = engine.transcribe(audio, ClipOptions(language="en", word_timestamps=True))
+    words = [(s, w) for s in result.segments for w in (s.words or [])]
+    assert words
+    for segment, word in words:
+        assert segment.start_sec <= word.start_sec <= word.end_sec <= segment.end_sec
+
+
+def test_language_is_detected_per_clip_when_not_given(engine: WhisperEngine) -> None:
+    result = engine.transcribe(np.zeros(16000, dtype=np.float32), ClipOptions())
+    assert result.language and 0.0 <= result.language_probability <= 1.0
+
+
+def test_unknown_model_fails_with_a_message_saying_what_to_set(tmp_path: Path) -> None:
+    settings = WhisperSettings(model=str(tmp_path / "nope-model"), model_cache_dir=tmp_path)
+    with pytest.raises(ModelUnavailableError, match=r"WHISPER_MODEL.*random-tiny"):
+        load_model(settings)
+
+
+def test_clamp_keeps_segments_ordered_and_inside() -> None:
+    segments = [
+        ClipSegment(start_sec=0.5, end_sec=2.0, text="a"),
+        ClipSegment(start_sec=1.5, end_sec=1.0, text="b"),
+        ClipSegment(start_sec=22.0, end_sec=26.0, text="c"),
+    ]
+    clamped = clamp_segments(segments, 5.0)
+    assert [(s.start_sec, s.end_sec) for s in clamped] == [(0.5, 2.0), (2.0, 2.0), (5.0, 5.0)]
+    assert [s.text for s in clamped] == ["a", "b", "c"]  # nothing dropped
+
+
+def test_decode_accepts_16k_wav_and_resamples_anything_else() -> None:
+    tone = (np.sin(np.arange(16000) / 5) * 10000).astype(np.int16)
+    assert len(decode_clip(pcm16_to_wav(tone))) == 16000
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:  # 44.1 kHz stereo
+        writer.setnchannels(2)
+        writer.setsampwidth(2)
+        writer.setframerate(44100)
+        writer.writeframes(np.zeros(44100 * 2, dtype=np.int16).tobytes())
+    assert abs(len(decode_clip(buffer.getvalue())) - 16000) <= 16
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b"", InvalidAudioError, "empty"),
+        (pcm16_to_wav(np.zeros(16000 * 31, dtype=np.int16)), InvalidAudioError, "at most 30"),
+        (b"definitely not audio" * 10, UnsupportedMediaError, "not decodable"),
+    ],
+)
+def test_bad_clips_are_rejected_with_a_clear_reason(
+    body: bytes, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        decode_clip(body)
