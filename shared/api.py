@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import (
@@ -19,6 +22,40 @@ from shared.errors import (
 from shared.schemas import Health
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ClientDisconnectedError(Exception):
+    """The HTTP client went away before its answer was ready."""
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it the moment the client disconnects.
+
+    Starlette does not cancel a plain endpoint when its client leaves; without this, a job keeps
+    computing for nobody. Call it once the request body has been read.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise ClientDisconnectedError
+    return task.result()
 
 
 def error_response(error: WhisperfleetError) -> JSONResponse:
@@ -48,6 +85,9 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
+    async def on_disconnect(_: Request, exc: Exception) -> Response:
+        return Response(status_code=499)  # nobody is listening; nginx's "client closed request"
+
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
         return error_response(WhisperfleetError(f"internal error: {type(exc).__name__}: {exc}"))
@@ -55,6 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WhisperfleetError, on_whisperfleet_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(ClientDisconnectedError, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -30,3 +30,11 @@ LANGUAGE_NAMES: dict[str, str] = {
 def language_name(code: str) -> str:
     """English name for a Whisper language code; the code itself if unknown."""
     return LANGUAGE_NAMES.get(code, code)
+
+
+def normalize_language(value: str) -> str:
+    """A known Whisper language code, lower-cased; ValueError naming the problem otherwise."""
+    code = value.strip().lower()
+    if code not in LANGUAGE_NAMES:
+        raise ValueError(f"unknown language code {value!r}; use a Whisper code such as 'en'")
+    return code

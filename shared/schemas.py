@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from shared.languages import LANGUAGE_NAMES
+from shared.languages import normalize_language
 
 SAMPLE_RATE_HZ = 16000
 """Every service speaks 16 kHz mono PCM internally: Whisper's native input."""
@@ -83,12 +83,7 @@ class TranscribeParams(_Strict):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().lower()
-        if code not in LANGUAGE_NAMES:
-            raise ValueError(f"unknown language code {value!r}; use a Whisper code such as 'en'")
-        return code
+        return None if value is None else normalize_language(value)
 
 
 class TranscribeRequest(_Strict):

@@ -1,4 +1,4 @@
-"""Model server app factory: the lifespan loads the model in the background and owns it."""
+"""Model server app factory: the lifespan loads the model in the background and owns the batcher."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import anyio
 import numpy as np
 from fastapi import FastAPI
 
+from services.whisper_gpu.batcher import Batcher, BatchPolicy
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.engine import ModelUnavailableError, WhisperEngine, load_model
+from services.whisper_gpu.metrics import ModelMetrics
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
 from shared.schemas import SAMPLE_RATE_HZ, ClipOptions, ClipTranscription
@@ -27,17 +28,18 @@ def _terminate_process() -> None:
 
 
 class ModelHolder:
-    """Loads the model off the event loop, then runs clips on at most `num_workers` threads."""
+    """Loads the model off the event loop, warms it up, then serves clips through the batcher."""
 
     def __init__(self, settings: WhisperSettings, on_load_failure: Callable[[], None]) -> None:
         self.settings = settings
+        self.metrics = ModelMetrics()
         self.engine: WhisperEngine | None = None
+        self.batcher: Batcher | None = None
         self.load_error: str | None = None
         self._on_load_failure = on_load_failure
-        self._limiter = anyio.CapacityLimiter(settings.num_workers)
 
     def not_ready_reason(self) -> str | None:
-        if self.engine is not None:
+        if self.batcher is not None:
             return None
         if self.load_error is not None:
             return f"model failed to load: {self.load_error}"
@@ -46,27 +48,39 @@ class ModelHolder:
     async def load(self) -> None:
         try:
             model, is_random = await asyncio.to_thread(load_model, self.settings)
-            engine = WhisperEngine(model, self.settings, is_random=is_random)
-            await asyncio.to_thread(_warm_up, engine)
         except ModelUnavailableError as exc:
             self.load_error = str(exc)
             logger.critical("%s", exc)
             self._on_load_failure()
             return
-        self.engine = engine
+        engine = WhisperEngine(model, self.settings, is_random=is_random)
+        await asyncio.to_thread(_warm_up, engine)
+        policy = BatchPolicy(
+            max_batch_size=self.settings.max_batch_size,
+            max_batch_wait_ms=self.settings.max_batch_wait_ms,
+            max_queue_size=self.settings.max_queue_size,
+            queue_timeout_sec=self.settings.queue_timeout_sec,
+            slots=self.settings.num_workers,
+        )
+        batcher = Batcher(engine.transcribe_batch, policy, self.metrics)
+        await batcher.start()
+        self.engine, self.batcher = engine, batcher
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
 
     async def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
-        engine = self.engine
-        if engine is None:
+        if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
-        return await anyio.to_thread.run_sync(
-            engine.transcribe, audio, options, limiter=self._limiter
-        )
+        return await self.batcher.submit(audio, options)
 
 
 def _warm_up(engine: WhisperEngine) -> None:
-    """One tiny decode so the first real request doesn't pay for lazy initialisation."""
-    engine.transcribe(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32), ClipOptions(language="en"))
+    """Decode once at each batch shape's extremes so the first request pays no lazy set-up."""
+    silence = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
+    engine.transcribe_batch([silence], ClipOptions(language="en"))
+    engine.transcribe_batch([silence, silence], ClipOptions())
 
 
 def create_app(
@@ -87,6 +101,7 @@ def create_app(
             yield
         finally:
             loading.cancel()
+            await holder.close()
 
     app = FastAPI(title="Whisperfleet model server", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

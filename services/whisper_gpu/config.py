@@ -35,6 +35,14 @@ class WhisperSettings(BaseSettings):
     temperature_fallback: bool | None = None
     """Re-decode at higher temperatures when quality checks fail; default on, but off for
     random models (their output never passes the checks, so every clip would decode 6 times)."""
+    max_batch_size: int = Field(8, ge=1, le=256)
+    """Most clips in one model call (GPUs: 16-32)."""
+    max_batch_wait_ms: float = Field(10.0, ge=0.0, le=10_000.0)
+    """Longest a clip waits for companions once the model could take it."""
+    max_queue_size: int = Field(256, ge=1, le=100_000)
+    """Clips allowed to wait; beyond this the server answers 503 with Retry-After."""
+    queue_timeout_sec: float = Field(120.0, gt=0)
+    """A clip still queued after this long is dropped with 504."""
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Largest accepted request body."""
     host: str = "127.0.0.1"

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.audio import decode_audio
+from faster_whisper.audio import decode_audio, pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
@@ -28,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 _CLIP_TOLERANCE_SEC = 0.05
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# faster-whisper's defaults for the quality checks that trigger a temperature fallback.
+_COMPRESSION_RATIO_THRESHOLD = 2.4
+_LOG_PROB_THRESHOLD = -1.0
+_PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+_APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -132,7 +142,7 @@ class WhisperEngine:
         self.temperatures: tuple[float, ...] = _FALLBACK_TEMPERATURES if fallback else (0.0,)
 
     def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
-        """Transcribe one clip (blocking); times are relative to the clip and clamped to it."""
+        """One clip through faster-whisper's sequential path, with temperature fallback."""
         segments, info = self.model.transcribe(
             audio,
             language=options.language,
@@ -144,31 +154,140 @@ class WhisperEngine:
             vad_filter=False,
         )
         duration = len(audio) / SAMPLE_RATE_HZ
-        clip_segments = clamp_segments(
-            [
-                ClipSegment(
-                    start_sec=segment.start,
-                    end_sec=segment.end,
-                    text=segment.text,
-                    words=None
-                    if segment.words is None
-                    else [
-                        Word(
-                            start_sec=w.start, end_sec=w.end, word=w.word, probability=w.probability
-                        )
-                        for w in segment.words
-                    ],
-                )
-                for segment in segments
-            ],
-            duration,
-        )
+        clip_segments = [
+            ClipSegment(
+                start_sec=segment.start,
+                end_sec=segment.end,
+                text=segment.text,
+                words=None
+                if segment.words is None
+                else [
+                    Word(start_sec=w.start, end_sec=w.end, word=w.word, probability=w.probability)
+                    for w in segment.words
+                ],
+            )
+            for segment in segments
+        ]
         return ClipTranscription(
-            segments=clip_segments,
+            segments=clamp_segments(clip_segments, duration),
             language=info.language,
             language_probability=info.language_probability,
             duration_sec=duration,
         )
+
+    def transcribe_batch(
+        self, clips: Sequence[np.ndarray], options: ClipOptions
+    ) -> list[ClipTranscription]:
+        """Many clips in one encode and one generate; each keeps its own language.
+
+        Built from faster-whisper's public pieces (feature extractor, `encode`, the CTranslate2
+        model's `detect_language` and `generate`) plus its segment splitter and word aligner,
+        the same ones its `BatchedInferencePipeline` uses. Clips that fail Whisper's quality
+        checks are re-decoded alone with temperature fallback, when fallback is on.
+        """
+        model = self.model
+        features = np.stack(
+            [pad_or_trim(model.feature_extractor(clip)[..., :-1]) for clip in clips]
+        )
+        encoder_output = model.encode(features)
+        languages = self._languages(encoder_output, len(clips), options)
+        tokenizers = {
+            code: Tokenizer(
+                model.hf_tokenizer, model.model.is_multilingual, task=options.task, language=code
+            )
+            for code, _ in languages
+        }
+        first = tokenizers[languages[0][0]]
+        prompts = [model.get_prompt(tokenizers[code], []) for code, _ in languages]
+        results = model.model.generate(
+            encoder_output,
+            prompts,
+            beam_size=self.settings.beam_size,
+            max_length=model.max_length,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(first, [-1]) or []),
+            return_scores=True,
+            return_no_speech_prob=True,
+            sampling_temperature=self.temperatures[0],
+        )
+        durations = [len(clip) / SAMPLE_RATE_HZ for clip in clips]
+        sizes = [int(math.ceil(d) * model.frames_per_second) for d in durations]
+        per_clip: list[list[dict[str, Any]]] = []
+        needs_fallback: list[bool] = []
+        for result, duration, size in zip(results, durations, sizes, strict=True):
+            tokens = result.sequences_ids[0]
+            subsegments, _, _ = model._split_segments_by_timestamps(
+                tokenizer=first,
+                tokens=tokens,
+                time_offset=0.0,
+                segment_size=size,
+                segment_duration=duration,
+                seek=0,
+            )
+            text = first.decode(tokens)
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            needs_fallback.append(
+                len(self.temperatures) > 1
+                and (
+                    get_compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
+                    or avg_logprob < _LOG_PROB_THRESHOLD
+                )
+            )
+            per_clip.append(
+                [{**sub, "text": first.decode(sub["tokens"]), "seek": 0} for sub in subsegments]
+            )
+        if options.word_timestamps:
+            model.add_word_timestamps(
+                per_clip,
+                first,
+                encoder_output,
+                sizes,
+                _PREPEND_PUNCTUATIONS,
+                _APPEND_PUNCTUATIONS,
+                0.0,
+            )
+        transcriptions = []
+        for index, clip in enumerate(clips):
+            if needs_fallback[index]:
+                transcriptions.append(self.transcribe(clip, options))
+                continue
+            code, probability = languages[index]
+            segments = [_clip_segment(sub) for sub in per_clip[index]]
+            transcriptions.append(
+                ClipTranscription(
+                    segments=clamp_segments(segments, durations[index]),
+                    language=code,
+                    language_probability=probability,
+                    duration_sec=durations[index],
+                )
+            )
+        return transcriptions
+
+    def _languages(
+        self, encoder_output: Any, count: int, options: ClipOptions
+    ) -> list[tuple[str, float]]:
+        """Per clip (code, probability): the requested language, or detected clip by clip."""
+        if options.language is not None or not self.model.model.is_multilingual:
+            return [(options.language or "en", 1.0)] * count
+        detections = self.model.model.detect_language(encoder_output)
+        return [(ranked[0][0][2:-2], float(ranked[0][1])) for ranked in detections]
+
+
+def _clip_segment(sub: dict[str, Any]) -> ClipSegment:
+    words = sub.get("words")
+    return ClipSegment(
+        start_sec=sub["start"],
+        end_sec=sub["end"],
+        text=sub["text"],
+        words=None
+        if words is None
+        else [
+            Word(
+                start_sec=w["start"], end_sec=w["end"], word=w["word"], probability=w["probability"]
+            )
+            for w in words
+        ],
+    )
 
 
 def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSegment]:

@@ -7,13 +7,15 @@ import binascii
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from services.whisper_gpu.app import ModelHolder
 from services.whisper_gpu.engine import decode_clip
+from shared.api import cancel_on_disconnect
 from shared.errors import InvalidRequestError, PayloadTooLargeError
-from shared.schemas import ClipOptions, ClipTranscription, TranscribeParams
+from shared.languages import normalize_language
+from shared.schemas import ClipOptions, ClipTranscription
 
 router = APIRouter(tags=["model"])
 
@@ -35,7 +37,10 @@ def _clip_options(
     word_timestamps: bool = False,
 ) -> ClipOptions:
     if language is not None:
-        language = TranscribeParams(language=language).language
+        try:
+            language = normalize_language(language)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), param="language") from exc
     return ClipOptions(language=language, task=task, word_timestamps=word_timestamps)
 
 
@@ -70,4 +75,10 @@ async def transcribe_clip(
 ) -> ClipTranscription:
     """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`)."""
     audio = await anyio.to_thread.run_sync(decode_clip, await _read_body(request))
-    return await models.transcribe(audio, options)
+    return await cancel_on_disconnect(request, models.transcribe(audio, options))
+
+
+@router.get("/metrics", tags=["health"])
+async def metrics(models: Annotated[ModelHolder, Depends(_models)]) -> Response:
+    """Prometheus metrics: queue depth, batch sizes, queue wait, inference time, outcomes."""
+    return Response(models.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,227 @@
+"""Dynamic batching across concurrent requests, with backpressure and cancellation.
+
+Every clip request, from any worker and any job, waits in one bounded queue. A scheduler turns
+the queue into batches for `num_workers` model slots:
+
+    submit() ──► queue (bounded: full = 503 + Retry-After) ──► scheduler ──► slot ──► run_batch()
+       ▲            │  expired (504) and abandoned requests                     │   (thread)
+       └────────────┴── are removed before they are batched ◄── results ────────┘
+
+A batch holds requests whose options can share one generate call (same task, language, word
+timestamps), taken oldest first. With a free slot it runs as soon as
+
+- it is full (`max_batch_size`), or
+- its oldest request has waited `max_batch_wait_ms`, or
+- no batch is running at all (an idle model never waits: no latency tax at low load, and a
+  backlog that built up during the last batch goes at once).
+
+While the model is busy, requests pile up and the next batch takes them all at once, so batches
+grow with load by themselves; the wait limit matters when `slots` > 1, where it keeps a free slot
+from launching a tiny batch while another slot is busy.
+
+A failed batch of several clips is re-run one clip at a time, so a poisoned clip fails alone and
+its neighbours still get their transcripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.whisper_gpu.metrics import ModelMetrics
+from shared.errors import OverloadedError, UpstreamTimeoutError, WhisperfleetError
+from shared.schemas import ClipOptions, ClipTranscription
+
+logger = logging.getLogger(__name__)
+
+RunBatch = Callable[[Sequence[np.ndarray], ClipOptions], list[ClipTranscription]]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = 8
+    max_batch_wait_ms: float = 10.0
+    max_queue_size: int = 256
+    queue_timeout_sec: float = 120.0
+    slots: int = 1
+
+
+@dataclass(eq=False)
+class _Pending:
+    audio: np.ndarray
+    options: ClipOptions
+    future: asyncio.Future[ClipTranscription]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        o = self.options
+        return (o.task, o.language, o.word_timestamps)
+
+
+class BatchFailedError(WhisperfleetError):
+    """The model raised while transcribing this clip."""
+
+    code = "model_error"
+
+
+class Batcher:
+    def __init__(self, run_batch: RunBatch, policy: BatchPolicy, metrics: ModelMetrics) -> None:
+        self._run_batch = run_batch
+        self.policy = policy
+        self.metrics = metrics
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._running = 0
+        self._batch_seconds = 1.0  # moving estimate, for Retry-After
+        self._scheduler: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        self._scheduler = asyncio.create_task(self._schedule(), name="batch-scheduler")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._scheduler, *self._batches) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.set_exception(OverloadedError("server shutting down"))
+        self._queue.clear()
+
+    async def submit(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
+        """Queue one clip and wait for its transcript; cancelling the wait withdraws it."""
+        if len(self._queue) >= self.policy.max_queue_size:
+            self.metrics.requests.labels(outcome="rejected").inc()
+            raise OverloadedError(
+                f"model server queue is full ({self.policy.max_queue_size} clips); retry later",
+                retry_after_sec=self._retry_after(),
+            )
+        pending = _Pending(audio, options, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._changed()
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            if self._withdraw(pending):
+                self.metrics.requests.labels(outcome="cancelled").inc()
+            raise
+
+    def _withdraw(self, pending: _Pending) -> bool:
+        try:
+            self._queue.remove(pending)
+        except ValueError:
+            return False  # already in a batch: its result will simply be dropped
+        self._changed()
+        return True
+
+    def _changed(self) -> None:
+        self.metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+
+    def _retry_after(self) -> float:
+        batches_ahead = len(self._queue) / self.policy.max_batch_size / self.policy.slots
+        return max(1.0, batches_ahead * self._batch_seconds)
+
+    async def _schedule(self) -> None:
+        while True:
+            self._wakeup.clear()
+            self._expire(time.monotonic())
+            timeout = None
+            while self._running < self.policy.slots and self._queue:
+                batch, timeout = self._next_batch(time.monotonic())
+                if batch is None:
+                    break
+                self._launch(batch)
+            if self._queue:
+                oldest = self._queue[0].enqueued_at + self.policy.queue_timeout_sec
+                until_expiry = max(0.0, oldest - time.monotonic())
+                timeout = until_expiry if timeout is None else min(timeout, until_expiry)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
+
+    def _expire(self, now: float) -> None:
+        limit = self.policy.queue_timeout_sec
+        expired = [p for p in self._queue if now - p.enqueued_at >= limit]
+        for pending in expired:
+            self._queue.remove(pending)
+            self.metrics.requests.labels(outcome="timeout").inc()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    UpstreamTimeoutError(f"clip waited more than {limit:g} s in the model queue")
+                )
+        if expired:
+            self._changed()
+
+    def _next_batch(self, now: float) -> tuple[list[_Pending] | None, float | None]:
+        """The batch to run now, or None and how long to wait before one is due."""
+        oldest = self._queue[0]
+        group = [p for p in self._queue if p.key == oldest.key][: self.policy.max_batch_size]
+        waited = now - oldest.enqueued_at
+        wait_limit = self.policy.max_batch_wait_ms / 1000
+        idle = self._running == 0
+        if len(group) >= self.policy.max_batch_size or idle or waited >= wait_limit:
+            for pending in group:
+                self._queue.remove(pending)
+            self._changed()
+            return group, None
+        return None, wait_limit - waited
+
+    def _launch(self, batch: list[_Pending]) -> None:
+        self._running += 1
+        task = asyncio.create_task(self._run(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        started = time.monotonic()
+        try:
+            for pending in batch:
+                self.metrics.queue_wait.observe(started - pending.enqueued_at)
+            self.metrics.batch_size.observe(len(batch))
+            results = await self._transcribe(batch)
+            elapsed = time.monotonic() - started
+            self.metrics.inference.observe(elapsed)
+            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
+            for pending, result in zip(batch, results, strict=True):
+                self._settle(pending, result)
+        finally:
+            self._running -= 1
+            self._wakeup.set()
+
+    async def _transcribe(self, batch: list[_Pending]) -> list[ClipTranscription | Exception]:
+        options = batch[0].options
+        try:
+            return list(await asyncio.to_thread(self._run_batch, [p.audio for p in batch], options))
+        except Exception as exc:
+            if len(batch) == 1:
+                logger.exception("model failed on a clip")
+                return [BatchFailedError(f"the model failed on this clip: {exc}")]
+            logger.warning("batch of %d failed (%s); isolating the culprit", len(batch), exc)
+        return [result for pending in batch for result in await self._transcribe([pending])]
+
+    def _settle(self, pending: _Pending, result: ClipTranscription | Exception) -> None:
+        if pending.future.done():  # the caller went away while its clip was running
+            self.metrics.requests.labels(outcome="cancelled").inc()
+            return
+        if isinstance(result, Exception):
+            self.metrics.requests.labels(outcome="error").inc()
+            pending.future.set_exception(result)
+        else:
+            self.metrics.requests.labels(outcome="ok").inc()
+            pending.future.set_result(result)

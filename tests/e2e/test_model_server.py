@@ -1,0 +1,172 @@
+"""The model server as a real process: batching under load, backpressure, cancellation, input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from services.stack import ServiceProcess, free_port
+from shared.audio import pcm16_to_wav
+
+pytestmark = pytest.mark.e2e
+
+
+def start_model_server(log_dir: Path, model_cache_dir: Path, **env: str) -> ServiceProcess:
+    port = free_port()
+    server = ServiceProcess(
+        "whisper_gpu",
+        "services.whisper_gpu",
+        port,
+        {
+            "WHISPER_MODEL": "random-tiny",
+            "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
+            "WHISPER_PORT": str(port),
+            "WHISPER_CPU_THREADS": "1",
+            **env,
+        },
+        log_path=log_dir / f"whisper-{port}.log",
+    )
+    server.start()
+    with httpx.Client() as client:
+        for _ in range(300):
+            try:
+                if client.get(f"{server.url}/readyz").status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            assert server.process is not None and server.process.poll() is None, server.log_tail()
+            asyncio.run(asyncio.sleep(0.1))
+    server.stop()
+    raise TimeoutError(server.log_tail())
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> Iterator[str]:
+    server = start_model_server(tmp_path_factory.mktemp("whisper"), model_cache_dir)
+    yield server.url
+    server.stop()
+
+
+def noise_wav(seconds: float, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    return pcm16_to_wav((rng.standard_normal(int(16000 * seconds)) * 3000).astype(np.int16))
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def post_clips(
+    url: str, count: int, seconds: float, client_timeout: float = 60
+) -> list[httpx.Response | BaseException]:
+    async with httpx.AsyncClient(timeout=client_timeout) as client:
+        requests = [
+            client.post(f"{url}/v1/clips?language=en", content=noise_wav(seconds, i))
+            for i in range(count)
+        ]
+        return await asyncio.gather(*requests, return_exceptions=True)
+
+
+def test_concurrent_requests_are_batched(model_server: str) -> None:
+    before = httpx.get(f"{model_server}/metrics").text
+    responses = asyncio.run(post_clips(model_server, 16, 20.0))
+    assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses)
+    after = httpx.get(f"{model_server}/metrics").text
+    clips = metric(after, "whisper_batch_size_sum") - metric(before, "whisper_batch_size_sum")
+    batches = metric(after, "whisper_batch_size_count") - metric(before, "whisper_batch_size_count")
+    assert clips == 16
+    assert batches < 16, "no batch of more than one clip formed under concurrent load"
+    assert metric(after, "whisper_requests_total", '{outcome="ok"}') >= 16
+
+
+def test_full_queue_answers_503_with_retry_after(tmp_path: Path, model_cache_dir: Path) -> None:
+    server = start_model_server(
+        tmp_path, model_cache_dir, WHISPER_MAX_QUEUE_SIZE="1", WHISPER_MAX_BATCH_SIZE="1"
+    )
+    try:
+        responses = asyncio.run(post_clips(server.url, 12, 25.0))
+    finally:
+        server.stop()
+    statuses = [r.status_code for r in responses if isinstance(r, httpx.Response)]
+    rejected = [r for r in responses if isinstance(r, httpx.Response) and r.status_code == 503]
+    assert rejected, statuses
+    assert 200 in statuses
+    assert rejected[0].json()["error"]["code"] == "overloaded"
+    assert int(rejected[0].headers["retry-after"]) >= 1
+
+
+def test_abandoned_requests_never_reach_the_model(tmp_path: Path, model_cache_dir: Path) -> None:
+    server = start_model_server(tmp_path, model_cache_dir, WHISPER_MAX_BATCH_SIZE="1")
+    try:
+        sent = 10
+        responses = asyncio.run(post_clips(server.url, sent, 29.0, client_timeout=0.4))
+        assert any(isinstance(r, httpx.TimeoutException) for r in responses)
+        text = ""
+        with httpx.Client() as client:
+            for _ in range(100):  # the queue drains: abandoned clips are removed, not run
+                text = client.get(f"{server.url}/metrics").text
+                if (
+                    metric(text, "whisper_queue_depth") == 0
+                    and metric(text, "whisper_requests_total", '{outcome="cancelled"}')
+                    + metric(text, "whisper_requests_total", '{outcome="ok"}')
+                    >= sent
+                ):
+                    break
+                asyncio.run(asyncio.sleep(0.1))
+    finally:
+        server.stop()
+    reached_model = metric(text, "whisper_batch_size_sum") - 3  # 3 warm-up clips
+    cancelled = metric(text, "whisper_requests_total", '{outcome="cancelled"}')
+    assert cancelled >= 1
+    assert reached_model < sent, "abandoned clips were transcribed anyway"
+
+
+def test_seed_style_json_base64_body_is_accepted(model_server: str) -> None:
+    body = {"audio_b64": base64.b64encode(noise_wav(2.0)).decode()}
+    response = httpx.post(f"{model_server}/v1/clips?language=en", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["duration_sec"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"", 422, "invalid_audio"),
+        (noise_wav(31.0), 422, "invalid_audio"),
+        (b"this is not audio at all" * 20, 415, "unsupported_media"),
+    ],
+)
+def test_bad_clips_get_a_clear_4xx(
+    model_server: str, content: bytes, status: int, code: str
+) -> None:
+    response = httpx.post(f"{model_server}/v1/clips", content=content, timeout=30)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_bad_base64_and_unknown_language_name_the_parameter(model_server: str) -> None:
+    bad_b64 = httpx.post(f"{model_server}/v1/clips", json={"audio_b64": "%%%"}, timeout=30)
+    assert bad_b64.status_code == 422 and bad_b64.json()["error"]["param"] == "audio_b64"
+    bad_language = httpx.post(
+        f"{model_server}/v1/clips?language=xx", content=noise_wav(1.0), timeout=30
+    )
+    assert bad_language.status_code == 422
+    assert "language" in bad_language.json()["error"]["message"]
+
+
+def test_oversized_body_is_a_413(tmp_path: Path, model_cache_dir: Path) -> None:
+    server = start_model_server(tmp_path, model_cache_dir, WHISPER_MAX_BODY_BYTES="100000")
+    try:
+        response = httpx.post(f"{server.url}/v1/clips", content=noise_wav(10.0), timeout=30)
+    finally:
+        server.stop()
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"

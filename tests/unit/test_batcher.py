@@ -1,0 +1,216 @@
+"""The batcher without HTTP or a model: a fake batch function records what reached "the model"."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import numpy as np
+import pytest
+
+from services.whisper_gpu.batcher import Batcher, BatchFailedError, BatchPolicy
+from services.whisper_gpu.metrics import ModelMetrics
+from shared.errors import OverloadedError, UpstreamTimeoutError
+from shared.schemas import ClipOptions, ClipTranscription
+
+POISON = -99.0
+MakeBatcher = Callable[..., Awaitable[Batcher]]
+
+
+class FakeModel:
+    """Records each batch; can be held busy; fails any batch holding a poisoned clip."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[float]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+
+    def __call__(
+        self, clips: Sequence[np.ndarray], options: ClipOptions
+    ) -> list[ClipTranscription]:
+        self.started.set()
+        self.release.wait(10)
+        self.batches.append([float(c[0]) for c in clips])
+        if any(c[0] == POISON for c in clips):
+            raise RuntimeError("poisoned clip")
+        return [
+            ClipTranscription(
+                segments=[], language=options.language or "en", language_probability=1.0,
+                duration_sec=float(c[0]),
+            )
+            for c in clips
+        ]  # fmt: skip
+
+    def hold(self) -> None:
+        self.release.clear()
+        self.started.clear()
+
+
+def clip(tag: float) -> np.ndarray:
+    return np.full(160, tag, dtype=np.float32)
+
+
+@pytest.fixture
+def model() -> FakeModel:
+    return FakeModel()
+
+
+@pytest.fixture
+async def make_batcher(model: FakeModel) -> AsyncIterator[MakeBatcher]:
+    made: list[Batcher] = []
+
+    async def make(**policy: float) -> Batcher:
+        batcher = Batcher(model, BatchPolicy(**policy), ModelMetrics())  # type: ignore[arg-type]
+        await batcher.start()
+        made.append(batcher)
+        return batcher
+
+    yield make
+    model.release.set()
+    for batcher in made:
+        await batcher.stop()
+
+
+def outcome(batcher: Batcher, name: str) -> float:
+    value = batcher.metrics.registry.get_sample_value("whisper_requests_total", {"outcome": name})
+    return value or 0.0
+
+
+async def wait_started(model: FakeModel) -> None:
+    assert await asyncio.to_thread(model.started.wait, 5)
+
+
+async def test_a_lone_request_on_an_idle_model_does_not_wait(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_wait_ms=10_000)
+    result = await asyncio.wait_for(batcher.submit(clip(1), ClipOptions()), timeout=2)
+    assert result.duration_sec == 1
+    assert model.batches == [[1.0]]
+
+
+async def test_requests_arriving_while_busy_form_one_batch(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
+    model.hold()
+    first = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    rest = [asyncio.create_task(batcher.submit(clip(i), ClipOptions())) for i in range(1, 9)]
+    await asyncio.sleep(0.05)
+    model.release.set()
+    results = await asyncio.gather(first, *rest)
+    assert [r.duration_sec for r in results] == list(range(9))
+    assert model.batches == [[0.0], [1.0, 2, 3, 4, 5, 6, 7, 8]]  # full batch runs at once
+    assert batcher.metrics.registry.get_sample_value("whisper_batch_size_sum") == 9
+
+
+async def test_a_free_slot_waits_for_companions_up_to_the_limit(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=150, slots=2)
+    model.hold()
+    first = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    second = asyncio.create_task(batcher.submit(clip(1), ClipOptions()))
+    await asyncio.sleep(0.05)
+    third = asyncio.create_task(batcher.submit(clip(2), ClipOptions()))
+    await asyncio.sleep(0.02)
+    assert batcher.queue_depth == 2  # slot 2 is free but waits for companions
+    await asyncio.sleep(0.2)
+    assert batcher.queue_depth == 0  # the wait limit passed: both left together
+    model.release.set()
+    await asyncio.gather(first, second, third)
+    assert sorted(model.batches) == [[0.0], [1.0, 2.0]]
+
+
+async def test_options_that_cannot_share_a_call_are_not_mixed(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=20)
+    model.hold()
+    first = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    english = [
+        asyncio.create_task(batcher.submit(clip(i), ClipOptions(language="en"))) for i in (1, 2)
+    ]
+    german = [
+        asyncio.create_task(batcher.submit(clip(i), ClipOptions(language="de"))) for i in (3, 4)
+    ]
+    model.release.set()
+    results = await asyncio.gather(first, *english, *german)
+    assert [r.language for r in results] == ["en", "en", "en", "de", "de"]
+    assert sorted(model.batches[1:]) == [[1.0, 2.0], [3.0, 4.0]]
+
+
+async def test_full_queue_answers_overloaded_with_retry_after(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_queue_size=2, max_batch_size=8)
+    model.hold()
+    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    queued = [asyncio.create_task(batcher.submit(clip(i), ClipOptions())) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(OverloadedError) as caught:
+        await batcher.submit(clip(3), ClipOptions())
+    assert caught.value.headers()["Retry-After"].isdigit()
+    assert outcome(batcher, "rejected") == 1
+    model.release.set()
+    await asyncio.gather(running, *queued)
+
+
+async def test_a_cancelled_request_never_reaches_the_model(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
+    model.hold()
+    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    abandoned = asyncio.create_task(batcher.submit(clip(7), ClipOptions()))
+    kept = asyncio.create_task(batcher.submit(clip(8), ClipOptions()))
+    await asyncio.sleep(0.01)
+    abandoned.cancel()
+    await asyncio.sleep(0.01)
+    assert batcher.queue_depth == 1
+    model.release.set()
+    await asyncio.gather(running, kept)
+    assert 7.0 not in [tag for batch in model.batches for tag in batch]
+    assert outcome(batcher, "cancelled") == 1
+
+
+async def test_a_poisoned_clip_fails_alone_and_the_next_batch_succeeds(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
+    model.hold()
+    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    batch = [
+        asyncio.create_task(batcher.submit(clip(tag), ClipOptions())) for tag in (1, POISON, 2)
+    ]
+    await asyncio.sleep(0.01)
+    model.release.set()
+    await running
+    results = await asyncio.gather(*batch, return_exceptions=True)
+    assert isinstance(results[1], BatchFailedError) and "poisoned" in results[1].message
+    assert [r.duration_sec for r in (results[0], results[2])] == [1, 2]  # type: ignore[union-attr]
+    after = await batcher.submit(clip(5), ClipOptions())
+    assert after.duration_sec == 5
+    assert outcome(batcher, "error") == 1
+
+
+async def test_a_request_queued_past_its_deadline_gets_504(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(queue_timeout_sec=0.1, max_batch_size=8, max_batch_wait_ms=10_000)
+    model.hold()
+    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    with pytest.raises(UpstreamTimeoutError, match="waited"):
+        await asyncio.wait_for(batcher.submit(clip(1), ClipOptions()), timeout=5)
+    model.release.set()
+    await running
+    assert outcome(batcher, "timeout") == 1
