@@ -1,0 +1,194 @@
+"""Model server throughput: one clip at a time vs faster-whisper's batched call vs our server.
+
+    python -m benchmarks.bench_model [--clips 32] [--model random-tiny-shape] [--concurrency 16]
+
+The same clips (5-30 s of espeak-ng speech from tests/media) run three ways in one go:
+  (a) in-process `WhisperModel.transcribe`, one clip at a time
+  (b) in-process `BatchedInferencePipeline.transcribe` over all clips (clip_timestamps)
+  (c) our HTTP model server (a separate process) with N concurrent clients
+and then single-request latency (p50) at concurrency 1 for (c) vs (a). Decoding options are the
+same everywhere: beam 5, temperature 0, language given, timestamps on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+
+from services.stack import ServiceProcess, free_port
+from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
+from shared.audio import pcm16_to_wav
+
+MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "speech_200s.mp3"
+RATE = 16000
+BEAM = 5
+
+
+def make_clips(count: int, seed: int = 3) -> list[np.ndarray]:
+    speech = decode_audio(str(MEDIA), sampling_rate=RATE)
+    rng = np.random.default_rng(seed)
+    clips, cursor = [], 0
+    looped = np.concatenate([speech, speech, speech, speech])
+    for _ in range(count):
+        length = int(rng.uniform(5, 30) * RATE)
+        if cursor + length > len(looped):
+            cursor = 0
+        clips.append(looped[cursor : cursor + length])
+        cursor += length
+    return clips
+
+
+def one_at_a_time(model: WhisperModel, clips: list[np.ndarray]) -> tuple[float, list[float]]:
+    latencies = []
+    started = time.perf_counter()
+    for clip in clips:
+        t0 = time.perf_counter()
+        segments, _ = model.transcribe(
+            clip, language="en", beam_size=BEAM, temperature=0.0, condition_on_previous_text=False
+        )
+        list(segments)
+        latencies.append(time.perf_counter() - t0)
+    return time.perf_counter() - started, latencies
+
+
+def batched_in_process(model: WhisperModel, clips: list[np.ndarray], batch_size: int) -> float:
+    pipeline = BatchedInferencePipeline(model)
+    audio = np.concatenate(clips)
+    stamps, offset = [], 0
+    for clip in clips:
+        stamps.append({"start": offset / RATE, "end": (offset + len(clip)) / RATE})
+        offset += len(clip)
+    started = time.perf_counter()
+    segments, _ = pipeline.transcribe(
+        audio,
+        language="en",
+        beam_size=BEAM,
+        temperature=0.0,
+        vad_filter=False,
+        clip_timestamps=stamps,
+        batch_size=batch_size,
+    )
+    list(segments)
+    return time.perf_counter() - started
+
+
+async def through_server(
+    url: str, clips: list[np.ndarray], concurrency: int
+) -> tuple[float, list[float]]:
+    bodies = [pcm16_to_wav((clip * 32767).astype(np.int16)) for clip in clips]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    latencies: list[float] = []
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            t0 = time.perf_counter()
+            response = await client.post(f"{url}/v1/clips?language=en", content=body)
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+def start_server(model: str, cache: Path, threads: int, batch: int) -> ServiceProcess:
+    port = free_port()
+    server = ServiceProcess(
+        "whisper_gpu",
+        "services.whisper_gpu",
+        port,
+        {
+            "WHISPER_MODEL": model,
+            "WHISPER_MODEL_CACHE_DIR": str(cache),
+            "WHISPER_PORT": str(port),
+            "WHISPER_CPU_THREADS": str(threads),
+            "WHISPER_MAX_BATCH_SIZE": str(batch),
+            "WHISPER_BEAM_SIZE": str(BEAM),
+            "WHISPER_TEMPERATURE_FALLBACK": "false",
+        },
+        log_path=cache / "bench-whisper.log",
+    )
+    server.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.url}/readyz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        assert server.process is not None and server.process.poll() is None, server.log_tail()
+    raise TimeoutError(server.log_tail())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--model", default="random-tiny-shape", choices=sorted(RANDOM_PRESETS))
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--latency-clips", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+
+    cache = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    model_dir = ensure_random_model(args.model, cache)
+    clips = make_clips(args.clips)
+    audio_sec = sum(len(c) for c in clips) / RATE
+    print(f"{len(clips)} clips, {audio_sec:.0f} s of speech, model {args.model}, "
+          f"{args.threads} threads, beam {BEAM}, batch {args.batch_size}")  # fmt: skip
+
+    compute = "float16" if args.device == "cuda" else "int8"
+    model = WhisperModel(
+        str(model_dir), device=args.device, compute_type=compute, cpu_threads=args.threads
+    )
+    one_at_a_time(model, clips[:1])  # warm-up
+    a_sec, a_latencies = one_at_a_time(model, clips)
+    b_sec = batched_in_process(model, clips, args.batch_size)
+    del model
+
+    server = start_server(args.model, cache, args.threads, args.batch_size)
+    try:
+        asyncio.run(through_server(server.url, clips[:2], 2))  # warm-up
+        c_sec, _ = asyncio.run(through_server(server.url, clips, args.concurrency))
+        _, c_latencies = asyncio.run(through_server(server.url, clips[: args.latency_clips], 1))
+    finally:
+        server.stop()
+
+    a, b, c = (len(clips) / t for t in (a_sec, b_sec, c_sec))
+    a_p50 = statistics.median(a_latencies[: args.latency_clips])
+    c_p50 = statistics.median(c_latencies)
+    rows = [
+        ("(a) in-process, one at a time", a),
+        ("(b) in-process, batched", b),
+        (f"(c) HTTP server, {args.concurrency} clients", c),
+    ]
+    print(f"\n{'way':<34} {'clips/s':>8}")
+    for name, value in rows:
+        print(f"{name:<34} {value:>8.2f}")
+    checks = [
+        ("c/a throughput", c / a, ">= 1.30", c / a >= 1.3),
+        ("c/b throughput", c / b, ">= 0.90", c / b >= 0.9),
+        ("p50 latency c/a (concurrency 1)", c_p50 / a_p50, "<= 1.15", c_p50 / a_p50 <= 1.15),
+    ]
+    print(f"\np50 latency at concurrency 1: (a) {a_p50 * 1000:.0f} ms, (c) {c_p50 * 1000:.0f} ms")
+    print(f"\n{'ratio':<34} {'value':>8}  target   result")
+    for name, value, target, ok in checks:
+        print(f"{name:<34} {value:>8.2f}  {target}  {'PASS' if ok else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
