@@ -9,6 +9,7 @@ error hierarchy of `shared.errors`. Nothing above this layer retries.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,15 +27,19 @@ from shared.errors import (
     error_from_body,
 )
 from shared.schemas import (
+    CHUNK_STREAM,
     ChunkRequest,
-    ChunkResult,
     ClipOptions,
     ClipTranscription,
+    MicroChunkResult,
     SilenceRequest,
     SilenceResult,
 )
+from shared.streams import StreamReader, StreamRemoteError, StreamTruncatedError, StreamTypes
 
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
+ItemT = TypeVar("ItemT", bound=BaseModel)
+POSITION_HEADER = "X-Clip-Position-Sec"
 
 _RETRYABLE_STATUS = frozenset({503, 504})
 _RETRYABLE_TRANSPORT = (
@@ -184,6 +189,61 @@ class ServiceClient:
         response = await self.request("POST", path, json=body.model_dump(mode="json"))
         return result.model_validate_json(response.content)
 
+    async def stream(
+        self, path: str, body: BaseModel, types: StreamTypes[ItemT, Any, Any]
+    ) -> AsyncIterator[ItemT]:
+        """POST `body` and yield the typed stream's items, resuming on another replica.
+
+        If the connection fails or the stream is cut short, the request is re-sent (same retry
+        policy) and the items already delivered are skipped: a resumed stream must repeat its
+        items in the same order, which holds for chunk workers (same audio, same cuts).
+        """
+        delivered = 0
+        last_error: WhisperfleetError | None = None
+        for attempt in range(self._retry.attempts):
+            if attempt:
+                retry_after = last_error.retry_after_sec if last_error else None
+                await asyncio.sleep(self._retry.delay(attempt - 1, retry_after))
+            async with self.pool.lease() as replica:
+                try:
+                    async with self._http.stream(
+                        "POST", replica.url + path, json=body.model_dump(mode="json")
+                    ) as response:
+                        if not response.is_success:
+                            await response.aread()
+                            error = error_from_body(
+                                response.status_code, response.content, source=self.name
+                            )
+                            if response.status_code not in _RETRYABLE_STATUS:
+                                raise error
+                            last_error = error
+                            continue
+                        seen = 0
+                        async for item in StreamReader(types, response.aiter_bytes()).items():
+                            seen += 1
+                            if seen > delivered:
+                                delivered += 1
+                                yield item
+                    self.pool.mark_ok(replica)
+                    return
+                except StreamRemoteError as exc:
+                    raise error_from_body(
+                        502, json.dumps(exc.body).encode(), source=self.name
+                    ) from None
+                except (*_RETRYABLE_TRANSPORT, StreamTruncatedError) as exc:
+                    self.pool.mark_failed(replica)
+                    last_error = UpstreamUnavailableError(
+                        f"{self.name} at {replica.url} failed mid-request "
+                        f"({type(exc).__name__}: {exc or 'connection lost'}); check {self._hint}",
+                        retry_after_sec=1,
+                    )
+                except httpx.TimeoutException as exc:
+                    raise UpstreamTimeoutError(
+                        f"{self.name} at {replica.url} went silent ({type(exc).__name__})"
+                    ) from exc
+        assert last_error is not None
+        raise last_error
+
 
 class WhisperClient:
     """The chunk worker's view of the model server."""
@@ -191,14 +251,21 @@ class WhisperClient:
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
 
-    async def transcribe_clip(self, wav: bytes, options: ClipOptions) -> ClipTranscription:
+    async def transcribe_clip(
+        self, wav: bytes, options: ClipOptions, position_sec: float | None = None
+    ) -> ClipTranscription:
+        """`position_sec`, the clip's place in its media, lets the server serve earlier
+        clips of a job first (see the batcher's scheduling)."""
         params = options.model_dump(exclude_none=True)
+        headers = {"content-type": "audio/wav"}
+        if position_sec is not None:
+            headers[POSITION_HEADER] = f"{position_sec:.3f}"
         response = await self.service.request(
             "POST",
             "/v1/clips",
             content=wav,
             params={k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()},
-            headers={"content-type": "audio/wav"},
+            headers=headers,
         )
         return ClipTranscription.model_validate_json(response.content)
 
@@ -209,8 +276,9 @@ class WorkerClient:
     def __init__(self, service: ServiceClient) -> None:
         self.service = service
 
-    async def transcribe_chunk(self, request: ChunkRequest) -> ChunkResult:
-        return await self.service.call("/v1/chunks", request, ChunkResult)
+    def transcribe_chunk(self, request: ChunkRequest) -> AsyncIterator[MicroChunkResult]:
+        """Micro chunk results of one macro chunk, in order, as the worker produces them."""
+        return self.service.stream("/v1/chunks", request, CHUNK_STREAM)
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
         return await self.service.call("/v1/silence", request, SilenceResult)

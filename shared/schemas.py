@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from shared.languages import normalize_language
+from shared.streams import StreamTypes
 
 SAMPLE_RATE_HZ = 16000
 """Every service speaks 16 kHz mono PCM internally: Whisper's native input."""
@@ -147,6 +148,25 @@ class ChunkRequest(_Strict):
 class ChunkResult(BaseModel):
     segments: list[Segment]
     micro_chunks: list[MicroChunkReport]
+
+
+class MicroChunkResult(BaseModel):
+    """One item of a chunk worker's stream: a micro chunk and its segments (absolute times)."""
+
+    micro_chunk: MicroChunkReport
+    segments: list[Segment]
+
+
+class ChunkStreamFooter(BaseModel):
+    """Ends a chunk worker's stream; its absence means the stream was cut short."""
+
+    micro_chunks: int
+
+
+CHUNK_STREAM: StreamTypes[MicroChunkResult, BaseModel, ChunkStreamFooter] = StreamTypes(
+    item=MicroChunkResult, footer=ChunkStreamFooter
+)
+"""`POST /v1/chunks/stream` on a chunk worker: micro chunk results in timeline order."""
 
 
 class SilenceRequest(_Strict):

@@ -7,31 +7,30 @@ range is.
 
     FFmpeg stdout ──blocks──> MicroChunker ──chunk──> [semaphore] ──> WhisperClient
                                                                         │
-    ChunkResult <── in order, offset to absolute time <─────────────────┘
+    MicroChunkResult stream <── in cut order, absolute times <──────────┘
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
 
-from services.chunk_worker.media import FetchOptions, PcmSource, sniff_media
+from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
 from services.chunk_worker.silence import quietest_point
-from shared.aio import first_error
 from shared.audio import pcm16_to_wav
 from shared.clients import WhisperClient
 from shared.languages import language_name
 from shared.schemas import (
     SAMPLE_RATE_HZ,
     ChunkRequest,
-    ChunkResult,
     ClipOptions,
     ClipTranscription,
     MicroChunkReport,
+    MicroChunkResult,
     Segment,
     SilenceRequest,
     SilenceResult,
@@ -86,7 +85,7 @@ class MicroChunker:
 
 
 class ChunkTranscriber:
-    """Transcribes one time range of a media URL."""
+    """Transcribes one time range of a media URL, streaming micro chunk results in order."""
 
     def __init__(
         self,
@@ -100,7 +99,22 @@ class ChunkTranscriber:
         self.fetch = fetch
         self.max_inflight_clips = max_inflight_clips
 
-    async def transcribe(self, request: ChunkRequest) -> ChunkResult:
+    async def prepare(self, request: ChunkRequest) -> SeekMode:
+        """Check the media before anything streams, so a bad URL gets a real HTTP status."""
+        return await sniff_media(self.http, request.media_url)
+
+    async def stream(
+        self, request: ChunkRequest, mode: SeekMode | None = None
+    ) -> AsyncIterator[MicroChunkResult]:
+        """Yield each micro chunk's result as soon as it and every earlier one are done.
+
+        A producer task reads FFmpeg, cuts and dispatches clips (at most `max_inflight_clips`
+        in flight); this generator awaits them in cut order. Closing the generator early (the
+        client went away) cancels the producer, which kills FFmpeg, and every clip in flight,
+        which withdraws them from the model server's queue.
+        """
+        if mode is None:
+            mode = await self.prepare(request)
         params = request.params
         chunker = MicroChunker(
             round(params.micro_chunk_size_sec * SAMPLE_RATE_HZ),
@@ -108,30 +122,48 @@ class ChunkTranscriber:
         )
         options = ClipOptions(language=params.language)
         slots = asyncio.Semaphore(self.max_inflight_clips)
-        mode = await sniff_media(self.http, request.media_url)
-        tasks: list[asyncio.Task[tuple[MicroChunk, ClipTranscription]]] = []
+        sent: asyncio.Queue[asyncio.Task[tuple[MicroChunk, ClipTranscription]] | None]
+        sent = asyncio.Queue()
+        in_flight: set[asyncio.Task[tuple[MicroChunk, ClipTranscription]]] = set()
 
         async def send(chunk: MicroChunk) -> tuple[MicroChunk, ClipTranscription]:
             try:
+                position = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
                 wav = pcm16_to_wav(chunk.samples)
-                return chunk, await self.whisper.transcribe_clip(wav, options)
+                return chunk, await self.whisper.transcribe_clip(wav, options, position)
             finally:
                 slots.release()
 
-        async def dispatch(chunks: Iterable[MicroChunk], group: asyncio.TaskGroup) -> None:
+        async def dispatch(chunks: Iterable[MicroChunk]) -> None:
             for chunk in chunks:
                 await slots.acquire()
-                tasks.append(group.create_task(send(chunk)))
+                task = asyncio.create_task(send(chunk))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                sent.put_nowait(task)
 
-        source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, self.fetch)
+        async def produce() -> None:
+            source = PcmSource(
+                request.media_url, request.start_sec, request.end_sec, mode, self.fetch
+            )
+            try:
+                async with source:
+                    async for block in source.blocks():
+                        await dispatch(chunker.feed(block))
+                    await dispatch(chunker.finish())
+            finally:
+                sent.put_nowait(None)
+
+        producer = asyncio.create_task(produce())
         try:
-            async with asyncio.TaskGroup() as group, source:
-                async for block in source.blocks():
-                    await dispatch(chunker.feed(block), group)
-                await dispatch(chunker.finish(), group)
-        except BaseExceptionGroup as group_error:
-            raise first_error(group_error) from None
-        return assemble(request.start_sec, [task.result() for task in tasks])
+            while (task := await sent.get()) is not None:
+                chunk, transcription = await task
+                yield to_result(request.start_sec, chunk, transcription)
+            await producer  # FFmpeg's failures surface here
+        finally:
+            for pending in (producer, *in_flight):
+                pending.cancel()
+            await asyncio.gather(producer, *in_flight, return_exceptions=True)
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
         mode = await sniff_media(self.http, request.media_url)
@@ -142,30 +174,21 @@ class ChunkTranscriber:
         return SilenceResult(split_sec=request.start_sec + split / SAMPLE_RATE_HZ)
 
 
-def assemble(
-    range_start_sec: float, results: list[tuple[MicroChunk, ClipTranscription]]
-) -> ChunkResult:
-    """Micro chunk results (in cut order) as segments in absolute time."""
-    segments: list[Segment] = []
-    reports: list[MicroChunkReport] = []
-    for chunk, transcription in results:
-        chunk_start = range_start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
-        chunk_end = chunk_start + len(chunk.samples) / SAMPLE_RATE_HZ
-        for clip_segment in transcription.segments:
-            segments.append(
-                Segment(
-                    start_time_sec=chunk_start + clip_segment.start_sec,
-                    end_time_sec=min(chunk_start + clip_segment.end_sec, chunk_end),
-                    text=clip_segment.text,
-                    language=language_name(transcription.language),
-                    bcp47_key=transcription.language,
-                )
-            )
-        reports.append(
-            MicroChunkReport(
-                start_sec=chunk_start,
-                end_sec=chunk_end,
-                num_segments=len(transcription.segments),
-            )
+def to_result(
+    range_start_sec: float, chunk: MicroChunk, transcription: ClipTranscription
+) -> MicroChunkResult:
+    """A micro chunk's segments in absolute time: range start + clip offset + model time."""
+    chunk_start = range_start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
+    chunk_end = chunk_start + len(chunk.samples) / SAMPLE_RATE_HZ
+    segments = [
+        Segment(
+            start_time_sec=chunk_start + clip_segment.start_sec,
+            end_time_sec=min(chunk_start + clip_segment.end_sec, chunk_end),
+            text=clip_segment.text,
+            language=language_name(transcription.language),
+            bcp47_key=transcription.language,
         )
-    return ChunkResult(segments=segments, micro_chunks=reports)
+        for clip_segment in transcription.segments
+    ]
+    report = MicroChunkReport(start_sec=chunk_start, end_sec=chunk_end, num_segments=len(segments))
+    return MicroChunkResult(micro_chunk=report, segments=segments)

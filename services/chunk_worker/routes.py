@@ -1,16 +1,27 @@
-"""Chunk worker routes: transcribe a time range; find the quietest instant in a window."""
+"""Chunk worker routes: stream a time range's transcript; find the quietest instant in a window."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 
 from services.chunk_worker.pipeline import ChunkTranscriber
-from shared.errors import InvalidRequestError, UpstreamTimeoutError
-from shared.schemas import ChunkRequest, ChunkResult, SilenceRequest, SilenceResult
+from shared.errors import InvalidRequestError, UpstreamTimeoutError, WhisperfleetError
+from shared.schemas import (
+    CHUNK_STREAM,
+    ChunkRequest,
+    ChunkStreamFooter,
+    SilenceRequest,
+    SilenceResult,
+)
+from shared.streams import MEDIA_TYPE, StreamWriter
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["chunks"])
 
 
@@ -27,18 +38,35 @@ def _check_range(start_sec: float, end_sec: float) -> None:
         raise InvalidRequestError("end_sec must be greater than start_sec", param="end_sec")
 
 
-@router.post("/v1/chunks", response_model=ChunkResult)
+@router.post("/v1/chunks", response_class=StreamingResponse)
 async def transcribe_chunk(
     body: ChunkRequest, request: Request, transcriber: Transcriber
-) -> ChunkResult:
-    """Transcribe `[start_sec, end_sec)` of the media; segments in absolute time, in order."""
+) -> StreamingResponse:
+    """Transcribe `[start_sec, end_sec)` of the media as a typed stream (`shared.streams`):
+    one item per micro chunk in timeline order, then a footer; an error frame if it fails."""
     _check_range(body.start_sec, body.end_sec)
+    mode = await transcriber.prepare(body)
     deadline: float = request.app.state.settings.chunk_deadline_sec
-    try:
-        async with asyncio.timeout(deadline):
-            return await transcriber.transcribe(body)
-    except TimeoutError:
-        raise UpstreamTimeoutError(f"range took longer than {deadline:g} s") from None
+
+    async def frames() -> AsyncIterator[bytes]:
+        writer = StreamWriter(CHUNK_STREAM)
+        count = 0
+        try:
+            async with asyncio.timeout(deadline):
+                async for result in transcriber.stream(body, mode):
+                    count += 1
+                    yield writer.item(result)
+            yield writer.footer(ChunkStreamFooter(micro_chunks=count))
+        except TimeoutError:
+            error = UpstreamTimeoutError(f"range took longer than {deadline:g} s")
+            yield writer.error(error.body())
+        except WhisperfleetError as exc:
+            yield writer.error(exc.body())
+        except Exception as exc:
+            logger.exception("chunk failed")
+            yield writer.error(WhisperfleetError(f"chunk worker failed: {exc}").body())
+
+    return StreamingResponse(frames(), media_type=MEDIA_TYPE)
 
 
 @router.post("/v1/silence", response_model=SilenceResult)

@@ -26,6 +26,8 @@ class OrchestratorSettings(BaseSettings):
     """Longest time one macro chunk may take, retries included."""
     worker_retry_attempts: int = Field(3, ge=1, le=20)
     """Tries per macro chunk on connection errors, 503 and 504 (another replica each time)."""
+    sse_ping_sec: float = Field(15.0, ge=1.0, le=300.0)
+    """Keep-alive comment sent on an idle event stream, so proxies don't cut it."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 

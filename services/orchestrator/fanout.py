@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 
@@ -21,14 +23,35 @@ from shared.aio import gather_bounded
 from shared.clients import WorkerClient
 from shared.schemas import (
     ChunkRequest,
-    ChunkResult,
     MacroChunkReport,
+    MicroChunkResult,
+    Segment,
     SilenceRequest,
+    StreamFooter,
+    StreamHeader,
+    StreamProgress,
     TimeSpan,
     TranscribeOutput,
     TranscribeParams,
     TranscribeRequest,
 )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A checked and planned job, ready to run."""
+
+    request: TranscribeRequest
+    duration_sec: float
+    spans: list[TimeSpan]
+    started_at: float
+
+
+JobEvent = StreamHeader | Segment | StreamProgress | StreamFooter | MacroChunkReport
+"""What a running job yields, in order: header; then segments (timeline order), progress and
+completed macro chunk reports interleaved; then the footer."""
+
+_DONE = object()
 
 
 class JobRunner:
@@ -39,10 +62,15 @@ class JobRunner:
         self.media_http = media_http
         self.settings = settings
 
-    async def probe(self, media_url: str) -> float:
-        """Duration of the media, after checking that its host supports range requests."""
-        await check_range_support(self.media_http, media_url)
-        return await asyncio.to_thread(probe_duration, media_url, self.settings.probe_timeout_sec)
+    async def prepare(self, request: TranscribeRequest) -> Job:
+        """Range check, duration and plan: everything that can fail before output starts."""
+        started = time.perf_counter()
+        await check_range_support(self.media_http, request.media_url)
+        duration = await asyncio.to_thread(
+            probe_duration, request.media_url, self.settings.probe_timeout_sec
+        )
+        spans = await self.plan(request.media_url, duration, request.params)
+        return Job(request, duration, spans, started)
 
     async def plan(
         self, media_url: str, duration: float, params: TranscribeParams
@@ -68,39 +96,112 @@ class JobRunner:
             boundaries = [split.split_sec for split in splits]
         return spans_from_boundaries(duration, boundaries)
 
-    async def transcribe_spans(
-        self, media_url: str, spans: list[TimeSpan], params: TranscribeParams
-    ) -> list[ChunkResult]:
-        return await gather_bounded(
-            (
-                self.workers.transcribe_chunk(
-                    ChunkRequest(
-                        media_url=media_url,
+    async def events(self, job: Job) -> AsyncIterator[JobEvent]:
+        """Run the job, yielding segments in timeline order as soon as all earlier ones are known.
+
+        Every macro chunk streams from a worker into one queue; results of later chunks wait in
+        a buffer until every earlier chunk has finished. Closing this generator cancels every
+        worker call (and through them FFmpeg and the queued model requests).
+        """
+        request = job.request
+        yield StreamHeader(
+            media_url=request.media_url, input_duration_sec=job.duration_sec, macro_chunks=job.spans
+        )
+        arrivals: asyncio.Queue[tuple[int, MicroChunkResult | object | BaseException]]
+        arrivals = asyncio.Queue()
+        slots = asyncio.Semaphore(self.settings.max_concurrent_chunks)
+
+        async def run_chunk(index: int, span: TimeSpan) -> None:
+            chunk = ChunkRequest(
+                media_url=request.media_url,
+                start_sec=span.start_sec,
+                end_sec=span.end_sec,
+                params=request.params,
+            )
+            try:
+                async with slots:
+                    async for result in self.workers.transcribe_chunk(chunk):
+                        arrivals.put_nowait((index, result))
+                arrivals.put_nowait((index, _DONE))
+            except Exception as exc:  # handed to the merger, which raises it
+                arrivals.put_nowait((index, exc))
+
+        tasks = [asyncio.create_task(run_chunk(i, span)) for i, span in enumerate(job.spans)]
+        buffered: list[list[MicroChunkResult]] = [[] for _ in job.spans]
+        finished = [False] * len(job.spans)
+        next_index = 0  # the earliest macro chunk not yet fully released
+        released = 0  # results of that chunk already released
+        done_sec = 0.0
+        segments = 0
+        languages: dict[str, None] = {}
+        try:
+            while next_index < len(job.spans):
+                index, arrival = await arrivals.get()
+                if isinstance(arrival, BaseException):
+                    raise arrival
+                if arrival is _DONE:
+                    finished[index] = True
+                else:
+                    assert isinstance(arrival, MicroChunkResult)
+                    buffered[index].append(arrival)
+                    micro = arrival.micro_chunk
+                    done_sec += micro.end_sec - micro.start_sec
+                # Release everything that is now in timeline order.
+                while next_index < len(job.spans):
+                    for result in buffered[next_index][released:]:
+                        for segment in result.segments:
+                            languages.setdefault(segment.bcp47_key)
+                            segments += 1
+                            yield segment
+                    released = len(buffered[next_index])
+                    if not finished[next_index]:
+                        break
+                    span = job.spans[next_index]
+                    yield MacroChunkReport(
                         start_sec=span.start_sec,
                         end_sec=span.end_sec,
-                        params=params,
+                        micro_chunks=[r.micro_chunk for r in buffered[next_index]],
                     )
-                )
-                for span in spans
-            ),
-            self.settings.max_concurrent_chunks,
+                    buffered[next_index] = []
+                    next_index += 1
+                    released = 0
+                if arrival is not _DONE:
+                    yield StreamProgress(
+                        done_sec=min(done_sec, job.duration_sec),
+                        total_sec=job.duration_sec,
+                        segments=segments,
+                    )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed = time.perf_counter() - job.started_at
+        yield StreamFooter(
+            input_duration_sec=job.duration_sec,
+            processing_duration_sec=elapsed,
+            speedup=job.duration_sec / elapsed if elapsed > 0 else 0.0,
+            num_segments=segments,
+            languages=list(languages),
         )
 
     async def run(self, request: TranscribeRequest) -> TranscribeOutput:
-        started = time.perf_counter()
-        duration = await self.probe(request.media_url)
-        spans = await self.plan(request.media_url, duration, request.params)
-        results = await self.transcribe_spans(request.media_url, spans, request.params)
-        elapsed = time.perf_counter() - started
+        """The whole job as one response: the streamed events, collected."""
+        job = await self.prepare(request)
+        segments: list[Segment] = []
+        chunks: list[MacroChunkReport] = []
+        footer: StreamFooter | None = None
+        async for event in self.events(job):
+            if isinstance(event, Segment):
+                segments.append(event)
+            elif isinstance(event, MacroChunkReport):
+                chunks.append(event)
+            elif isinstance(event, StreamFooter):
+                footer = event
+        assert footer is not None
         return TranscribeOutput(
-            segments=[segment for result in results for segment in result.segments],
-            input_duration_sec=duration,
-            processing_duration_sec=elapsed,
-            speedup=duration / elapsed if elapsed > 0 else 0.0,
-            macro_chunks=[
-                MacroChunkReport(
-                    start_sec=span.start_sec, end_sec=span.end_sec, micro_chunks=result.micro_chunks
-                )
-                for span, result in zip(spans, results, strict=True)
-            ],
+            segments=segments,
+            input_duration_sec=footer.input_duration_sec,
+            processing_duration_sec=footer.processing_duration_sec,
+            speedup=footer.speedup,
+            macro_chunks=chunks,
         )

@@ -61,6 +61,7 @@ class ModelHolder:
             max_queue_size=self.settings.max_queue_size,
             queue_timeout_sec=self.settings.queue_timeout_sec,
             slots=self.settings.num_workers,
+            position_speedup=self.settings.position_priority_speedup,
         )
         batcher = Batcher(engine.transcribe_batch, policy, self.metrics)
         await batcher.start()
@@ -70,10 +71,12 @@ class ModelHolder:
         if self.batcher is not None:
             await self.batcher.stop()
 
-    async def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
+    async def transcribe(
+        self, audio: np.ndarray, options: ClipOptions, position_sec: float | None = None
+    ) -> ClipTranscription:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
-        return await self.batcher.submit(audio, options)
+        return await self.batcher.submit(audio, options, position_sec)
 
 
 def _warm_up(engine: WhisperEngine) -> None:

@@ -8,7 +8,10 @@ the queue into batches for `num_workers` model slots:
        └────────────┴── are removed before they are batched ◄── results ────────┘
 
 A batch holds requests whose options can share one generate call (same task, language, word
-timestamps), taken oldest first. With a free slot it runs as soon as
+timestamps), most urgent first. Urgency is arrival time, pushed back by the clip's position in
+its media (`position / position_speedup`, capped at half the queue timeout): the head of every
+job goes first, which is what a streaming client waits for, and a clip deep into a long file
+still can't starve. With a free slot it runs as soon as
 
 - it is full (`max_batch_size`), or
 - its oldest request has waited `max_batch_wait_ms`, or
@@ -31,7 +34,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,6 +54,13 @@ class BatchPolicy:
     max_queue_size: int = 256
     queue_timeout_sec: float = 120.0
     slots: int = 1
+    position_speedup: float = 50.0
+
+    def urgency(self, enqueued_at: float, position_sec: float | None) -> float:
+        """Scheduling key: lower runs first."""
+        if not position_sec or self.position_speedup <= 0:
+            return enqueued_at
+        return enqueued_at + min(position_sec / self.position_speedup, self.queue_timeout_sec / 2)
 
 
 @dataclass(eq=False)
@@ -58,7 +68,8 @@ class _Pending:
     audio: np.ndarray
     options: ClipOptions
     future: asyncio.Future[ClipTranscription]
-    enqueued_at: float = field(default_factory=time.monotonic)
+    enqueued_at: float
+    urgency: float
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -103,7 +114,9 @@ class Batcher:
                 pending.future.set_exception(OverloadedError("server shutting down"))
         self._queue.clear()
 
-    async def submit(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
+    async def submit(
+        self, audio: np.ndarray, options: ClipOptions, position_sec: float | None = None
+    ) -> ClipTranscription:
         """Queue one clip and wait for its transcript; cancelling the wait withdraws it."""
         if len(self._queue) >= self.policy.max_queue_size:
             self.metrics.requests.labels(outcome="rejected").inc()
@@ -111,7 +124,9 @@ class Batcher:
                 f"model server queue is full ({self.policy.max_queue_size} clips); retry later",
                 retry_after_sec=self._retry_after(),
             )
-        pending = _Pending(audio, options, asyncio.get_running_loop().create_future())
+        now = time.monotonic()
+        future = asyncio.get_running_loop().create_future()
+        pending = _Pending(audio, options, future, now, self.policy.urgency(now, position_sec))
         self._queue.append(pending)
         self._changed()
         try:
@@ -170,9 +185,10 @@ class Batcher:
 
     def _next_batch(self, now: float) -> tuple[list[_Pending] | None, float | None]:
         """The batch to run now, or None and how long to wait before one is due."""
-        oldest = self._queue[0]
-        group = [p for p in self._queue if p.key == oldest.key][: self.policy.max_batch_size]
-        waited = now - oldest.enqueued_at
+        first = min(self._queue, key=lambda p: p.urgency)
+        group = sorted((p for p in self._queue if p.key == first.key), key=lambda p: p.urgency)
+        group = group[: self.policy.max_batch_size]
+        waited = now - min(p.enqueued_at for p in group)
         wait_limit = self.policy.max_batch_wait_ms / 1000
         idle = self._running == 0
         if len(group) >= self.policy.max_batch_size or idle or waited >= wait_limit:

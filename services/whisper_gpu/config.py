@@ -43,6 +43,9 @@ class WhisperSettings(BaseSettings):
     """Clips allowed to wait; beyond this the server answers 503 with Retry-After."""
     queue_timeout_sec: float = Field(120.0, gt=0)
     """A clip still queued after this long is dropped with 504."""
+    position_priority_speedup: float = Field(50.0, ge=0.0)
+    """A clip N s into its media is scheduled as if it arrived N / this seconds later, so the
+    start of every job (what a streaming client waits for) goes first; 0 = arrival order."""
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Largest accepted request body."""
     host: str = "127.0.0.1"

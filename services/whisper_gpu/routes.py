@@ -7,12 +7,13 @@ import binascii
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from services.whisper_gpu.app import ModelHolder
 from services.whisper_gpu.engine import decode_clip
 from shared.api import cancel_on_disconnect
+from shared.clients import POSITION_HEADER
 from shared.errors import InvalidRequestError, PayloadTooLargeError
 from shared.languages import normalize_language
 from shared.schemas import ClipOptions, ClipTranscription
@@ -72,10 +73,14 @@ async def transcribe_clip(
     request: Request,
     options: Annotated[ClipOptions, Depends(_clip_options)],
     models: Annotated[ModelHolder, Depends(_models)],
+    position: Annotated[
+        float | None,
+        Header(alias=POSITION_HEADER, ge=0, description="The clip's start within its media."),
+    ] = None,
 ) -> ClipTranscription:
     """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`)."""
     audio = await anyio.to_thread.run_sync(decode_clip, await _read_body(request))
-    return await cancel_on_disconnect(request, models.transcribe(audio, options))
+    return await cancel_on_disconnect(request, models.transcribe(audio, options, position))
 
 
 @router.get("/metrics", tags=["health"])

@@ -214,3 +214,26 @@ async def test_a_request_queued_past_its_deadline_gets_504(
     model.release.set()
     await running
     assert outcome(batcher, "timeout") == 1
+
+
+async def test_earlier_positions_in_the_media_are_served_first(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=2, position_speedup=10.0)
+    model.hold()
+    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    late = [asyncio.create_task(batcher.submit(clip(t), ClipOptions(), 600.0)) for t in (1, 2)]
+    head = [asyncio.create_task(batcher.submit(clip(t), ClipOptions(), 0.0)) for t in (3, 4)]
+    await asyncio.sleep(0.01)
+    model.release.set()
+    await asyncio.gather(running, *late, *head)
+    assert model.batches == [[0.0], [3.0, 4.0], [1.0, 2.0]]
+
+
+def test_position_delay_is_capped_so_late_clips_cannot_starve() -> None:
+    policy = BatchPolicy(queue_timeout_sec=120, position_speedup=50)
+    assert policy.urgency(100.0, None) == 100.0
+    assert policy.urgency(100.0, 500.0) == 110.0
+    assert policy.urgency(100.0, 36_000.0) == 160.0
+    assert BatchPolicy(position_speedup=0).urgency(5.0, 900.0) == 5.0
