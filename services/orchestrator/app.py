@@ -15,6 +15,7 @@ from shared.clients import ReplicaPool, RetryPolicy, ServiceClient, WorkerClient
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
+    from services.orchestrator.page import router as page_router
     from services.orchestrator.routes import router
 
     settings = settings or OrchestratorSettings()
@@ -50,4 +51,5 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router("orchestrator", lambda request: None))
     app.include_router(router)
+    app.include_router(page_router)
     return app
