@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.errors import WhisperfleetError
 
@@ -44,3 +44,18 @@ async def gather_bounded(awaitables: Iterable[Awaitable[T]], limit: int) -> list
     except BaseExceptionGroup as errors:
         raise first_error(errors) from None
     return [task.result() for task in tasks]
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel tasks once and wait until they have finished cleaning up.
+
+    `asyncio.wait`, not `gather`: if the caller is itself being cancelled (again and again, as
+    anyio's cancel scopes do), a cancelled `gather` would forward every one of those
+    cancellations into the tasks and cut their cleanup short, e.g. leave an HTTP connection
+    open, so the peer never learns its client is gone. `wait` leaves the tasks alone.
+    """
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)

@@ -8,10 +8,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from shared.errors import (
     ErrorBody,
@@ -62,6 +64,29 @@ def error_response(error: WhisperfleetError) -> JSONResponse:
     return JSONResponse(
         error.body().model_dump(), status_code=error.status_code, headers=error.headers()
     )
+
+
+class CancellingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that stops its producer the moment the client disconnects.
+
+    Under ASGI spec >= 2.4 Starlette only notices a departed client on its next write; a producer
+    that writes rarely (a chunk worker waiting on the model) would keep computing for nobody
+    until then. This one always listens for the disconnect and cancels the stream at once.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream() -> None:
+                with contextlib.suppress(OSError):
+                    await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
+        if self.background is not None:
+            await self.background()
 
 
 def install_error_handlers(app: FastAPI) -> None:

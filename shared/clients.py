@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -26,6 +24,7 @@ from shared.errors import (
     WhisperfleetError,
     error_from_body,
 )
+from shared.replicas import ReplicaPool
 from shared.schemas import (
     CHUNK_STREAM,
     ChunkRequest,
@@ -65,54 +64,6 @@ class RetryPolicy:
         if retry_after_sec is not None:
             delay = max(delay, min(retry_after_sec, self.max_delay_sec))
         return delay
-
-
-@dataclass
-class Replica:
-    url: str
-    in_flight: int = 0
-    failed_until: float = 0.0
-    served: int = 0
-
-
-@dataclass
-class ReplicaPool:
-    """Base URLs of one service's replicas; picks per request by fewest requests in flight."""
-
-    urls: Sequence[str]
-    cooldown_sec: float = 5.0
-    _replicas: list[Replica] = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not self.urls:
-            raise ValueError("a replica pool needs at least one URL")
-        self._replicas = [Replica(url.rstrip("/")) for url in self.urls]
-
-    @property
-    def replicas(self) -> list[Replica]:
-        return list(self._replicas)
-
-    def pick(self) -> Replica:
-        now = time.monotonic()
-        healthy = [r for r in self._replicas if r.failed_until <= now] or self._replicas
-        fewest = min(r.in_flight for r in healthy)
-        return random.choice([r for r in healthy if r.in_flight == fewest])
-
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[Replica]:
-        replica = self.pick()
-        replica.in_flight += 1
-        replica.served += 1
-        try:
-            yield replica
-        finally:
-            replica.in_flight -= 1
-
-    def mark_failed(self, replica: Replica) -> None:
-        replica.failed_until = time.monotonic() + self.cooldown_sec
-
-    def mark_ok(self, replica: Replica) -> None:
-        replica.failed_until = 0.0
 
 
 def _retry_after(response: httpx.Response) -> float | None:

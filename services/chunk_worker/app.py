@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,9 +12,11 @@ from fastapi import FastAPI
 
 from services.chunk_worker.config import ChunkWorkerSettings
 from services.chunk_worker.media import FetchOptions
+from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
 from shared.api import health_router, install_error_handlers
-from shared.clients import ReplicaPool, RetryPolicy, ServiceClient, WhisperClient
+from shared.clients import RetryPolicy, ServiceClient, WhisperClient
+from shared.replicas import ReplicaPool
 
 
 def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
@@ -29,10 +32,11 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
             httpx.AsyncClient(timeout=timeout, limits=limits) as whisper_http,
             httpx.AsyncClient(timeout=httpx.Timeout(settings.media_read_timeout_sec)) as media_http,
         ):
+            pool = ReplicaPool(settings.whisper_urls)
             whisper = WhisperClient(
                 ServiceClient(
                     whisper_http,
-                    ReplicaPool(settings.whisper_urls),
+                    pool,
                     name="whisper server",
                     setting_hint="CHUNK_WORKER_WHISPER_URLS",
                     retry=RetryPolicy(attempts=settings.whisper_retry_attempts),
@@ -44,11 +48,19 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
                 preroll_sec=settings.seek_preroll_sec,
                 rw_timeout_sec=settings.media_read_timeout_sec,
             )
+            metrics = WorkerMetrics()
             app.state.settings = settings
+            app.state.metrics = metrics
             app.state.transcriber = ChunkTranscriber(
-                whisper, media_http, fetch, settings.max_inflight_clips
+                whisper, media_http, fetch, settings.max_inflight_clips, metrics
             )
-            yield
+            maintenance = asyncio.create_task(
+                pool.maintain(whisper_http, settings.whisper_refresh_sec)
+            )
+            try:
+                yield
+            finally:
+                maintenance.cancel()
 
     app = FastAPI(title="Whisperfleet chunk worker", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

@@ -15,6 +15,8 @@ class ChunkWorkerSettings(BaseSettings):
 
     whisper_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8002"]
     """Base URLs of the model server replicas, comma-separated."""
+    whisper_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
+    """How often model server names are re-resolved (scaled replicas join) and probed."""
     max_inflight_clips: int = Field(8, ge=1, le=256)
     """Micro chunks of one range in flight to the model server at once (also bounds memory)."""
     whisper_deadline_sec: float = Field(600.0, gt=0)

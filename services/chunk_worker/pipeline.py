@@ -20,7 +20,9 @@ import httpx
 import numpy as np
 
 from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
+from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.silence import quietest_point
+from shared.aio import cancel_and_wait
 from shared.audio import pcm16_to_wav
 from shared.clients import WhisperClient
 from shared.languages import language_name
@@ -93,11 +95,13 @@ class ChunkTranscriber:
         http: httpx.AsyncClient,
         fetch: FetchOptions,
         max_inflight_clips: int,
+        metrics: WorkerMetrics,
     ) -> None:
         self.whisper = whisper
         self.http = http
         self.fetch = fetch
         self.max_inflight_clips = max_inflight_clips
+        self.metrics = metrics
 
     async def prepare(self, request: ChunkRequest) -> SeekMode:
         """Check the media before anything streams, so a bad URL gets a real HTTP status."""
@@ -130,6 +134,7 @@ class ChunkTranscriber:
             try:
                 position = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
                 wav = pcm16_to_wav(chunk.samples)
+                self.metrics.clips.inc()
                 return chunk, await self.whisper.transcribe_clip(wav, options, position)
             finally:
                 slots.release()
@@ -155,15 +160,22 @@ class ChunkTranscriber:
                 sent.put_nowait(None)
 
         producer = asyncio.create_task(produce())
+        self.metrics.active_chunks.inc()
+        outcome = "cancelled"
         try:
             while (task := await sent.get()) is not None:
                 chunk, transcription = await task
+                self.metrics.audio_seconds.inc(len(chunk.samples) / SAMPLE_RATE_HZ)
                 yield to_result(request.start_sec, chunk, transcription)
             await producer  # FFmpeg's failures surface here
+            outcome = "ok"
+        except Exception:
+            outcome = "error"
+            raise
         finally:
-            for pending in (producer, *in_flight):
-                pending.cancel()
-            await asyncio.gather(producer, *in_flight, return_exceptions=True)
+            self.metrics.active_chunks.dec()
+            self.metrics.chunks.labels(outcome=outcome).inc()
+            await cancel_and_wait([producer, *in_flight])
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
         mode = await sniff_media(self.http, request.media_url)

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
 
 from services.chunk_worker.pipeline import ChunkTranscriber
+from shared.api import CancellingStreamingResponse
 from shared.errors import InvalidRequestError, UpstreamTimeoutError, WhisperfleetError
 from shared.schemas import (
     CHUNK_STREAM,
@@ -38,10 +39,10 @@ def _check_range(start_sec: float, end_sec: float) -> None:
         raise InvalidRequestError("end_sec must be greater than start_sec", param="end_sec")
 
 
-@router.post("/v1/chunks", response_class=StreamingResponse)
+@router.post("/v1/chunks", response_class=CancellingStreamingResponse)
 async def transcribe_chunk(
     body: ChunkRequest, request: Request, transcriber: Transcriber
-) -> StreamingResponse:
+) -> CancellingStreamingResponse:
     """Transcribe `[start_sec, end_sec)` of the media as a typed stream (`shared.streams`):
     one item per micro chunk in timeline order, then a footer; an error frame if it fails."""
     _check_range(body.start_sec, body.end_sec)
@@ -66,7 +67,7 @@ async def transcribe_chunk(
             logger.exception("chunk failed")
             yield writer.error(WhisperfleetError(f"chunk worker failed: {exc}").body())
 
-    return StreamingResponse(frames(), media_type=MEDIA_TYPE)
+    return CancellingStreamingResponse(frames(), media_type=MEDIA_TYPE)
 
 
 @router.post("/v1/silence", response_model=SilenceResult)
@@ -74,3 +75,9 @@ async def find_silence(body: SilenceRequest, transcriber: Transcriber) -> Silenc
     """The quietest instant in `[start_sec, end_sec)`: where a macro chunk boundary goes."""
     _check_range(body.start_sec, body.end_sec)
     return await transcriber.find_silence(body)
+
+
+@router.get("/metrics", tags=["health"])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: macro chunks by outcome, chunks in progress, clips, audio seconds."""
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,8 @@ from fastapi import FastAPI
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.fanout import JobRunner
 from shared.api import health_router, install_error_handlers
-from shared.clients import ReplicaPool, RetryPolicy, ServiceClient, WorkerClient
+from shared.clients import RetryPolicy, ServiceClient, WorkerClient
+from shared.replicas import ReplicaPool
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
@@ -28,10 +30,11 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             httpx.AsyncClient(timeout=worker_timeout, limits=limits) as worker_http,
             httpx.AsyncClient(timeout=httpx.Timeout(settings.probe_timeout_sec)) as media_http,
         ):
+            pool = ReplicaPool(settings.worker_urls)
             workers = WorkerClient(
                 ServiceClient(
                     worker_http,
-                    ReplicaPool(settings.worker_urls),
+                    pool,
                     name="chunk worker",
                     setting_hint="ORCHESTRATOR_WORKER_URLS",
                     retry=RetryPolicy(attempts=settings.worker_retry_attempts),
@@ -40,7 +43,13 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             )
             app.state.settings = settings
             app.state.jobs = JobRunner(workers, media_http, settings)
-            yield
+            maintenance = asyncio.create_task(
+                pool.maintain(worker_http, settings.worker_refresh_sec)
+            )
+            try:
+                yield
+            finally:
+                maintenance.cancel()
 
     app = FastAPI(
         title="Whisperfleet",

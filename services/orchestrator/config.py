@@ -15,6 +15,8 @@ class OrchestratorSettings(BaseSettings):
 
     worker_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8001"]
     """Base URLs of the chunk worker replicas, comma-separated."""
+    worker_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
+    """How often worker names are re-resolved (scaled replicas join) and replicas probed."""
     max_concurrent_chunks: int = Field(32, ge=1, le=1024)
     """Macro chunks of one job in flight to the workers at once."""
     boundary_search_sec: float = Field(5.0, ge=0.0, le=30.0)

@@ -19,7 +19,7 @@ import httpx
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.planner import nominal_boundaries, search_windows, spans_from_boundaries
 from services.orchestrator.probe import check_range_support, probe_duration
-from shared.aio import gather_bounded
+from shared.aio import cancel_and_wait, gather_bounded
 from shared.clients import WorkerClient
 from shared.schemas import (
     ChunkRequest,
@@ -172,9 +172,7 @@ class JobRunner:
                         segments=segments,
                     )
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
         elapsed = time.perf_counter() - job.started_at
         yield StreamFooter(
             input_duration_sec=job.duration_sec,

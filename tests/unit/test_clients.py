@@ -7,13 +7,14 @@ import asyncio
 import httpx
 import pytest
 
-from shared.clients import ReplicaPool, RetryPolicy, ServiceClient
+from shared.clients import RetryPolicy, ServiceClient
 from shared.errors import (
     InvalidAudioError,
     OverloadedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from shared.replicas import ReplicaPool
 
 FAST = RetryPolicy(attempts=3, base_delay_sec=0.001, max_delay_sec=0.01)
 

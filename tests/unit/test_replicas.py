@@ -1,0 +1,82 @@
+"""Replica discovery and choice: every address behind a name, least busy first, failures skipped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import httpx
+
+from shared.replicas import ReplicaPool, Resolver
+
+
+def fake_dns(table: dict[str, list[str]]) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"unknown host {host}")
+        return table[host]
+
+    return resolve
+
+
+async def test_a_scaled_service_name_expands_to_every_replica() -> None:
+    dns = {"chunk_worker": ["10.0.0.2", "10.0.0.3"]}
+    pool = ReplicaPool(["http://chunk_worker:8001"], resolver=fake_dns(dns))
+    await pool.resolve()
+    assert sorted(r.url for r in pool.replicas) == ["http://10.0.0.2:8001", "http://10.0.0.3:8001"]
+    dns["chunk_worker"] = ["10.0.0.2", "10.0.0.3", "10.0.0.4"]  # scaled up
+    await pool.resolve()
+    assert len(pool.replicas) == 3
+    dns["chunk_worker"] = ["10.0.0.4"]  # scaled down to one: keep the name itself
+    await pool.resolve()
+    assert [r.url for r in pool.replicas] == ["http://chunk_worker:8001"]
+
+
+async def test_dns_failure_keeps_the_last_known_replicas() -> None:
+    dns = {"w": ["10.0.0.2", "10.0.0.3"]}
+    pool = ReplicaPool(["http://w:8001"], resolver=fake_dns(dns))
+    await pool.resolve()
+    del dns["w"]
+    await pool.resolve()
+    assert len(pool.replicas) == 2
+
+
+async def test_https_and_literal_addresses_are_never_rewritten() -> None:
+    pool = ReplicaPool(
+        ["https://api.example:443", "http://127.0.0.1:9", "http://localhost:9"],
+        resolver=fake_dns({"api.example": ["1.1.1.1", "2.2.2.2"]}),
+    )
+    await pool.resolve()
+    assert sorted(r.url for r in pool.replicas) == [
+        "http://127.0.0.1:9",
+        "http://localhost:9",
+        "https://api.example:443",
+    ]
+
+
+async def test_requests_spread_evenly_across_replicas() -> None:
+    pool = ReplicaPool(["http://a", "http://b", "http://c"])
+    served: Counter[str] = Counter()
+
+    async def request() -> None:
+        async with pool.lease() as replica:
+            served[replica.url] += 1
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(request() for _ in range(30)))
+    assert served == Counter({"http://a": 10, "http://b": 10, "http://c": 10})
+
+
+async def test_a_replica_failing_its_probe_is_skipped_until_it_recovers() -> None:
+    ready = {"a": True, "b": False}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if ready[request.url.host] else 503)
+
+    pool = ReplicaPool(["http://a", "http://b"])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        await pool.probe(http)
+        assert {pool.pick().url for _ in range(20)} == {"http://a"}
+        ready["b"] = True
+        await pool.probe(http)
+        assert {pool.pick().url for _ in range(50)} == {"http://a", "http://b"}
