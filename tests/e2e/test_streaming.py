@@ -28,7 +28,9 @@ class Event:
 
 
 def parse_sse(lines: Iterator[str], comments: list[str]) -> Iterator[Event]:
-    event_id, name, data = None, "message", []
+    event_id: str | None = None
+    name = "message"
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:
