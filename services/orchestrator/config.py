@@ -22,6 +22,9 @@ class OrchestratorSettings(BaseSettings):
     boundary_search_sec: float = Field(5.0, ge=0.0, le=30.0)
     """Macro chunk boundaries move to the quietest point within this many seconds of the
     nominal grid (0 keeps the fixed grid)."""
+    head_start_sec: float = Field(2.0, ge=0.0, le=60.0)
+    """The first macro chunk starts alone and the rest follow once it has produced its first
+    result (or after this long): the first streamed words come sooner. 0 starts all at once."""
     probe_timeout_sec: float = Field(30.0, gt=0)
     """Longest wait for the media host while checking range support and probing the duration."""
     worker_deadline_sec: float = Field(3600.0, gt=0)

@@ -10,6 +10,7 @@ media_url ─> range check ─> duration ─> even grid ─> boundaries moved in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -110,6 +111,15 @@ class JobRunner:
         arrivals: asyncio.Queue[tuple[int, MicroChunkResult | object | BaseException]]
         arrivals = asyncio.Queue()
         slots = asyncio.Semaphore(self.settings.max_concurrent_chunks)
+        first_heard = asyncio.Event()
+
+        async def head_start(index: int) -> None:
+            # The first chunk gets the model to itself for a moment: its first micro chunk is
+            # what a streaming client waits for, and nothing else can be shown before it.
+            if index > 0 and self.settings.head_start_sec > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.head_start_sec):
+                        await first_heard.wait()
 
         async def run_chunk(index: int, span: TimeSpan) -> None:
             chunk = ChunkRequest(
@@ -119,12 +129,16 @@ class JobRunner:
                 params=request.params,
             )
             try:
+                await head_start(index)
                 async with slots:
                     async for result in self.workers.transcribe_chunk(chunk):
+                        first_heard.set()
                         arrivals.put_nowait((index, result))
                 arrivals.put_nowait((index, _DONE))
             except Exception as exc:  # handed to the merger, which raises it
                 arrivals.put_nowait((index, exc))
+            finally:
+                first_heard.set()
 
         tasks = [asyncio.create_task(run_chunk(i, span)) for i, span in enumerate(job.spans)]
         buffered: list[list[MicroChunkResult]] = [[] for _ in job.spans]
