@@ -1,4 +1,4 @@
-"""The orchestrator's merger without HTTP: fake workers finish out of order, output stays ordered."""
+"""The merger without HTTP: fake workers finish out of order, output stays in order."""
 
 from __future__ import annotations
 
