@@ -14,7 +14,13 @@ from fastapi import FastAPI
 
 from services.whisper_gpu.batcher import Batcher, BatchPolicy
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.engine import ModelUnavailableError, WhisperEngine, load_model
+from services.whisper_gpu.engine import (
+    ModelUnavailableError,
+    PreparedClip,
+    WhisperEngine,
+    decode_clip,
+    load_model,
+)
 from services.whisper_gpu.metrics import ModelMetrics
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
@@ -34,7 +40,7 @@ class ModelHolder:
         self.settings = settings
         self.metrics = ModelMetrics()
         self.engine: WhisperEngine | None = None
-        self.batcher: Batcher | None = None
+        self.batcher: Batcher[PreparedClip] | None = None
         self.load_error: str | None = None
         self._on_load_failure = on_load_failure
 
@@ -71,17 +77,23 @@ class ModelHolder:
         if self.batcher is not None:
             await self.batcher.stop()
 
+    def prepare(self, body: bytes) -> PreparedClip:
+        """Decode and compute features (blocking: run in a thread)."""
+        if self.engine is None:
+            raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
+        return self.engine.prepare(decode_clip(body))
+
     async def transcribe(
-        self, audio: np.ndarray, options: ClipOptions, position_sec: float | None = None
+        self, clip: PreparedClip, options: ClipOptions, position_sec: float | None = None
     ) -> ClipTranscription:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
-        return await self.batcher.submit(audio, options, position_sec)
+        return await self.batcher.submit(clip, options, position_sec)
 
 
 def _warm_up(engine: WhisperEngine) -> None:
     """Decode once at each batch shape's extremes so the first request pays no lazy set-up."""
-    silence = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
+    silence = engine.prepare(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32))
     engine.transcribe_batch([silence], ClipOptions(language="en"))
     engine.transcribe_batch([silence, silence], ClipOptions())
 

@@ -35,8 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Generic, TypeVar
 
 from services.whisper_gpu.metrics import ModelMetrics
 from shared.errors import OverloadedError, UpstreamTimeoutError, WhisperfleetError
@@ -44,7 +43,8 @@ from shared.schemas import ClipOptions, ClipTranscription
 
 logger = logging.getLogger(__name__)
 
-RunBatch = Callable[[Sequence[np.ndarray], ClipOptions], list[ClipTranscription]]
+ClipT = TypeVar("ClipT")
+RunBatch = Callable[[Sequence[ClipT], ClipOptions], list[ClipTranscription]]
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ class BatchPolicy:
 
 
 @dataclass(eq=False)
-class _Pending:
-    audio: np.ndarray
+class _Pending(Generic[ClipT]):
+    clip: ClipT
     options: ClipOptions
     future: asyncio.Future[ClipTranscription]
     enqueued_at: float
@@ -83,12 +83,16 @@ class BatchFailedError(WhisperfleetError):
     code = "model_error"
 
 
-class Batcher:
-    def __init__(self, run_batch: RunBatch, policy: BatchPolicy, metrics: ModelMetrics) -> None:
+class Batcher(Generic[ClipT]):
+    """Batches clips (whatever `run_batch` takes: audio, or audio with its features)."""
+
+    def __init__(
+        self, run_batch: RunBatch[ClipT], policy: BatchPolicy, metrics: ModelMetrics
+    ) -> None:
         self._run_batch = run_batch
         self.policy = policy
         self.metrics = metrics
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending[ClipT]] = deque()
         self._wakeup = asyncio.Event()
         self._running = 0
         self._batch_seconds = 1.0  # moving estimate, for Retry-After
@@ -115,7 +119,7 @@ class Batcher:
         self._queue.clear()
 
     async def submit(
-        self, audio: np.ndarray, options: ClipOptions, position_sec: float | None = None
+        self, clip: ClipT, options: ClipOptions, position_sec: float | None = None
     ) -> ClipTranscription:
         """Queue one clip and wait for its transcript; cancelling the wait withdraws it."""
         if len(self._queue) >= self.policy.max_queue_size:
@@ -126,7 +130,7 @@ class Batcher:
             )
         now = time.monotonic()
         future = asyncio.get_running_loop().create_future()
-        pending = _Pending(audio, options, future, now, self.policy.urgency(now, position_sec))
+        pending = _Pending(clip, options, future, now, self.policy.urgency(now, position_sec))
         self._queue.append(pending)
         self._changed()
         try:
@@ -136,7 +140,7 @@ class Batcher:
                 self.metrics.requests.labels(outcome="cancelled").inc()
             raise
 
-    def _withdraw(self, pending: _Pending) -> bool:
+    def _withdraw(self, pending: _Pending[ClipT]) -> bool:
         try:
             self._queue.remove(pending)
         except ValueError:
@@ -183,7 +187,7 @@ class Batcher:
         if expired:
             self._changed()
 
-    def _next_batch(self, now: float) -> tuple[list[_Pending] | None, float | None]:
+    def _next_batch(self, now: float) -> tuple[list[_Pending[ClipT]] | None, float | None]:
         """The batch to run now, or None and how long to wait before one is due."""
         first = min(self._queue, key=lambda p: p.urgency)
         group = sorted((p for p in self._queue if p.key == first.key), key=lambda p: p.urgency)
@@ -198,13 +202,13 @@ class Batcher:
             return group, None
         return None, wait_limit - waited
 
-    def _launch(self, batch: list[_Pending]) -> None:
+    def _launch(self, batch: list[_Pending[ClipT]]) -> None:
         self._running += 1
         task = asyncio.create_task(self._run(batch))
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[_Pending[ClipT]]) -> None:
         started = time.monotonic()
         try:
             for pending in batch:
@@ -220,10 +224,10 @@ class Batcher:
             self._running -= 1
             self._wakeup.set()
 
-    async def _transcribe(self, batch: list[_Pending]) -> list[ClipTranscription | Exception]:
+    async def _transcribe(self, batch: list[_Pending[ClipT]]) -> list[ClipTranscription | Exception]:
         options = batch[0].options
         try:
-            return list(await asyncio.to_thread(self._run_batch, [p.audio for p in batch], options))
+            return list(await asyncio.to_thread(self._run_batch, [p.clip for p in batch], options))
         except Exception as exc:
             if len(batch) == 1:
                 logger.exception("model failed on a clip")
@@ -231,7 +235,7 @@ class Batcher:
             logger.warning("batch of %d failed (%s); isolating the culprit", len(batch), exc)
         return [result for pending in batch for result in await self._transcribe([pending])]
 
-    def _settle(self, pending: _Pending, result: ClipTranscription | Exception) -> None:
+    def _settle(self, pending: _Pending[ClipT], result: ClipTranscription | Exception) -> None:
         if pending.future.done():  # the caller went away while its clip was running
             self.metrics.requests.labels(outcome="cancelled").inc()
             return

@@ -129,6 +129,20 @@ def decode_clip(body: bytes) -> np.ndarray:
     return audio
 
 
+@dataclass(frozen=True)
+class PreparedClip:
+    """A decoded clip and its log-mel features, computed when the request arrives (in the
+    request's thread) so the batch itself only stacks them: feature extraction overlaps the
+    model running the previous batch instead of adding to it."""
+
+    audio: np.ndarray
+    features: np.ndarray
+
+    @property
+    def duration_sec(self) -> float:
+        return len(self.audio) / SAMPLE_RATE_HZ
+
+
 class WhisperEngine:
     """A loaded model and the decoding settings every clip shares."""
 
@@ -175,8 +189,12 @@ class WhisperEngine:
             duration_sec=duration,
         )
 
+    def prepare(self, audio: np.ndarray) -> PreparedClip:
+        features = self.model.feature_extractor(audio)[..., :-1]
+        return PreparedClip(audio, pad_or_trim(features))
+
     def transcribe_batch(
-        self, clips: Sequence[np.ndarray], options: ClipOptions
+        self, clips: Sequence[PreparedClip], options: ClipOptions
     ) -> list[ClipTranscription]:
         """Many clips in one encode and one generate; each keeps its own language.
 
@@ -186,10 +204,7 @@ class WhisperEngine:
         checks are re-decoded alone with temperature fallback, when fallback is on.
         """
         model = self.model
-        features = np.stack(
-            [pad_or_trim(model.feature_extractor(clip)[..., :-1]) for clip in clips]
-        )
-        encoder_output = model.encode(features)
+        encoder_output = model.encode(np.stack([clip.features for clip in clips]))
         languages = self._languages(encoder_output, len(clips), options)
         tokenizers = {
             code: Tokenizer(
@@ -210,7 +225,7 @@ class WhisperEngine:
             return_no_speech_prob=True,
             sampling_temperature=self.temperatures[0],
         )
-        durations = [len(clip) / SAMPLE_RATE_HZ for clip in clips]
+        durations = [clip.duration_sec for clip in clips]
         sizes = [int(math.ceil(d) * model.frames_per_second) for d in durations]
         per_clip: list[list[dict[str, Any]]] = []
         needs_fallback: list[bool] = []
@@ -249,7 +264,7 @@ class WhisperEngine:
         transcriptions = []
         for index, clip in enumerate(clips):
             if needs_fallback[index]:
-                transcriptions.append(self.transcribe(clip, options))
+                transcriptions.append(self.transcribe(clip.audio, options))
                 continue
             code, probability = languages[index]
             segments = [_clip_segment(sub) for sub in per_clip[index]]

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from services.whisper_gpu.app import ModelHolder
-from services.whisper_gpu.engine import decode_clip
 from shared.api import cancel_on_disconnect
 from shared.clients import POSITION_HEADER
 from shared.errors import InvalidRequestError, PayloadTooLargeError
@@ -79,8 +78,8 @@ async def transcribe_clip(
     ] = None,
 ) -> ClipTranscription:
     """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`)."""
-    audio = await anyio.to_thread.run_sync(decode_clip, await _read_body(request))
-    return await cancel_on_disconnect(request, models.transcribe(audio, options, position))
+    clip = await anyio.to_thread.run_sync(models.prepare, await _read_body(request))
+    return await cancel_on_disconnect(request, models.transcribe(clip, options, position))
 
 
 @router.get("/metrics", tags=["health"])

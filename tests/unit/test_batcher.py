@@ -15,7 +15,7 @@ from shared.errors import OverloadedError, UpstreamTimeoutError
 from shared.schemas import ClipOptions, ClipTranscription
 
 POISON = -99.0
-MakeBatcher = Callable[..., Awaitable[Batcher]]
+MakeBatcher = Callable[..., Awaitable[Batcher[np.ndarray]]]
 
 
 class FakeModel:
@@ -59,9 +59,9 @@ def model() -> FakeModel:
 
 @pytest.fixture
 async def make_batcher(model: FakeModel) -> AsyncIterator[MakeBatcher]:
-    made: list[Batcher] = []
+    made: list[Batcher[np.ndarray]] = []
 
-    async def make(**policy: float) -> Batcher:
+    async def make(**policy: float) -> Batcher[np.ndarray]:
         batcher = Batcher(model, BatchPolicy(**policy), ModelMetrics())  # type: ignore[arg-type]
         await batcher.start()
         made.append(batcher)
@@ -73,7 +73,7 @@ async def make_batcher(model: FakeModel) -> AsyncIterator[MakeBatcher]:
         await batcher.stop()
 
 
-def outcome(batcher: Batcher, name: str) -> float:
+def outcome(batcher: Batcher[np.ndarray], name: str) -> float:
     value = batcher.metrics.registry.get_sample_value("whisper_requests_total", {"outcome": name})
     return value or 0.0
 

@@ -121,3 +121,21 @@ def test_bad_clips_are_rejected_with_a_clear_reason(
 ) -> None:
     with pytest.raises(error, match=message):
         decode_clip(body)
+
+
+def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: WhisperEngine) -> None:
+    rng = np.random.default_rng(2)
+    clips = [
+        engine.prepare(rng.standard_normal(16000 * seconds).astype(np.float32) * 0.1)
+        for seconds in (3, 11, 29)
+    ]
+    batched = engine.transcribe_batch(clips, ClipOptions(language="en"))
+    alone = [engine.transcribe_batch([clip], ClipOptions(language="en"))[0] for clip in clips]
+    assert batched == alone
+    assert [t.duration_sec for t in batched] == [3.0, 11.0, 29.0]
+
+
+def test_batch_detects_the_language_of_each_clip(engine: WhisperEngine) -> None:
+    clips = [engine.prepare(np.zeros(16000 * s, dtype=np.float32)) for s in (1, 2)]
+    results = engine.transcribe_batch(clips, ClipOptions())
+    assert all(r.language and 0 < r.language_probability <= 1 for r in results)
