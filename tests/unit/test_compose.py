@@ -1,0 +1,364 @@
+"""The deployment files against the services: `make check-compose` inside `make test`.
+
+The first tests run the real checks on the real files; the rest feed the checker modified
+in-memory copies to prove it catches each kind of mistake.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scripts.check_compose import (
+    BASE_FILE,
+    GPU_FILE,
+    K8S_DIR,
+    ROOT,
+    Interpolator,
+    ServiceCode,
+    check,
+    check_environment,
+    check_kubernetes,
+    environment,
+    load_k8s,
+    load_yaml,
+    merge,
+    run,
+)
+
+Doc = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def base() -> Doc:
+    return load_yaml(ROOT / BASE_FILE)
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Doc:
+    return load_yaml(ROOT / GPU_FILE)
+
+
+def test_compose_files_and_manifests_match_the_services() -> None:
+    report = run()
+    assert report.ok, "\n".join(report.problems)
+
+
+def test_the_gpu_merge_runs_cuda_float16_with_a_gpu_and_gpu_batching(base: Doc, gpu: Doc) -> None:
+    cpu = Interpolator(env={}).document(base)["services"]["whisper"]
+    whisper = Interpolator(env={}).document(merge(base, gpu))["services"]["whisper"]
+    env, cpu_env = environment(whisper), environment(cpu)
+    assert whisper["build"] == {
+        "context": ".",
+        "dockerfile": "services/whisper_gpu/Dockerfile.cuda",
+    }
+    assert (env["WHISPER_DEVICE"], env["WHISPER_COMPUTE_TYPE"]) == ("cuda", "float16")
+    assert int(env["WHISPER_MAX_BATCH_SIZE"] or 0) > int(cpu_env["WHISPER_MAX_BATCH_SIZE"] or 0)
+    device = whisper["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["capabilities"] == ["gpu"]
+    # Everything else is the base's.
+    assert env["WHISPER_MODEL"] == cpu_env["WHISPER_MODEL"] == "small"
+    assert whisper["healthcheck"] == cpu["healthcheck"]
+    assert whisper["volumes"] == cpu["volumes"]
+
+
+def test_only_the_orchestrator_is_published_and_workers_scale_by_replicas(base: Doc) -> None:
+    services = Interpolator(env={"CHUNK_WORKERS": "3"}).document(base)["services"]
+    assert [name for name, spec in services.items() if spec.get("ports")] == ["orchestrator"]
+    assert services["chunk_worker"]["deploy"]["replicas"] == "3"
+    assert Interpolator(env={}).document(base)["services"]["chunk_worker"]["deploy"] == {
+        "replicas": "2"
+    }
+
+
+# ---- the checker catches mistakes ----------------------------------------------------------
+
+
+def _set_env(service: str, key: str, value: str | None) -> Callable[[Doc], None]:
+    def mutate(doc: Doc) -> None:
+        doc["services"][service]["environment"][key] = value
+
+    return mutate
+
+
+def _rename_env(service: str, old: str, new: str) -> Callable[[Doc], None]:
+    def mutate(doc: Doc) -> None:
+        env = doc["services"][service]["environment"]
+        env[new] = env.pop(old)
+
+    return mutate
+
+
+def _health(service: str, command: list[str]) -> Callable[[Doc], None]:
+    def mutate(doc: Doc) -> None:
+        doc["services"][service]["healthcheck"]["test"] = command
+
+    return mutate
+
+
+def _probe(url: str) -> list[str]:
+    return ["CMD-SHELL", f"python -c \"import urllib.request; urllib.request.urlopen('{url}')\""]
+
+
+def _set(service: str, key: str, value: Any) -> Callable[[Doc], None]:
+    def mutate(doc: Doc) -> None:
+        doc["services"][service][key] = value
+
+    return mutate
+
+
+BASE_MISTAKES: list[tuple[str, Callable[[Doc], None], list[str]]] = [
+    (
+        "typo in an env var",
+        _rename_env(
+            "chunk_worker", "CHUNK_WORKER_MAX_INFLIGHT_CLIPS", "CHUNK_WORKER_MAX_INFLIGHT_CLIP"
+        ),
+        [
+            "CHUNK_WORKER_MAX_INFLIGHT_CLIP is not a setting of ChunkWorkerSettings "
+            "(did you mean CHUNK_WORKER_MAX_INFLIGHT_CLIPS?)",
+            "setting max_inflight_clips is not reachable",
+        ],
+    ),
+    (
+        "wrong health path",
+        _health("orchestrator", _probe("http://127.0.0.1:8000/ready")),
+        ["healthcheck path /ready is not a health route of the app"],
+    ),
+    (
+        "health on the wrong port",
+        _health("whisper", _probe("http://127.0.0.1:8001/readyz")),
+        ["healthcheck calls port 8001; the service listens on 8002"],
+    ),
+    (
+        "CMD healthcheck form",
+        _health("chunk_worker", ["CMD", "python", "-c", "..."]),
+        ['healthcheck test must be ["CMD-SHELL"'],
+    ),
+    (
+        "a worker published",
+        _set("chunk_worker", "ports", ["8001:8001"]),
+        ["service chunk_worker: publishes ports"],
+    ),
+    (
+        "published port not the one the service listens on",
+        _set("orchestrator", "ports", ["127.0.0.1:8000:8080"]),
+        ["does not target the service's port 8000"],
+    ),
+    (
+        "invalid default",
+        _set_env("whisper", "WHISPER_BEAM_SIZE", "${WHISPER_BEAM_SIZE:-50}"),
+        ["WHISPER_BEAM_SIZE='50' is invalid"],
+    ),
+    (
+        "default drifted from Settings",
+        _set_env(
+            "chunk_worker",
+            "CHUNK_WORKER_MAX_INFLIGHT_CLIPS",
+            "${CHUNK_WORKER_MAX_INFLIGHT_CLIPS:-4}",
+        ),
+        ["CHUNK_WORKER_MAX_INFLIGHT_CLIPS defaults to 4 here but 8 in ChunkWorkerSettings"],
+    ),
+    (
+        "peer URL on the wrong port",
+        _set_env("orchestrator", "ORCHESTRATOR_WORKER_URLS", "http://chunk_worker:8002"),
+        ["ORCHESTRATOR_WORKER_URLS uses port 8002 but chunk_worker listens on 8001"],
+    ),
+    (
+        "peer URL naming no service",
+        _set_env("chunk_worker", "CHUNK_WORKER_WHISPER_URLS", "http://whisper_gpu:8002"),
+        ["CHUNK_WORKER_WHISPER_URLS names 'whisper_gpu', which is not a service here"],
+    ),
+    (
+        "dependency not waiting for health",
+        _set("orchestrator", "depends_on", ["chunk_worker"]),
+        ["depends_on chunk_worker must use condition: service_healthy"],
+    ),
+    (
+        "model cache not on a volume",
+        _set("whisper", "volumes", []),
+        ["the model cache /models is not a volume"],
+    ),
+    (
+        "no internal network",
+        _set("whisper", "networks", ["outbound"]),
+        ["service whisper: is on no internal network"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [pytest.param(m, e, id=name) for name, m, e in BASE_MISTAKES],
+)
+def test_the_checker_catches(
+    base: Doc, gpu: Doc, mutate: Callable[[Doc], None], expected: list[str]
+) -> None:
+    broken = copy.deepcopy(base)
+    mutate(broken)
+    problems = "\n".join(check(broken, gpu).problems)
+    for text in expected:
+        assert text in problems
+
+
+GPU_MISTAKES: list[tuple[str, Callable[[Doc], None], str]] = [
+    (
+        "another service",
+        lambda doc: doc["services"].update({"chunk_worker": {"environment": {"X": "1"}}}),
+        "service chunk_worker: only the model server may change",
+    ),
+    (
+        "another key",
+        lambda doc: doc["services"]["whisper"].update({"ports": ["8002:8002"]}),
+        "whisper.ports: not a GPU setting",
+    ),
+    (
+        "another setting",
+        lambda doc: doc["services"]["whisper"]["environment"].update({"WHISPER_MODEL": "large"}),
+        "whisper.environment.WHISPER_MODEL: not a GPU setting",
+    ),
+    (
+        "no GPU reserved",
+        lambda doc: doc["services"]["whisper"].pop("deploy"),
+        "whisper reserves no device with capabilities [gpu]",
+    ),
+    (
+        "not float16",
+        lambda doc: doc["services"]["whisper"]["environment"].update(
+            {"WHISPER_COMPUTE_TYPE": "int8"}
+        ),
+        "must run with WHISPER_DEVICE=cuda and WHISPER_COMPUTE_TYPE=float16",
+    ),
+    (
+        "typo in an overlay setting",
+        lambda doc: doc["services"]["whisper"]["environment"].update(
+            {"WHISPER_MAX_BATCH_SIZ": "16"}
+        ),
+        "WHISPER_MAX_BATCH_SIZ is not a setting of WhisperSettings",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [pytest.param(m, e, id=name) for name, m, e in GPU_MISTAKES],
+)
+def test_the_checker_catches_in_the_gpu_overlay(
+    base: Doc, gpu: Doc, mutate: Callable[[Doc], None], expected: str
+) -> None:
+    broken = copy.deepcopy(gpu)
+    mutate(broken)
+    assert expected in "\n".join(check(base, broken).problems)
+
+
+class _NeedsToken(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEMO_", extra="ignore")
+
+    token: str
+    port: int = Field(9000)
+
+
+def test_a_setting_without_default_must_be_given_a_value() -> None:
+    code = ServiceCode("demo", _NeedsToken, lambda: pytest.fail("no app needed"))
+    problems: list[str] = []
+
+    def problem(service: str, text: str) -> None:
+        problems.append(text)
+
+    check_environment("demo", {}, {"DEMO_TOKEN": None, "DEMO_PORT": "9000"}, code, problem)
+    assert "DEMO_TOKEN has no default in _NeedsToken and must be given a value" in problems
+    problems.clear()
+    check_environment("demo", {}, {"DEMO_TOKEN": "t", "DEMO_PORT": "9000"}, code, problem)
+    assert problems == []
+
+
+# ---- Compose semantics the checker relies on -----------------------------------------------
+
+
+def test_interpolation_follows_compose() -> None:
+    interpolate = Interpolator(env={"SET": "x", "EMPTY": ""})
+    assert interpolate.string("${SET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d} ${UNSET}") == "x d  d "
+    assert interpolate.string("$$HOME $SET ${SET:+alt} ${UNSET:+alt}") == "$HOME x alt "
+    assert interpolate.string("${NEEDED:?set NEEDED}") == ""
+    assert interpolate.required == {"NEEDED"}
+
+
+def test_merge_follows_compose_rules() -> None:
+    base = {
+        "services": {
+            "s": {
+                "build": ".",
+                "environment": ["A=1", "B=2"],
+                "ports": ["1:1"],
+                "healthcheck": {"test": ["CMD-SHELL", "a"], "interval": "5s"},
+                "volumes": ["data:/data", "logs:/logs"],
+            }
+        },
+        "volumes": {"data": {}},
+    }
+    override = {
+        "services": {
+            "s": {
+                "build": {"dockerfile": "Other"},
+                "environment": {"B": "3", "C": None},
+                "ports": ["2:2"],
+                "healthcheck": {"test": ["CMD-SHELL", "b"]},
+                "volumes": ["other:/data"],
+            }
+        }
+    }
+    merged = merge(base, override)["services"]["s"]
+    assert merged["build"] == {"context": ".", "dockerfile": "Other"}
+    assert merged["environment"] == {"A": "1", "B": "3", "C": None}
+    assert merged["ports"] == ["1:1", "2:2"]
+    assert merged["healthcheck"] == {"test": ["CMD-SHELL", "b"], "interval": "5s"}
+    assert merged["volumes"] == ["logs:/logs", "other:/data"]
+
+
+# ---- Kubernetes --------------------------------------------------------------------------------
+
+
+def test_every_manifest_parses_and_each_service_has_deployment_service_and_autoscaler() -> None:
+    manifests = load_k8s()
+    assert any(path.parts[-2:] == ("gpu", "kustomization.yaml") for path in manifests)
+    base = [
+        doc
+        for path, docs in manifests.items()
+        if "base" in path.parts
+        for doc in docs
+        if doc["kind"] != "Kustomization"
+    ]
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in base}
+    for name in ("orchestrator", "chunk-worker", "whisper"):
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"):
+            assert (kind, name) in kinds
+    services = {doc["metadata"]["name"]: doc["spec"] for doc in base if doc["kind"] == "Service"}
+    # Headless, so DNS returns every ready pod and the clients spread the load themselves.
+    assert services["chunk-worker"]["clusterIP"] == "None"
+    assert services["whisper"]["clusterIP"] == "None"
+    hpa = next(
+        d
+        for d in base
+        if d["kind"] == "HorizontalPodAutoscaler" and d["metadata"]["name"] == "whisper"
+    )
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "whisper_queue_depth"
+
+
+def test_the_kubernetes_check_catches_a_typo_and_a_wrong_probe(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / K8S_DIR, tmp_path / K8S_DIR)
+    worker = tmp_path / K8S_DIR / "base" / "chunk-worker.yaml"
+    docs = list(yaml.safe_load_all(worker.read_text()))
+    docs[0]["data"]["CHUNK_WORKER_WHISPER_URL"] = docs[0]["data"].pop("CHUNK_WORKER_WHISPER_URLS")
+    container = docs[1]["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["httpGet"]["path"] = "/health"
+    worker.write_text(yaml.safe_dump_all(docs))
+    problems = "\n".join(check_kubernetes(tmp_path).problems)
+    assert "CHUNK_WORKER_WHISPER_URL is not a setting of ChunkWorkerSettings" in problems
+    assert "readinessProbe path /health should be /readyz" in problems
