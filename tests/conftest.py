@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from services.stack import LocalStack
+from tests.support.media_server import MediaServer
+from tests.support.stack import start_stack
 
 MEDIA_DIR = Path(__file__).parent / "media"
 
@@ -43,3 +48,20 @@ def in_pause(time_sec: float, manifest: dict[str, Any], margin_sec: float = 0.0)
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One random-model cache for the whole session (building takes under a second)."""
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> Iterator[LocalStack]:
+    """Model server, two chunk workers and the orchestrator as real processes (random model)."""
+    running = start_stack(tmp_path_factory.mktemp("stack-logs"), model_cache_dir)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def media_server(media_dir: Path) -> Iterator[MediaServer]:
+    """The committed test media behind a range-capable HTTP host."""
+    with MediaServer(media_dir) as server:
+        yield server

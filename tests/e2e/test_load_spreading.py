@@ -14,8 +14,8 @@ import pytest
 
 from services.stack import LocalStack
 from shared.schemas import TranscribeOutput
-from tests.e2e.conftest import start_stack
 from tests.support.media_server import MediaServer
+from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
 

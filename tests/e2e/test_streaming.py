@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from services.stack import LocalStack
-from tests.e2e.conftest import start_stack
 from tests.support.media_server import MediaServer
+from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -171,8 +171,13 @@ def test_client_disconnect_cancels_the_job_everywhere(
             for line in r.iter_lines():
                 if line.startswith("event: segment"):
                     break
-            queued = metric(httpx.get(f"{whisper}/metrics").text, "whisper_queue_depth")
-        assert queued > 0, "the test needs a backlog to watch drain"
+            queued = 0.0
+            for _ in range(100):  # every chunk running, clips waiting: then hang up
+                queued = metric(httpx.get(f"{whisper}/metrics").text, "whisper_queue_depth")
+                if queued >= 4:
+                    break
+                time.sleep(0.1)
+        assert queued >= 4, "the test needs a backlog to watch drain"
         deadline = time.monotonic() + 15
         text = ""
         while time.monotonic() < deadline:

@@ -1,0 +1,477 @@
+// Whisperfleet's page: POST /v1/transcribe/stream with fetch (EventSource cannot POST), parse
+// the Server-Sent Events as the body streams in, render each event as it arrives.
+//
+//   header   -> duration and chunk count      segment -> one more row in the list
+//   progress -> progress bar                  footer  -> totals; exports enabled
+//   error    -> the server's message          HTTP 4xx/5xx before streaming -> its JSON error
+//
+// The pure parts (SSE parser, time formats, SRT/VTT/TXT writers) live on `window.whisperfleet`
+// so tests can drive them directly.
+"use strict";
+
+(() => {
+  // ---- Server-Sent Events parser (the WHATWG event-stream algorithm, minus reconnection) ----
+
+  /** Feed text chunks with push(); onEvent({type, data, id}) fires for every complete event.
+   *  Handles events split anywhere across chunks, CRLF / LF / CR line ends, comments (": ping"),
+   *  multi-line data and "field" lines without a colon. */
+  function createSseParser(onEvent) {
+    let buffer = "";
+    let dataLines = [];
+    let eventType = "";
+    let lastEventId = "";
+
+    function dispatch() {
+      if (dataLines.length > 0) {
+        onEvent({ type: eventType || "message", data: dataLines.join("\n"), id: lastEventId });
+      }
+      dataLines = [];
+      eventType = "";
+    }
+
+    function processLine(line) {
+      if (line === "") {
+        dispatch();
+        return;
+      }
+      if (line.startsWith(":")) return; // comment, e.g. the server's keep-alive ": ping"
+      const colon = line.indexOf(":");
+      const field = colon === -1 ? line : line.slice(0, colon);
+      let value = colon === -1 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") eventType = value;
+      else if (field === "data") dataLines.push(value);
+      else if (field === "id" && !value.includes("\0")) lastEventId = value;
+      // "retry" and unknown fields are ignored.
+    }
+
+    return {
+      push(text) {
+        buffer += text;
+        let start = 0;
+        for (;;) {
+          const cr = buffer.indexOf("\r", start);
+          const lf = buffer.indexOf("\n", start);
+          const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
+          if (end === -1) break;
+          let next = end + 1;
+          if (buffer[end] === "\r") {
+            if (next === buffer.length) break; // "\r" may be the first half of a split "\r\n"
+            if (buffer[next] === "\n") next += 1;
+          }
+          processLine(buffer.slice(start, end));
+          start = next;
+        }
+        buffer = buffer.slice(start);
+      },
+      /** End of stream: a last line ended by a lone "\r" still counts; an unterminated event
+       *  is dropped, as the spec says. */
+      end() {
+        if (buffer.endsWith("\r")) processLine(buffer.slice(0, -1));
+        buffer = "";
+        dataLines = [];
+        eventType = "";
+      },
+    };
+  }
+
+  // ---- Times and transcript formats ----
+
+  function splitTime(seconds) {
+    const ms = Math.max(0, Math.round(seconds * 1000));
+    return {
+      h: Math.floor(ms / 3600000),
+      m: Math.floor(ms / 60000) % 60,
+      s: Math.floor(ms / 1000) % 60,
+      ms: ms % 1000,
+    };
+  }
+
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+  /** SRT timestamp: 00:00:01,000 */
+  function srtTime(seconds) {
+    const t = splitTime(seconds);
+    return `${pad(t.h)}:${pad(t.m)}:${pad(t.s)},${pad(t.ms, 3)}`;
+  }
+
+  /** WebVTT timestamp: 00:00:01.000 */
+  function vttTime(seconds) {
+    const t = splitTime(seconds);
+    return `${pad(t.h)}:${pad(t.m)}:${pad(t.s)}.${pad(t.ms, 3)}`;
+  }
+
+  /** Short clock for the page: 1:05, or 1:02:05 when `withHours`. */
+  function clock(seconds, withHours = false) {
+    const total = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(total / 3600);
+    const m = Math.floor(total / 60) % 60;
+    const s = total % 60;
+    return withHours || h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+  }
+
+  /** One cue's text: trimmed, on one line, with no "-->" (which would end a cue's timing). */
+  function cueText(text) {
+    return text.replace(/\s+/g, " ").replace(/-->/g, "->").trim();
+  }
+
+  function toTxt(segments) {
+    return segments.map((s) => cueText(s.text)).filter(Boolean).join("\n") + "\n";
+  }
+
+  function cueTimes(segment, format) {
+    const end = Math.max(segment.start_time_sec, segment.end_time_sec);
+    return `${format(segment.start_time_sec)} --> ${format(end)}`;
+  }
+
+  /** Segments worth a cue: an empty text line would end the cue early in SRT and VTT. */
+  const withText = (segments) => segments.filter((s) => cueText(s.text) !== "");
+
+  function toSrt(segments) {
+    return withText(segments)
+      .map((s, i) => `${i + 1}\n${cueTimes(s, srtTime)}\n${cueText(s.text)}\n`)
+      .join("\n");
+  }
+
+  function toVtt(segments) {
+    const cues = withText(segments).map((s) => `${cueTimes(s, vttTime)}\n${cueText(s.text)}\n`);
+    return ["WEBVTT\n", ...cues].join("\n");
+  }
+
+  window.whisperfleet = { createSseParser, srtTime, vttTime, clock, toTxt, toSrt, toVtt };
+
+  // ---- The page ----
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    app: $("app"),
+    form: $("job-form"),
+    url: $("media-url"),
+    language: $("language"),
+    micro: $("micro-chunk"),
+    macro: $("macro-chunk"),
+    transcribe: $("transcribe"),
+    cancel: $("cancel"),
+    error: $("error"),
+    errorMessage: $("error-message"),
+    errorDetail: $("error-detail"),
+    progress: $("progress"),
+    progressLabel: $("progress-label"),
+    status: $("status"),
+    announcer: $("announcer"),
+    segments: $("segments"),
+    empty: $("empty"),
+    copy: $("copy"),
+    downloads: { txt: $("download-txt"), srt: $("download-srt"), vtt: $("download-vtt") },
+  };
+
+  let languageNames = {};
+  let job = null; // {controller, segments, header, footer, failed, mediaUrl} of the last run
+
+  fetch("/static/languages.json")
+    .then((response) => (response.ok ? response.json() : {}))
+    .then((names) => {
+      languageNames = names;
+      const sorted = Object.entries(names).sort((a, b) => a[1].localeCompare(b[1]));
+      for (const [code, name] of sorted) {
+        ui.language.add(new Option(`${name[0].toUpperCase()}${name.slice(1)} (${code})`, code));
+      }
+    })
+    .catch(() => {}); // the picker then offers automatic detection only
+
+  function languageLabel(code) {
+    const name = languageNames[code];
+    return name ? `${name[0].toUpperCase()}${name.slice(1)}` : code;
+  }
+
+  function setState(state) {
+    ui.app.dataset.state = state;
+    const running = state === "running";
+    ui.transcribe.disabled = running;
+    ui.cancel.disabled = !running;
+    ui.url.readOnly = running;
+    ui.segments.setAttribute("aria-busy", String(running));
+    const exportable = !running && job !== null && job.segments.length > 0;
+    ui.copy.disabled = !exportable;
+    for (const button of Object.values(ui.downloads)) button.disabled = !exportable;
+  }
+
+  /** The visible status line; `announce` also tells screen readers (not every progress tick). */
+  function setStatus(text, announce = false) {
+    ui.status.textContent = text;
+    if (announce) ui.announcer.textContent = text;
+  }
+
+  function setProgress(fraction) {
+    const percent = Math.round(Math.min(1, Math.max(0, fraction)) * 1000) / 10;
+    ui.progress.value = percent;
+    ui.progressLabel.textContent = `${Math.floor(percent)}%`;
+  }
+
+  function showError(message, detail) {
+    ui.errorMessage.textContent = message;
+    ui.errorDetail.textContent = detail || "";
+    ui.errorDetail.hidden = !detail;
+    ui.error.hidden = false;
+  }
+
+  function clearError() {
+    ui.error.hidden = true;
+    ui.errorMessage.textContent = "";
+    ui.errorDetail.textContent = "";
+  }
+
+  /** "media_unavailable · HTTP 422 · param media_url" from an ErrorBody's `error`. */
+  function errorDetail(error, status) {
+    const parts = [];
+    if (error && error.code) parts.push(error.code);
+    if (status) parts.push(`HTTP ${status}`);
+    if (error && error.param) parts.push(`param ${error.param}`);
+    return parts.join(" · ");
+  }
+
+  function requestBody() {
+    const params = {};
+    if (ui.language.value) params.language = ui.language.value;
+    if (ui.micro.value !== "") params.micro_chunk_size_sec = Number(ui.micro.value);
+    if (ui.macro.value !== "") params.macro_chunk_size_sec = Number(ui.macro.value);
+    return { media_url: ui.url.value.trim(), params };
+  }
+
+  function appendSegment(segment) {
+    const nearBottom =
+      ui.segments.scrollHeight - ui.segments.scrollTop - ui.segments.clientHeight < 48;
+    const withHours = job.header !== null && job.header.input_duration_sec >= 3600;
+    const item = document.createElement("li");
+    item.className = "segment";
+    item.dataset.start = String(segment.start_time_sec);
+    item.dataset.end = String(segment.end_time_sec);
+    item.lang = segment.bcp47_key || "";
+    const time = document.createElement("time");
+    time.className = "segment-time";
+    time.dateTime = `PT${segment.start_time_sec.toFixed(3)}S`;
+    time.textContent = clock(segment.start_time_sec, withHours);
+    time.title = `${vttTime(segment.start_time_sec)} – ${vttTime(segment.end_time_sec)}`;
+    const text = document.createElement("span");
+    text.className = "segment-text";
+    text.textContent = segment.text.trim();
+    item.append(time, text);
+    ui.segments.append(item);
+    ui.empty.hidden = true;
+    if (nearBottom) ui.segments.scrollTop = ui.segments.scrollHeight;
+  }
+
+  function describeHeader(header) {
+    const chunks = header.macro_chunks.length;
+    return `${clock(header.input_duration_sec)} of audio in ${chunks} chunk${chunks === 1 ? "" : "s"}`;
+  }
+
+  function handleEvent(event) {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return; // not ours; the endpoint only sends JSON
+    }
+    switch (event.type) {
+      case "header":
+        job.header = data;
+        setStatus(`${describeHeader(data)} · transcribing…`, true);
+        break;
+      case "segment":
+        job.segments.push(data);
+        appendSegment(data);
+        break;
+      case "progress": {
+        setProgress(data.total_sec > 0 ? data.done_sec / data.total_sec : 0);
+        const prefix = job.header ? `${describeHeader(job.header)} · ` : "";
+        const count = `${data.segments} segment${data.segments === 1 ? "" : "s"}`;
+        setStatus(`${prefix}${clock(data.done_sec)} transcribed · ${count}…`);
+        break;
+      }
+      case "footer": {
+        job.footer = data;
+        setProgress(1);
+        const languages = data.languages.map(languageLabel).join(", ") || "none";
+        const parts = [
+          `Done: ${clock(data.input_duration_sec)} of audio in ${data.processing_duration_sec.toFixed(1)} s`,
+          `${data.speedup.toFixed(1)}× real time`,
+          `${data.num_segments} segment${data.num_segments === 1 ? "" : "s"}`,
+          `${data.languages.length > 1 ? "languages" : "language"}: ${languages}`,
+        ];
+        if (job.header) parts.splice(1, 0, `${job.header.macro_chunks.length} chunks`);
+        setStatus(parts.join(" · "), true);
+        ui.status.dataset.numSegments = String(data.num_segments);
+        break;
+      }
+      case "error":
+        job.failed = true;
+        showError(
+          (data.error && data.error.message) || "The transcription failed.",
+          errorDetail(data.error, null),
+        );
+        break;
+      default:
+        break;
+    }
+  }
+
+  async function readStream(response) {
+    const parser = createSseParser(handleEvent);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parser.push(value);
+    }
+    parser.end();
+  }
+
+  async function errorFromResponse(response) {
+    const text = await response.text();
+    try {
+      const body = JSON.parse(text);
+      if (body && body.error && body.error.message) {
+        return { message: body.error.message, detail: errorDetail(body.error, response.status) };
+      }
+    } catch {
+      // not JSON: a proxy's error page, say
+    }
+    const snippet = text.trim().startsWith("<") ? "" : text.trim().slice(0, 300); // no HTML pages
+    const reason = response.statusText ? ` ${response.statusText}` : "";
+    return {
+      message: snippet || `The server answered ${response.status}${reason}.`,
+      detail: `HTTP ${response.status}`,
+    };
+  }
+
+  function stoppedAfter(stopped) {
+    const count = stopped.segments.length;
+    if (count === 0) return "Stopped before any segment arrived.";
+    return `Stopped after ${count} segment${count === 1 ? "" : "s"}; they are kept below.`;
+  }
+
+  async function start() {
+    clearError();
+    ui.segments.replaceChildren();
+    ui.empty.hidden = false;
+    delete ui.status.dataset.numSegments;
+    setProgress(0);
+    const controller = new AbortController();
+    const body = requestBody();
+    job = { controller, segments: [], header: null, footer: null, failed: false, mediaUrl: body.media_url };
+    const current = job;
+    setState("running");
+    setStatus("Checking the media…");
+    try {
+      const response = await fetch("/v1/transcribe/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      if (!response.ok) {
+        const error = await errorFromResponse(response);
+        showError(error.message, error.detail);
+        setStatus("Nothing was transcribed.", true);
+        setState("error");
+        return;
+      }
+      await readStream(response);
+      if (current.footer !== null) {
+        setState("done");
+      } else {
+        if (!current.failed) {
+          showError(
+            "The connection closed before the transcript was complete.",
+            `${current.segments.length} segments received`,
+          );
+        }
+        setStatus(stoppedAfter(current), true);
+        setState("error");
+      }
+    } catch (error) {
+      if (controller.signal.aborted) {
+        setStatus(`Cancelled · kept ${current.segments.length} segments.`, true);
+        setState("cancelled");
+      } else {
+        showError(`Could not reach the server: ${error.message}`, "network error");
+        setStatus(stoppedAfter(current), true);
+        setState("error");
+      }
+    }
+  }
+
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (ui.app.dataset.state === "running") return;
+    start();
+  });
+
+  ui.cancel.addEventListener("click", () => {
+    if (job !== null) job.controller.abort();
+  });
+
+  // ---- Copy and download ----
+
+  function baseName() {
+    try {
+      const path = new URL(job.mediaUrl).pathname;
+      const name = decodeURIComponent(path.split("/").pop() || "").replace(/\.[^.]*$/, "");
+      return name.replace(/[^\w.-]+/g, "_") || "transcript";
+    } catch {
+      return "transcript";
+    }
+  }
+
+  const formats = {
+    txt: { write: toTxt, type: "text/plain" },
+    srt: { write: toSrt, type: "application/x-subrip" },
+    vtt: { write: toVtt, type: "text/vtt" },
+  };
+
+  for (const [extension, button] of Object.entries(ui.downloads)) {
+    button.addEventListener("click", () => {
+      const format = formats[extension];
+      const blob = new Blob([format.write(job.segments)], { type: `${format.type};charset=utf-8` });
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = `${baseName()}.${extension}`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    });
+  }
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    // Plain-HTTP deployments are not a secure context: fall back to a selected textarea.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    if (!ok) throw new Error("the browser refused");
+  }
+
+  ui.copy.addEventListener("click", async () => {
+    try {
+      await copyText(toTxt(job.segments));
+      ui.copy.textContent = "Copied";
+      ui.announcer.textContent = "Transcript copied to the clipboard.";
+      setTimeout(() => (ui.copy.textContent = "Copy"), 1500);
+    } catch (error) {
+      showError(`Could not copy to the clipboard: ${error.message}`, "use a download instead");
+    }
+  });
+
+  setState("idle");
+})();

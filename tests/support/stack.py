@@ -1,0 +1,26 @@
+"""Starting the real stack for tests: every service a process on a free loopback port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.stack import LocalStack, free_port
+
+
+def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: str) -> LocalStack:
+    """The stack with the random offline model; `env` overrides any service setting."""
+    stack = LocalStack(
+        port=free_port(),
+        workers=workers,
+        whisper_port=free_port(),
+        worker_ports=[free_port() for _ in range(workers)],
+        env={
+            "WHISPER_MODEL": "random-tiny",
+            "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
+            "WHISPER_CPU_THREADS": "1",
+            **env,
+        },
+        log_dir=log_dir,
+    )
+    stack.start(timeout_sec=120)
+    return stack
