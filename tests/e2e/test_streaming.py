@@ -168,7 +168,8 @@ def test_client_disconnect_cancels_the_job_everywhere(
             "params": {"macro_chunk_size_sec": 60, "micro_chunk_size_sec": 5, "language": "en"},
         }
         with httpx.stream("POST", f"{busy.url}/v1/transcribe/stream", json=body, timeout=60) as r:
-            for line in r.iter_lines():
+            lines = r.iter_lines()  # keep a reference: a dropped iterator closes the stream
+            for line in lines:
                 if line.startswith("event: segment"):
                     break
             queued = 0.0
@@ -177,6 +178,7 @@ def test_client_disconnect_cancels_the_job_everywhere(
                 if queued >= 4:
                     break
                 time.sleep(0.1)
+            r.close()  # the client goes away mid-job
         assert queued >= 4, "the test needs a backlog to watch drain"
         deadline = time.monotonic() + 15
         text = ""
