@@ -18,10 +18,17 @@ class _DropProbes(logging.Filter):
         return not any(path in message for path in _PROBE_PATHS)
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
+def build_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Server:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("uvicorn.access").addFilter(_DropProbes())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5
+    )
+    return uvicorn.Server(config)
+
+
+def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
+    build_server(app, host, port, log_level).run()

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import sys
 
-from services.runner import serve
+import uvicorn
+
+from services.runner import build_server
 from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
 
-if __name__ == "__main__":
+
+def main() -> int:
     settings = WhisperSettings()
-    app = create_app(settings)
-    serve(app, settings.host, settings.port)
-    sys.exit(1 if app.state.models.load_error else 0)
+    servers: list[uvicorn.Server] = []
+
+    def stop() -> None:
+        servers[0].should_exit = True
+
+    app = create_app(settings, on_load_failure=stop)
+    servers.append(build_server(app, settings.host, settings.port))
+    servers[0].run()
+    return 1 if app.state.models.load_error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

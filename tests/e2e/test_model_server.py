@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +173,22 @@ def test_oversized_body_is_a_413(tmp_path: Path, model_cache_dir: Path) -> None:
         server.stop()
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_model_that_cannot_be_had_stops_the_server_with_what_to_set(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.whisper_gpu"],
+        env={
+            **os.environ,
+            "WHISPER_MODEL": "no-such-model-anywhere",
+            "WHISPER_MODEL_CACHE_DIR": str(tmp_path),
+            "WHISPER_PORT": str(free_port()),
+            "HF_HUB_OFFLINE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "WHISPER_MODEL='no-such-model-anywhere'" in result.stderr
+    assert "random-tiny" in result.stderr
