@@ -224,7 +224,9 @@ class Batcher(Generic[ClipT]):
             self._running -= 1
             self._wakeup.set()
 
-    async def _transcribe(self, batch: list[_Pending[ClipT]]) -> list[ClipTranscription | Exception]:
+    async def _transcribe(
+        self, batch: list[_Pending[ClipT]]
+    ) -> list[ClipTranscription | Exception]:
         options = batch[0].options
         try:
             return list(await asyncio.to_thread(self._run_batch, [p.clip for p in batch], options))
