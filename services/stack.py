@@ -10,6 +10,7 @@ orchestrator URL and stops them all on Ctrl-C (or when any of them dies).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -21,6 +22,16 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the launcher dies, so no service is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,6 +65,7 @@ class ServiceProcess:
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
             start_new_session=True,  # Ctrl-C reaches the stack, which stops the children in order
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
     def log_tail(self, lines: int = 40) -> str:
