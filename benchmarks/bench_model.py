@@ -104,7 +104,9 @@ async def through_server(
         return time.perf_counter() - started, latencies
 
 
-def start_server(model: str, cache: Path, threads: int, batch: int) -> ServiceProcess:
+def start_server(
+    model: str, cache: Path, threads: int, batch: int, replicas: int = 1
+) -> ServiceProcess:
     port = free_port()
     server = ServiceProcess(
         "whisper_gpu",
@@ -114,7 +116,8 @@ def start_server(model: str, cache: Path, threads: int, batch: int) -> ServicePr
             "WHISPER_MODEL": model,
             "WHISPER_MODEL_CACHE_DIR": str(cache),
             "WHISPER_PORT": str(port),
-            "WHISPER_CPU_THREADS": str(threads),
+            "WHISPER_CPU_THREADS": str(threads),  # 0: the server's automatic choice
+            "WHISPER_NUM_WORKERS": str(replicas),
             "WHISPER_MAX_BATCH_SIZE": str(batch),
             "WHISPER_BEAM_SIZE": str(BEAM),
             "WHISPER_TEMPERATURE_FALLBACK": "false",
@@ -142,14 +145,21 @@ def main() -> None:
     parser.add_argument("--latency-clips", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--server-replicas",
+        type=int,
+        default=0,
+        help="WHISPER_NUM_WORKERS for the server (default 0: its automatic choice)",
+    )
     args = parser.parse_args()
 
     cache = Path(tempfile.mkdtemp(prefix="bench-model-"))
     model_dir = ensure_random_model(args.model, cache)
     clips = make_clips(args.clips)
     audio_sec = sum(len(c) for c in clips) / RATE
-    print(f"{len(clips)} clips, {audio_sec:.0f} s of speech, model {args.model}, "
-          f"{args.threads} threads, beam {BEAM}, batch {args.batch_size}")  # fmt: skip
+    print(f"{len(clips)} clips, {audio_sec:.0f} s of speech, model {args.model}, beam {BEAM}, "
+          f"batch {args.batch_size}; (a) and (b) use {args.threads} threads, (c) the server's "
+          "default placement (on CPU: one single-threaded replica per core)")  # fmt: skip
 
     compute = "float16" if args.device == "cuda" else "int8"
     model = WhisperModel(
@@ -160,7 +170,7 @@ def main() -> None:
     b_sec = batched_in_process(model, clips, args.batch_size)
     del model
 
-    server = start_server(args.model, cache, args.threads, args.batch_size)
+    server = start_server(args.model, cache, 0, args.batch_size, args.server_replicas)
     try:
         asyncio.run(through_server(server.url, clips[:2], 2))  # warm-up
         c_sec, _ = asyncio.run(through_server(server.url, clips, args.concurrency))

@@ -18,6 +18,7 @@ from services.whisper_gpu.engine import (
     ModelUnavailableError,
     PreparedClip,
     WhisperEngine,
+    choose_placement,
     decode_clip,
     load_model,
 )
@@ -53,7 +54,8 @@ class ModelHolder:
 
     async def load(self) -> None:
         try:
-            model, is_random = await asyncio.to_thread(load_model, self.settings)
+            placement = choose_placement(self.settings)
+            model, is_random = await asyncio.to_thread(load_model, self.settings, placement)
         except ModelUnavailableError as exc:
             self.load_error = str(exc)
             logger.critical("%s", exc)
@@ -66,7 +68,7 @@ class ModelHolder:
             max_batch_wait_ms=self.settings.max_batch_wait_ms,
             max_queue_size=self.settings.max_queue_size,
             queue_timeout_sec=self.settings.queue_timeout_sec,
-            slots=self.settings.num_workers,
+            slots=placement.replicas,
             position_speedup=self.settings.position_priority_speedup,
         )
         batcher = Batcher(engine.transcribe_batch, policy, self.metrics)

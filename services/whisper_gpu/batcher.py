@@ -1,7 +1,7 @@
 """Dynamic batching across concurrent requests, with backpressure and cancellation.
 
 Every clip request, from any worker and any job, waits in one bounded queue. A scheduler turns
-the queue into batches for `num_workers` model slots:
+the queue into batches for the model's replicas (`slots`):
 
     submit() ──► queue (bounded: full = 503 + Retry-After) ──► scheduler ──► slot ──► run_batch()
        ▲            │  expired (504) and abandoned requests                     │   (thread)

@@ -27,9 +27,10 @@ class WhisperSettings(BaseSettings):
     compute_type: str = "auto"
     """CTranslate2 compute type; `auto` is float16 on CUDA and int8 on CPU."""
     cpu_threads: int = Field(0, ge=0, le=256)
-    """Threads per model replica on CPU; 0 uses every core."""
-    num_workers: int = Field(1, ge=1, le=16)
-    """Model replicas in this process that run batches in parallel."""
+    """Threads per model replica on CPU; 0 = the cores divided among the replicas."""
+    num_workers: int = Field(0, ge=0, le=16)
+    """Model replicas in this process that run batches in parallel; 0 = auto: one on CUDA,
+    one per core (at most 4) on CPU, where independent replicas beat one replica's threads."""
     beam_size: int = Field(5, ge=1, le=10)
     """Beam width for decoding."""
     temperature_fallback: bool | None = None

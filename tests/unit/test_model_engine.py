@@ -13,6 +13,7 @@ from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.engine import (
     ModelUnavailableError,
     WhisperEngine,
+    choose_placement,
     clamp_segments,
     decode_clip,
     load_model,
@@ -26,7 +27,7 @@ from shared.schemas import ClipOptions, ClipSegment
 @pytest.fixture(scope="module")
 def engine(model_cache_dir: Path) -> WhisperEngine:
     settings = WhisperSettings(model="random-tiny", model_cache_dir=model_cache_dir, cpu_threads=1)
-    model, is_random = load_model(settings)
+    model, is_random = load_model(settings, choose_placement(settings))
     return WhisperEngine(model, settings, is_random=is_random)
 
 
@@ -82,7 +83,7 @@ def test_language_is_detected_per_clip_when_not_given(engine: WhisperEngine) -> 
 def test_unknown_model_fails_with_a_message_saying_what_to_set(tmp_path: Path) -> None:
     settings = WhisperSettings(model=str(tmp_path / "nope-model"), model_cache_dir=tmp_path)
     with pytest.raises(ModelUnavailableError, match=r"WHISPER_MODEL.*random-tiny"):
-        load_model(settings)
+        load_model(settings, choose_placement(settings))
 
 
 def test_clamp_keeps_segments_ordered_and_inside() -> None:
@@ -139,3 +140,14 @@ def test_batch_detects_the_language_of_each_clip(engine: WhisperEngine) -> None:
     clips = [engine.prepare(np.zeros(16000 * s, dtype=np.float32)) for s in (1, 2)]
     results = engine.transcribe_batch(clips, ClipOptions())
     assert all(r.language and 0 < r.language_probability <= 1 for r in results)
+
+
+def test_auto_placement_uses_a_replica_per_core_on_cpu_and_one_on_cuda() -> None:
+    cpu = choose_placement(WhisperSettings(device="cpu"), cores=2)
+    assert (cpu.compute_type, cpu.replicas, cpu.threads_per_replica) == ("int8", 2, 1)
+    big = choose_placement(WhisperSettings(device="cpu"), cores=16)
+    assert (big.replicas, big.threads_per_replica) == (4, 4)
+    gpu = choose_placement(WhisperSettings(device="cuda"), cores=16)
+    assert (gpu.compute_type, gpu.replicas) == ("float16", 1)
+    pinned = choose_placement(WhisperSettings(device="cpu", num_workers=1, cpu_threads=3), 8)
+    assert (pinned.replicas, pinned.threads_per_replica) == (1, 3)
