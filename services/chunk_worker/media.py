@@ -1,14 +1,34 @@
 """Fetching one time range of remote media as 16 kHz mono PCM, with FFmpeg.
 
-FFmpeg runs as an asyncio subprocess and streams s16le PCM on stdout as it decodes, so the first
-micro chunk can leave long before the range is fetched. Only the range is fetched: the seek goes
-*before* `-i` (an input seek, which turns into HTTP range requests), starts a short pre-roll early
-and trims it on the output side, which is sample-exact for every format and warms up AAC/Opus
-decoders. HTTP requests are bounded in size so an abandoned request doesn't keep streaming.
+    sniff_media ──> SeekMode ──> ffmpeg_command ──> PcmSource (FFmpeg subprocess, WAV on stdout)
+                                                      │ reads through
+                                                RangeProxy (loopback HTTP, page cache) ──> origin
 
-Formats that can't seek exactly by bytes (VBR MP3 without a usable TOC, raw ADTS AAC) are found
-by sniffing the first 64 KiB and decoded sequentially from the start instead. See
-`../shared/notes/media-io.md` in the product notes for the measurements behind each flag.
+FFmpeg runs as an asyncio subprocess and streams PCM as it decodes, so the first micro chunk
+leaves long before the range is fetched, and back-pressure from the reader pauses FFmpeg (and
+the download). Only the range is fetched: the seek goes *before* `-i` (an input seek, which
+turns into HTTP range requests), starts a short pre-roll early and trims it on the output side,
+which is sample-exact and warms up AAC/Opus decoders. How to seek comes from the first bytes:
+
+    INPUT       -ss S-p -i URL -ss p -t D             index or bisection seek, output-side trim
+    FAST_MP3    -fflags +fastseek, as INPUT           CBR MP3: byte offset from the bitrate
+    MATROSKA    -copyts -ss S-p -i URL, then trim     WebM/MKV keep whole-millisecond timestamps
+                by timestamp in the filter graph      (FFmpeg's own offset and trim round to a
+                                                      millisecond and overshoot the 1 ms budget)
+    SEQUENTIAL  -i URL -ss S -t D                     VBR MP3 (TOC seeks land seconds off), raw
+                                                      ADTS AAC (no index): decode from the start
+
+Sample n of a window is at `start + n / 16000` s of the source's timeline: timestamp holes
+(lost or damaged packets) become silence. FFmpeg writes WAV at the source's channel count (the
+count travels with the data) and channels are averaged here, so speech on any one channel is
+heard, LFE included (FFmpeg's own `-ac 1` drops LFE and weights the rest).
+
+FFmpeg exits 0 when a seek fails or a file is truncated, so a window that comes back short is
+an error, and FFmpeg's stderr (or the proxy's record of the origin) says which one
+(`classify_ffmpeg_failure`). Through the `RangeProxy`, the origin is asked for little more than
+FFmpeg reads, and each file's index is fetched once per worker instead of once per window; on
+its own, FFmpeg bounds its requests (`request_bytes`) and reconnects. The measurements behind
+each choice are in `../shared/notes/media-io.md` and `benchmarks/bench_media.py`.
 """
 
 from __future__ import annotations
@@ -17,16 +37,24 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import secrets
+import socket
+import struct
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
 
+import certifi
 import httpx
 import numpy as np
 
 from shared.errors import (
     MediaHostError,
     MediaUnavailableError,
+    RangeNotSupportedError,
     UnsupportedMediaError,
     WhisperfleetError,
 )
@@ -35,108 +63,831 @@ from shared.schemas import SAMPLE_RATE_HZ
 logger = logging.getLogger(__name__)
 
 BYTES_PER_SAMPLE = 2
-SNIFF_BYTES = 65536
+SNIFF_BYTES = 8192
+"""Enough for an ID3 header and a few MPEG frames; a larger ID3 tag costs one more request."""
+TIMESTAMP_HOLE_SEC = 0.02
+"""Timestamp jumps at least this long are filled with silence (or dropped, if backwards)."""
+PROXY_RECEIVE_BUFFER_BYTES = 16384
+"""FFmpeg's socket buffer towards the proxy: small, so the proxy sees what FFmpeg reads."""
+READAHEAD_DIVISOR = 8
+"""The proxy asks the origin for at most 1/8 more than a response has delivered (and at
+least a page): little is wasted when FFmpeg stops, and runs still grow geometrically."""
 
 
 class SeekMode(enum.Enum):
-    INPUT = "input"  # seek by bytes/index before -i: fetches only the range
+    """How FFmpeg gets to the start of a window (see the module's table)."""
+
+    INPUT = "input"  # seek by index/bisection before -i: fetches only the range
     FAST_MP3 = "fast_mp3"  # CBR MP3: input seek computed from the bitrate (-fflags +fastseek)
+    MATROSKA = "matroska"  # input seek; the container's timestamps (its timeline starts at 0)
     SEQUENTIAL = "sequential"  # no reliable byte seek: decode from the start, trim the output
 
 
+# -- sniffing ----------------------------------------------------------------------------------
+
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_MPEG_BITRATES_KBPS = {
+    (3, 3): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (3, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (3, 1): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (2, 3): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (2, 1): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def id3v2_length(head: bytes) -> int:
+    """Bytes taken by the ID3v2 tags at the start of `head` (may exceed `len(head)`)."""
+    offset = 0
+    while head[offset : offset + 3] == b"ID3" and len(head) >= offset + 10:
+        size_bytes = head[offset + 6 : offset + 10]
+        size = 0
+        for byte in size_bytes:
+            size = (size << 7) | (byte & 0x7F)
+        footer = 10 if head[offset + 5] & 0x10 else 0
+        offset += 10 + size + footer
+    return offset
+
+
+def _mpeg_frame(head: bytes, offset: int) -> tuple[int, int] | None:
+    """(bitrate in kbps, frame length) of an MPEG audio frame header at `offset`, if valid."""
+    if len(head) < offset + 4 or head[offset] != 0xFF or head[offset + 1] & 0xE0 != 0xE0:
+        return None
+    version = (head[offset + 1] >> 3) & 0x3  # 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5
+    layer = (head[offset + 1] >> 1) & 0x3  # 3: I, 2: II, 1: III
+    bitrate_index = head[offset + 2] >> 4
+    rate_index = (head[offset + 2] >> 2) & 0x3
+    padding = (head[offset + 2] >> 1) & 0x1
+    if version == 1 or layer == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    bitrate = _MPEG_BITRATES_KBPS[(3 if version == 3 else 2, layer)][bitrate_index]
+    rate = _MPEG_SAMPLE_RATES[version][rate_index]
+    if layer == 3:
+        length = (12 * bitrate * 1000 // rate + padding) * 4
+    elif layer == 1 and version != 3:
+        length = 72 * bitrate * 1000 // rate + padding
+    else:
+        length = 144 * bitrate * 1000 // rate + padding
+    return bitrate, length
+
+
+def _is_adts(head: bytes, offset: int) -> bool:
+    """An ADTS (raw AAC) header at `offset`, confirmed by the next one where the data allows."""
+    if len(head) < offset + 7 or head[offset] != 0xFF or head[offset + 1] & 0xF6 != 0xF0:
+        return False
+    length = ((head[offset + 3] & 0x3) << 11) | (head[offset + 4] << 3) | (head[offset + 5] >> 5)
+    if length < 7:
+        return False
+    following = offset + length
+    return len(head) < following + 2 or (
+        head[following] == 0xFF and head[following + 1] & 0xF6 == 0xF0
+    )
+
+
+def _sniff_mpeg(body: bytes) -> SeekMode | None:
+    """FAST_MP3 for constant-bitrate MPEG audio, SEQUENTIAL for VBR; None if not MPEG audio."""
+    first = _mpeg_frame(body, 0)
+    if first is None:
+        return None
+    if b"Xing" in body[: first[1]] or b"VBRI" in body[: first[1]]:
+        return SeekMode.SEQUENTIAL  # VBR header: TOC seeks land seconds off
+    bitrates: set[int] = set()
+    offset, frames = first[1] if b"Info" in body[: first[1]] else 0, 0
+    while (frame := _mpeg_frame(body, offset)) is not None:
+        bitrates.add(frame[0])
+        offset += frame[1]
+        frames += 1
+    if frames == 0 or (frames == 1 and offset < len(body)):
+        return None  # a lone sync word followed by something else: not MPEG audio
+    return SeekMode.FAST_MP3 if len(bitrates) == 1 else SeekMode.SEQUENTIAL
+
+
 def sniff_seek_mode(head: bytes) -> SeekMode:
-    """Choose how to seek from the first bytes of the file."""
-    body = head
-    if body.startswith(b"ID3") and len(body) >= 10:
-        size = (body[6] << 21) | (body[7] << 14) | (body[8] << 7) | body[9]
-        body = body[10 + size :]
-    if len(body) >= 2 and body[0] == 0xFF and (body[1] & 0xE0) == 0xE0:
-        layer = (body[1] >> 1) & 0x3
-        if layer == 0:  # ADTS AAC: no index, no bitrate to seek by
-            return SeekMode.SEQUENTIAL
-        window = body[:4096]
-        if b"Xing" in window or b"VBRI" in window:
-            return SeekMode.SEQUENTIAL  # VBR MP3: TOC seeks land seconds off
-        return SeekMode.FAST_MP3  # CBR MP3 ("Info" header or none)
-    return SeekMode.INPUT
+    """Choose how to seek from the first bytes of the file (or the bytes after its ID3 tag)."""
+    if head.startswith(_EBML_MAGIC):
+        return SeekMode.MATROSKA
+    tagged = head.startswith(b"ID3")
+    body = head[id3v2_length(head) :]
+    if tagged:
+        body = body.lstrip(b"\x00")  # padding after the tag
+    if _is_adts(body, 0):
+        return SeekMode.SEQUENTIAL  # raw AAC: no index, no bitrate to seek by
+    return _sniff_mpeg(body) or SeekMode.INPUT
 
 
-async def sniff_media(http: httpx.AsyncClient, url: str) -> SeekMode:
-    """Fetch the first 64 KiB of `url` and pick the seek mode (errors map to the hierarchy)."""
-    headers = {"Range": f"bytes=0-{SNIFF_BYTES - 1}", "Accept-Encoding": "identity"}
+async def _fetch_head(http: httpx.AsyncClient, url: str, offset: int, count: int) -> bytes:
+    """Up to `count` bytes of `url` from `offset`, reading no more even if Range is ignored."""
+    headers = {"Range": f"bytes={offset}-{offset + count - 1}", "Accept-Encoding": "identity"}
+    data = bytearray()
     try:
-        response = await http.get(url, headers=headers, follow_redirects=True)
+        async with http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            status = response.status_code
+            if status == 416:
+                if offset == 0:
+                    raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
+                return b""
+            if 400 <= status < 500:
+                raise MediaUnavailableError(
+                    f"media_url answered HTTP {status}; check that it is correct and readable",
+                    param="media_url",
+                )
+            if status >= 300:
+                raise MediaHostError(f"the media host answered HTTP {status}")
+            skip = offset if status == 200 else 0  # the host ignored Range: skip to `offset`
+            async for chunk in response.aiter_bytes():
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                data += chunk
+                if len(data) >= count:
+                    break
+    except httpx.TimeoutException as exc:
+        raise MediaHostError(
+            f"the media host did not answer in time ({type(exc).__name__})"
+        ) from exc
     except httpx.HTTPError as exc:
-        raise MediaHostError(f"media host unreachable ({type(exc).__name__}: {exc})") from exc
-    if response.status_code >= 500:
-        raise MediaHostError(f"media host answered HTTP {response.status_code}")
-    if response.status_code >= 400:
-        raise MediaUnavailableError(
-            f"media_url answered HTTP {response.status_code}; check that it is correct and readable"
+        raise MediaHostError(
+            f"could not read media_url from its host ({type(exc).__name__}: {exc})"
+        ) from exc
+    return bytes(data[:count])
+
+
+async def sniff_media(
+    http: httpx.AsyncClient, url: str, proxy: RangeProxy | None = None
+) -> SeekMode:
+    """Fetch the first bytes of `url` and pick the seek mode (errors map to the hierarchy).
+
+    Through `proxy` the bytes land in its cache, where FFmpeg's first read finds them.
+    """
+
+    async def read(offset: int) -> bytes:
+        if proxy is not None:
+            return await proxy.read(url, offset, SNIFF_BYTES)
+        return await _fetch_head(http, url, offset, SNIFF_BYTES)
+
+    head = await read(0)
+    if not head:
+        raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
+    tag_end = id3v2_length(head)
+    if len(head) == SNIFF_BYTES and tag_end > SNIFF_BYTES // 2:
+        # An ID3 tag (cover art) hides the first frames: look right after it.
+        return sniff_seek_mode((await read(tag_end)).lstrip(b"\x00"))
+    return sniff_seek_mode(head)
+
+
+# -- the range proxy ---------------------------------------------------------------------------
+
+
+def _status_error(status: int) -> WhisperfleetError:
+    """The error for an origin's non-2xx answer to a range request."""
+    if 400 <= status < 500:
+        return MediaUnavailableError(
+            f"media_url answered HTTP {status}; check that it is correct and readable",
+            param="media_url",
         )
-    return sniff_seek_mode(response.content[:SNIFF_BYTES])
+    return MediaHostError(f"the media host answered HTTP {status}")
+
+
+def _transport_error(exc: httpx.HTTPError) -> MediaHostError:
+    if isinstance(exc, httpx.TimeoutException):
+        return MediaHostError(f"the media host did not answer in time ({type(exc).__name__})")
+    return MediaHostError(
+        f"the media host failed while media_url was read ({type(exc).__name__}: {exc})"
+    )
+
+
+def reconnect_delays(max_delay_sec: int) -> list[int]:
+    """FFmpeg's reconnect schedule (0, 1, 3, 7... s) up to `max_delay_sec`."""
+    delays, delay = [], 0
+    while delay <= max_delay_sec:
+        delays.append(delay)
+        delay = 1 + 2 * delay
+    return delays
+
+
+@dataclass
+class ProxyLease:
+    """One PcmSource's use of the proxy: its loopback URL and what the origin did."""
+
+    url: str
+    token: str
+    local_url: str
+    error: WhisperfleetError | None = None
+    upstream_bytes: int = 0
+
+
+@dataclass
+class _File:
+    size: int | None = None
+    since: float = field(default_factory=time.monotonic)
+    """When its kept pages were first fetched (they are dropped after `keep_sec`)."""
+    used: float = field(default_factory=time.monotonic)
+
+
+_PageResult = bytes | WhisperfleetError
+_RANGE_HEADER = re.compile(rb"bytes=(\d+)-(\d*)")
+_CONTENT_RANGE_SIZE = re.compile(r"/(\d+)\s*$")
+
+
+class RangeProxy:
+    """The worker's loopback range proxy: FFmpeg reads every media URL through it.
+
+        FFmpeg ──GET Range──> 127.0.0.1:port/<lease> ──> kept page? (head and tail of each
+                                                    │    file: headers, moov, Ogg's end)
+                                                    └──> a run of missing pages from the
+                                                         origin (httpx, TLS verified)
+
+    On its own, FFmpeg asks the origin for fixed-size ranges, and whatever it doesn't read of
+    one when it seeks (Ogg/FLAC bisect, MP4 jumps from moov to mdat) or stops is sent anyway;
+    and it re-reads the file's index for every window. Through the proxy the origin is asked
+    only for what FFmpeg reads: a run starts at one page and grows with what the response has
+    delivered (by at most 1/8, up to `max_run_bytes`), and the sockets to FFmpeg are kept small
+    so that back-pressure shows what FFmpeg really reads. Pages in the first and last
+    `edge_bytes` (or 2 %) of each file, where headers and indexes live, are kept for the next
+    window (LRU, `keep_bytes` in all, `keep_sec` at most); other pages stay a little while
+    (`recent_bytes`), for seeks that re-read what they just probed. Origin failures are
+    retried (`reconnect_delays`) and recorded on the lease, so `PcmSource` reports the origin's
+    own error rather than FFmpeg's view of it. `benchmarks/bench_media.py` measures the
+    difference: 1.13-1.20x the file size for a whole 2 h file against 1.9-3.0x without it.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        page_bytes: int = 4096,
+        max_run_bytes: int = 1 << 20,
+        edge_bytes: int = 4 << 20,
+        keep_bytes: int = 32 << 20,
+        keep_sec: float = 1800.0,
+        recent_bytes: int = 1 << 20,
+        reconnect_delay_max_sec: int = 4,
+    ) -> None:
+        self.http = http
+        self.recent_bytes = recent_bytes
+        self.page_bytes = page_bytes
+        self.max_run_pages = max(1, max_run_bytes // page_bytes)
+        self.edge_bytes = edge_bytes
+        self.keep_bytes = keep_bytes
+        self.keep_sec = keep_sec
+        self.delays = reconnect_delays(reconnect_delay_max_sec)
+        self.upstream_bytes = 0
+        """Bytes received from origins, all leases together."""
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._leases: dict[str, ProxyLease] = {}
+        self._files: dict[str, _File] = {}
+        self._kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._kept_bytes = 0
+        self._recent: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._recent_bytes = 0
+        self._expired_at = 0.0
+        self._inflight: dict[tuple[str, int], asyncio.Future[_PageResult]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[object]] = set()
+
+    async def __aenter__(self) -> RangeProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def lease(self, url: str) -> ProxyLease:
+        """A loopback URL for `url`, valid until `release`."""
+        token = secrets.token_hex(8)
+        lease = ProxyLease(url, token, f"http://127.0.0.1:{self.port}/{token}")
+        self._leases[token] = lease
+        return lease
+
+    def release(self, lease: ProxyLease) -> None:
+        self._leases.pop(lease.token, None)
+
+    async def settle(self) -> None:
+        """Wait until no connection is served and no origin fetch is in flight."""
+        while pending := self._tasks | self._serving:
+            await asyncio.wait(pending)
+
+    async def read(self, url: str, offset: int, count: int) -> bytes:
+        """Up to `count` bytes of `url` from `offset`, through the cache (for sniffing)."""
+        lease = self.lease(url)
+        try:
+            data = bytearray()
+            index = offset // self.page_bytes
+            while len(data) < count:
+                page = await self._page(lease, index, 1)
+                if isinstance(page, WhisperfleetError):
+                    raise page
+                start = offset - index * self.page_bytes if not data else 0
+                data += page[start:]
+                if len(page) < self.page_bytes:
+                    break  # end of file
+                index += 1
+            return bytes(data[:count])
+        finally:
+            self.release(lease)
+
+    @property
+    def kept_bytes(self) -> int:
+        return self._kept_bytes
+
+    # ---- serving FFmpeg
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.page_bytes)
+        writer.transport.set_write_buffer_limits(high=0)
+        self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+        try:
+            while await self._respond(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:  # a run this response awaited was cancelled
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def _respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False when the connection should close."""
+        request_line = await reader.readline()
+        if not request_line:
+            return False
+        headers: dict[bytes, bytes] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        method, _, rest = request_line.partition(b" ")
+        token = rest.split(b" ", 1)[0].decode("latin-1").lstrip("/")
+        lease = self._leases.get(token)
+        if lease is None or method != b"GET":
+            await self._head(writer, "404 Not Found", 0, close=True)
+            return False
+        match = _RANGE_HEADER.fullmatch(headers.get(b"range", b""))
+        first = int(match.group(1)) if match else 0
+        page = await self._page(lease, first // self.page_bytes, 1)
+        if isinstance(page, WhisperfleetError):
+            lease.error = lease.error or page
+            missing = isinstance(page, MediaUnavailableError)
+            await self._head(writer, "404 Not Found" if missing else "502 Bad Gateway", 0, True)
+            return False
+        size = self._file(lease.url).size
+        if size is not None and first >= size:
+            await self._head(writer, "416 Range Not Satisfiable", 0, False,
+                             f"Content-Range: bytes */{size}")  # fmt: skip
+            return True
+        last = size - 1 if size is not None else None
+        if match and match.group(2) and last is not None:
+            last = min(last, int(match.group(2)))
+        close = last is None or headers.get(b"connection", b"").lower() == b"close"
+        if last is None:  # the origin didn't say how long the file is
+            await self._head(writer, "200 OK", None, close=True)
+        elif not match:
+            await self._head(writer, "200 OK", last + 1, close)
+        else:
+            await self._head(writer, "206 Partial Content", last - first + 1, close,
+                             f"Content-Range: bytes {first}-{last}/{size}")  # fmt: skip
+        complete = await self._stream(lease, writer, first, last, page)
+        return complete and not close
+
+    @staticmethod
+    async def _head(
+        writer: asyncio.StreamWriter, status: str, length: int | None, close: bool, *extra: str
+    ) -> None:
+        lines = [f"HTTP/1.1 {status}", "Accept-Ranges: bytes"]
+        lines.append("Content-Type: application/octet-stream")
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        lines += [*extra, f"Connection: {'close' if close else 'keep-alive'}", "", ""]
+        writer.write("\r\n".join(lines).encode("latin-1"))
+        await writer.drain()
+
+    async def _stream(
+        self,
+        lease: ProxyLease,
+        writer: asyncio.StreamWriter,
+        first: int,
+        last: int | None,
+        page: bytes,
+    ) -> bool:
+        """Copy `[first, last]` to FFmpeg, starting with the page holding `first` (fetched
+        already); False if the origin failed.
+
+        One page per write: a write larger than the small socket buffer waits for TCP's
+        delayed acknowledgement (40 ms on loopback, whose segments are 64 KiB)."""
+        position, written = first, 0
+        ahead: deque[asyncio.Future[_PageResult]] = deque()  # our runs' next pages
+        while True:
+            piece = self._piece(page, position, last)
+            if not piece:
+                return True  # the origin's file ended
+            writer.write(piece)
+            await writer.drain()
+            written += len(piece)
+            position += len(piece)
+            if last is not None and position > last:
+                return True
+            if ahead:
+                result = await asyncio.shield(ahead.popleft())
+            else:
+                index = position // self.page_bytes
+                result, more = await self._next_page(
+                    lease, index, self._run_pages(index, written, last)
+                )
+                ahead.extend(more)
+            if isinstance(result, WhisperfleetError):
+                lease.error = lease.error or result
+                writer.transport.abort()  # FFmpeg sees the transfer fail
+                return False
+            page = result
+
+    def _run_pages(self, index: int, written: int, last: int | None) -> int:
+        """How many pages to ask the origin for, from `index`: 1/8 more than the response has
+        delivered so far (at least one page), up to `max_run_bytes` and the response's end."""
+        run = min(self.max_run_pages, 1 + written // (READAHEAD_DIVISOR * self.page_bytes))
+        if last is not None:
+            run = min(run, last // self.page_bytes - index + 1)
+        return max(1, run)
+
+    def _piece(self, page: bytes, position: int, last: int | None) -> bytes:
+        """The part of `page` (the one holding `position`) from `position` up to `last`."""
+        offset = position % self.page_bytes
+        end = len(page) if last is None else min(len(page), last + 1 - (position - offset))
+        return page[offset:end]
+
+    # ---- pages
+
+    async def _page(self, lease: ProxyLease, index: int, run: int) -> _PageResult:
+        """Page `index` of the lease's file (see `_next_page`)."""
+        result, _ = await self._next_page(lease, index, run)
+        return result
+
+    async def _next_page(
+        self, lease: ProxyLease, index: int, run: int
+    ) -> tuple[_PageResult, list[asyncio.Future[_PageResult]]]:
+        """Page `index` of the lease's file: kept, in flight, or fetched along with up to
+        `run - 1` following pages, whose futures come back for the caller to read next."""
+        self._expire()
+        key = (lease.url, index)
+        for cache in (self._kept, self._recent):
+            page = cache.get(key)
+            if page is not None:
+                cache.move_to_end(key)
+                return page, []
+        future = self._inflight.get(key)
+        if future is not None:
+            return await asyncio.shield(future), []
+        futures = self._start_run(lease, index, run)
+        return await asyncio.shield(futures[0]), futures[1:]
+
+    def _start_run(
+        self, lease: ProxyLease, index: int, run: int
+    ) -> list[asyncio.Future[_PageResult]]:
+        size = self._file(lease.url).size
+        count = 1
+        while count < run:
+            key = (lease.url, index + count)
+            past_end = size is not None and (index + count) * self.page_bytes >= size
+            if past_end or key in self._kept or key in self._recent or key in self._inflight:
+                break
+            count += 1
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[_PageResult]] = [loop.create_future() for _ in range(count)]
+        for offset, future in enumerate(futures):
+            self._inflight[(lease.url, index + offset)] = future
+        task = asyncio.create_task(self._fetch_run(lease, index, futures))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return futures
+
+    async def _fetch_run(
+        self, lease: ProxyLease, first: int, futures: list[asyncio.Future[_PageResult]]
+    ) -> None:
+        """Fetch pages `first...` from the origin, retrying from the first missing page."""
+        url, page_bytes = lease.url, self.page_bytes
+        index, end_index = first, first + len(futures)
+        attempts = iter(self.delays)
+        file = self._file(url)
+        try:
+            while index < end_index:
+                headers = {
+                    "Range": f"bytes={index * page_bytes}-{end_index * page_bytes - 1}",
+                    "Accept-Encoding": "identity",
+                }
+                buffer = bytearray()
+                try:
+                    async with self.http.stream(
+                        "GET", url, headers=headers, follow_redirects=True
+                    ) as response:
+                        status = response.status_code
+                        if status == 416:  # past the end: an empty page
+                            file.size = _size_of(response, default=index * page_bytes)
+                            break
+                        if status >= 300:
+                            raise _status_error(status)
+                        if status == 200 and index > 0:
+                            raise RangeNotSupportedError(
+                                "the media host ignores HTTP range requests (it answered 200 "
+                                "to a range in the middle of media_url)",
+                                param="media_url",
+                            )
+                        file.size = _size_of(response, default=None)
+                        async for chunk in response.aiter_bytes():
+                            self.upstream_bytes += len(chunk)
+                            lease.upstream_bytes += len(chunk)
+                            buffer += chunk
+                            while len(buffer) >= page_bytes and index < end_index:
+                                self._resolve(url, index, futures[index - first],
+                                              bytes(buffer[:page_bytes]))  # fmt: skip
+                                del buffer[:page_bytes]
+                                index += 1
+                            if index >= end_index:
+                                break
+                    if (
+                        index < end_index
+                        and file.size is not None
+                        and index * page_bytes + len(buffer) < file.size
+                    ):
+                        raise httpx.RemoteProtocolError("the response ended early")
+                    break
+                except httpx.HTTPError as exc:
+                    delay = next(attempts, None)
+                    if delay is None:
+                        raise _transport_error(exc) from exc
+                    logger.info("media host failed (%s); retrying in %d s", exc, delay)
+                    await asyncio.sleep(delay)
+            if index < end_index:  # the file ends inside this run
+                self._resolve(url, index, futures[index - first], bytes(buffer))
+                for i in range(index + 1, end_index):
+                    self._resolve(url, i, futures[i - first], b"")
+                index = end_index
+        except WhisperfleetError as error:
+            for i in range(index, end_index):
+                self._resolve(url, i, futures[i - first], error)
+            index = end_index
+        finally:
+            for i in range(index, end_index):  # cancelled
+                self._inflight.pop((url, i), None)
+                futures[i - first].cancel()
+
+    def _resolve(
+        self, url: str, index: int, future: asyncio.Future[_PageResult], result: _PageResult
+    ) -> None:
+        self._inflight.pop((url, index), None)
+        if not future.done():
+            future.set_result(result)
+        if not isinstance(result, bytes) or not result:
+            return
+        key = (url, index)
+        if self._at_edge(url, index):
+            self._kept[key] = result
+            self._kept_bytes += len(result)
+            while self._kept_bytes > self.keep_bytes:
+                _, dropped = self._kept.popitem(last=False)
+                self._kept_bytes -= len(dropped)
+        else:  # seeks re-read what they just probed (Ogg and FLAC bisect several times)
+            self._recent[key] = result
+            self._recent_bytes += len(result)
+            while self._recent_bytes > self.recent_bytes:
+                _, dropped = self._recent.popitem(last=False)
+                self._recent_bytes -= len(dropped)
+
+    def _file(self, url: str) -> _File:
+        file = self._files.setdefault(url, _File())
+        file.used = time.monotonic()
+        return file
+
+    def _at_edge(self, url: str, index: int) -> bool:
+        """Within the first or last `edge_bytes` (or 2 %) of the file: headers, indexes, moov
+        atoms (about 1-5 % of an AAC file), Ogg's last pages."""
+        start = index * self.page_bytes
+        file = self._files.get(url)
+        if file is None or file.size is None:
+            return start < self.edge_bytes
+        edge = max(self.edge_bytes, file.size // 50)
+        return start < edge or file.size - start <= edge
+
+    def _expire(self) -> None:
+        """Drop pages kept longer than `keep_sec` (the file may have changed) and forget files
+        nobody has read for that long; at most once a second."""
+        now = time.monotonic()
+        if now - self._expired_at < 1.0:
+            return
+        self._expired_at = now
+        leased = {lease.url for lease in self._leases.values()}
+        for url, file in list(self._files.items()):
+            if now - file.since > self.keep_sec:
+                file.since = now
+                for cache in (self._kept, self._recent):
+                    for key in [key for key in cache if key[0] == url]:
+                        del cache[key]
+                self._kept_bytes = sum(len(page) for page in self._kept.values())
+                self._recent_bytes = sum(len(page) for page in self._recent.values())
+            if now - file.used > self.keep_sec and url not in leased:
+                del self._files[url]
+
+
+def _size_of(response: httpx.Response, default: int | None) -> int | None:
+    """The full size of the file from Content-Range (206, 416) or Content-Length (200)."""
+    match = _CONTENT_RANGE_SIZE.search(response.headers.get("content-range", ""))
+    if match:
+        return int(match.group(1))
+    length = response.headers.get("content-length", "")
+    if response.status_code == 200 and length.isdigit():
+        return int(length)
+    return default
+
+
+# -- the FFmpeg command ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class FetchOptions:
     ffmpeg_path: str
     preroll_sec: float = 2.0
+    """Seek this much early and trim it: exact starts, warmed-up decoders."""
     rw_timeout_sec: float = 30.0
+    """Give up on a host that sends nothing for this long."""
     initial_request_bytes: int = 65536
+    """Without the proxy: FFmpeg's request size while it reads headers."""
     request_bytes: int = 1048576
+    """Without the proxy: FFmpeg's request size afterwards (an abandoned one is sent anyway)."""
+    reconnect_delay_max_sec: int = 4
+    """Without the proxy: FFmpeg reconnects after 0, 1, 3... s while the delay is at most
+    this (0: once, at once). The proxy has its own, same-shaped schedule."""
+    ca_file: str | None = None
+    """CA bundle for https media; default `$SSL_CERT_FILE`, else certifi's (as httpx does)."""
+    proxy: RangeProxy | None = None
+    """The worker's range proxy (started by its lifespan); None: FFmpeg fetches directly."""
 
 
 def ffmpeg_command(
-    url: str, start_sec: float, end_sec: float, mode: SeekMode, options: FetchOptions
+    url: str,
+    start_sec: float,
+    end_sec: float,
+    mode: SeekMode,
+    options: FetchOptions,
+    *,
+    via_proxy: bool = False,
 ) -> list[str]:
-    """The FFmpeg command that writes `[start_sec, end_sec)` of `url` as s16le PCM to stdout."""
+    """The FFmpeg command that writes `[start_sec, end_sec)` of `url` as 16 kHz WAV to stdout.
+
+    The WAV keeps the source's channels (`PcmSource` averages them). `via_proxy`: `url` is a
+    `RangeProxy` lease, which retries the origin itself and sizes the origin's requests, so
+    FFmpeg makes open-ended requests with a small receive buffer and never reconnects.
+    """
     duration = end_sec - start_sec
     if mode is SeekMode.SEQUENTIAL:
         input_seek, output_seek = 0.0, start_sec
     else:
         input_seek = max(0.0, start_sec - options.preroll_sec)
         output_seek = start_sec - input_seek
-    command = [options.ffmpeg_path, "-nostdin", "-hide_banner", "-v", "error", "-xerror"]
-    if url.startswith(("http://", "https://")):
+    command = [options.ffmpeg_path, "-nostdin", "-hide_banner", "-nostats", "-v", "error"]
+    if via_proxy:
+        # The proxy may spend all its reconnects on one page before it answers or gives up.
+        delays = reconnect_delays(options.reconnect_delay_max_sec)
+        patience_sec = options.rw_timeout_sec * (len(delays) + 2) + sum(delays)
         command += [
-            "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4",
+            "-rw_timeout", str(int(patience_sec * 1_000_000)),
+            "-multiple_requests", "1",
+            "-recv_buffer_size", str(PROXY_RECEIVE_BUFFER_BYTES),
+        ]  # fmt: skip
+    elif url.startswith(("http://", "https://")):
+        command += [
+            "-reconnect", "1", "-reconnect_on_network_error", "1",
+            "-reconnect_delay_max", str(options.reconnect_delay_max_sec),
             "-rw_timeout", str(int(options.rw_timeout_sec * 1_000_000)),
             "-multiple_requests", "1",
             "-initial_request_size", str(options.initial_request_bytes),
             "-request_size", str(options.request_bytes),
         ]  # fmt: skip
+    if url.startswith("https://"):
+        ca_file = options.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where()
+        command += ["-tls_verify", "1", "-ca_file", ca_file]
     if mode is SeekMode.FAST_MP3:
         command += ["-fflags", "+fastseek"]
+    if mode is SeekMode.MATROSKA:
+        # Keep the container's timestamps (FFmpeg's own offset and trim round to 1 ms) and
+        # let the decoder keep Opus pre-skip samples (their pts adjustment rounds too); the
+        # filter graph then drops everything before `start_sec` to the sample.
+        command += ["-copyts", "-seek_timestamp", "1", "-noaccurate_seek"]
+        command += ["-flags2", "+skip_manual"]
     if input_seek > 0:
         command += ["-ss", f"{input_seek:.6f}"]
     command += ["-i", url]
-    if output_seek > 0:
-        command += ["-ss", f"{output_seek:.6f}"]
+    # Holes and overlaps in the timestamps (lost or damaged packets, priming dropped mid-file)
+    # become silence or are dropped, so sample n is always at `start_sec + n / 16000` s.
+    resample = f"aresample={SAMPLE_RATE_HZ}:min_hard_comp={TIMESTAMP_HOLE_SEC}"
+    if mode is SeekMode.MATROSKA:
+        trim = f"asetpts=PTS-{start_sec:.6f}/TB"
+        command += ["-af", f"{trim},{resample}:min_comp=0.00001:first_pts=0"]
+    else:
+        if output_seek > 0:
+            command += ["-ss", f"{output_seek:.6f}"]
+        command += ["-af", f"{resample}:async=1"]
     command += ["-t", f"{duration:.6f}"]
-    command += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE_HZ)]
-    command += ["-f", "s16le", "pipe:1"]
+    command += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "pcm_s16le"]
+    command += ["-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "wav", "pipe:1"]
     return command
 
 
-_UNSUPPORTED = re.compile(
-    r"Invalid data found|matches no streams|does not contain any stream|could not find codec"
-    r"|Invalid argument|moov atom not found|Failed to find two consecutive",
+# -- errors ------------------------------------------------------------------------------------
+
+_NOISE = re.compile(
+    r"Task finished with error code|Terminating thread|Last message repeated|Consider increasing"
+    r"|To ignore this|Error opening (input|output) files?|Error parsing options"
+    r"|Nothing was written into output|Could not open encoder|No filtered frames"
+)
+_NO_AUDIO = re.compile(r"matches no streams|does not contain any stream", re.IGNORECASE)
+_NETWORK = re.compile(
+    r"Stream ends prematurely|Connection (reset|refused|timed out)|Operation timed out"
+    r"|Network is unreachable|Failed to resolve|Broken pipe|Input/output error|I/O error"
+    r"|Server returned 5(\d\d|XX)|HTTP error 5\d\d|error:0A0|certificate|TLS|SSL",
+)
+_RANGE_END = re.compile(r"HTTP error 416|Server returned 416|Range Not Satisfiable", re.IGNORECASE)
+_CLIENT_ERROR = re.compile(r"HTTP error (4\d\d)|Server returned (4\d\d)")
+_NOT_MEDIA = re.compile(
+    r"Invalid data found when processing input|could not find codec|Failed to find two consecutive"
+    r"|Could not find codec parameters|Invalid argument",
     re.IGNORECASE,
 )
-_CLIENT_ERROR = re.compile(r"HTTP error 4\d\d|Server returned 4\d\d|4\d\d (Not Found|Forbidden)")
+
+
+def _diagnostics(stderr: str, url: str) -> str:
+    """FFmpeg's last meaningful stderr lines, without the URL (it may carry a signature)."""
+    lines = []
+    for line in stderr.replace(url, "media_url").splitlines():
+        line = re.sub(r"^(\[[^\]]*\] ?)+", "", line.strip())
+        if line and not _NOISE.search(line) and line not in lines:
+            lines.append(line[:200])
+    return " | ".join(lines[-3:]) or "no diagnostics"
+
+
+def is_network_failure(stderr: str) -> bool:
+    """FFmpeg's stderr says the transfer failed (as opposed to the data being bad)."""
+    return bool(_NETWORK.search(stderr)) and not _CLIENT_ERROR.search(stderr)
 
 
 def classify_ffmpeg_failure(stderr: str, url: str) -> WhisperfleetError:
     """Turn FFmpeg's stderr into the error a user can act on."""
-    tail = stderr.strip().splitlines()[-3:]
-    detail = " | ".join(line.strip() for line in tail) or "no diagnostics"
-    if _CLIENT_ERROR.search(stderr):
-        return MediaUnavailableError(f"media host refused the range request: {detail}")
-    if _UNSUPPORTED.search(stderr):
+    detail = _diagnostics(stderr, url)
+    if _NO_AUDIO.search(stderr):
         return UnsupportedMediaError(
-            f"media_url is not decodable audio/video or has no audio stream: {detail}"
+            "media_url has no audio stream (only video, subtitles or data)", param="media_url"
         )
-    return MediaHostError(f"fetching media failed: {detail}")
+    if "moov atom not found" in stderr:
+        return UnsupportedMediaError(
+            "media_url is an MP4/MOV file without its index (moov atom): it is truncated or "
+            "still being written",
+            param="media_url",
+        )
+    if _RANGE_END.search(stderr):
+        return UnsupportedMediaError(
+            "the requested time range lies past the end of media_url's bytes: the file is "
+            f"truncated or its header overstates its duration ({detail})",
+            param="media_url",
+        )
+    client_error = _CLIENT_ERROR.search(stderr)
+    if client_error:
+        status = client_error.group(1) or client_error.group(2)
+        return MediaUnavailableError(
+            f"media_url answered HTTP {status} while its audio was fetched (an expiring or "
+            f"revoked link?): {detail}",
+            param="media_url",
+        )
+    if _NETWORK.search(stderr):
+        return MediaHostError(
+            f"the media host failed while the audio was fetched (it closed the connection, "
+            f"stalled or errored, and reconnecting did not help): {detail}"
+        )
+    if _NOT_MEDIA.search(stderr):
+        return UnsupportedMediaError(
+            f"media_url is not audio or video that FFmpeg can decode, or it is corrupt: {detail}",
+            param="media_url",
+        )
+    return MediaHostError(f"fetching the audio of media_url failed: {detail}")
+
+
+# -- the PCM stream ----------------------------------------------------------------------------
 
 
 async def _read_tail(stream: asyncio.StreamReader, keep: int = 1 << 14) -> bytes:
@@ -147,8 +898,34 @@ async def _read_tail(stream: asyncio.StreamReader, keep: int = 1 << 14) -> bytes
     return tail
 
 
+async def _drain(stream: asyncio.StreamReader) -> None:
+    with contextlib.suppress(Exception):
+        while await stream.read(1 << 16):
+            pass
+
+
+async def _read_wav_header(stream: asyncio.StreamReader) -> int:
+    """Consume a streamed WAV header up to the data chunk; return the channel count."""
+    riff = await stream.readexactly(12)
+    if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+        raise ValueError("FFmpeg did not write a WAV header")
+    channels = 0
+    while True:
+        chunk_id, size = struct.unpack("<4sI", await stream.readexactly(8))
+        if chunk_id == b"data":
+            if channels <= 0:
+                raise ValueError("WAV data before its format chunk")
+            return channels
+        body = await stream.readexactly(size + (size & 1))
+        if chunk_id == b"fmt ":
+            channels = struct.unpack("<H", body[2:4])[0]
+
+
 class PcmSource:
-    """Async iterator of int16 sample blocks for one time range; kills FFmpeg when closed."""
+    """Async iterator of mono int16 sample blocks for one time range; kills FFmpeg when closed.
+
+    `async with PcmSource(...) as source: async for block in source.blocks(): ...`
+    """
 
     def __init__(
         self, url: str, start_sec: float, end_sec: float, mode: SeekMode, options: FetchOptions
@@ -156,8 +933,12 @@ class PcmSource:
         self.url = url
         self.start_sec = start_sec
         self.end_sec = end_sec
+        self.mode = mode
+        self.options = options
         self.command = ffmpeg_command(url, start_sec, end_sec, mode, options)
         self.samples_read = 0
+        self.channels = 0
+        self.lease: ProxyLease | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[bytes] | None = None
 
@@ -165,13 +946,32 @@ class PcmSource:
     def expected_samples(self) -> int:
         return round((self.end_sec - self.start_sec) * SAMPLE_RATE_HZ)
 
+    @property
+    def pid(self) -> int | None:
+        """FFmpeg's process id while it runs (for diagnostics and tests)."""
+        return self._process.pid if self._process is not None else None
+
     async def __aenter__(self) -> PcmSource:
-        self._process = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proxy = self.options.proxy
+        if proxy is not None and self.url.startswith(("http://", "https://")):
+            self.lease = proxy.lease(self.url)
+            self.command = ffmpeg_command(
+                self.lease.local_url, self.start_sec, self.end_sec, self.mode, self.options,
+                via_proxy=True,
+            )  # fmt: skip
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            await self.close()
+            raise WhisperfleetError(
+                f"could not start FFmpeg at {self.command[0]!r} ({exc}); "
+                "set CHUNK_WORKER_FFMPEG_PATH"
+            ) from exc
         assert self._process.stderr is not None
         self._stderr_task = asyncio.create_task(_read_tail(self._process.stderr))
         return self
@@ -180,53 +980,108 @@ class PcmSource:
         await self.close()
 
     async def close(self) -> None:
-        process = self._process
-        if process is not None and process.returncode is None:
+        """Kill FFmpeg if it still runs and reap it (idempotent; safe while being cancelled)."""
+        process, self._process = self._process, None
+        lease, self.lease = self.lease, None
+        if lease is not None and self.options.proxy is not None:
+            self.options.proxy.release(lease)
+        if process is None:
+            return
+        if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-            await process.wait()
+        # Python 3.11's wait() returns only once every pipe has seen EOF: drain what FFmpeg
+        # left in stdout (its reader may be paused by back-pressure), then reap it.
+        assert process.stdout is not None
+        pending: list[Awaitable[object]] = [_drain(process.stdout), process.wait()]
         if self._stderr_task is not None:
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._stderr_task
+            pending.append(self._stderr_task)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
 
     async def blocks(self, block_bytes: int = 1 << 16) -> AsyncIterator[np.ndarray]:
-        """Yield sample blocks as FFmpeg decodes them; raise if it fails or returns too little."""
+        """Yield mono sample blocks as FFmpeg decodes them; raise if it fails or ends short."""
         process = self._process
         assert process is not None and process.stdout is not None, "use `async with` first"
-        carry = b""
-        while True:
-            data = await process.stdout.read(block_bytes)
-            if not data:
-                break
-            data = carry + data
-            usable = len(data) - len(data) % BYTES_PER_SAMPLE
-            carry = data[usable:]
-            if usable:
-                block = np.frombuffer(data[:usable], dtype="<i2")
-                self.samples_read += len(block)
+        with contextlib.suppress(asyncio.IncompleteReadError, ValueError):
+            self.channels = await _read_wav_header(process.stdout)
+        if self.channels:
+            async for block in self._samples(process.stdout, block_bytes):
                 yield block
+        await _drain(process.stdout)
         await process.wait()
         assert self._stderr_task is not None
         stderr = (await self._stderr_task).decode("utf-8", "replace")
-        if process.returncode != 0:
-            raise classify_ffmpeg_failure(stderr, self.url)
-        self._check_length(stderr)
+        error = self._failure(process.returncode or 0, stderr)
+        if error is not None:
+            raise error
 
-    def _check_length(self, stderr: str) -> None:
-        # FFmpeg can exit 0 with no output (a failed seek); a short read means truncated media.
+    async def _samples(
+        self, stdout: asyncio.StreamReader, block_bytes: int
+    ) -> AsyncIterator[np.ndarray]:
+        frame_bytes = BYTES_PER_SAMPLE * self.channels
+        block_bytes = max(frame_bytes, block_bytes - block_bytes % frame_bytes)
+        carry = b""
+        while self.samples_read < self.expected_samples:
+            data = await stdout.read(block_bytes)
+            if not data:
+                break
+            data = carry + data
+            usable = len(data) - len(data) % frame_bytes
+            carry = data[usable:]
+            if not usable:
+                continue
+            frames = np.frombuffer(data[:usable], dtype="<i2")
+            if self.channels > 1:
+                frames = frames.reshape(-1, self.channels).mean(axis=1).round().astype(np.int16)
+            block = frames[: self.expected_samples - self.samples_read]
+            self.samples_read += len(block)
+            yield block
+
+    def _failure(self, returncode: int, stderr: str) -> WhisperfleetError | None:
+        """The error for a read that ended short of the window, or None when it is complete.
+
+        FFmpeg exits 0 when a seek fails or the file ends early, and a host that went away
+        shows only in its stderr (or, through the proxy, on the lease), so the sample count
+        decides and the origin's recorded error or FFmpeg's stderr says why.
+        """
         missing_sec = (self.expected_samples - self.samples_read) / SAMPLE_RATE_HZ
-        tolerance_sec = max(1.0, 0.01 * (self.end_sec - self.start_sec))
+        if missing_sec <= 0:
+            return None
+        window = f"{self.start_sec:.2f}-{self.end_sec:.2f} s"
+        if self.lease is not None:
+            stderr = stderr.replace(self.lease.local_url, self.url)
+            if self.lease.error is not None:
+                return self.lease.error
+        detail = _diagnostics(stderr, self.url)
+        got = f"got {self.samples_read / SAMPLE_RATE_HZ:.2f} s of {window}"
+        if is_network_failure(stderr):
+            return MediaHostError(
+                f"the media host failed while the audio was fetched ({got}; it closed the "
+                f"connection, stalled or errored, and reconnecting did not help): {detail}"
+            )
+        if returncode != 0:
+            error = classify_ffmpeg_failure(stderr, self.url)
+            if type(error) is MediaHostError:  # nothing recognisable in stderr
+                return MediaHostError(
+                    f"FFmpeg failed with exit code {returncode} ({got}): {detail}"
+                )
+            return error
         if self.samples_read == 0:
             error = classify_ffmpeg_failure(stderr, self.url)
-            if isinstance(error, MediaHostError):
-                error = UnsupportedMediaError(
-                    f"no audio decoded for {self.start_sec:.2f}-{self.end_sec:.2f} s of "
-                    "media_url: the file is empty, truncated, or not audio/video"
-                )
-            raise error
-        if missing_sec > tolerance_sec:
-            raise MediaHostError(
-                f"media ended {missing_sec:.1f} s early in {self.start_sec:.2f}-"
-                f"{self.end_sec:.2f} s: the file is truncated or the host cut the transfer"
+            if isinstance(error, MediaUnavailableError) or _NO_AUDIO.search(stderr):
+                return error
+            return UnsupportedMediaError(
+                f"no audio decoded for {window} of media_url: the range lies past the end of "
+                f"the audio, or the file is truncated or corrupt ({detail})",
+                param="media_url",
             )
+        if missing_sec <= max(1.0, 0.01 * (self.end_sec - self.start_sec)):
+            return None  # the audio ends a little before the container says: rounding
+        ended = self.start_sec + self.samples_read / SAMPLE_RATE_HZ
+        return UnsupportedMediaError(
+            f"the audio of media_url ends at {ended:.2f} s, {missing_sec:.1f} s before the end "
+            f"of the requested {window}: the file is truncated or its header overstates its "
+            "duration",
+            param="media_url",
+        )

@@ -16,8 +16,8 @@ def quietest_point(samples: np.ndarray, start: int, end: int, window: int) -> in
     the centre of the widest run (not the single minimum) puts the cut in the middle of a pause
     instead of at its edge, next to a word. Audio without pauses still gets a cut in the range.
     """
-    start = max(0, start)
     end = min(len(samples), end)
+    start = min(max(0, start), end)
     if end - start <= window:
         return (start + end) // 2
     span = samples[start:end].astype(np.float64)

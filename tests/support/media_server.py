@@ -4,11 +4,16 @@ Routes:
     /media/<name>     Starlette FileResponse: single, suffix and multiple ranges, 416, If-Range
     /norange/<name>   the whole file with 200, ignoring Range (a host without range support)
     /missing/<name>   404
+    /drop/<name>      a host that vanishes mid-file: answers ranges like /media/, but closes the
+                      connection once it reaches `?at=` (a fraction of the file, default 0.5),
+                      on every retry too
 Every request's served byte count is recorded, so benchmarks can measure bytes fetched.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import threading
 import time
@@ -41,6 +46,62 @@ class TrafficLog:
         with self._lock:
             self.bytes_by_path.clear()
             self.requests_by_path.clear()
+
+
+class HostVanished(Exception):
+    """Raised inside a /drop/ response to make uvicorn close the connection mid-body."""
+
+
+class _QuietVanish(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, HostVanished)
+
+
+_QUIET_VANISH = _QuietVanish()
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+class _DroppingResponse(Response):
+    """Serves `bytes=a-b` (or the whole file) with honest headers, then stops at `cut`."""
+
+    def __init__(self, path: Path, range_header: str | None, cut: int) -> None:
+        super().__init__()
+        self.path = path
+        self.cut = cut
+        size = path.stat().st_size
+        match = _RANGE.match(range_header or "")
+        self.first = int(match.group(1)) if match else 0
+        self.last = min(int(match.group(2)), size - 1) if match and match.group(2) else size - 1
+        self.status_code = 206 if match else 200
+        self.size = size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.first >= self.size:
+            unsatisfiable = Response(
+                status_code=416, headers={"content-range": f"bytes */{self.size}"}
+            )
+            await unsatisfiable(scope, receive, send)
+            return
+        headers = [
+            (b"content-length", str(self.last - self.first + 1).encode()),
+            (b"accept-ranges", b"bytes"),
+            (b"content-type", b"application/octet-stream"),
+        ]
+        if self.status_code == 206:
+            content_range = f"bytes {self.first}-{self.last}/{self.size}"
+            headers.append((b"content-range", content_range.encode()))
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        with self.path.open("rb") as file:
+            file.seek(self.first)
+            position = self.first
+            while position <= min(self.last, self.cut - 1):
+                chunk = file.read(min(65536, min(self.last, self.cut - 1) - position + 1))
+                position += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if position <= self.last:
+            raise HostVanished(f"connection dropped at byte {position}")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _CountingMiddleware:
@@ -83,11 +144,19 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
     async def missing(request: Request) -> Response:
         return Response("not found", status_code=404)
 
+    async def drop(request: Request) -> Response:
+        path = resolve(request)
+        if path is None:
+            return Response("not found", status_code=404)
+        cut = int(path.stat().st_size * float(request.query_params.get("at", "0.5")))
+        return _DroppingResponse(path, request.headers.get("range"), cut)
+
     app = Starlette(
         routes=[
             Route("/media/{name:path}", media),
             Route("/norange/{name:path}", no_range),
             Route("/missing/{name:path}", missing),
+            Route("/drop/{name:path}", drop),
         ]
     )
     return _CountingMiddleware(app, log)
@@ -100,6 +169,7 @@ class MediaServer:
         self.root = root
         self.host = host
         self.traffic = TrafficLog()
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_VANISH)
         self._socket = socket.socket()
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))

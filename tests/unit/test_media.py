@@ -1,0 +1,444 @@
+"""The media layer without FFmpeg: sniffing, the FFmpeg command, error classification, and the
+range proxy against an in-memory origin (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from services.chunk_worker.media import (
+    SNIFF_BYTES,
+    FetchOptions,
+    RangeProxy,
+    SeekMode,
+    classify_ffmpeg_failure,
+    ffmpeg_command,
+    id3v2_length,
+    reconnect_delays,
+    sniff_media,
+    sniff_seek_mode,
+)
+from shared.errors import (
+    MediaHostError,
+    MediaUnavailableError,
+    RangeNotSupportedError,
+    UnsupportedMediaError,
+)
+from tests.conftest import MEDIA_DIR
+
+URL = "https://media.example/podcast.mp3?X-Signature=secret"
+
+# -- sniffing ----------------------------------------------------------------------------------
+
+
+def head(name: str, size: int = SNIFF_BYTES) -> bytes:
+    with (MEDIA_DIR / name).open("rb") as file:
+        return file.read(size)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("speech_40s.cbr.mp3", SeekMode.FAST_MP3),
+        ("speech_40s.left-only.stereo.mp3", SeekMode.FAST_MP3),
+        ("speech_200s.mp3", SeekMode.FAST_MP3),
+        ("speech_40s.vbr.mp3", SeekMode.SEQUENTIAL),
+        ("speech_40s.wav", SeekMode.INPUT),
+        ("speech_40s.flac", SeekMode.INPUT),
+        ("speech_40s.opus", SeekMode.INPUT),
+        ("speech_40s.faststart.m4a", SeekMode.INPUT),
+        ("speech_40s.moovend.m4a", SeekMode.INPUT),
+        ("speech_40s.6ch.m4a", SeekMode.INPUT),
+        ("speech_40s.mp4", SeekMode.INPUT),
+        ("speech_40s.webm", SeekMode.MATROSKA),
+        ("speech_40s.mkv", SeekMode.MATROSKA),
+    ],
+)
+def test_sniffing_picks_the_seek_mode_of_every_committed_format(name: str, mode: SeekMode) -> None:
+    assert sniff_seek_mode(head(name)) is mode
+
+
+def id3_tag(body_size: int, footer: bool = False) -> bytes:
+    size = bytes((body_size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    flags = 0x10 if footer else 0
+    return b"ID3\x04\x00" + bytes([flags]) + size + b"\x00" * (body_size + (10 if footer else 0))
+
+
+def mp3_frames() -> bytes:
+    """The CBR frames of the committed MP3, after its own (small) tag."""
+    data = head("speech_40s.cbr.mp3", 65536)
+    return data[id3v2_length(data) :]
+
+
+def test_id3_length_counts_every_tag_and_its_footer() -> None:
+    data = id3_tag(100) + id3_tag(50, footer=True) + b"\xff\xfb"
+    assert id3v2_length(data) == (10 + 100) + (10 + 50 + 10)
+
+
+def test_cbr_mp3_behind_an_id3_tag_and_padding_is_fast_seekable() -> None:
+    assert sniff_seek_mode(id3_tag(300) + b"\x00" * 700 + mp3_frames()[:6000]) is SeekMode.FAST_MP3
+
+
+def test_mp3_without_a_vbr_header_but_varying_bitrates_decodes_sequentially() -> None:
+    frames = bytearray()
+    for bitrate_index in (5, 9, 5, 11, 7):  # MPEG-1 layer III, 44.1 kHz, mono-agnostic
+        header = bytes([0xFF, 0xFB, bitrate_index << 4, 0x00])
+        bitrate = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192)[bitrate_index]
+        frames += header + b"\x00" * (144 * bitrate * 1000 // 44100 - 4)
+    assert sniff_seek_mode(bytes(frames)) is SeekMode.SEQUENTIAL
+
+
+def test_raw_adts_aac_decodes_sequentially() -> None:
+    def frame(length: int) -> bytes:
+        header = [0xFF, 0xF1, 0x50, 0x80 | (length >> 11), (length >> 3) & 0xFF, 0x1F, 0xFC]
+        header[5] = ((length & 0x7) << 5) | 0x1F
+        return bytes(header) + b"\x00" * (length - 7)
+
+    assert sniff_seek_mode(frame(300) + frame(280) + frame(310)) is SeekMode.SEQUENTIAL
+    assert sniff_seek_mode(id3_tag(60) + frame(300) + frame(280)) is SeekMode.SEQUENTIAL
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes(range(256)) * 16,  # arbitrary bytes
+        b"\xff\xfb\x90\x00" + b"not an mpeg stream" * 50,  # one sync word, then nothing
+        b"RIFF\x00\x00\x00\x00WAVEfmt ",
+        b"",
+    ],
+)
+def test_anything_else_is_left_to_ffmpeg_with_an_input_seek(data: bytes) -> None:
+    assert sniff_seek_mode(data) is SeekMode.INPUT
+
+
+@dataclass
+class Origin:
+    """An in-memory media host for httpx.MockTransport: honours single ranges, counts bytes."""
+
+    data: bytes
+    honour_range: bool = True
+    status: int | None = None
+    fail_after: int | None = None
+    """Close the body after this many bytes (every time): a host that vanishes mid-file."""
+    requests: list[tuple[int, int]] = field(default_factory=list)
+    sent: int = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.status is not None:
+            return httpx.Response(self.status, content=b"nope")
+        size = len(self.data)
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", ""))
+        if not match or not self.honour_range:
+            first, last, status, headers = 0, size - 1, 200, {}
+        else:
+            first = int(match.group(1))
+            if first >= size:
+                return httpx.Response(416, headers={"content-range": f"bytes */{size}"})
+            last = min(size - 1, int(match.group(2))) if match.group(2) else size - 1
+            status, headers = 206, {"content-range": f"bytes {first}-{last}/{size}"}
+        self.requests.append((first, last))
+        headers["content-length"] = str(last - first + 1)
+        return httpx.Response(status, headers=headers, stream=self.body(first, last))
+
+    def body(self, first: int, last: int) -> httpx.AsyncByteStream:
+        origin = self
+
+        class Body(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                position = first
+                while position <= last:
+                    end = min(last + 1, position + 4096)
+                    if origin.fail_after is not None and end > origin.fail_after:
+                        raise httpx.ReadError("connection reset by peer")
+                    origin.sent += end - position
+                    yield origin.data[position:end]
+                    position = end
+
+        return Body()
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+
+
+async def test_sniffing_looks_past_an_id3_tag_bigger_than_the_sniff() -> None:
+    origin = Origin(id3_tag(200_000) + mp3_frames())
+    async with origin.client() as http:
+        assert await sniff_media(http, URL) is SeekMode.FAST_MP3
+    assert [first for first, _ in origin.requests] == [0, 200_010]
+
+
+async def test_sniffing_reads_only_its_bytes_from_a_host_that_ignores_range() -> None:
+    origin = Origin(mp3_frames() * 40, honour_range=False)
+    async with origin.client() as http:
+        assert await sniff_media(http, URL) is SeekMode.FAST_MP3
+    assert origin.sent < SNIFF_BYTES + 8192 < len(origin.data)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "words"),
+    [
+        (404, MediaUnavailableError, "HTTP 404"),
+        (403, MediaUnavailableError, "HTTP 403"),
+        (416, UnsupportedMediaError, "empty"),
+        (500, MediaHostError, "HTTP 500"),
+        (503, MediaHostError, "HTTP 503"),
+    ],
+)
+async def test_sniffing_maps_the_host_status_to_an_error(
+    status: int, error: type[Exception], words: str
+) -> None:
+    async with Origin(b"", status=status).client() as http:
+        with pytest.raises(error, match=words):
+            await sniff_media(http, URL)
+
+
+async def test_an_unreachable_host_is_a_media_host_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+        with pytest.raises(MediaHostError, match="ConnectError"):
+            await sniff_media(http, URL)
+
+
+# -- the FFmpeg command ------------------------------------------------------------------------
+
+OPTIONS = FetchOptions(ffmpeg_path="ffmpeg", preroll_sec=2.0)
+
+
+def value_after(command: list[str], flag: str, occurrence: int = 0) -> str:
+    positions = [i for i, part in enumerate(command) if part == flag]
+    return command[positions[occurrence] + 1]
+
+
+def test_input_seek_goes_before_the_input_and_the_preroll_is_trimmed_after_it() -> None:
+    command = ffmpeg_command(URL, 13.37, 73.37, SeekMode.INPUT, OPTIONS)
+    i = command.index("-i")
+    first_ss, second_ss = (j for j, part in enumerate(command) if part == "-ss")
+    assert first_ss < i < second_ss
+    assert float(command[first_ss + 1]) == pytest.approx(11.37)
+    assert float(command[second_ss + 1]) == pytest.approx(2.0)
+    assert float(value_after(command, "-t")) == pytest.approx(60.0)
+    assert command.index("-t") > i
+    assert value_after(command, "-map") == "0:a:0"
+    assert value_after(command, "-af").startswith("aresample=16000:")
+    assert "async=1" in value_after(command, "-af")  # timestamp holes become silence
+    assert "-ac" not in command  # channels are averaged from the WAV, not by FFmpeg's matrix
+    assert command[-3:] == ["-f", "wav", "pipe:1"]
+
+
+def test_a_window_starting_inside_the_preroll_seeks_on_the_output_only() -> None:
+    command = ffmpeg_command(URL, 0.5, 10.0, SeekMode.INPUT, OPTIONS)
+    assert command.count("-ss") == 1
+    assert command.index("-ss") > command.index("-i")
+    assert float(value_after(command, "-ss")) == pytest.approx(0.5)
+
+
+def test_fast_mp3_seek_is_enabled_before_the_input() -> None:
+    command = ffmpeg_command(URL, 100.0, 130.0, SeekMode.FAST_MP3, OPTIONS)
+    assert command.index("+fastseek") < command.index("-i")
+
+
+def test_sequential_decoding_never_seeks_the_input() -> None:
+    command = ffmpeg_command(URL, 100.0, 130.0, SeekMode.SEQUENTIAL, OPTIONS)
+    assert command.count("-ss") == 1
+    assert command.index("-ss") > command.index("-i")
+    assert float(value_after(command, "-ss")) == pytest.approx(100.0)
+
+
+def test_matroska_keeps_timestamps_and_trims_in_the_filter_graph() -> None:
+    command = ffmpeg_command(URL, 13.37, 20.0, SeekMode.MATROSKA, OPTIONS)
+    i = command.index("-i")
+    for flag in ("-copyts", "-seek_timestamp", "-noaccurate_seek", "-flags2"):
+        assert command.index(flag) < i
+    assert float(value_after(command, "-ss")) == pytest.approx(11.37)
+    assert command.count("-ss") == 1
+    graph = value_after(command, "-af")
+    assert "asetpts=PTS-13.370000/TB" in graph and "first_pts=0" in graph
+
+
+def test_https_media_is_fetched_with_certificate_checks_and_bounded_requests() -> None:
+    command = ffmpeg_command(URL, 10.0, 20.0, SeekMode.INPUT, OPTIONS)
+    assert value_after(command, "-tls_verify") == "1"
+    assert os.path.exists(value_after(command, "-ca_file"))
+    assert value_after(command, "-reconnect") == "1"
+    assert int(value_after(command, "-request_size")) == OPTIONS.request_bytes
+    assert int(value_after(command, "-initial_request_size")) == OPTIONS.initial_request_bytes
+
+
+def test_through_the_proxy_ffmpeg_neither_reconnects_nor_bounds_its_requests() -> None:
+    local = "http://127.0.0.1:4567/0123abcd"
+    command = ffmpeg_command(local, 10.0, 20.0, SeekMode.INPUT, OPTIONS, via_proxy=True)
+    for flag in ("-reconnect", "-request_size", "-initial_request_size", "-tls_verify"):
+        assert flag not in command
+    assert value_after(command, "-i") == local
+    assert "-recv_buffer_size" in command
+
+
+def test_reconnect_schedule_follows_ffmpeg() -> None:
+    assert reconnect_delays(4) == [0, 1, 3]
+    assert reconnect_delays(0) == [0]
+    assert reconnect_delays(120) == [0, 1, 3, 7, 15, 31, 63]
+
+
+# -- error classification ----------------------------------------------------------------------
+
+STDERR = {
+    "404": "[in#0 @ 0x1] Error opening input: Server returned 404 Not Found\n"
+    f"Error opening input file {URL}.\nError opening input files: Server returned 404 Not Found",
+    "403 on reconnect": "[http @ 0x1] Stream ends prematurely at 100, should be 200\n"
+    "[http @ 0x1] HTTP error 403 Forbidden\n[in#0/mp3 @ 0x2] Error during demuxing: I/O error",
+    "dropped": "[http @ 0x1] Stream ends prematurely at 126676, should be 253352\n"
+    "[in#0/mp3 @ 0x2] Error during demuxing: Input/output error\n"
+    "[in#0/mp3 @ 0x2] Task finished with error code: -5 (Input/output error)",
+    "5xx": "[in#0 @ 0x1] Error opening input: Server returned 5XX Server Error reply",
+    "no audio": "Stream map '' matches no streams.\n"
+    "To ignore this, add a trailing '?' to the map.\n"
+    "Failed to set value '0:a:0' for option 'map': Invalid argument",
+    "moov": "[in#0 @ 0x1] moov atom not found\n[in#0 @ 0x2] Error opening input: Invalid data "
+    f"found when processing input\nError opening input file {URL}.",
+    "garbage": "[mp3float @ 0x1] Header missing\n[in#0/mp3 @ 0x2] Could not find codec "
+    "parameters for stream 0 (Audio: mp3, 0 channels): unspecified frame size\n"
+    "Error submitting packet to decoder: Invalid data found when processing input",
+    "416": "[http @ 0x1] HTTP error 416 Requested Range Not Satisfiable",
+    "unknown": "Segmentation fault",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "words"),
+    [
+        ("404", MediaUnavailableError, "HTTP 404"),
+        ("403 on reconnect", MediaUnavailableError, "HTTP 403"),
+        ("dropped", MediaHostError, "Stream ends prematurely"),
+        ("5xx", MediaHostError, "media host failed"),
+        ("no audio", UnsupportedMediaError, "no audio stream"),
+        ("moov", UnsupportedMediaError, "moov atom"),
+        ("garbage", UnsupportedMediaError, "not audio or video"),
+        ("416", UnsupportedMediaError, "past the end"),
+        ("unknown", MediaHostError, "Segmentation fault"),
+    ],
+)
+def test_ffmpeg_failures_map_to_errors_users_can_act_on(
+    case: str, error: type[Exception], words: str
+) -> None:
+    failure = classify_ffmpeg_failure(STDERR[case], URL)
+    assert type(failure) is error
+    assert words in failure.message
+    assert "secret" not in failure.message  # the URL's signature never leaks
+    assert "Task finished" not in failure.message
+
+
+# -- the range proxy ---------------------------------------------------------------------------
+
+FILE = os.urandom(3 << 20)
+
+
+async def fetch(url: str, first: int, last: int | str = "") -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.get(url, headers={"Range": f"bytes={first}-{last}"})
+
+
+@asynccontextmanager
+async def proxied(origin: Origin, **options: int) -> AsyncIterator[tuple[RangeProxy, str]]:
+    async with origin.client() as http, RangeProxy(http, **options) as proxy:
+        yield proxy, proxy.lease(URL).local_url
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [(0, 99), (5000, 70_000), (1_000_000, ""), (len(FILE) - 10, ""), (8192, 8192 * 3 - 1)],
+)
+async def test_proxy_serves_exactly_the_requested_bytes(first: int, last: int | str) -> None:
+    async with proxied(Origin(FILE)) as (_, url):
+        response = await fetch(url, first, last)
+        end = len(FILE) if last == "" else int(last) + 1
+        assert response.status_code == 206
+        assert response.content == FILE[first:end]
+        assert response.headers["content-range"] == f"bytes {first}-{end - 1}/{len(FILE)}"
+
+
+async def test_proxy_answers_416_past_the_end_and_404_after_release() -> None:
+    async with Origin(FILE).client() as http, RangeProxy(http) as proxy:
+        lease = proxy.lease(URL)
+        response = await fetch(lease.local_url, len(FILE) + 10)
+        assert response.status_code == 416
+        proxy.release(lease)
+        assert (await fetch(lease.local_url, 0, 10)).status_code == 404
+
+
+async def test_proxy_asks_the_origin_for_little_more_than_is_read() -> None:
+    origin = Origin(FILE)
+    async with proxied(origin, edge_bytes=0) as (proxy, url):
+        first, length = 1_000_000, 1_500_000
+        assert (await fetch(url, first, first + length - 1)).content == FILE[first:][:length]
+        await proxy.settle()
+        assert origin.sent <= length + 2 * proxy.page_bytes
+        assert max(last - start + 1 for start, last in origin.requests) <= 1 << 20
+
+
+async def test_proxy_fetches_little_more_than_an_abandoned_read_took() -> None:
+    """FFmpeg probing (Ogg bisection, MP4 header reads) reads a little and hangs up; on its
+    own it would have asked the origin for a whole request's worth (1 MiB)."""
+    origin = Origin(FILE)
+    async with proxied(origin, edge_bytes=0) as (proxy, url):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # as FFmpeg's, via the proxy
+        sock.connect(("127.0.0.1", proxy.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+        path = url.rsplit("/", 1)[1]
+        writer.write(f"GET /{path} HTTP/1.1\r\nRange: bytes=2000000-\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        assert await reader.readexactly(1000) == FILE[2_000_000:2_001_000]
+        writer.close()
+        await writer.wait_closed()
+        await proxy.settle()
+        assert origin.sent <= 64 * 1024
+
+
+async def test_proxy_keeps_the_head_of_a_file_for_the_next_window() -> None:
+    origin = Origin(FILE)
+    async with origin.client() as http, RangeProxy(http) as proxy:
+        for _ in range(3):
+            lease = proxy.lease(URL)
+            assert (await fetch(lease.local_url, 0, 65535)).content == FILE[:65536]
+            proxy.release(lease)
+        assert origin.sent <= 65536 + proxy.page_bytes
+        assert await proxy.read(URL, 100, 50) == FILE[100:150]
+        assert origin.sent <= 65536 + proxy.page_bytes
+
+
+async def test_proxy_relays_a_missing_file_and_records_it_on_the_lease() -> None:
+    async with Origin(FILE, status=404).client() as http, RangeProxy(http) as proxy:
+        lease = proxy.lease(URL)
+        assert (await fetch(lease.local_url, 0)).status_code == 404
+        assert isinstance(lease.error, MediaUnavailableError)
+
+
+async def test_proxy_retries_a_host_that_drops_then_records_the_failure() -> None:
+    origin = Origin(FILE, fail_after=200_000)
+    async with origin.client() as http, RangeProxy(http, reconnect_delay_max_sec=0) as proxy:
+        lease = proxy.lease(URL)
+        with pytest.raises(httpx.HTTPError):
+            await fetch(lease.local_url, 0)
+        assert isinstance(lease.error, MediaHostError)
+        assert "ReadError" in lease.error.message
+        retried = [first for first, _ in origin.requests if first <= 200_000 < first + (1 << 20)]
+        assert len(retried) >= 2
+
+
+async def test_proxy_refuses_a_host_that_ignores_range_mid_file() -> None:
+    async with Origin(FILE, honour_range=False).client() as http, RangeProxy(http) as proxy:
+        lease = proxy.lease(URL)
+        assert (await fetch(lease.local_url, 0, 999)).content == FILE[:1000]
+        response = await fetch(lease.local_url, 2_000_000)
+        assert response.status_code == 502
+        assert isinstance(lease.error, RangeNotSupportedError)
