@@ -11,7 +11,7 @@ import imageio_ffmpeg
 from fastapi import FastAPI
 
 from services.chunk_worker.config import ChunkWorkerSettings
-from services.chunk_worker.media import FetchOptions
+from services.chunk_worker.media import FetchOptions, RangeProxy
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
 from shared.api import health_router, install_error_handlers
@@ -31,6 +31,7 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
         async with (
             httpx.AsyncClient(timeout=timeout, limits=limits) as whisper_http,
             httpx.AsyncClient(timeout=httpx.Timeout(settings.media_read_timeout_sec)) as media_http,
+            RangeProxy(media_http, keep_bytes=settings.range_cache_mb << 20) as proxy,
         ):
             pool = ReplicaPool(settings.whisper_urls)
             whisper = WhisperClient(
@@ -47,6 +48,7 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
                 ffmpeg_path=settings.ffmpeg_path or imageio_ffmpeg.get_ffmpeg_exe(),
                 preroll_sec=settings.seek_preroll_sec,
                 rw_timeout_sec=settings.media_read_timeout_sec,
+                proxy=proxy if settings.range_proxy else None,
             )
             metrics = WorkerMetrics()
             app.state.settings = settings

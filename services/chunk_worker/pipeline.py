@@ -40,11 +40,23 @@ from shared.schemas import (
 
 
 @dataclass(frozen=True)
+class ClipSpan:
+    """Where a micro chunk lies in its range, in samples: all a finished clip needs to keep."""
+
+    offset_samples: int
+    num_samples: int
+
+
+@dataclass(frozen=True)
 class MicroChunk:
     index: int
     offset_samples: int
     """First sample's position relative to the start of the requested range."""
     samples: np.ndarray
+
+    @property
+    def span(self) -> ClipSpan:
+        return ClipSpan(self.offset_samples, len(self.samples))
 
 
 class MicroChunker:
@@ -105,7 +117,7 @@ class ChunkTranscriber:
 
     async def prepare(self, request: ChunkRequest) -> SeekMode:
         """Check the media before anything streams, so a bad URL gets a real HTTP status."""
-        return await sniff_media(self.http, request.media_url)
+        return await sniff_media(self.http, request.media_url, self.fetch.proxy)
 
     async def stream(
         self, request: ChunkRequest, mode: SeekMode | None = None
@@ -126,16 +138,18 @@ class ChunkTranscriber:
         )
         options = ClipOptions(language=params.language)
         slots = asyncio.Semaphore(self.max_inflight_clips)
-        sent: asyncio.Queue[asyncio.Task[tuple[MicroChunk, ClipTranscription]] | None]
+        sent: asyncio.Queue[asyncio.Task[tuple[ClipSpan, ClipTranscription]] | None]
         sent = asyncio.Queue()
-        in_flight: set[asyncio.Task[tuple[MicroChunk, ClipTranscription]]] = set()
+        in_flight: set[asyncio.Task[tuple[ClipSpan, ClipTranscription]]] = set()
 
-        async def send(chunk: MicroChunk) -> tuple[MicroChunk, ClipTranscription]:
+        async def send(chunk: MicroChunk) -> tuple[ClipSpan, ClipTranscription]:
+            # Returns the span, not the chunk: a finished clip waiting for its turn to be
+            # yielded must not keep its audio alive (a slow reader would pile it up).
             try:
                 position = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
                 wav = pcm16_to_wav(chunk.samples)
                 self.metrics.clips.inc()
-                return chunk, await self.whisper.transcribe_clip(wav, options, position)
+                return chunk.span, await self.whisper.transcribe_clip(wav, options, position)
             finally:
                 slots.release()
 
@@ -164,9 +178,9 @@ class ChunkTranscriber:
         outcome = "cancelled"
         try:
             while (task := await sent.get()) is not None:
-                chunk, transcription = await task
-                self.metrics.audio_seconds.inc(len(chunk.samples) / SAMPLE_RATE_HZ)
-                yield to_result(request.start_sec, chunk, transcription)
+                span, transcription = await task
+                self.metrics.audio_seconds.inc(span.num_samples / SAMPLE_RATE_HZ)
+                yield to_result(request.start_sec, span, transcription)
             await producer  # FFmpeg's failures surface here
             outcome = "ok"
         except Exception:
@@ -178,7 +192,7 @@ class ChunkTranscriber:
             await cancel_and_wait([producer, *in_flight])
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
-        mode = await sniff_media(self.http, request.media_url)
+        mode = await sniff_media(self.http, request.media_url, self.fetch.proxy)
         source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, self.fetch)
         async with source:
             samples = np.concatenate([block async for block in source.blocks()])
@@ -187,11 +201,11 @@ class ChunkTranscriber:
 
 
 def to_result(
-    range_start_sec: float, chunk: MicroChunk, transcription: ClipTranscription
+    range_start_sec: float, span: ClipSpan, transcription: ClipTranscription
 ) -> MicroChunkResult:
     """A micro chunk's segments in absolute time: range start + clip offset + model time."""
-    chunk_start = range_start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
-    chunk_end = chunk_start + len(chunk.samples) / SAMPLE_RATE_HZ
+    chunk_start = range_start_sec + span.offset_samples / SAMPLE_RATE_HZ
+    chunk_end = chunk_start + span.num_samples / SAMPLE_RATE_HZ
     segments = [
         Segment(
             start_time_sec=chunk_start + clip_segment.start_sec,

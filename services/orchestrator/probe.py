@@ -60,11 +60,13 @@ def probe_duration(url: str, timeout_sec: float) -> float:
             audio = container.streams.audio
             if not audio:
                 raise UnsupportedMediaError("media_url has no audio stream", param="media_url")
+            # The audio stream's own duration first: a container's is its longest stream's, and
+            # a video whose audio ends early would otherwise plan a range past the audio.
             duration = None
-            if container.duration:
-                duration = container.duration / 1_000_000
-            elif audio[0].duration and audio[0].time_base:
+            if audio[0].duration and audio[0].time_base:
                 duration = float(audio[0].duration * audio[0].time_base)
+            elif container.duration:
+                duration = container.duration / 1_000_000
     except av.error.InvalidDataError as exc:
         raise UnsupportedMediaError(
             "media_url is not an audio or video file FFmpeg can read", param="media_url"
