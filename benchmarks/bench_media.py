@@ -45,9 +45,10 @@ import httpx
 import imageio_ffmpeg
 import numpy as np
 
-from services.chunk_worker.media import FetchOptions, PcmSource, RangeProxy, sniff_media
+from services.chunk_worker.media import FetchOptions, PcmSource, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
+from services.chunk_worker.range_proxy import RangeProxy
 from services.orchestrator.planner import (
     nominal_boundaries,
     search_windows,

@@ -11,9 +11,10 @@ import imageio_ffmpeg
 from fastapi import FastAPI
 
 from services.chunk_worker.config import ChunkWorkerSettings
-from services.chunk_worker.media import FetchOptions, RangeProxy
+from services.chunk_worker.media import FetchOptions
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
+from services.chunk_worker.range_proxy import RangeProxy
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WhisperClient
 from shared.replicas import ReplicaPool

@@ -18,13 +18,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from services.chunk_worker.media import (
-    FetchOptions,
-    PcmSource,
-    RangeProxy,
-    SeekMode,
-    sniff_media,
-)
+from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
+from services.chunk_worker.range_proxy import RangeProxy
 from shared.errors import (
     MediaHostError,
     MediaUnavailableError,

@@ -17,15 +17,14 @@ import pytest
 from services.chunk_worker.media import (
     SNIFF_BYTES,
     FetchOptions,
-    RangeProxy,
     SeekMode,
     classify_ffmpeg_failure,
     ffmpeg_command,
     id3v2_length,
-    reconnect_delays,
     sniff_media,
     sniff_seek_mode,
 )
+from services.chunk_worker.range_proxy import RangeProxy, reconnect_delays
 from shared.errors import (
     MediaHostError,
     MediaUnavailableError,
