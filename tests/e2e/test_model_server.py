@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 
 from services.stack import ServiceProcess, free_port
 from shared.audio import pcm16_to_wav
+from tests.support.metrics import metric
 
 pytestmark = pytest.mark.e2e
 
@@ -60,11 +60,6 @@ def model_server(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
 def noise_wav(seconds: float, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     return pcm16_to_wav((rng.standard_normal(int(16000 * seconds)) * 3000).astype(np.int16))
-
-
-def metric(text: str, name: str, labels: str = "") -> float:
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 async def post_clips(

@@ -15,6 +15,7 @@ import pytest
 
 from services.stack import LocalStack
 from tests.support.media_server import MediaServer
+from tests.support.metrics import metric
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
@@ -140,13 +141,6 @@ def children_named(parents: list[int], name: str) -> list[int]:
         if parent in parents and name in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def test_client_disconnect_cancels_the_job_everywhere(
