@@ -133,13 +133,19 @@ class ReplicaPool:
         for gone in set(self._replicas) - set(wanted):
             del self._replicas[gone]  # a lease in progress keeps its own reference
 
-    async def probe(self, http: httpx.AsyncClient, timeout_sec: float = 2.0) -> None:
-        """Mark each replica healthy or failed by its readiness endpoint."""
+    async def probe(self, http: httpx.AsyncClient, timeout_sec: float = 5.0) -> None:
+        """Mark each replica healthy or failed by its readiness endpoint.
+
+        A probe that merely times out says nothing: a busy replica on a loaded machine answers
+        late but still works, and ejecting it would pile its share onto the others.
+        """
 
         async def check(replica: Replica) -> None:
             try:
                 response = await http.get(replica.url + self.health_path, timeout=timeout_sec)
                 ok = response.status_code == 200
+            except httpx.TimeoutException:
+                return
             except httpx.HTTPError:
                 ok = False
             if ok:

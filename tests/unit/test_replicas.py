@@ -80,3 +80,14 @@ async def test_a_replica_failing_its_probe_is_skipped_until_it_recovers() -> Non
         ready["b"] = True
         await pool.probe(http)
         assert {pool.pick().url for _ in range(50)} == {"http://a", "http://b"}
+
+
+async def test_a_slow_probe_does_not_eject_a_busy_replica() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    pool = ReplicaPool(["http://a", "http://b"])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        await pool.probe(http)
+    now = 0.0
+    assert all(replica.failed_until <= now for replica in pool.replicas)
