@@ -156,9 +156,20 @@ class ReplicaPool:
         await asyncio.gather(*(check(replica) for replica in self.replicas))
 
     async def maintain(self, http: httpx.AsyncClient, interval_sec: float) -> None:
-        """Re-resolve and probe forever (run as a task owned by the app's lifespan)."""
+        """Re-resolve and probe forever (run as a task owned by the app's lifespan).
+
+        Names are resolved at once; probing starts one interval later: replicas start out
+        trusted (peers that start alongside this service would otherwise fail a probe at t=0
+        and sit out a job), and a real request that fails marks its replica anyway. While any
+        replica is out, probes come every second so it rejoins quickly.
+        """
+        first = True
         while True:
             with contextlib.suppress(Exception):
                 await self.resolve()
-                await self.probe(http)
-            await asyncio.sleep(interval_sec)
+                if not first:
+                    await self.probe(http)
+            first = False
+            now = time.monotonic()
+            any_out = any(not replica.healthy(now) for replica in self.replicas)
+            await asyncio.sleep(min(interval_sec, 1.0) if any_out else interval_sec)

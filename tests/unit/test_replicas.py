@@ -91,3 +91,24 @@ async def test_a_slow_probe_does_not_eject_a_busy_replica() -> None:
         await pool.probe(http)
     now = 0.0
     assert all(replica.failed_until <= now for replica in pool.replicas)
+
+
+async def test_replicas_start_trusted_and_a_failed_one_is_reprobed_within_a_second() -> None:
+    ready = {"a": True, "b": False}
+    probes: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        probes.append(request.url.host)
+        return httpx.Response(200 if ready[request.url.host] else 503)
+
+    pool = ReplicaPool(["http://a", "http://b"])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        task = asyncio.create_task(pool.maintain(http, interval_sec=0.05))
+        await asyncio.sleep(0.01)
+        assert probes == []  # no probe at start: a peer still booting isn't ejected
+        await asyncio.sleep(0.1)
+        assert {pool.pick().url for _ in range(20)} == {"http://a"}  # b failed its probe
+        ready["b"] = True
+        await asyncio.sleep(1.2)
+        task.cancel()
+    assert {pool.pick().url for _ in range(50)} == {"http://a", "http://b"}
