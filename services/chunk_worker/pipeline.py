@@ -166,9 +166,13 @@ class ChunkTranscriber:
                 request.media_url, request.start_sec, request.end_sec, mode, self.fetch
             )
             try:
+                # FFmpeg's -t can overshoot by a sample: never let a range reach into the next.
+                remaining = source.expected_samples
                 async with source:
                     async for block in source.blocks():
-                        await dispatch(chunker.feed(block))
+                        block, remaining = block[:remaining], remaining - len(block[:remaining])
+                        if len(block):
+                            await dispatch(chunker.feed(block))
                     await dispatch(chunker.finish())
             finally:
                 sent.put_nowait(None)
@@ -180,7 +184,7 @@ class ChunkTranscriber:
             while (task := await sent.get()) is not None:
                 span, transcription = await task
                 self.metrics.audio_seconds.inc(span.num_samples / SAMPLE_RATE_HZ)
-                yield to_result(request.start_sec, span, transcription)
+                yield to_result(request.start_sec, request.end_sec, span, transcription)
             await producer  # FFmpeg's failures surface here
             outcome = "ok"
         except Exception:
@@ -201,11 +205,11 @@ class ChunkTranscriber:
 
 
 def to_result(
-    range_start_sec: float, span: ClipSpan, transcription: ClipTranscription
+    range_start_sec: float, range_end_sec: float, span: ClipSpan, transcription: ClipTranscription
 ) -> MicroChunkResult:
     """A micro chunk's segments in absolute time: range start + clip offset + model time."""
     chunk_start = range_start_sec + span.offset_samples / SAMPLE_RATE_HZ
-    chunk_end = chunk_start + span.num_samples / SAMPLE_RATE_HZ
+    chunk_end = min(chunk_start + span.num_samples / SAMPLE_RATE_HZ, range_end_sec)
     segments = [
         Segment(
             start_time_sec=chunk_start + clip_segment.start_sec,

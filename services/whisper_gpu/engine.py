@@ -163,6 +163,10 @@ class WhisperEngine:
         if fallback is None:
             fallback = not is_random
         self.temperatures: tuple[float, ...] = _FALLBACK_TEMPERATURES if fallback else (0.0,)
+        # A random model's timestamp tokens are noise (segments at 0.1 s and 27 s of a 28 s
+        # clip, nothing between): ask it for none, so each clip is one segment spanning it and
+        # a transcript's segments tile the file. Real models keep their timestamps.
+        self.without_timestamps = is_random
 
     def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
         """One clip through faster-whisper's sequential path, with temperature fallback."""
@@ -172,6 +176,7 @@ class WhisperEngine:
             task=options.task,
             beam_size=self.settings.beam_size,
             temperature=list(self.temperatures),
+            without_timestamps=self.without_timestamps,
             word_timestamps=options.word_timestamps,
             condition_on_previous_text=False,
             vad_filter=False,
@@ -222,7 +227,10 @@ class WhisperEngine:
             for code, _ in languages
         }
         first = tokenizers[languages[0][0]]
-        prompts = [model.get_prompt(tokenizers[code], []) for code, _ in languages]
+        prompts = [
+            model.get_prompt(tokenizers[code], [], without_timestamps=self.without_timestamps)
+            for code, _ in languages
+        ]
         results = model.model.generate(
             encoder_output,
             prompts,

@@ -44,15 +44,18 @@ def test_transcript_of_minutes_of_speech_is_ordered_complete_and_timed(
     duration = output.input_duration_sec
     assert duration == pytest.approx(manifest["duration_sec"], abs=0.1)
 
-    # Segments: in order, non-overlapping, inside the file.
+    # Segments: in order, non-overlapping, inside the file. The random model is asked for no
+    # timestamps, so each micro chunk is one segment and together they tile the file.
     assert output.segments
     previous_end = 0.0
     for segment in output.segments:
         assert (
             previous_end - 1e-6 <= segment.start_time_sec <= segment.end_time_sec <= duration + 1e-6
         )
+        assert segment.start_time_sec == pytest.approx(previous_end, abs=1e-6)
         assert segment.bcp47_key == "en" and segment.language == "english"
         previous_end = segment.end_time_sec
+    assert previous_end == pytest.approx(duration, abs=0.05)
 
     # The plan: macro chunks tile [0, duration]; their micro chunks tile each macro chunk,
     # none longer than the maximum, and every one came back with segments.
