@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create the virtual environment and install everything (automatic for other targets)
 
-run: $(STAMP) ## Start the whole stack locally (model server, $(WORKERS) workers, orchestrator on :$(PORT))
+run: $(STAMP) ## Start the whole stack locally on :8000 (model server, 2 workers, orchestrator; PORT=, WORKERS=)
 	$(PY) -m services.stack --port $(PORT) --workers $(WORKERS)
 
 test: $(STAMP) ## Run every test (unit and end-to-end)
