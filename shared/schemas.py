@@ -145,11 +145,6 @@ class ChunkRequest(_Strict):
     params: TranscribeParams = Field(default_factory=TranscribeParams)
 
 
-class ChunkResult(BaseModel):
-    segments: list[Segment]
-    micro_chunks: list[MicroChunkReport]
-
-
 class MicroChunkResult(BaseModel):
     """One item of a chunk worker's stream: a micro chunk and its segments (absolute times)."""
 

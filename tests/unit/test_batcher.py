@@ -82,6 +82,14 @@ async def wait_started(model: FakeModel) -> None:
     assert await asyncio.to_thread(model.started.wait, 5)
 
 
+async def occupy(batcher: Batcher[np.ndarray], model: FakeModel) -> asyncio.Task[ClipTranscription]:
+    """Hold the model busy with clip 0, so the next submissions queue up behind it."""
+    model.hold()
+    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    await wait_started(model)
+    return running
+
+
 async def test_a_lone_request_on_an_idle_model_does_not_wait(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
@@ -95,9 +103,7 @@ async def test_requests_arriving_while_busy_form_one_batch(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
-    model.hold()
-    first = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    first = await occupy(batcher, model)
     rest = [asyncio.create_task(batcher.submit(clip(i), ClipOptions())) for i in range(1, 9)]
     await asyncio.sleep(0.05)
     model.release.set()
@@ -111,9 +117,7 @@ async def test_a_free_slot_waits_for_companions_up_to_the_limit(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=150, slots=2)
-    model.hold()
-    first = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    first = await occupy(batcher, model)
     second = asyncio.create_task(batcher.submit(clip(1), ClipOptions()))
     await asyncio.sleep(0.05)
     third = asyncio.create_task(batcher.submit(clip(2), ClipOptions()))
@@ -130,9 +134,7 @@ async def test_options_that_cannot_share_a_call_are_not_mixed(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=20)
-    model.hold()
-    first = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    first = await occupy(batcher, model)
     english = [
         asyncio.create_task(batcher.submit(clip(i), ClipOptions(language="en"))) for i in (1, 2)
     ]
@@ -149,9 +151,7 @@ async def test_full_queue_answers_overloaded_with_retry_after(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_queue_size=2, max_batch_size=8)
-    model.hold()
-    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    running = await occupy(batcher, model)
     queued = [asyncio.create_task(batcher.submit(clip(i), ClipOptions())) for i in (1, 2)]
     await asyncio.sleep(0.01)
     with pytest.raises(OverloadedError) as caught:
@@ -166,9 +166,7 @@ async def test_a_cancelled_request_never_reaches_the_model(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
-    model.hold()
-    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    running = await occupy(batcher, model)
     abandoned = asyncio.create_task(batcher.submit(clip(7), ClipOptions()))
     kept = asyncio.create_task(batcher.submit(clip(8), ClipOptions()))
     await asyncio.sleep(0.01)
@@ -185,9 +183,7 @@ async def test_a_poisoned_clip_fails_alone_and_the_next_batch_succeeds(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
-    model.hold()
-    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    running = await occupy(batcher, model)
     batch = [
         asyncio.create_task(batcher.submit(clip(tag), ClipOptions())) for tag in (1, POISON, 2)
     ]
@@ -206,9 +202,7 @@ async def test_a_request_queued_past_its_deadline_gets_504(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(queue_timeout_sec=0.1, max_batch_size=8, max_batch_wait_ms=10_000)
-    model.hold()
-    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    running = await occupy(batcher, model)
     with pytest.raises(UpstreamTimeoutError, match="waited"):
         await asyncio.wait_for(batcher.submit(clip(1), ClipOptions()), timeout=5)
     model.release.set()
@@ -220,9 +214,7 @@ async def test_earlier_positions_in_the_media_are_served_first(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_size=2, position_speedup=10.0)
-    model.hold()
-    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
-    await wait_started(model)
+    running = await occupy(batcher, model)
     late = [asyncio.create_task(batcher.submit(clip(t), ClipOptions(), 600.0)) for t in (1, 2)]
     head = [asyncio.create_task(batcher.submit(clip(t), ClipOptions(), 0.0)) for t in (3, 4)]
     await asyncio.sleep(0.01)
