@@ -1,9 +1,9 @@
 """Typed async clients for service-to-service calls: the one layer that retries.
 
 A `ServiceClient` spreads requests over a `shared.replicas.ReplicaPool` (fewest requests in
-flight wins, replicas that just failed sit out a cool-down), retries with exponential backoff and full jitter on
-connection failures, 503 (honouring Retry-After) and 504, and turns every other failure into the
-error hierarchy of `shared.errors`. Nothing above this layer retries.
+flight wins, replicas that just failed sit out a cool-down), retries with exponential backoff and
+full jitter on connection failures, 503 (honouring Retry-After) and 504, and turns every other
+failure into the error hierarchy of `shared.errors`. Nothing above this layer retries.
 """
 
 from __future__ import annotations
