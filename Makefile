@@ -45,7 +45,7 @@ bench-stream: $(STAMP) ## Time to first streamed segment and to the footer, 20 m
 	$(PY) -m benchmarks.bench_stream
 
 media: $(STAMP) ## Regenerate the committed test media (needs Debian's espeak-ng)
-	$(PY) scripts/make_test_media.py
+	$(PY) -m scripts.make_test_media
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,6 +1,6 @@
 """Generate the committed test media: espeak-ng speech with seeded pauses, plus a manifest.
 
-    python scripts/make_test_media.py [--out tests/media]
+    python -m scripts.make_test_media [--out tests/media] [--only words]
 
 Needs Debian's `espeak-ng` (only to regenerate; the outputs are committed so `make test` needs
 nothing but Python). FFmpeg comes from imageio-ffmpeg. Every file gets a JSON manifest with each
@@ -18,6 +18,9 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
+
+from scripts import speech
+from scripts.speech import Block
 
 RATE = 22050  # espeak-ng's native rate
 NOISE_DBFS = -54.0
@@ -136,13 +139,53 @@ FORMATS: dict[str, tuple[list[str], list[str]]] = {
 }  # fmt: skip
 
 
+# Media for the real-model tests (scripts/speech.py): plain sentences (scripts/corpus.py), so the
+# words can be checked, in two English voices, four languages, and after minutes without speech.
+WORDS_MEDIA: dict[str, tuple[int, list[Block]]] = {
+    # Two English voices, 90 s each: words, lost sentences, timestamps (tiny.en).
+    "words_en_180s": (21, [Block("speech", 90, voice="en-gb"), Block("speech", 90, voice="en-us")]),
+    # English, German, French, Spanish blocks of ~45 s: language per chunk (base).
+    "codeswitch_180s": (
+        22,
+        [Block("speech", 45, voice=v) for v in ("en-us", "de", "fr", "es")],
+    ),
+    # Three minutes of faint noise, 20 s of a stepped tone, then speech: no invented words, and
+    # the first segment starts at the speech.
+    "noise_then_speech_220s": (
+        23,
+        [
+            Block("noise", 180, level_dbfs=-45),
+            Block("tone", 20, level_dbfs=-24),
+            Block("speech", 20, voice="en-us"),
+        ],
+    ),
+}
+
+
+def make_words_media(out: Path, workdir: Path) -> None:
+    for name, (seed, blocks) in WORDS_MEDIA.items():
+        audio, manifest = speech.synthesise(blocks, seed=seed, workdir=workdir)
+        speech.write_mp3(out / f"{name}.mp3", audio, workdir, bitrate="24k")
+        speech.write_manifest(out / f"{name}.json", manifest)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("tests/media"))
+    parser.add_argument(
+        "--only",
+        choices=("all", "structure", "words"),
+        default="all",
+        help="structure: the original media (cuts, formats); words: the real-model media",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        if args.only in ("all", "words"):
+            make_words_media(args.out, workdir)
+        if args.only == "words":
+            return
         # A few minutes of speech for the end-to-end tests (CBR MP3: small and range-seekable).
         long_audio, long_manifest = synthesise(200.0, seed=7, workdir=workdir)
         master = workdir / "long.wav"

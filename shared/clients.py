@@ -35,10 +35,12 @@ from shared.schemas import (
     SilenceResult,
 )
 from shared.streams import StreamReader, StreamRemoteError, StreamTruncatedError, StreamTypes
+from shared.vad import Span, format_spans
 
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 ItemT = TypeVar("ItemT", bound=BaseModel)
 POSITION_HEADER = "X-Clip-Position-Sec"
+SPEECH_HEADER = "X-Speech-Spans"
 
 _RETRYABLE_STATUS = frozenset({503, 504})
 _RETRYABLE_TRANSPORT = (
@@ -203,20 +205,30 @@ class WhisperClient:
         self.service = service
 
     async def transcribe_clip(
-        self, wav: bytes, options: ClipOptions, position_sec: float | None = None
+        self,
+        wav: bytes,
+        options: ClipOptions,
+        position_sec: float | None = None,
+        speech: list[Span] | None = None,
     ) -> ClipTranscription:
         """`position_sec`, the clip's place in its media, lets the server serve earlier
-        clips of a job first (see the batcher's scheduling)."""
-        params = options.model_dump(exclude_none=True)
+        clips of a job first (see the batcher's scheduling); `speech`, where the VAD found
+        speech in the clip, spares the server its own VAD pass."""
+        params: dict[str, str] = {}
+        for key, value in options.model_dump(exclude_none=True).items():
+            if isinstance(value, bool):
+                params[key] = str(value).lower()
+            elif isinstance(value, list):
+                params[key] = ",".join(value)
+            else:
+                params[key] = str(value)
         headers = {"content-type": "audio/wav"}
         if position_sec is not None:
             headers[POSITION_HEADER] = f"{position_sec:.3f}"
+        if speech is not None:
+            headers[SPEECH_HEADER] = format_spans(speech)
         response = await self.service.request(
-            "POST",
-            "/v1/clips",
-            content=wav,
-            params={k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()},
-            headers=headers,
+            "POST", "/v1/clips", content=wav, params=params, headers=headers
         )
         return ClipTranscription.model_validate_json(response.content)
 

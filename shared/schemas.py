@@ -67,6 +67,16 @@ class TranscribeParams(_Strict):
         None,
         description="Language code (e.g. 'en'). Omit to detect the language of every micro chunk.",
     )
+    languages: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="When detecting: the languages to choose among (e.g. ['en', 'de']); "
+        "omit to allow every language Whisper knows.",
+    )
+    word_timestamps: bool = Field(
+        False, description="Return every word with its start and end time (absolute)."
+    )
     macro_chunk_overlap_sec: float = Field(
         0.0,
         ge=0.0,
@@ -86,6 +96,11 @@ class TranscribeParams(_Strict):
     def _known_language(cls, value: str | None) -> str | None:
         return None if value is None else normalize_language(value)
 
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(map(normalize_language, value)))
+
 
 class TranscribeRequest(_Strict):
     """Body of `POST /v1/transcribe` and `POST /v1/transcribe/stream`."""
@@ -96,14 +111,30 @@ class TranscribeRequest(_Strict):
     params: TranscribeParams = Field(default_factory=TranscribeParams)
 
 
+class Word(BaseModel):
+    """A word and its time: absolute in the input file on the public API, relative to the clip
+    between the chunk worker and the model server."""
+
+    start_sec: float
+    end_sec: float
+    word: str
+    probability: float
+
+
 class Segment(BaseModel):
-    """One timed piece of the transcript, times absolute in the input file."""
+    """One timed piece of the transcript (about a sentence), times absolute in the input file."""
 
     start_time_sec: float
     end_time_sec: float
     text: str
     language: str = Field(description="Language name, e.g. 'english'.")
     bcp47_key: str = Field(description="Language code, e.g. 'en'.")
+    words: list[Word] | None = Field(
+        None, description="The segment's words, when `params.word_timestamps` is set."
+    )
+    avg_logprob: float | None = Field(None, description="Mean token log-probability.")
+    compression_ratio: float | None = Field(None, description="gzip ratio of the decoded text.")
+    no_speech_prob: float | None = Field(None, description="Whisper's no-speech probability.")
 
 
 class TimeSpan(BaseModel):
@@ -112,9 +143,11 @@ class TimeSpan(BaseModel):
 
 
 class MicroChunkReport(TimeSpan):
-    """A micro chunk that was sent to the model, and how many segments came back."""
+    """A micro chunk, how much speech the VAD found in it, and how many segments came back.
+    A micro chunk without speech is never sent to the model (`speech_sec` 0, no segments)."""
 
     num_segments: int
+    speech_sec: float | None = None
 
 
 class MacroChunkReport(TimeSpan):
@@ -184,15 +217,12 @@ class ClipOptions(_Strict):
     """Per-request decoding options (query parameters of the clip endpoint)."""
 
     language: str | None = None
+    languages: list[str] | None = None
+    """Detection chooses among these only."""
     task: Literal["transcribe", "translate"] = "transcribe"
     word_timestamps: bool = False
-
-
-class Word(BaseModel):
-    start_sec: float
-    end_sec: float
-    word: str
-    probability: float
+    prompt: str | None = None
+    """Whisper's initial prompt: text that conditions the decoder (names, spelling, style)."""
 
 
 class ClipSegment(BaseModel):
@@ -202,13 +232,22 @@ class ClipSegment(BaseModel):
     end_sec: float
     text: str
     words: list[Word] | None = None
+    language: str | None = None
+    """The language this segment was decoded in (a clip can hold two)."""
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
 
 
 class ClipTranscription(BaseModel):
     segments: list[ClipSegment]
     language: str
+    """The clip's main language (most text); each segment carries its own."""
     language_probability: float
     duration_sec: float
+    speech_sec: float | None = None
+    """Speech found by the VAD; 0 means the model never saw the clip."""
 
 
 # -- health -----------------------------------------------------------------------------------

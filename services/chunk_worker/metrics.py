@@ -20,6 +20,11 @@ class WorkerMetrics:
         self.clips = Counter(
             "chunk_worker_clips", "Micro chunks sent to the model server", registry=self.registry
         )
+        self.clips_without_speech = Counter(
+            "chunk_worker_clips_without_speech",
+            "Micro chunks the VAD found no speech in (never sent to the model server)",
+            registry=self.registry,
+        )
         self.audio_seconds = Counter(
             "chunk_worker_audio_seconds", "Seconds of audio transcribed", registry=self.registry
         )

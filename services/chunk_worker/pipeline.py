@@ -21,7 +21,7 @@ import numpy as np
 
 from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
-from services.chunk_worker.silence import quietest_point
+from services.chunk_worker.silence import latest_pause, quietest_point
 from shared.aio import cancel_and_wait
 from shared.audio import pcm16_to_wav
 from shared.clients import WhisperClient
@@ -36,7 +36,9 @@ from shared.schemas import (
     Segment,
     SilenceRequest,
     SilenceResult,
+    Word,
 )
+from shared.vad import speech_seconds, speech_spans
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class ClipSpan:
 
     offset_samples: int
     num_samples: int
+    sent_from_samples: int = 0
+    """Where the audio sent to the model starts within the micro chunk (its first speech)."""
+    speech_sec: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,9 @@ class MicroChunk:
 class MicroChunker:
     """Cuts a stream of sample blocks into chunks of at most `max_samples`, in pauses.
 
-    A chunk is cut once more than `max_samples` are buffered, at the quietest point of the
-    buffer's second half (`[max_samples / 2, max_samples]`); the rest starts the next chunk.
+    A chunk is cut once more than `max_samples` are buffered, in the last pause of the buffer's
+    second half (`[max_samples / 2, max_samples]`; the quietest point if it has no pause), so
+    chunks are as long as allowed; the rest starts the next chunk.
     """
 
     def __init__(self, max_samples: int, smoothing_samples: int) -> None:
@@ -79,7 +85,7 @@ class MicroChunker:
         self._pending_len += len(block)
         while self._pending_len > self.max_samples:
             buffer = np.concatenate(self._pending)
-            cut = quietest_point(
+            cut = latest_pause(
                 buffer, self.max_samples // 2, self.max_samples, self.smoothing_samples
             )
             yield self._emit(buffer[:cut])
@@ -136,20 +142,40 @@ class ChunkTranscriber:
             round(params.micro_chunk_size_sec * SAMPLE_RATE_HZ),
             params.silence_detection_smoothing_num_samples,
         )
-        options = ClipOptions(language=params.language)
+        options = ClipOptions(
+            language=params.language,
+            languages=params.languages,
+            word_timestamps=params.word_timestamps,
+        )
         slots = asyncio.Semaphore(self.max_inflight_clips)
-        sent: asyncio.Queue[asyncio.Task[tuple[ClipSpan, ClipTranscription]] | None]
+        sent: asyncio.Queue[asyncio.Task[tuple[ClipSpan, ClipTranscription | None]] | None]
         sent = asyncio.Queue()
-        in_flight: set[asyncio.Task[tuple[ClipSpan, ClipTranscription]]] = set()
+        in_flight: set[asyncio.Task[tuple[ClipSpan, ClipTranscription | None]]] = set()
 
-        async def send(chunk: MicroChunk) -> tuple[ClipSpan, ClipTranscription]:
+        async def send(chunk: MicroChunk) -> tuple[ClipSpan, ClipTranscription | None]:
             # Returns the span, not the chunk: a finished clip waiting for its turn to be
             # yielded must not keep its audio alive (a slow reader would pile it up).
             try:
-                position = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
-                wav = pcm16_to_wav(chunk.samples)
+                speech = await asyncio.to_thread(speech_spans, chunk.samples / 32768.0)
+                if not speech:  # no speech: the model never sees it (Whisper would invent words)
+                    self.metrics.clips_without_speech.inc()
+                    return chunk.span, None
+                first = int(speech[0][0] * SAMPLE_RATE_HZ)
+                last = int(np.ceil(speech[-1][1] * SAMPLE_RATE_HZ))
+                shifted = [
+                    (s - first / SAMPLE_RATE_HZ, e - first / SAMPLE_RATE_HZ) for s, e in speech
+                ]
+                span = ClipSpan(
+                    chunk.offset_samples,
+                    len(chunk.samples),
+                    first,
+                    round(speech_seconds(speech), 3),
+                )
+                position = request.start_sec + (chunk.offset_samples + first) / SAMPLE_RATE_HZ
+                wav = pcm16_to_wav(chunk.samples[first:last])
                 self.metrics.clips.inc()
-                return chunk.span, await self.whisper.transcribe_clip(wav, options, position)
+                result = await self.whisper.transcribe_clip(wav, options, position, shifted)
+                return span, result
             finally:
                 slots.release()
 
@@ -205,20 +231,47 @@ class ChunkTranscriber:
 
 
 def to_result(
-    range_start_sec: float, range_end_sec: float, span: ClipSpan, transcription: ClipTranscription
+    range_start_sec: float,
+    range_end_sec: float,
+    span: ClipSpan,
+    transcription: ClipTranscription | None,
 ) -> MicroChunkResult:
-    """A micro chunk's segments in absolute time: range start + clip offset + model time."""
+    """A micro chunk's segments in absolute time: range start + clip offset + model time
+    (None: the micro chunk held no speech and was not sent)."""
     chunk_start = range_start_sec + span.offset_samples / SAMPLE_RATE_HZ
     chunk_end = min(chunk_start + span.num_samples / SAMPLE_RATE_HZ, range_end_sec)
-    segments = [
-        Segment(
-            start_time_sec=chunk_start + clip_segment.start_sec,
-            end_time_sec=min(chunk_start + clip_segment.end_sec, chunk_end),
-            text=clip_segment.text,
-            language=language_name(transcription.language),
-            bcp47_key=transcription.language,
+    sent_start = chunk_start + span.sent_from_samples / SAMPLE_RATE_HZ
+    segments = []
+    for clip_segment in transcription.segments if transcription else []:
+        code = clip_segment.language or (transcription.language if transcription else "en")
+        words = None
+        if clip_segment.words is not None:
+            words = [
+                Word(
+                    start_sec=round(sent_start + w.start_sec, 3),
+                    end_sec=round(min(sent_start + w.end_sec, chunk_end), 3),
+                    word=w.word,
+                    probability=w.probability,
+                )
+                for w in clip_segment.words
+            ]
+        segments.append(
+            Segment(
+                start_time_sec=round(sent_start + clip_segment.start_sec, 3),
+                end_time_sec=round(min(sent_start + clip_segment.end_sec, chunk_end), 3),
+                text=clip_segment.text,
+                language=language_name(code),
+                bcp47_key=code,
+                words=words,
+                avg_logprob=clip_segment.avg_logprob,
+                compression_ratio=clip_segment.compression_ratio,
+                no_speech_prob=clip_segment.no_speech_prob,
+            )
         )
-        for clip_segment in transcription.segments
-    ]
-    report = MicroChunkReport(start_sec=chunk_start, end_sec=chunk_end, num_segments=len(segments))
+    report = MicroChunkReport(
+        start_sec=chunk_start,
+        end_sec=chunk_end,
+        num_segments=len(segments),
+        speech_sec=span.speech_sec,
+    )
     return MicroChunkResult(micro_chunk=report, segments=segments)

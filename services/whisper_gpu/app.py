@@ -9,23 +9,17 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import numpy as np
 from fastapi import FastAPI
 
 from services.whisper_gpu.batcher import Batcher, BatchPolicy
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.engine import (
-    ModelUnavailableError,
-    PreparedClip,
-    WhisperEngine,
-    choose_placement,
-    decode_clip,
-    load_model,
-)
+from services.whisper_gpu.engine import PreparedClip, WhisperEngine, decode_clip
+from services.whisper_gpu.loading import ModelUnavailableError, choose_placement, load_model
 from services.whisper_gpu.metrics import ModelMetrics
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
-from shared.schemas import SAMPLE_RATE_HZ, ClipOptions, ClipTranscription
+from shared.schemas import ClipOptions, ClipTranscription
+from shared.vad import Span
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +56,7 @@ class ModelHolder:
             self._on_load_failure()
             return
         engine = WhisperEngine(model, self.settings, is_random=is_random)
-        await asyncio.to_thread(_warm_up, engine)
+        await asyncio.to_thread(engine.warm_up)
         policy = BatchPolicy(
             max_batch_size=self.settings.max_batch_size,
             max_batch_wait_ms=self.settings.max_batch_wait_ms,
@@ -79,25 +73,23 @@ class ModelHolder:
         if self.batcher is not None:
             await self.batcher.stop()
 
-    def prepare(self, body: bytes) -> PreparedClip:
-        """Decode and compute features (blocking: run in a thread)."""
+    def prepare(self, body: bytes, speech: list[Span] | None = None) -> PreparedClip:
+        """Decode, find the speech (unless the caller says where it is) and compute features
+        (blocking: run in a thread)."""
         if self.engine is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
-        return self.engine.prepare(decode_clip(body))
+        return self.engine.prepare(decode_clip(body), speech)
 
     async def transcribe(
         self, clip: PreparedClip, options: ClipOptions, position_sec: float | None = None
     ) -> ClipTranscription:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
-        return await self.batcher.submit(clip, options, position_sec)
-
-
-def _warm_up(engine: WhisperEngine) -> None:
-    """Decode once at each batch shape's extremes so the first request pays no lazy set-up."""
-    silence = engine.prepare(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32))
-    engine.transcribe_batch([silence], ClipOptions(language="en"))
-    engine.transcribe_batch([silence, silence], ClipOptions())
+        result = await self.batcher.submit(clip, options, position_sec)
+        if options.word_timestamps:
+            return result
+        segments = [s.model_copy(update={"words": None}) for s in result.segments]
+        return result.model_copy(update={"segments": segments})
 
 
 def create_app(

@@ -7,11 +7,11 @@ the queue into batches for the model's replicas (`slots`):
        ▲            │  expired (504) and abandoned requests                     │   (thread)
        └────────────┴── are removed before they are batched ◄── results ────────┘
 
-A batch holds requests whose options can share one generate call (same task, language, word
-timestamps), most urgent first. Urgency is arrival time, pushed back by the clip's position in
-its media (`position / position_speedup`, capped at half the queue timeout): the head of every
-job goes first, which is what a streaming client waits for, and a clip deep into a long file
-still can't starve. With a free slot it runs as soon as
+A batch holds requests whose options can share one generate call (same task, language,
+language allow-list and prompt), most urgent first. Urgency is arrival time, pushed back by the
+clip's position in its media (`position / position_speedup`, capped at half the queue timeout):
+the head of every job goes first, which is what a streaming client waits for, and a clip deep
+into a long file still can't starve. With a free slot it runs as soon as
 
 - it is full (`max_batch_size`), or
 - its oldest request has waited `max_batch_wait_ms`, or
@@ -73,8 +73,10 @@ class _Pending(Generic[ClipT]):
 
     @property
     def key(self) -> tuple[object, ...]:
+        """Clips batch together when they decode alike (word timestamps are always computed,
+        so they don't split batches)."""
         o = self.options
-        return (o.task, o.language, o.word_timestamps)
+        return (o.task, o.language, tuple(o.languages or ()), o.prompt)
 
 
 class BatchFailedError(WhisperfleetError):

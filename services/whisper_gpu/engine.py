@@ -1,23 +1,40 @@
-"""Loading faster-whisper and transcribing one clip: the model server's core, free of HTTP."""
+"""Transcribing clips completely: the model server's core, free of HTTP.
+
+A clip comes with its speech spans (from the chunk worker's VAD, or computed here). Clips with
+no speech never reach the model. The rest are decoded in rounds of batched *windows*:
+
+    round 1   one window per clip: its speech, first span to last
+    decode    encode, language per window, generate (no timestamps), quality checks
+    align     every word gets its time from the cross-attention path
+    check     speech the words don't cover -> a new window over it, for the next round:
+              - speech after the last word (the model stopped early: the common loss)
+              - speech before the first word
+              - a window with speech but no words at all -> retried once, split at its
+                widest pause when it has one
+    round 2+  the new windows, batched across clips, until none is left (at most 4 rounds)
+
+A window whose language is uncertain (a clip that straddles a language switch) is split at its
+widest pause before decoding, so each half gets its own language; nothing else special-cases a
+switch: the coverage check picks up whatever a window in the wrong language left out.
+Words of a later window that overlap words already accepted are dropped, so a word is never
+returned twice.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
-import math
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.audio import decode_audio, pad_or_trim
-from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+from faster_whisper.audio import decode_audio
 
+from services.whisper_gpu.alignment import AlignedWord, align_words
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
+from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
+from services.whisper_gpu.segmenter import snap_to_speech, split_segments
 from shared.audio import read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
 from shared.schemas import (
@@ -28,91 +45,21 @@ from shared.schemas import (
     ClipTranscription,
     Word,
 )
+from shared.vad import Span, speech_spans
 
 logger = logging.getLogger(__name__)
 
 _CLIP_TOLERANCE_SEC = 0.05
-_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# faster-whisper's defaults for the quality checks that trigger a temperature fallback.
-_COMPRESSION_RATIO_THRESHOLD = 2.4
-_LOG_PROB_THRESHOLD = -1.0
-_PREPEND_PUNCTUATIONS = "\"'“¿([{-"
-_APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-
-
-class ModelUnavailableError(RuntimeError):
-    """The configured model can't be loaded; the message says what to set instead."""
-
-
-def cuda_available() -> bool:
-    import ctranslate2
-
-    try:
-        return bool(ctranslate2.get_cuda_device_count())
-    except RuntimeError:
-        return False
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str
-    compute_type: str
-    replicas: int
-    threads_per_replica: int
-
-
-def choose_placement(settings: WhisperSettings, cores: int | None = None) -> Placement:
-    """Resolve the `auto` settings. On CPU, small matrices parallelise poorly across threads,
-    so a replica per core (each single-threaded) gives more clips per second, and no worse
-    single-clip latency, than one replica using every core (see `make bench-model`)."""
-    cores = cores or os.cpu_count() or 1
-    device = settings.device
-    if device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
-    compute_type = settings.compute_type
-    if compute_type == "auto":
-        compute_type = "float16" if device == "cuda" else "int8"
-    replicas = settings.num_workers or (1 if device == "cuda" else min(cores, 4))
-    threads = settings.cpu_threads or max(1, cores // replicas)
-    return Placement(device, compute_type, replicas, threads)
-
-
-def load_model(settings: WhisperSettings, placement: Placement) -> tuple[WhisperModel, bool]:
-    """The model named by `WHISPER_MODEL`, and whether it is a random (gibberish) model."""
-    name = settings.model
-    is_random = name in RANDOM_PRESETS
-    try:
-        if is_random:
-            path = str(ensure_random_model(name, settings.model_cache_dir))
-        elif os.path.isdir(name):
-            path = name
-        else:
-            path = name  # a model name: faster-whisper downloads it into the cache
-        model = WhisperModel(
-            path,
-            device=placement.device,
-            compute_type=placement.compute_type,
-            cpu_threads=placement.threads_per_replica,
-            num_workers=placement.replicas,
-            download_root=str(settings.model_cache_dir),
-        )
-    except Exception as exc:
-        raise ModelUnavailableError(
-            f"could not load WHISPER_MODEL={name!r} on {placement.device} "
-            f"({type(exc).__name__}: {exc}). Set WHISPER_MODEL to a model name reachable from "
-            "this machine, to a local CTranslate2 model directory, or to 'random-tiny' for an "
-            "offline demo (gibberish text)."
-        ) from exc
-    logger.info(
-        "loaded model %s on %s (%s, %d replicas x %d threads)%s",
-        name,
-        placement.device,
-        placement.compute_type,
-        placement.replicas,
-        placement.threads_per_replica,
-        " -- RANDOM WEIGHTS, transcripts are gibberish" if is_random else "",
-    )
-    return model, is_random
+MAX_ROUNDS = 4
+UNCOVERED_SPEECH_SEC = 0.5
+"""Speech without words longer than this is decoded again."""
+COVERAGE_SLACK_SEC = 0.25
+"""Aligned word edges may sit this far inside the speech they cover."""
+LANGUAGE_SPLIT_BELOW = 0.6
+"""A detected language less likely than this splits a window (at a pause) before decoding."""
+MIN_SPLIT_SEC = 6.0
+CONTEXT_SEC = 3.0
+"""A window over a gap also holds this much of the audio around it."""
 
 
 def decode_clip(body: bytes) -> np.ndarray:
@@ -135,21 +82,54 @@ def decode_clip(body: bytes) -> np.ndarray:
             f"clip is {duration:.2f} s long; the model server takes at most {MAX_CLIP_SEC:g} s "
             "per clip (cut longer audio into micro chunks)"
         )
-    return audio
+    return audio[: int(MAX_CLIP_SEC * SAMPLE_RATE_HZ)]
 
 
 @dataclass(frozen=True)
 class PreparedClip:
-    """A decoded clip and its log-mel features, computed when the request arrives (in the
-    request's thread) so the batch itself only stacks them: feature extraction overlaps the
-    model running the previous batch instead of adding to it."""
+    """A decoded clip, where its speech is, and the first window's log-mel features, computed
+    when the request arrives (in the request's thread) so that work overlaps the model running
+    the previous batch instead of adding to it."""
 
     audio: np.ndarray
-    features: np.ndarray
+    speech: list[Span]
+    features: np.ndarray | None
+    """Features of the first window (all the speech); None when there is no speech."""
 
     @property
     def duration_sec(self) -> float:
         return len(self.audio) / SAMPLE_RATE_HZ
+
+
+@dataclass
+class _Window:
+    clip: int
+    start_sec: float
+    end_sec: float
+    retried: bool = False
+    features: np.ndarray | None = None
+    hint: str | None = None
+    """The language of the window this one continues."""
+    accept: tuple[float, float] | None = None
+    """Only words centred in this stretch are new (the rest of the window is context)."""
+
+
+@dataclass
+class _ClipResult:
+    words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
+    text_without_words: list[tuple[_Window, Decoded, str]] = field(default_factory=list)
+
+    def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
+        """Add words that don't overlap words already accepted; return the ones added."""
+        taken = [(w.start_sec, w.end_sec) for w, _ in self.words]
+        added = [w for w in words if not any(_overlaps(w, s, e) for s, e in taken)]
+        self.words += [(w, decoded) for w in added]
+        return added
+
+
+def _overlaps(word: AlignedWord, start: float, end: float) -> bool:
+    overlap = min(word.end_sec, end) - max(word.start_sec, start)
+    return overlap > 0.5 * max(word.end_sec - word.start_sec, 1e-3)
 
 
 class WhisperEngine:
@@ -159,175 +139,312 @@ class WhisperEngine:
         self.model = model
         self.settings = settings
         self.is_random = is_random
+        self.decoder = Decoder(model)
         fallback = settings.temperature_fallback
-        if fallback is None:
-            fallback = not is_random
-        self.temperatures: tuple[float, ...] = _FALLBACK_TEMPERATURES if fallback else (0.0,)
-        # A random model's timestamp tokens are noise (segments at 0.1 s and 27 s of a 28 s
-        # clip, nothing between): ask it for none, so each clip is one segment spanning it and
-        # a transcript's segments tile the file. Real models keep their timestamps.
-        self.without_timestamps = is_random
+        # Random weights never pass the quality checks: every window would decode six times.
+        self.temperature_fallback = (not is_random) if fallback is None else fallback
+
+    def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip:
+        if speech is None:
+            speech = speech_spans(audio)
+        duration = len(audio) / SAMPLE_RATE_HZ
+        speech = [(max(0.0, s), min(duration, e)) for s, e in speech if e > s and s < duration]
+        if not speech:
+            return PreparedClip(audio, [], None)
+        first = _Window(0, speech[0][0], speech[-1][1])
+        return PreparedClip(audio, speech, self._features(audio, first))
 
     def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
-        """One clip through faster-whisper's sequential path, with temperature fallback."""
-        segments, info = self.model.transcribe(
-            audio,
-            language=options.language,
-            task=options.task,
-            beam_size=self.settings.beam_size,
-            temperature=list(self.temperatures),
-            without_timestamps=self.without_timestamps,
-            word_timestamps=options.word_timestamps,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        duration = len(audio) / SAMPLE_RATE_HZ
-        clip_segments = [
-            ClipSegment(
-                start_sec=segment.start,
-                end_sec=segment.end,
-                text=segment.text,
-                words=None
-                if segment.words is None
-                else [
-                    Word(start_sec=w.start, end_sec=w.end, word=w.word, probability=w.probability)
-                    for w in segment.words
-                ],
-            )
-            for segment in segments
-        ]
-        return ClipTranscription(
-            segments=clamp_segments(clip_segments, duration),
-            language=info.language,
-            language_probability=info.language_probability,
-            duration_sec=duration,
-        )
-
-    def prepare(self, audio: np.ndarray) -> PreparedClip:
-        features = self.model.feature_extractor(audio)[..., :-1]
-        return PreparedClip(audio, pad_or_trim(features))
+        """One clip (tests and tools; the server batches through `transcribe_batch`)."""
+        return self.transcribe_batch([self.prepare(audio)], options)[0]
 
     def transcribe_batch(
         self, clips: Sequence[PreparedClip], options: ClipOptions
     ) -> list[ClipTranscription]:
-        """Many clips in one encode and one generate; each keeps its own language.
-
-        Built from faster-whisper's public pieces (feature extractor, `encode`, the CTranslate2
-        model's `detect_language` and `generate`) plus its segment splitter and word aligner,
-        the same ones its `BatchedInferencePipeline` uses. Clips that fail Whisper's quality
-        checks are re-decoded alone with temperature fallback, when fallback is on.
-        """
-        model = self.model
-        encoder_output = model.encode(np.stack([clip.features for clip in clips]))
-        languages = self._languages(encoder_output, len(clips), options)
-        tokenizers = {
-            code: Tokenizer(
-                model.hf_tokenizer, model.model.is_multilingual, task=options.task, language=code
-            )
-            for code, _ in languages
-        }
-        first = tokenizers[languages[0][0]]
-        prompts = [
-            model.get_prompt(tokenizers[code], [], without_timestamps=self.without_timestamps)
-            for code, _ in languages
-        ]
-        results = model.model.generate(
-            encoder_output,
-            prompts,
+        """Every clip's segments, with their words (callers drop what wasn't asked for)."""
+        request = DecodeRequest(
+            task=options.task,
+            language=options.language,
+            languages=tuple(options.languages) if options.languages else None,
+            prompt=options.prompt,
             beam_size=self.settings.beam_size,
-            max_length=model.max_length,
-            suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(first, [-1]) or []),
-            return_scores=True,
-            return_no_speech_prob=True,
-            sampling_temperature=self.temperatures[0],
+            temperature_fallback=self.temperature_fallback,
         )
-        durations = [clip.duration_sec for clip in clips]
-        sizes = [int(math.ceil(d) * model.frames_per_second) for d in durations]
-        per_clip: list[list[dict[str, Any]]] = []
-        needs_fallback: list[bool] = []
-        for result, duration, size in zip(results, durations, sizes, strict=True):
-            tokens = result.sequences_ids[0]
-            subsegments, _, _ = model._split_segments_by_timestamps(
-                tokenizer=first,
-                tokens=tokens,
-                time_offset=0.0,
-                segment_size=size,
-                segment_duration=duration,
-                seek=0,
+        results = [_ClipResult() for _ in clips]
+        windows = [
+            _Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
+            for i, clip in enumerate(clips)
+            if clip.speech
+        ]
+        for round_number in range(MAX_ROUNDS):
+            if not windows:
+                break
+            logger.debug(
+                "round %d: %d windows, %.1f s",
+                round_number + 1,
+                len(windows),
+                sum(w.end_sec - w.start_sec for w in windows),
             )
-            text = first.decode(tokens)
-            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            needs_fallback.append(
-                len(self.temperatures) > 1
-                and (
-                    get_compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
-                    or avg_logprob < _LOG_PROB_THRESHOLD
+            windows = self._round(clips, windows, results, request)
+        return [
+            self._transcription(clip, result, options)
+            for clip, result in zip(clips, results, strict=True)
+        ]
+
+    def warm_up(self) -> None:
+        """Run every model call once on a tiny input so the first request pays no lazy set-up
+        (a full decode of silence would cost tens of seconds for a real model)."""
+        audio = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
+        speech_spans(audio)
+        features = self._features(audio, _Window(0, 0.0, 1.0))
+        for batch in (1, 2):
+            encoder_output = self.decoder.encode([features] * batch)
+            request = DecodeRequest(beam_size=self.settings.beam_size)
+            languages = [
+                c for c, _ in self.decoder.languages(encoder_output, request, [None] * batch)
+            ]
+            self.decoder.generate(encoder_output, languages, request, max_new_tokens=2)
+            if not self.is_random:
+                tokenizer = self.decoder.tokenizer(languages[0])
+                align_words(
+                    self.decoder.ct2,
+                    encoder_output,
+                    tokenizer,
+                    [tokenizer.encode(" hi")] * batch,
+                    [1.0] * batch,
                 )
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def _round(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[_Window],
+        results: list[_ClipResult],
+        request: DecodeRequest,
+    ) -> list[_Window]:
+        for window in windows:
+            if window.features is None:
+                window.features = self._features(clips[window.clip].audio, window)
+        features = [w.features for w in windows if w.features is not None]
+        encoder_output = self.decoder.encode(features)
+        languages = self.decoder.languages(encoder_output, request, [w.hint for w in windows])
+        splits = [
+            None if w.retried or w.accept else _split(w, clips[w.clip].speech) for w in windows
+        ]
+        cuts = [
+            halves[0].end_sec - w.start_sec if halves else None
+            for w, halves in zip(windows, splits, strict=True)
+        ]
+        parts = self.decoder.halves_languages(encoder_output, cuts, request)
+        follow_up: list[_Window] = []
+        kept: list[int] = []
+        for index, window in enumerate(windows):
+            # Two languages in one window (uncertain, or its halves disagree): decode each
+            # half alone, with its own language.
+            uncertain = languages[index][1] < LANGUAGE_SPLIT_BELOW
+            two = parts[index] is not None and parts[index][0] != parts[index][1]  # type: ignore[index]
+            halves = splits[index] if request.language is None and (uncertain or two) else None
+            logger.debug(
+                "window %d %.1f-%.1f %s %.2f%s",
+                window.clip,
+                window.start_sec,
+                window.end_sec,
+                *languages[index],
+                " split" if halves else "",
             )
-            per_clip.append(
-                [{**sub, "text": first.decode(sub["tokens"]), "seek": 0} for sub in subsegments]
-            )
-        if options.word_timestamps:
-            model.add_word_timestamps(
-                per_clip,
-                first,
-                encoder_output,
-                sizes,
-                _PREPEND_PUNCTUATIONS,
-                _APPEND_PUNCTUATIONS,
-                0.0,
-            )
-        transcriptions = []
-        for index, clip in enumerate(clips):
-            if needs_fallback[index]:
-                transcriptions.append(self.transcribe(clip.audio, options))
+            if halves is not None:
+                follow_up += halves
+            else:
+                kept.append(index)
+        if not kept:
+            return follow_up
+        encoder_output = select(encoder_output, kept)
+        windows = [windows[i] for i in kept]
+        decoded = self.decoder.decode(encoder_output, [languages[i] for i in kept], request)
+        with_text = [i for i, d in enumerate(decoded) if d.tokens and not d.is_silence]
+        aligned = self._align(encoder_output, windows, decoded, with_text, request)
+        for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
+            speech = _within(clips[window.clip].speech, window)
+            if self.is_random:  # no alignment: the window's text as one segment
+                if index in with_text:
+                    text = self.decoder.tokenizer(result.language, request.task).decode(
+                        result.tokens
+                    )
+                    results[window.clip].text_without_words.append((window, result, text))
                 continue
-            code, probability = languages[index]
-            segments = [_clip_segment(sub) for sub in per_clip[index]]
-            transcriptions.append(
-                ClipTranscription(
-                    segments=clamp_segments(segments, durations[index]),
-                    language=code,
-                    language_probability=probability,
-                    duration_sec=durations[index],
+            words = aligned.get(index, [])
+            for word in words:
+                word.start_sec += window.start_sec
+                word.end_sec += window.start_sec
+            snap_to_speech(words, speech)
+            if window.accept is not None:
+                low, high = window.accept
+                words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
+            accepted = results[window.clip].accept(words, result)
+            follow_up += _uncovered(window, speech, accepted, clips[window.clip], result.language)
+        return follow_up
+
+    def _align(
+        self,
+        encoder_output: object,
+        windows: list[_Window],
+        decoded: list[Decoded],
+        indices: list[int],
+        request: DecodeRequest,
+    ) -> dict[int, list[AlignedWord]]:
+        if self.is_random or not indices:
+            return {}
+        # One call for the batch: CTranslate2 aligns with one start sequence, so the most
+        # common language's (the alignment heads barely depend on it).
+        languages = [decoded[i].language for i in indices]
+        tokenizer = self.decoder.tokenizer(max(set(languages), key=languages.count), request.task)
+        texts = [decoded[i].tokens if i in indices else [] for i in range(len(windows))]
+        durations = [w.end_sec - w.start_sec for w in windows]
+        words = align_words(self.decoder.ct2, encoder_output, tokenizer, texts, durations)
+        return {i: words[i] for i in indices}
+
+    def _features(self, audio: np.ndarray, window: _Window) -> np.ndarray:
+        start = int(window.start_sec * SAMPLE_RATE_HZ)
+        end = int(window.end_sec * SAMPLE_RATE_HZ)
+        return self.decoder.features(audio[start:end])
+
+    # -- the result ----------------------------------------------------------------------------
+
+    def _transcription(
+        self, clip: PreparedClip, result: _ClipResult, options: ClipOptions
+    ) -> ClipTranscription:
+        segments: list[ClipSegment] = []
+        if result.text_without_words:
+            for window, decoded, text in result.text_without_words:
+                segments.append(_segment(window.start_sec, window.end_sec, text, decoded, None))
+        words = sorted(result.words, key=lambda pair: pair[0].start_sec)
+        by_decode: dict[int, Decoded] = {id(w): d for w, d in words}
+        for group in split_segments([w for w, _ in words], [d for _, d in words]):
+            decoded = by_decode[id(group[0])]
+            text = "".join(w.word for w in group)
+            segment_words = [
+                Word(
+                    start_sec=round(w.start_sec, 3),
+                    end_sec=round(w.end_sec, 3),
+                    word=w.word,
+                    probability=round(w.probability, 4),
                 )
+                for w in group
+            ]
+            segments.append(
+                _segment(group[0].start_sec, group[-1].end_sec, text, decoded, segment_words)
             )
-        return transcriptions
+        segments.sort(key=lambda s: s.start_sec)
+        language, probability = _main_language(segments, result, options)
+        return ClipTranscription(
+            segments=clamp_segments(segments, clip.duration_sec),
+            language=language,
+            language_probability=probability,
+            duration_sec=clip.duration_sec,
+            speech_sec=round(sum(e - s for s, e in clip.speech), 3),
+        )
 
-    def _languages(
-        self, encoder_output: Any, count: int, options: ClipOptions
-    ) -> list[tuple[str, float]]:
-        """Per clip (code, probability): the requested language, or detected clip by clip."""
-        if options.language is not None or not self.model.model.is_multilingual:
-            return [(options.language or "en", 1.0)] * count
-        detections = self.model.model.detect_language(encoder_output)
-        return [(ranked[0][0][2:-2], float(ranked[0][1])) for ranked in detections]
 
-
-def _clip_segment(sub: dict[str, Any]) -> ClipSegment:
-    words = sub.get("words")
+def _segment(
+    start: float, end: float, text: str, decoded: Decoded, words: list[Word] | None
+) -> ClipSegment:
     return ClipSegment(
-        start_sec=sub["start"],
-        end_sec=sub["end"],
-        text=sub["text"],
-        words=None
-        if words is None
-        else [
-            Word(
-                start_sec=w["start"], end_sec=w["end"], word=w["word"], probability=w["probability"]
-            )
-            for w in words
-        ],
+        start_sec=round(start, 3),
+        end_sec=round(end, 3),
+        text=text,
+        words=words,
+        language=decoded.language,
+        avg_logprob=round(decoded.avg_logprob, 4),
+        compression_ratio=round(decoded.compression_ratio, 4),
+        no_speech_prob=round(decoded.no_speech_prob, 4),
+        temperature=decoded.temperature,
     )
 
 
-def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSegment]:
-    """Keep segments inside [0, duration], in order and non-overlapping.
+def _main_language(
+    segments: list[ClipSegment], result: _ClipResult, options: ClipOptions
+) -> tuple[str, float]:
+    if options.language is not None:
+        return options.language, 1.0
+    counts: dict[str, int] = {}
+    for segment in segments:
+        if segment.language:
+            counts[segment.language] = counts.get(segment.language, 0) + len(segment.text)
+    decodes = [d for _, d in result.words] + [d for _, d, _ in result.text_without_words]
+    if not counts or not decodes:
+        return (options.languages[0] if options.languages else "en"), 0.0
+    language = max(counts, key=lambda code: counts[code])
+    probability = max(d.language_probability for d in decodes if d.language == language)
+    return language, round(probability, 4)
 
-    Whisper can place timestamps past the end of a short clip (it always thinks in 30 s windows)
-    and random models emit arbitrary ones; times outside the clip would corrupt absolute times.
-    """
+
+def _within(speech: list[Span], window: _Window) -> list[Span]:
+    return [
+        (max(s, window.start_sec), min(e, window.end_sec))
+        for s, e in speech
+        if e > window.start_sec and s < window.end_sec
+    ]
+
+
+def _speech_between(speech: list[Span], start: float, end: float) -> float:
+    return sum(max(0.0, min(e, end) - max(s, start)) for s, e in speech)
+
+
+def _split(window: _Window, clip_speech: list[Span]) -> list[_Window] | None:
+    """The window cut in two at its widest pause near the middle, if it has one."""
+    speech = _within(clip_speech, window)
+    if window.end_sec - window.start_sec < MIN_SPLIT_SEC or len(speech) < 2:
+        return None
+    middle = (window.start_sec + window.end_sec) / 2
+    gaps = [(speech[i][1], speech[i + 1][0]) for i in range(len(speech) - 1)]
+    gap = max(gaps, key=lambda g: (g[1] - g[0]) - 0.1 * abs((g[0] + g[1]) / 2 - middle))
+    cut = (gap[0] + gap[1]) / 2
+    return [
+        replace(window, end_sec=cut, retried=True, features=None),
+        replace(window, start_sec=cut, retried=True, features=None),
+    ]
+
+
+def _uncovered(
+    window: _Window,
+    speech: list[Span],
+    words: list[AlignedWord],
+    clip: PreparedClip,
+    language: str,
+) -> list[_Window]:
+    """Windows over the speech in `window` that `words` left without words: before the first
+    word, after the last (the model stopped early) or between two (it skipped a sentence).
+    Each new window reaches `CONTEXT_SEC` into the words around the gap, for the model's sake
+    (language, vocabulary), but only words inside the gap are taken from it."""
+    if not words:
+        total = _speech_between(speech, window.start_sec, window.end_sec)
+        if window.retried or total < UNCOVERED_SPEECH_SEC * 2:
+            return []
+        halves = _split(window, speech)
+        if halves is not None:
+            return halves
+        return [replace(window, retried=True, features=None)]
+    words = sorted(words, key=lambda w: w.start_sec)
+    low, high = window.accept or (window.start_sec, window.end_sec)
+    edges = [low, *(x for w in words for x in (w.start_sec, w.end_sec)), high]
+    follow_up = []
+    for gap_start, gap_end in zip(edges[0::2], edges[1::2], strict=True):
+        inner = _speech_between(
+            speech, gap_start + COVERAGE_SLACK_SEC, gap_end - COVERAGE_SLACK_SEC
+        )
+        if inner < UNCOVERED_SPEECH_SEC:
+            continue
+        start = max(0.0, gap_start - CONTEXT_SEC)
+        end = min(clip.duration_sec, gap_end + CONTEXT_SEC, start + MAX_CLIP_SEC)
+        follow_up.append(
+            _Window(window.clip, start, end, hint=language, accept=(gap_start, gap_end))
+        )
+    return follow_up
+
+
+def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSegment]:
+    """Keep segments inside [0, duration], in order and non-overlapping."""
     clamped: list[ClipSegment] = []
     floor = 0.0
     for segment in segments:

@@ -12,10 +12,11 @@ from pydantic import BaseModel
 
 from services.whisper_gpu.app import ModelHolder
 from shared.api import cancel_on_disconnect
-from shared.clients import POSITION_HEADER
+from shared.clients import POSITION_HEADER, SPEECH_HEADER
 from shared.errors import InvalidRequestError, PayloadTooLargeError
 from shared.languages import normalize_language
 from shared.schemas import ClipOptions, ClipTranscription
+from shared.vad import Span, parse_spans
 
 router = APIRouter(tags=["model"])
 
@@ -33,15 +34,51 @@ def _models(request: Request) -> ModelHolder:
 
 def _clip_options(
     language: Annotated[str | None, Query(description="Language code; omit to detect.")] = None,
+    languages: Annotated[
+        str | None,
+        Query(description="When detecting, choose among these codes (comma-separated)."),
+    ] = None,
     task: Annotated[str, Query(pattern="^(transcribe|translate)$")] = "transcribe",
     word_timestamps: bool = False,
+    prompt: Annotated[
+        str | None, Query(max_length=1000, description="Text that conditions the decoder.")
+    ] = None,
 ) -> ClipOptions:
-    if language is not None:
-        try:
+    allowed = None
+    try:
+        if language is not None:
             language = normalize_language(language)
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc), param="language") from exc
-    return ClipOptions(language=language, task=task, word_timestamps=word_timestamps)
+        if languages:
+            allowed = list(dict.fromkeys(normalize_language(c) for c in languages.split(",")))
+    except ValueError as exc:
+        raise InvalidRequestError(
+            str(exc), param="language" if language and not allowed else "languages"
+        ) from exc
+    return ClipOptions(
+        language=language,
+        languages=allowed,
+        task=task,
+        word_timestamps=word_timestamps,
+        prompt=prompt or None,
+    )
+
+
+def _speech(
+    spans: Annotated[
+        str | None,
+        Header(
+            alias=SPEECH_HEADER,
+            description="Where the clip's speech is (`start-end,...` in seconds); "
+            "omit and the server runs its own voice activity detection.",
+        ),
+    ] = None,
+) -> list[Span] | None:
+    if spans is None:
+        return None
+    try:
+        return parse_spans(spans)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), param=SPEECH_HEADER) from exc
 
 
 async def _read_body(request: Request) -> bytes:
@@ -71,14 +108,16 @@ async def _read_body(request: Request) -> bytes:
 async def transcribe_clip(
     request: Request,
     options: Annotated[ClipOptions, Depends(_clip_options)],
+    speech: Annotated[list[Span] | None, Depends(_speech)],
     models: Annotated[ModelHolder, Depends(_models)],
     position: Annotated[
         float | None,
         Header(alias=POSITION_HEADER, ge=0, description="The clip's start within its media."),
     ] = None,
 ) -> ClipTranscription:
-    """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`)."""
-    clip = await anyio.to_thread.run_sync(models.prepare, await _read_body(request))
+    """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`): every word
+    spoken in it, in segments with times relative to the clip."""
+    clip = await anyio.to_thread.run_sync(models.prepare, await _read_body(request), speech)
     return await cancel_on_disconnect(request, models.transcribe(clip, options, position))
 
 

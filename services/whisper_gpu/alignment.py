@@ -1,0 +1,149 @@
+"""Word timestamps: decoded tokens aligned to the audio by Whisper's cross-attention.
+
+CTranslate2's `Whisper.align` (a public API) runs the decoder over the known tokens and returns
+a monotonic path through (token, 20 ms frame) pairs from the alignment heads. Turning that path
+into words follows OpenAI Whisper's `timing.py` and faster-whisper's `add_word_timestamps` (both
+MIT), which we own here rather than call: faster-whisper's helpers are private and change
+between versions. Two of their guards matter for completeness checks downstream: a word at a
+sentence edge can't stretch past twice the median word length (otherwise the path smears the
+last word over speech the model never transcribed), and punctuation joins its neighbour word.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from faster_whisper.tokenizer import Tokenizer
+
+TOKENS_PER_SECOND = 50  # encoder frames are 20 ms
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+SENTENCE_END = ".。!！?？"
+_MAX_MEDIAN_WORD_SEC = 0.7
+_IMPLAUSIBLE_WORD_SEC = 1.5
+
+
+@dataclass
+class AlignedWord:
+    word: str
+    """As decoded, with its leading space: words join back into the text."""
+    start_sec: float
+    end_sec: float
+    probability: float
+    tokens: list[int]
+
+
+def align_words(
+    ct2_model: Any,
+    encoder_output: Any,
+    tokenizer: Tokenizer,
+    texts: Sequence[list[int]],
+    durations_sec: Sequence[float],
+) -> list[list[AlignedWord]]:
+    """Words with times (seconds from the start of each window) for a batch of windows."""
+    words: list[list[AlignedWord]] = [[] for _ in texts]
+    todo = [i for i, tokens in enumerate(texts) if tokens]
+    if not todo:
+        return words
+    frames = [int(np.ceil(d * 100)) for d in durations_sec]
+    results = ct2_model.align(
+        encoder_output,
+        tokenizer.sot_sequence,
+        [list(tokens) for tokens in texts],
+        frames,
+        median_filter_width=7,
+    )
+    for index in todo:
+        words[index] = _words_from_path(tokenizer, list(texts[index]), results[index])
+        _limit_long_words(words[index])
+        words[index] = _merge_punctuation(words[index])
+    return words
+
+
+def _words_from_path(tokenizer: Tokenizer, tokens: list[int], result: Any) -> list[AlignedWord]:
+    pieces, piece_tokens = split_words(tokenizer, [*tokens, tokenizer.eot])
+    if len(piece_tokens) <= 1:
+        return []
+    path = np.asarray(result.alignments, dtype=np.int64).reshape(-1, 2)
+    text_index, time_index = path[:, 0], path[:, 1]
+    jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_index[jumps] / TOKENS_PER_SECOND
+    boundaries = np.pad(np.cumsum([len(t) for t in piece_tokens[:-1]]), (1, 0))
+    probabilities = np.asarray(result.text_token_probs, dtype=np.float64)
+    words = []
+    for i, (word, word_tokens) in enumerate(zip(pieces[:-1], piece_tokens[:-1], strict=True)):
+        first, last = int(boundaries[i]), int(boundaries[i + 1])
+        start = float(jump_times[min(first, len(jump_times) - 1)])
+        end = float(jump_times[min(last, len(jump_times) - 1)])
+        probability = float(np.mean(probabilities[first:last])) if last > first else 0.0
+        words.append(AlignedWord(word, start, max(start, end), probability, word_tokens))
+    return words
+
+
+def split_words(tokenizer: Tokenizer, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
+    """Whisper's word split: at spaces and punctuation, or at every character for languages
+    written without spaces."""
+    result: tuple[list[str], list[list[int]]] = tokenizer.split_to_word_tokens(tokens)
+    return result
+
+
+def _limit_long_words(words: list[AlignedWord]) -> None:
+    """Words next to a sentence end may not exceed twice the median word length, and no word
+    may last more than `_IMPLAUSIBLE_WORD_SEC`: the alignment path stretches a word over speech
+    the model skipped, and a word that claims that speech would hide it from the coverage
+    check."""
+    durations = np.array([w.end_sec - w.start_sec for w in words])
+    durations = durations[durations.nonzero()]
+    if len(durations) == 0:
+        return
+    median = min(_MAX_MEDIAN_WORD_SEC, float(np.median(durations)))
+    longest = 2 * median
+    for i, word in enumerate(words):
+        if word.end_sec - word.start_sec <= longest:
+            continue
+        ends_sentence = word.word.strip()[-1:] in SENTENCE_END
+        follows_sentence = i > 0 and words[i - 1].word.strip()[-1:] in SENTENCE_END
+        if ends_sentence or i == len(words) - 1:
+            word.end_sec = word.start_sec + longest
+        elif follows_sentence or i == 0:
+            word.start_sec = word.end_sec - longest
+        elif word.end_sec - word.start_sec > _IMPLAUSIBLE_WORD_SEC:
+            word.end_sec = word.start_sec + longest
+
+
+def _merge_punctuation(words: list[AlignedWord]) -> list[AlignedWord]:
+    """Opening punctuation joins the next word, closing punctuation the previous one."""
+    merged: list[AlignedWord] = []
+    carry: AlignedWord | None = None
+    for word in words:
+        if carry is not None:
+            word = AlignedWord(
+                carry.word + word.word.lstrip() if carry.word.strip() else word.word,
+                word.start_sec,
+                word.end_sec,
+                word.probability,
+                carry.tokens + word.tokens,
+            )
+            carry = None
+        bare = word.word.strip()
+        if bare and word.word.startswith(" ") and bare in PREPEND_PUNCTUATION and len(bare) == 1:
+            carry = word
+            continue
+        if (
+            merged
+            and bare
+            and not word.word.startswith(" ")
+            and all(c in APPEND_PUNCTUATION or c in string.punctuation for c in bare)
+        ):
+            previous = merged[-1]
+            previous.word += word.word
+            previous.tokens += word.tokens
+            continue
+        merged.append(word)
+    if carry is not None:
+        merged.append(carry)
+    return merged

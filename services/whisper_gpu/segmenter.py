@@ -1,0 +1,71 @@
+"""Aligned words -> segments: sentence by sentence, edges on the speech.
+
+Windows are decoded without timestamp tokens, so segments are made here from the aligned words:
+a segment ends after a word that ends a sentence, before a pause of `pause_sec`, or where a
+segment would grow past `max_segment_sec` (cut at its widest pause). Its start and end are its
+first word's start and last word's end, so a segment never includes the silence around it
+(Whisper's own timestamps run from one segment's start to the next one's, pause included).
+Words are first moved onto the VAD's speech: a word that begins in a stretch without speech
+begins where the speech does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.whisper_gpu.alignment import SENTENCE_END, AlignedWord
+from shared.vad import Span
+
+
+def snap_to_speech(words: list[AlignedWord], speech: Sequence[Span]) -> None:
+    """Move word edges that fall outside every speech span onto the nearest span they touch."""
+    if not speech:
+        return
+    for word in words:
+        inside = [(s, e) for s, e in speech if s < word.end_sec and e > word.start_sec]
+        if not inside:
+            continue
+        word.start_sec = max(word.start_sec, inside[0][0])
+        word.end_sec = min(word.end_sec, inside[-1][1])
+        if word.end_sec < word.start_sec:
+            word.end_sec = word.start_sec
+
+
+def split_segments(
+    words: Sequence[AlignedWord],
+    sources: Sequence[object],
+    pause_sec: float = 1.0,
+    max_segment_sec: float = 12.0,
+) -> list[list[AlignedWord]]:
+    """Group words into segments at sentence ends, pauses and where the decode that produced
+    them changes (another window, maybe another language); none longer than the maximum."""
+    groups: list[list[AlignedWord]] = []
+    current: list[AlignedWord] = []
+    previous_source: object = None
+    for word, source in zip(words, sources, strict=True):
+        if current and (
+            word.start_sec - current[-1].end_sec >= pause_sec or source is not previous_source
+        ):
+            groups.append(current)
+            current = []
+        current.append(word)
+        previous_source = source
+        if word.word.strip()[-1:] in SENTENCE_END:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return [piece for group in groups for piece in _limit_length(group, max_segment_sec)]
+
+
+def _limit_length(words: list[AlignedWord], max_sec: float) -> list[list[AlignedWord]]:
+    if len(words) < 2 or words[-1].end_sec - words[0].start_sec <= max_sec:
+        return [words]
+
+    # Cut at the widest gap, preferring one after a comma-like mark, then the middle.
+    def gap(i: int) -> tuple[float, float]:
+        bonus = 0.3 if words[i - 1].word.strip()[-1:] in ",;:，、" else 0.0
+        return words[i].start_sec - words[i - 1].end_sec + bonus, -abs(i - len(words) / 2)
+
+    cut = max(range(1, len(words)), key=gap)
+    return _limit_length(words[:cut], max_sec) + _limit_length(words[cut:], max_sec)
