@@ -85,6 +85,10 @@ class ModelHolder:
     ) -> ClipTranscription:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
+        if not clip.speech:  # nothing for the model: answer without queueing
+            self.metrics.requests.labels(outcome="no_speech").inc()
+            assert self.engine is not None
+            return self.engine.transcribe_batch([clip], options)[0]
         result = await self.batcher.submit(clip, options, position_sec)
         if options.word_timestamps:
             return result

@@ -2,7 +2,7 @@
 
 `whisper_queue_depth` is the signal to autoscale on; batch size and queue wait show whether
 batching works; requests by outcome show overload (rejected), deadlines (timeout) and
-abandoned requests (cancelled).
+abandoned requests (cancelled); `no_speech` counts clips answered without the model.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ModelMetrics:
         )
         self.requests = Counter(
             "whisper_requests",
-            "Clip requests by outcome (ok, error, rejected, timeout, cancelled)",
+            "Clip requests by outcome (ok, no_speech, error, rejected, timeout, cancelled)",
             ["outcome"],
             registry=self.registry,
         )

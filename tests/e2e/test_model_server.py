@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import io
 import os
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 
 from services.stack import ServiceProcess, free_port
 from shared.audio import pcm16_to_wav
+from tests.conftest import MEDIA_DIR
 from tests.support.metrics import metric
 
 pytestmark = pytest.mark.e2e
@@ -57,9 +61,21 @@ def model_server(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
     server.stop()
 
 
-def noise_wav(seconds: float, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    return pcm16_to_wav((rng.standard_normal(int(16000 * seconds)) * 3000).astype(np.int16))
+@functools.cache
+def _speech() -> np.ndarray:
+    pcm = (MEDIA_DIR / "speech_40s.wav").read_bytes()
+    with wave.open(io.BytesIO(pcm)) as reader:
+        return np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
+
+
+def speech_wav(seconds: float, seed: int = 0) -> bytes:
+    """`seconds` of the committed speech (from a seeded offset): clips the VAD passes on to the
+    model, as a worker would send them."""
+    speech = _speech()
+    length = int(16000 * seconds)
+    offset = int(np.random.default_rng(seed).integers(0, max(1, len(speech) - length)))
+    clip = speech[offset : offset + length]
+    return pcm16_to_wav(np.pad(clip, (0, length - len(clip))))
 
 
 async def post_clips(
@@ -67,7 +83,7 @@ async def post_clips(
 ) -> list[httpx.Response | BaseException]:
     async with httpx.AsyncClient(timeout=client_timeout) as client:
         requests = [
-            client.post(f"{url}/v1/clips?language=en", content=noise_wav(seconds, i))
+            client.post(f"{url}/v1/clips?language=en", content=speech_wav(seconds, i))
             for i in range(count)
         ]
         return await asyncio.gather(*requests, return_exceptions=True)
@@ -128,7 +144,7 @@ def test_abandoned_requests_never_reach_the_model(tmp_path: Path, model_cache_di
 
 
 def test_seed_style_json_base64_body_is_accepted(model_server: str) -> None:
-    body = {"audio_b64": base64.b64encode(noise_wav(2.0)).decode()}
+    body = {"audio_b64": base64.b64encode(speech_wav(2.0)).decode()}
     response = httpx.post(f"{model_server}/v1/clips?language=en", json=body, timeout=30)
     assert response.status_code == 200, response.text
     assert response.json()["duration_sec"] == pytest.approx(2.0)
@@ -138,7 +154,7 @@ def test_seed_style_json_base64_body_is_accepted(model_server: str) -> None:
     ("content", "status", "code"),
     [
         (b"", 422, "invalid_audio"),
-        (noise_wav(31.0), 422, "invalid_audio"),
+        (speech_wav(31.0), 422, "invalid_audio"),
         (b"this is not audio at all" * 20, 415, "unsupported_media"),
     ],
 )
@@ -154,7 +170,7 @@ def test_bad_base64_and_unknown_language_name_the_parameter(model_server: str) -
     bad_b64 = httpx.post(f"{model_server}/v1/clips", json={"audio_b64": "%%%"}, timeout=30)
     assert bad_b64.status_code == 422 and bad_b64.json()["error"]["param"] == "audio_b64"
     bad_language = httpx.post(
-        f"{model_server}/v1/clips?language=xx", content=noise_wav(1.0), timeout=30
+        f"{model_server}/v1/clips?language=xx", content=speech_wav(1.0), timeout=30
     )
     assert bad_language.status_code == 422
     assert "language" in bad_language.json()["error"]["message"]
@@ -163,7 +179,7 @@ def test_bad_base64_and_unknown_language_name_the_parameter(model_server: str) -
 def test_oversized_body_is_a_413(tmp_path: Path, model_cache_dir: Path) -> None:
     server = start_model_server(tmp_path, model_cache_dir, WHISPER_MAX_BODY_BYTES="100000")
     try:
-        response = httpx.post(f"{server.url}/v1/clips", content=noise_wav(10.0), timeout=30)
+        response = httpx.post(f"{server.url}/v1/clips", content=speech_wav(10.0), timeout=30)
     finally:
         server.stop()
     assert response.status_code == 413
