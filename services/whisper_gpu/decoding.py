@@ -32,7 +32,7 @@ from shared.schemas import SAMPLE_RATE_HZ
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
-FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+FALLBACK_TEMPERATURES = (0.2, 0.6, 1.0)
 HINT_RATIO = 0.5
 TOKENS_PER_SECOND = 50  # encoder frames are 20 ms
 
@@ -116,11 +116,11 @@ class Decoder:
             return [(request.language or "en", 1.0)] * len(hints)
         chosen = []
         for ranked, hint in zip(self.ct2.detect_language(encoder_output), hints, strict=True):
+            # Probabilities stay the model's own (not renormalised over an allow-list), so a
+            # window between two allowed languages still looks uncertain.
             candidates = [(token[2:-2], float(p)) for token, p in ranked]
             if request.languages:
-                allowed = [(code, p) for code, p in candidates if code in request.languages]
-                total = sum(p for _, p in allowed) or 1.0
-                candidates = [(code, p / total) for code, p in allowed] or [
+                candidates = [(c, p) for c, p in candidates if c in request.languages] or [
                     (request.languages[0], 0.0)
                 ]
             top = candidates[0]

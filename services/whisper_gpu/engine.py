@@ -57,7 +57,10 @@ COVERAGE_SLACK_SEC = 0.25
 """Aligned word edges may sit this far inside the speech they cover."""
 LANGUAGE_SPLIT_BELOW = 0.6
 """A detected language less likely than this splits a window (at a pause) before decoding."""
+LANGUAGE_CERTAIN = 0.95
+"""Above this, a window is one language even if its halves seem to disagree."""
 MIN_SPLIT_SEC = 6.0
+MAX_SPLITS = 1
 CONTEXT_SEC = 3.0
 """A window over a gap also holds this much of the audio around it."""
 
@@ -107,6 +110,8 @@ class _Window:
     start_sec: float
     end_sec: float
     retried: bool = False
+    splits: int = 0
+    """How many times the window this one came from was halved (for its language)."""
     features: np.ndarray | None = None
     hint: str | None = None
     """The language of the window this one continues."""
@@ -230,7 +235,10 @@ class WhisperEngine:
         encoder_output = self.decoder.encode(features)
         languages = self.decoder.languages(encoder_output, request, [w.hint for w in windows])
         splits = [
-            None if w.retried or w.accept else _split(w, clips[w.clip].speech) for w in windows
+            None
+            if w.retried or w.accept or w.splits >= MAX_SPLITS
+            else _split(w, clips[w.clip].speech)
+            for w in windows
         ]
         cuts = [
             halves[0].end_sec - w.start_sec if halves else None
@@ -243,7 +251,8 @@ class WhisperEngine:
             # Two languages in one window (uncertain, or its halves disagree): decode each
             # half alone, with its own language.
             uncertain = languages[index][1] < LANGUAGE_SPLIT_BELOW
-            two = parts[index] is not None and parts[index][0] != parts[index][1]  # type: ignore[index]
+            halves_differ = parts[index] is not None and parts[index][0] != parts[index][1]  # type: ignore[index]
+            two = halves_differ and languages[index][1] < LANGUAGE_CERTAIN
             halves = splits[index] if request.language is None and (uncertain or two) else None
             logger.debug(
                 "window %d %.1f-%.1f %s %.2f%s",
@@ -254,7 +263,13 @@ class WhisperEngine:
                 " split" if halves else "",
             )
             if halves is not None:
-                follow_up += halves
+                # Each half's language as seen in the whole window's context is its hint: a
+                # half alone has less audio to tell its language by.
+                hints = parts[index] or (None, None)
+                follow_up += [
+                    replace(h, hint=hint, retried=False, splits=window.splits + 1)
+                    for h, hint in zip(halves, hints, strict=True)
+                ]
             else:
                 kept.append(index)
         if not kept:

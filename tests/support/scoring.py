@@ -57,8 +57,9 @@ class SentenceScore:
     deletions: int = 0
     insertions: int = 0
     duplicated: int = 0
-    """Inserted words that repeat a word of this sentence or its neighbours: text said once
-    and transcribed twice (typically on both sides of a cut)."""
+    """Inserted words in runs of two or more that repeat words of this sentence or its
+    neighbours in the same order: text said once and transcribed twice (typically on both
+    sides of a cut). A lone inserted word ("the") is an ordinary insertion."""
 
     @property
     def errors(self) -> int:
@@ -148,10 +149,10 @@ def score(manifest: dict[str, Any], segments: Sequence[HypSegment]) -> Score:
             owner = ref_sentence[max(0, chunk.ref_start_idx - 1)]
             sentence = sentences[owner]
             sentence.insertions += chunk.hyp_end_idx - chunk.hyp_start_idx
-            nearby = _nearby_words(ref_words, ref_sentence, owner)
-            sentence.duplicated += sum(
-                hyp_words[i] in nearby for i in range(chunk.hyp_start_idx, chunk.hyp_end_idx)
-            )
+            inserted = hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]
+            nearby = _nearby_text(ref_words, ref_sentence, owner)
+            if len(inserted) >= 2 and f" {' '.join(inserted[:2])} " in nearby:
+                sentence.duplicated += len(inserted)
             continue
         ref_range = range(chunk.ref_start_idx, chunk.ref_end_idx)
         hyp_range = range(chunk.hyp_start_idx, chunk.hyp_end_idx)
@@ -170,8 +171,10 @@ def score(manifest: dict[str, Any], segments: Sequence[HypSegment]) -> Score:
     return result
 
 
-def _nearby_words(ref_words: list[str], ref_sentence: list[int], owner: int) -> set[str]:
-    return {w for w, s in zip(ref_words, ref_sentence, strict=True) if abs(s - owner) <= 1}
+def _nearby_text(ref_words: list[str], ref_sentence: list[int], owner: int) -> str:
+    """The words of a sentence and its neighbours, space-delimited for substring checks."""
+    words = [w for w, s in zip(ref_words, ref_sentence, strict=True) if abs(s - owner) <= 1]
+    return f" {' '.join(words)} "
 
 
 def _score_timing(
