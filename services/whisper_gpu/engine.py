@@ -13,11 +13,13 @@ no speech never reach the model. The rest are decoded in rounds of batched *wind
                 widest pause when it has one
     round 2+  the new windows, batched across clips, until none is left (at most 4 rounds)
 
-A window whose language is uncertain (a clip that straddles a language switch) is split at its
-widest pause before decoding, so each half gets its own language; nothing else special-cases a
-switch: the coverage check picks up whatever a window in the wrong language left out.
-Words of a later window that overlap words already accepted are dropped, so a word is never
-returned twice.
+A window that may hold two languages (its detection is uncertain, or its two halves, detected
+in the window's context, disagree) is halved at a pause before decoding, each half with its own
+language; otherwise a language switch is no special case: the coverage check picks up whatever
+a window decoded in the wrong language left out. Words of a later window that overlap words
+already accepted are dropped, so a word is never returned twice. The rules that make windows
+are in `windows.py`; decoding in `decoding.py`; word times in `alignment.py`; segments in
+`segmenter.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ from services.whisper_gpu.alignment import AlignedWord, align_words
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
 from services.whisper_gpu.segmenter import snap_to_speech, split_segments
+from services.whisper_gpu.windows import (
+    MAX_SPLITS,
+    Window,
+    speech_within,
+    split_window,
+    uncovered_windows,
+)
 from shared.audio import read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
 from shared.schemas import (
@@ -51,18 +60,10 @@ logger = logging.getLogger(__name__)
 
 _CLIP_TOLERANCE_SEC = 0.05
 MAX_ROUNDS = 4
-UNCOVERED_SPEECH_SEC = 0.5
-"""Speech without words longer than this is decoded again."""
-COVERAGE_SLACK_SEC = 0.25
-"""Aligned word edges may sit this far inside the speech they cover."""
 LANGUAGE_SPLIT_BELOW = 0.6
 """A detected language less likely than this splits a window (at a pause) before decoding."""
 LANGUAGE_CERTAIN = 0.95
 """Above this, a window is one language even if its halves seem to disagree."""
-MIN_SPLIT_SEC = 6.0
-MAX_SPLITS = 1
-CONTEXT_SEC = 3.0
-"""A window over a gap also holds this much of the audio around it."""
 
 
 def decode_clip(body: bytes) -> np.ndarray:
@@ -105,24 +106,9 @@ class PreparedClip:
 
 
 @dataclass
-class _Window:
-    clip: int
-    start_sec: float
-    end_sec: float
-    retried: bool = False
-    splits: int = 0
-    """How many times the window this one came from was halved (for its language)."""
-    features: np.ndarray | None = None
-    hint: str | None = None
-    """The language of the window this one continues."""
-    accept: tuple[float, float] | None = None
-    """Only words centred in this stretch are new (the rest of the window is context)."""
-
-
-@dataclass
 class _ClipResult:
     words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
-    text_without_words: list[tuple[_Window, Decoded, str]] = field(default_factory=list)
+    text_without_words: list[tuple[Window, Decoded, str]] = field(default_factory=list)
 
     def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
         """Add words that don't overlap words already accepted; return the ones added."""
@@ -156,7 +142,7 @@ class WhisperEngine:
         speech = [(max(0.0, s), min(duration, e)) for s, e in speech if e > s and s < duration]
         if not speech:
             return PreparedClip(audio, [], None)
-        first = _Window(0, speech[0][0], speech[-1][1])
+        first = Window(0, speech[0][0], speech[-1][1])
         return PreparedClip(audio, speech, self._features(audio, first))
 
     def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
@@ -177,7 +163,7 @@ class WhisperEngine:
         )
         results = [_ClipResult() for _ in clips]
         windows = [
-            _Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
+            Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
             for i, clip in enumerate(clips)
             if clip.speech
         ]
@@ -201,7 +187,7 @@ class WhisperEngine:
         (a full decode of silence would cost tens of seconds for a real model)."""
         audio = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
         speech_spans(audio)
-        features = self._features(audio, _Window(0, 0.0, 1.0))
+        features = self._features(audio, Window(0, 0.0, 1.0))
         for batch in (1, 2):
             encoder_output = self.decoder.encode([features] * batch)
             request = DecodeRequest(beam_size=self.settings.beam_size)
@@ -224,70 +210,33 @@ class WhisperEngine:
     def _round(
         self,
         clips: Sequence[PreparedClip],
-        windows: list[_Window],
+        windows: list[Window],
         results: list[_ClipResult],
         request: DecodeRequest,
-    ) -> list[_Window]:
-        for window in windows:
-            if window.features is None:
-                window.features = self._features(clips[window.clip].audio, window)
-        features = [w.features for w in windows if w.features is not None]
-        encoder_output = self.decoder.encode(features)
-        languages = self.decoder.languages(encoder_output, request, [w.hint for w in windows])
-        splits = [
-            None
-            if w.retried or w.accept or w.splits >= MAX_SPLITS
-            else _split(w, clips[w.clip].speech)
+    ) -> list[Window]:
+        """Decode one round of windows; return the windows of the next round."""
+        features = [
+            w.features if w.features is not None else self._features(clips[w.clip].audio, w)
             for w in windows
         ]
-        cuts = [
-            halves[0].end_sec - w.start_sec if halves else None
-            for w, halves in zip(windows, splits, strict=True)
-        ]
-        parts = self.decoder.halves_languages(encoder_output, cuts, request)
-        follow_up: list[_Window] = []
-        kept: list[int] = []
-        for index, window in enumerate(windows):
-            # Two languages in one window (uncertain, or its halves disagree): decode each
-            # half alone, with its own language.
-            uncertain = languages[index][1] < LANGUAGE_SPLIT_BELOW
-            halves_differ = parts[index] is not None and parts[index][0] != parts[index][1]  # type: ignore[index]
-            two = halves_differ and languages[index][1] < LANGUAGE_CERTAIN
-            halves = splits[index] if request.language is None and (uncertain or two) else None
-            logger.debug(
-                "window %d %.1f-%.1f %s %.2f%s",
-                window.clip,
-                window.start_sec,
-                window.end_sec,
-                *languages[index],
-                " split" if halves else "",
-            )
-            if halves is not None:
-                # Each half's language as seen in the whole window's context is its hint: a
-                # half alone has less audio to tell its language by.
-                hints = parts[index] or (None, None)
-                follow_up += [
-                    replace(h, hint=hint, retried=False, splits=window.splits + 1)
-                    for h, hint in zip(halves, hints, strict=True)
-                ]
-            else:
-                kept.append(index)
+        encoder_output = self.decoder.encode(features)
+        languages = self.decoder.languages(encoder_output, request, [w.hint for w in windows])
+        follow_up, kept = self._split_languages(clips, windows, encoder_output, languages, request)
         if not kept:
             return follow_up
         encoder_output = select(encoder_output, kept)
         windows = [windows[i] for i in kept]
         decoded = self.decoder.decode(encoder_output, [languages[i] for i in kept], request)
         with_text = [i for i, d in enumerate(decoded) if d.tokens and not d.is_silence]
+        if self.is_random:  # random text can't be aligned: each window's text is one segment
+            for i in with_text:
+                tokenizer = self.decoder.tokenizer(decoded[i].language, request.task)
+                text = tokenizer.decode(decoded[i].tokens)
+                results[windows[i].clip].text_without_words.append((windows[i], decoded[i], text))
+            return follow_up
         aligned = self._align(encoder_output, windows, decoded, with_text, request)
         for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
-            speech = _within(clips[window.clip].speech, window)
-            if self.is_random:  # no alignment: the window's text as one segment
-                if index in with_text:
-                    text = self.decoder.tokenizer(result.language, request.task).decode(
-                        result.tokens
-                    )
-                    results[window.clip].text_without_words.append((window, result, text))
-                continue
+            speech = speech_within(clips[window.clip].speech, window)
             words = aligned.get(index, [])
             for word in words:
                 word.start_sec += window.start_sec
@@ -297,13 +246,65 @@ class WhisperEngine:
                 low, high = window.accept
                 words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
             accepted = results[window.clip].accept(words, result)
-            follow_up += _uncovered(window, speech, accepted, clips[window.clip], result.language)
+            follow_up += uncovered_windows(
+                window,
+                speech,
+                [(w.start_sec, w.end_sec) for w in accepted],
+                clips[window.clip].duration_sec,
+                result.language,
+            )
         return follow_up
+
+    def _split_languages(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        encoder_output: object,
+        languages: list[tuple[str, float]],
+        request: DecodeRequest,
+    ) -> tuple[list[Window], list[int]]:
+        """Halve the windows that may hold two languages (detection uncertain, or its halves
+        disagree); return the halves and the indices of the windows to decode now."""
+        if request.language is not None:
+            return [], list(range(len(windows)))
+        splits = [
+            None
+            if w.retried or w.accept or w.splits >= MAX_SPLITS
+            else split_window(w, clips[w.clip].speech)
+            for w in windows
+        ]
+        cuts = [
+            halves[0].end_sec - w.start_sec if halves else None
+            for w, halves in zip(windows, splits, strict=True)
+        ]
+        parts = self.decoder.halves_languages(encoder_output, cuts, request)
+        follow_up: list[Window] = []
+        kept: list[int] = []
+        for index, (window, halves, part) in enumerate(zip(windows, splits, parts, strict=True)):
+            probability = languages[index][1]
+            differ = part is not None and part[0] != part[1] and probability < LANGUAGE_CERTAIN
+            if halves is None or not (probability < LANGUAGE_SPLIT_BELOW or differ):
+                kept.append(index)
+                continue
+            logger.debug(
+                "halving window %.1f-%.1f (%s %.2f)",
+                window.start_sec,
+                window.end_sec,
+                *languages[index],
+            )
+            # Each half's language as seen in the whole window's context is its hint: a half
+            # alone has less audio to tell its language by.
+            hints = part or (None, None)
+            follow_up += [
+                replace(h, hint=hint, retried=False, splits=window.splits + 1)
+                for h, hint in zip(halves, hints, strict=True)
+            ]
+        return follow_up, kept
 
     def _align(
         self,
         encoder_output: object,
-        windows: list[_Window],
+        windows: list[Window],
         decoded: list[Decoded],
         indices: list[int],
         request: DecodeRequest,
@@ -319,7 +320,7 @@ class WhisperEngine:
         words = align_words(self.decoder.ct2, encoder_output, tokenizer, texts, durations)
         return {i: words[i] for i in indices}
 
-    def _features(self, audio: np.ndarray, window: _Window) -> np.ndarray:
+    def _features(self, audio: np.ndarray, window: Window) -> np.ndarray:
         start = int(window.start_sec * SAMPLE_RATE_HZ)
         end = int(window.end_sec * SAMPLE_RATE_HZ)
         return self.decoder.features(audio[start:end])
@@ -392,70 +393,6 @@ def _main_language(
     language = max(counts, key=lambda code: counts[code])
     probability = max(d.language_probability for d in decodes if d.language == language)
     return language, round(probability, 4)
-
-
-def _within(speech: list[Span], window: _Window) -> list[Span]:
-    return [
-        (max(s, window.start_sec), min(e, window.end_sec))
-        for s, e in speech
-        if e > window.start_sec and s < window.end_sec
-    ]
-
-
-def _speech_between(speech: list[Span], start: float, end: float) -> float:
-    return sum(max(0.0, min(e, end) - max(s, start)) for s, e in speech)
-
-
-def _split(window: _Window, clip_speech: list[Span]) -> list[_Window] | None:
-    """The window cut in two at its widest pause near the middle, if it has one."""
-    speech = _within(clip_speech, window)
-    if window.end_sec - window.start_sec < MIN_SPLIT_SEC or len(speech) < 2:
-        return None
-    middle = (window.start_sec + window.end_sec) / 2
-    gaps = [(speech[i][1], speech[i + 1][0]) for i in range(len(speech) - 1)]
-    gap = max(gaps, key=lambda g: (g[1] - g[0]) - 0.1 * abs((g[0] + g[1]) / 2 - middle))
-    cut = (gap[0] + gap[1]) / 2
-    return [
-        replace(window, end_sec=cut, retried=True, features=None),
-        replace(window, start_sec=cut, retried=True, features=None),
-    ]
-
-
-def _uncovered(
-    window: _Window,
-    speech: list[Span],
-    words: list[AlignedWord],
-    clip: PreparedClip,
-    language: str,
-) -> list[_Window]:
-    """Windows over the speech in `window` that `words` left without words: before the first
-    word, after the last (the model stopped early) or between two (it skipped a sentence).
-    Each new window reaches `CONTEXT_SEC` into the words around the gap, for the model's sake
-    (language, vocabulary), but only words inside the gap are taken from it."""
-    if not words:
-        total = _speech_between(speech, window.start_sec, window.end_sec)
-        if window.retried or total < UNCOVERED_SPEECH_SEC * 2:
-            return []
-        halves = _split(window, speech)
-        if halves is not None:
-            return halves
-        return [replace(window, retried=True, features=None)]
-    words = sorted(words, key=lambda w: w.start_sec)
-    low, high = window.accept or (window.start_sec, window.end_sec)
-    edges = [low, *(x for w in words for x in (w.start_sec, w.end_sec)), high]
-    follow_up = []
-    for gap_start, gap_end in zip(edges[0::2], edges[1::2], strict=True):
-        inner = _speech_between(
-            speech, gap_start + COVERAGE_SLACK_SEC, gap_end - COVERAGE_SLACK_SEC
-        )
-        if inner < UNCOVERED_SPEECH_SEC:
-            continue
-        start = max(0.0, gap_start - CONTEXT_SEC)
-        end = min(clip.duration_sec, gap_end + CONTEXT_SEC, start + MAX_CLIP_SEC)
-        follow_up.append(
-            _Window(window.clip, start, end, hint=language, accept=(gap_start, gap_end))
-        )
-    return follow_up
 
 
 def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSegment]:
