@@ -61,7 +61,7 @@ class Decoded:
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
-    temperature: float
+    temperature: float = 0.0
 
     @property
     def is_silence(self) -> bool:

@@ -1,0 +1,41 @@
+"""Word timing guards: punctuation joins its word, long words can't hide skipped speech."""
+
+from __future__ import annotations
+
+from services.whisper_gpu.alignment import AlignedWord, _limit_long_words, _merge_punctuation
+
+
+def word(text: str, start: float, end: float, tokens: list[int] | None = None) -> AlignedWord:
+    return AlignedWord(text, start, end, 0.9, tokens or [len(text)])
+
+
+def test_closing_punctuation_joins_the_word_before_and_opening_the_word_after() -> None:
+    merged = _merge_punctuation(
+        [
+            word(" Hello", 0, 1),
+            word(",", 1, 1),
+            word(" (", 1, 1),
+            word("there", 1, 2),
+            word(")", 2, 2),
+        ]
+    )
+    assert [w.word for w in merged] == [" Hello,", " (there)"]
+    assert merged[0].tokens == [6, 1]
+
+
+def test_a_word_stretched_over_skipped_speech_is_cut_back() -> None:
+    words = [
+        word(" a", 0.0, 0.3),
+        word(" profesor", 0.3, 4.8),
+        word(" b", 4.8, 5.1),
+        word(" c.", 5.1, 5.4),
+    ]
+    _limit_long_words(words)
+    assert words[1].end_sec - words[1].start_sec <= 2 * 0.3 + 1e-9
+    assert words[1].start_sec == 0.3
+
+
+def test_the_last_word_of_a_sentence_is_limited_to_twice_the_median() -> None:
+    words = [word(" one", 0.0, 0.3), word(" two", 0.3, 0.6), word(" day.", 0.6, 3.0)]
+    _limit_long_words(words)
+    assert words[-1].end_sec == 0.6 + 2 * 0.3

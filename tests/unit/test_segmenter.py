@@ -1,0 +1,48 @@
+"""Aligned words -> segments: sentence ends, pauses, decode boundaries, length; speech snapping."""
+
+from __future__ import annotations
+
+from services.whisper_gpu.alignment import AlignedWord
+from services.whisper_gpu.segmenter import snap_to_speech, split_segments
+
+
+def words(*spec: tuple[str, float, float]) -> list[AlignedWord]:
+    return [AlignedWord(text, start, end, 0.9, []) for text, start, end in spec]
+
+
+def texts(groups: list[list[AlignedWord]]) -> list[str]:
+    return ["".join(w.word for w in group) for group in groups]
+
+
+def test_segments_end_at_sentence_ends() -> None:
+    ws = words(
+        (" Hello", 0.0, 0.4), (" there.", 0.4, 0.8), (" Next", 1.0, 1.3), (" one!", 1.3, 1.6)
+    )
+    assert texts(split_segments(ws, [None] * 4)) == [" Hello there.", " Next one!"]
+
+
+def test_a_long_pause_ends_a_segment_without_punctuation() -> None:
+    ws = words((" no", 0.0, 0.3), (" stop", 0.3, 0.6), (" here", 2.0, 2.3))
+    assert texts(split_segments(ws, [None] * 3)) == [" no stop", " here"]
+
+
+def test_words_of_another_decode_start_a_new_segment() -> None:
+    first, second = object(), object()
+    ws = words((" uno", 0.0, 0.3), (" dos", 0.3, 0.6), (" three", 0.7, 1.0))
+    assert texts(split_segments(ws, [first, first, second])) == [" uno dos", " three"]
+
+
+def test_an_overlong_segment_is_cut_at_its_widest_gap() -> None:
+    spec = [(f" w{i}", i * 0.5, i * 0.5 + 0.4) for i in range(30)]
+    spec[12] = (" w12,", 6.0, 6.4)
+    ws = words(*spec)
+    groups = split_segments(ws, [None] * len(ws), max_segment_sec=10.0)
+    assert len(groups) == 2
+    assert groups[0][-1].word == " w12,"  # the comma wins among equal gaps
+    assert all(g[-1].end_sec - g[0].start_sec <= 10.0 for g in groups)
+
+
+def test_word_edges_outside_the_speech_move_onto_it() -> None:
+    ws = words((" late", 0.5, 1.6), (" inside", 2.1, 2.5), (" nowhere", 5.0, 5.5))
+    snap_to_speech(ws, [(1.2, 1.9), (2.0, 3.0)])
+    assert [(w.start_sec, w.end_sec) for w in ws] == [(1.2, 1.6), (2.1, 2.5), (5.0, 5.5)]
