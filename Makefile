@@ -8,7 +8,7 @@ WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test test-fast lint typecheck media bench-model bench-media bench-stream clean
+.PHONY: help setup run test test-fast lint typecheck media bench-accuracy bench-model bench-media bench-stream clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench-model: $(STAMP) ## Model server throughput: one-at-a-time vs batched vs ou
 
 bench-media: $(STAMP) ## Bytes fetched, first-chunk latency, worker memory and cut quality
 	$(PY) -m benchmarks.bench_media
+
+bench-accuracy: $(STAMP) ## Words, lost speech, timing, wall: the product vs faster-whisper on 20 min files (needs espeak-ng)
+	$(PY) -m benchmarks.bench_accuracy
 
 bench-stream: $(STAMP) ## Time to first streamed segment and to the footer, 20 min vs 2 h
 	$(PY) -m benchmarks.bench_stream
