@@ -58,7 +58,7 @@ class ModelHolder:
         engine = WhisperEngine(model, self.settings, is_random=is_random)
         await asyncio.to_thread(engine.warm_up)
         policy = BatchPolicy(
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=placement.max_batch_size,
             max_batch_wait_ms=self.settings.max_batch_wait_ms,
             max_queue_size=self.settings.max_queue_size,
             queue_timeout_sec=self.settings.queue_timeout_sec,

@@ -37,8 +37,10 @@ class WhisperSettings(BaseSettings):
     temperature_fallback: bool | None = None
     """Re-decode at higher temperatures when quality checks fail; default on, but off for
     random models (their output never passes the checks, so every clip would decode 6 times)."""
-    max_batch_size: int = Field(8, ge=1, le=256)
-    """Most clips in one model call (GPUs: 16-32)."""
+    max_batch_size: int = Field(0, ge=0, le=256)
+    """Most clips in one model call; 0 = auto: 16 on CUDA, 1 on CPU, where a batch costs as
+    much per clip as one clip alone and then waits for its slowest member, so replicas per core
+    taking one clip each finish a job sooner (`make bench-accuracy`)."""
     max_batch_wait_ms: float = Field(10.0, ge=0.0, le=10_000.0)
     """Longest a clip waits for companions once the model could take it."""
     max_queue_size: int = Field(256, ge=1, le=100_000)

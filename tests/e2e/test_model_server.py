@@ -56,7 +56,10 @@ def start_model_server(log_dir: Path, model_cache_dir: Path, **env: str) -> Serv
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> Iterator[str]:
-    server = start_model_server(tmp_path_factory.mktemp("whisper"), model_cache_dir)
+    # Batches of up to 8 (on a CPU the default is one clip per replica at a time).
+    server = start_model_server(
+        tmp_path_factory.mktemp("whisper"), model_cache_dir, WHISPER_MAX_BATCH_SIZE="8"
+    )
     yield server.url
     server.stop()
 
