@@ -117,12 +117,12 @@ def test_minutes_without_speech_give_no_words_and_the_speech_is_timed_right(
 @pytest.mark.parametrize(
     ("allowed", "share"),
     [
-        # Allowed to choose among the file's languages: all but a sentence or two right at a
-        # switch (measured 55 of 58).
-        (["en", "de", "fr", "es"], 0.9),
-        # Any language: `base` hears espeak's French voice as Latin even on 14 s windows
-        # (measured 51 of 58); the allow-list is the remedy the API offers.
-        (None, 0.85),
+        # Allowed to choose among the file's languages: all but a few sentences next to a
+        # switch (measured 53-55 of 58: temperature fallback samples).
+        (["en", "de", "fr", "es"], 0.88),
+        # Any language: `base` hears espeak's French voice as Latin and its German as Yiddish
+        # even on 14 s windows (measured 49-51 of 58); the allow-list is the API's remedy.
+        (None, 0.8),
     ],
 )
 def test_each_sentence_of_a_code_switching_file_gets_its_language(
