@@ -1,12 +1,18 @@
-"""Streaming latency: time to the first `segment` event and to the `footer`, 20 min vs 2 h.
+"""Time to first words: the first `segment` event of a 20-minute and a 2-hour file, on an idle
+stack and right after another client abandoned a job; and streaming vs JSON total time.
 
-    python -m benchmarks.bench_stream [--model random-tiny-shape] [--workers 2]
+    python -m benchmarks.bench_stream [--model base] [--workers 2] [--totals]
 
 Builds a 20-minute and a 2-hour MP3 from the committed speech (stream copy, seconds), serves
-them with range support, starts the real stack (model server with a random Whisper-tiny-shaped
-model, chunk workers, orchestrator) and, for each file, runs the SSE endpoint and the JSON
-endpoint one after the other. Targets: first segment within 3 s for both lengths (independent of
-file length), and the streamed job's total time within 5 % of the JSON endpoint's.
+them with range support and starts the real stack. Scenarios, one after the other:
+
+    idle         each file streamed alone: seconds to the first segment
+    abandoned    a client streams the 20-minute file, leaves after its first segment, and 3 s
+                 later another client streams the 2-hour file: its first segment
+    totals       (with --totals) each file streamed to the end and fetched as JSON: the ratio
+
+Targets: first segment within 3 s on an idle stack whatever the length, within 5 s right after
+an abandoned job; a streamed job no slower than 1.05x the JSON endpoint.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import imageio_ffmpeg
 from services.stack import LocalStack, free_port
 from tests.support.media_server import MediaServer
 
-MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "speech_200s.mp3"
+MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "words_en_180s.mp3"
+MEDIA_SEC = 182.4
 
 
 def loop_media(target_sec: float, folder: Path) -> Path:
-    loops = max(1, round(target_sec / 203.85))
+    loops = max(1, round(target_sec / MEDIA_SEC))
     path = folder / f"speech_{loops}x.mp3"
     subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops - 1),
@@ -38,74 +45,90 @@ def loop_media(target_sec: float, folder: Path) -> Path:
     return path
 
 
-def run_stream(url: str, body: Mapping[str, object]) -> tuple[float, float, int]:
-    """(seconds to the first segment, seconds to the footer, segments)."""
+def first_segment(url: str, body: Mapping[str, object], leave: bool) -> tuple[float, float | None]:
+    """(seconds to the first segment, seconds to the footer or None if we left first)."""
     started = time.perf_counter()
     first = None
-    segments = 0
-    with httpx.stream("POST", f"{url}/v1/transcribe/stream", json=body, timeout=3600) as response:
+    with httpx.stream("POST", f"{url}/v1/transcribe/stream", json=body, timeout=7200) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if line == "event: segment":
-                segments += 1
-                if first is None:
-                    first = time.perf_counter() - started
+            if line == "event: segment" and first is None:
+                first = time.perf_counter() - started
+                if leave:
+                    return first, None
             elif line == "event: footer":
-                return first or float("nan"), time.perf_counter() - started, segments
+                return first or float("nan"), time.perf_counter() - started
             elif line == "event: error":
                 raise RuntimeError("the job failed")
     raise RuntimeError("stream ended without a footer")
 
 
-def run_json(url: str, body: Mapping[str, object]) -> tuple[float, int]:
+def run_json(url: str, body: Mapping[str, object]) -> float:
     started = time.perf_counter()
-    response = httpx.post(f"{url}/v1/transcribe", json=body, timeout=3600)
+    response = httpx.post(f"{url}/v1/transcribe", json=body, timeout=7200)
     response.raise_for_status()
-    return time.perf_counter() - started, len(response.json()["segments"])
+    return time.perf_counter() - started
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="random-tiny-shape")
+    parser.add_argument("--model", default="base")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--lengths", default="1200,7200", help="file lengths in seconds")
+    parser.add_argument("--totals", action="store_true", help="also stream and fetch to the end")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    files = [loop_media(float(length), folder) for length in args.lengths.split(",")]
+    short, long = loop_media(1200, folder), loop_media(7200, folder)
     stack = LocalStack(
         port=free_port(),
         workers=args.workers,
         whisper_port=free_port(),
         worker_ports=[free_port() for _ in range(args.workers)],
-        env={"WHISPER_MODEL": args.model, "WHISPER_MODEL_CACHE_DIR": str(folder / "models")},
+        env={"WHISPER_MODEL": args.model, "ORCHESTRATOR_UPLOAD_DIR": str(folder / "uploads")},
         log_dir=folder,
     )
-    rows = []
+    lines = []
     with stack, MediaServer(folder) as media:
-        warm_up = {"media_url": media.url(files[0].name), "params": {"language": "en"}}
-        run_stream(stack.url, {**warm_up, "params": {"language": "en", "macro_chunk_size_sec": 60}})
-        for path in files:
-            body = {"media_url": media.url(path.name), "params": {"language": "en"}}
-            json_total, json_segments = run_json(stack.url, body)
-            first, stream_total, stream_segments = run_stream(stack.url, body)
-            assert stream_segments == json_segments, (stream_segments, json_segments)
-            rows.append((path.name, first, stream_total, json_total))
 
-    print(f"\nmodel {args.model}, {args.workers} workers\n")
-    print(
-        f"{'file':<18} {'first segment':>14} {'stream total':>13} {'JSON total':>11} {'ratio':>7}"
-    )
-    for name, first, stream_total, json_total in rows:
-        ratio = stream_total / json_total
-        print(
-            f"{name:<18} {first:>13.2f}s {stream_total:>12.1f}s {json_total:>10.1f}s {ratio:>7.3f}"
+        def body(path: Path) -> dict[str, object]:
+            return {"media_url": media.url(path.name), "params": {"language": "en"}}
+
+        first_segment(stack.url, body(short), leave=True)  # warm every process once
+        time.sleep(3)
+        idle = {
+            path.name: first_segment(stack.url, body(path), leave=True)[0] for path in (short, long)
+        }
+        time.sleep(3)
+        first_segment(stack.url, body(short), leave=True)  # a client who leaves at once...
+        time.sleep(3)
+        after_abandoned = first_segment(stack.url, body(long), leave=True)[0]  # ...and the next
+        print(f"\nmodel {args.model}, {args.workers} workers\n")
+        print(f"{'scenario':<44} {'first segment':>14}")
+        for name, seconds in idle.items():
+            print(f"{'idle stack: ' + name:<44} {seconds:>13.2f}s")
+            ok = verdict(seconds <= 3)
+            lines.append(f"{ok}  {name}, idle: first segment {seconds:.2f} s <= 3 s")
+        print(f"{'3 s after an abandoned job: ' + long.name:<44} {after_abandoned:>13.2f}s")
+        lines.append(
+            f"{verdict(after_abandoned <= 5)}  {long.name}, 3 s after an abandoned job: "
+            f"first segment {after_abandoned:.2f} s <= 5 s"
         )
+        if args.totals:
+            for path in (short, long):
+                _, stream_total = first_segment(stack.url, body(path), leave=False)
+                json_total = run_json(stack.url, body(path))
+                assert stream_total is not None
+                ratio = stream_total / json_total
+                print(f"{path.name}: stream {stream_total:.1f} s, JSON {json_total:.1f} s, "
+                      f"ratio {ratio:.3f}")  # fmt: skip
+                ok = verdict(ratio <= 1.05)
+                lines.append(f"{ok}  {path.name}: stream/JSON {ratio:.3f} <= 1.05")
     print()
-    for name, first, stream_total, json_total in rows:
-        print(f"{name}: first segment {first:.2f} s <= 3 s: {'PASS' if first <= 3 else 'FAIL'}; "
-              f"stream/JSON {stream_total / json_total:.3f} <= 1.05: "
-              f"{'PASS' if stream_total <= 1.05 * json_total else 'FAIL'}")  # fmt: skip
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

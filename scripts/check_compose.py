@@ -64,6 +64,11 @@ DEFAULT_OVERRIDES: dict[str, str] = {
 }
 """Tunables whose compose default may differ from the Settings default, and why."""
 
+FOLLOWS: dict[str, str] = {
+    "ORCHESTRATOR_MODEL_NAME": "WHISPER_MODEL",  # /v1/models lists what the model server runs
+}
+"""Settings tuned by another service's variable, so that one variable sets both."""
+
 GPU_OVERLAY_ENV = frozenset(
     {
         "WHISPER_DEVICE",
@@ -447,7 +452,7 @@ def check_environment(
         match = _TUNABLE.match(raw_value or "")
         if not match or key not in fields or key in DEFAULT_OVERRIDES:
             continue
-        if match["name"] != key:
+        if match["name"] != key and FOLLOWS.get(key) != match["name"]:
             problem(name, f"{key} is tuned by ${{{match['name']}}}: use the same name")
             continue
         info = code.settings_cls.model_fields[fields[key]]
@@ -709,6 +714,8 @@ def _check_k8s_container(
         if ref is not None:
             env.update({key: str(value) for key, value in config_maps.get(ref, {}).items()})
     for item in container.get("env") or []:
+        if "valueFrom" in item and item["name"] not in fields:
+            continue  # a downward-API input for $(NAME) expansion, e.g. the pod's own IP
         env[item["name"]] = str(item.get("value", ""))
     for key in env:
         if key not in fields:

@@ -142,6 +142,9 @@ class LocalStack:
                 "ORCHESTRATOR_HOST": self.host,
                 "ORCHESTRATOR_PORT": str(self.port),
                 "ORCHESTRATOR_WORKER_URLS": ",".join(w.url for w in workers),
+                "ORCHESTRATOR_MODEL_NAME": self.env.get(
+                    "WHISPER_MODEL", os.environ.get("WHISPER_MODEL", WhisperSettings().model)
+                ),
                 **self.env,
             },
             self.host,

@@ -1,18 +1,20 @@
 """One error hierarchy for all services, mapped to one stable JSON body.
 
     WhisperfleetError (500 internal_error)
+    ├── BadRequestError (400 bad_request)                    OpenAI API: a value we don't offer
     ├── InvalidRequestError (422 invalid_request)
     │   ├── MediaUnavailableError (422 media_unavailable)    media host answered 4xx
     │   ├── RangeNotSupportedError (422 range_not_supported) media host ignores Range
     │   └── InvalidAudioError (422 invalid_audio)            empty / too long clip
-    ├── PayloadTooLargeError (413 payload_too_large)
+    ├── PayloadTooLargeError (413 payload_too_large)        upload or body over its cap
     ├── UnsupportedMediaError (415 unsupported_media)        not decodable / no audio stream
     ├── MediaHostError (502 media_host_error)                media host down or 5xx
     ├── UpstreamError (502 upstream_error)                   a peer service failed
     ├── UpstreamUnavailableError (503 upstream_unavailable)  a peer service is unreachable
     │   ├── OverloadedError (503 overloaded)                 queue full, retry later
     │   └── NotReadyError (503 not_ready)                    model still loading
-    └── UpstreamTimeoutError (504 upstream_timeout)          deadline passed
+    ├── UpstreamTimeoutError (504 upstream_timeout)          deadline passed
+    └── InsufficientStorageError (507 insufficient_storage)  the media store's disk is full
 
 Body (OpenAI's error shape): `{"error": {"message", "type", "code", "param"}}`. A service that
 receives such a body from a peer re-raises the same class (`error_from_body`), so the end client
@@ -61,6 +63,12 @@ class WhisperfleetError(Exception):
         if self.retry_after_sec is None:
             return {}
         return {"Retry-After": str(max(1, round(self.retry_after_sec)))}
+
+
+class BadRequestError(WhisperfleetError):
+    status_code = 400
+    code = "bad_request"
+    type = "invalid_request_error"
 
 
 class InvalidRequestError(WhisperfleetError):
@@ -123,6 +131,11 @@ class UpstreamTimeoutError(WhisperfleetError):
     status_code = 504
     code = "upstream_timeout"
     type = "timeout_error"
+
+
+class InsufficientStorageError(WhisperfleetError):
+    status_code = 507
+    code = "insufficient_storage"
 
 
 def _all_subclasses(cls: type[WhisperfleetError]) -> list[type[WhisperfleetError]]:

@@ -77,6 +77,22 @@ class TranscribeParams(_Strict):
     word_timestamps: bool = Field(
         False, description="Return every word with its start and end time (absolute)."
     )
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="`translate` turns speech in any language into English text."
+    )
+    prompt: str | None = Field(
+        None,
+        max_length=1000,
+        description="Text that conditions every micro chunk's decoding (Whisper's initial "
+        "prompt): names, spelling, punctuation style.",
+    )
+    temperature: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="0: beam search, sampling at rising temperatures only where Whisper's "
+        "quality checks fail; above 0: sample at this temperature first.",
+    )
     macro_chunk_overlap_sec: float = Field(
         0.0,
         ge=0.0,
@@ -176,6 +192,8 @@ class ChunkRequest(_Strict):
     start_sec: Seconds
     end_sec: Seconds
     params: TranscribeParams = Field(default_factory=TranscribeParams)
+    first_micro_chunk_sec: float | None = Field(None, ge=5.0, le=MAX_CLIP_SEC)
+    """A shorter first micro chunk (the job's first words); None: like the others."""
 
 
 class MicroChunkResult(BaseModel):
@@ -223,6 +241,8 @@ class ClipOptions(_Strict):
     word_timestamps: bool = False
     prompt: str | None = None
     """Whisper's initial prompt: text that conditions the decoder (names, spelling, style)."""
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
+    """The first decoding temperature (0: beam search)."""
 
 
 class ClipSegment(BaseModel):

@@ -46,7 +46,8 @@ def in_pause(time_sec: float, manifest: dict[str, Any], margin_sec: float = 0.0)
 
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One random-model cache for the whole session (building takes under a second)."""
+    """One model cache for the whole session: random models are built in under a second, real
+    ones assembled from their packages in about one."""
     return tmp_path_factory.mktemp("models")
 
 
@@ -54,6 +55,32 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> Iterator[LocalStack]:
     """Model server, two chunk workers and the orchestrator as real processes (random model)."""
     running = start_stack(tmp_path_factory.mktemp("stack-logs"), model_cache_dir)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def english_stack(
+    tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
+) -> Iterator[LocalStack]:
+    """The stack with the real `tiny.en` (English words)."""
+    running = start_stack(
+        tmp_path_factory.mktemp("tiny-en"), model_cache_dir, WHISPER_MODEL="tiny.en"
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def multilingual_stack(
+    tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
+) -> Iterator[LocalStack]:
+    """The stack with the real multilingual `base` (languages, translation)."""
+    running = start_stack(tmp_path_factory.mktemp("base"), model_cache_dir, WHISPER_MODEL="base")
     try:
         yield running
     finally:

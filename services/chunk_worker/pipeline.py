@@ -69,12 +69,16 @@ class MicroChunker:
 
     A chunk is cut once more than `max_samples` are buffered, in the last pause of the buffer's
     second half (`[max_samples / 2, max_samples]`; the quietest point if it has no pause), so
-    chunks are as long as allowed; the rest starts the next chunk.
+    chunks are as long as allowed; the rest starts the next chunk. The first chunk may have a
+    smaller maximum (`first_max_samples`: a job's first words come back sooner).
     """
 
-    def __init__(self, max_samples: int, smoothing_samples: int) -> None:
+    def __init__(
+        self, max_samples: int, smoothing_samples: int, first_max_samples: int | None = None
+    ) -> None:
         self.max_samples = max_samples
         self.smoothing_samples = smoothing_samples
+        self._limit = first_max_samples or max_samples  # the next chunk's maximum
         self._pending: list[np.ndarray] = []
         self._pending_len = 0
         self._offset = 0
@@ -83,14 +87,13 @@ class MicroChunker:
     def feed(self, block: np.ndarray) -> Iterator[MicroChunk]:
         self._pending.append(block)
         self._pending_len += len(block)
-        while self._pending_len > self.max_samples:
+        while self._pending_len > self._limit:
             buffer = np.concatenate(self._pending)
-            cut = latest_pause(
-                buffer, self.max_samples // 2, self.max_samples, self.smoothing_samples
-            )
+            cut = latest_pause(buffer, self._limit // 2, self._limit, self.smoothing_samples)
             yield self._emit(buffer[:cut])
             rest = buffer[cut:]
             self._pending, self._pending_len = [rest], len(rest)
+            self._limit = self.max_samples
 
     def finish(self) -> Iterator[MicroChunk]:
         if self._pending_len:
@@ -138,14 +141,19 @@ class ChunkTranscriber:
         if mode is None:
             mode = await self.prepare(request)
         params = request.params
+        first = request.first_micro_chunk_sec
         chunker = MicroChunker(
             round(params.micro_chunk_size_sec * SAMPLE_RATE_HZ),
             params.silence_detection_smoothing_num_samples,
+            round(first * SAMPLE_RATE_HZ) if first else None,
         )
         options = ClipOptions(
             language=params.language,
             languages=params.languages,
             word_timestamps=params.word_timestamps,
+            task=params.task,
+            prompt=params.prompt,
+            temperature=params.temperature,
         )
         slots = asyncio.Semaphore(self.max_inflight_clips)
         sent: asyncio.Queue[asyncio.Task[tuple[ClipSpan, ClipTranscription | None]] | None]

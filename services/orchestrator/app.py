@@ -10,13 +10,15 @@ import httpx
 from fastapi import FastAPI
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.fanout import JobRunner
+from services.orchestrator.jobs import JobRunner
+from services.orchestrator.uploads import MediaStore
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WorkerClient
 from shared.replicas import ReplicaPool
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
+    from services.orchestrator.openai_routes import router as openai_router
     from services.orchestrator.page import router as page_router
     from services.orchestrator.routes import router
 
@@ -41,7 +43,15 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                     deadline_sec=settings.worker_deadline_sec,
                 )
             )
+            store = MediaStore(
+                settings.upload_dir,
+                settings.own_url,
+                settings.max_upload_mb * 1_000_000,
+                settings.upload_min_free_mb * 1_000_000,
+            )
+            store.sweep()
             app.state.settings = settings
+            app.state.media_store = store
             app.state.jobs = JobRunner(workers, media_http, settings)
             maintenance = asyncio.create_task(
                 pool.maintain(worker_http, settings.worker_refresh_sec)
@@ -54,11 +64,13 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Whisperfleet",
         version="0.1.0",
-        description="Scale-out transcription of long audio and video by URL.",
+        description="Scale-out transcription of long audio and video: by URL or upload, as "
+        "JSON, subtitles, Server-Sent Events, or through OpenAI's audio API.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
     app.include_router(health_router("orchestrator", lambda request: None))
     app.include_router(router)
+    app.include_router(openai_router)
     app.include_router(page_router)
     return app

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.config import split_urls
+
+
+def _default_upload_dir() -> Path:
+    return Path.home() / ".cache" / "whisperfleet" / "uploads"
 
 
 class OrchestratorSettings(BaseSettings):
@@ -25,6 +30,9 @@ class OrchestratorSettings(BaseSettings):
     head_start_sec: float = Field(2.0, ge=0.0, le=60.0)
     """The first macro chunk starts alone and the rest follow once it has produced its first
     result (or after this long): the first streamed words come sooner. 0 starts all at once."""
+    first_micro_chunk_sec: float = Field(10.0, ge=0.0, le=30.0)
+    """The job's first micro chunk is cut by this length (in a pause of its second half), so
+    the first words come back sooner; 0 = as long as the others."""
     probe_timeout_sec: float = Field(30.0, gt=0)
     """Longest wait for the media host while checking range support and probing the duration."""
     worker_deadline_sec: float = Field(3600.0, gt=0)
@@ -33,7 +41,27 @@ class OrchestratorSettings(BaseSettings):
     """Tries per macro chunk on connection errors, 503 and 504 (another replica each time)."""
     sse_ping_sec: float = Field(15.0, ge=1.0, le=300.0)
     """Keep-alive comment sent on an idle event stream, so proxies don't cut it."""
+    model_name: str = "base"
+    """The model `GET /v1/models` lists: set it to the model server's WHISPER_MODEL (any name a
+    client sends maps to the served model)."""
+    upload_dir: Path = Field(default_factory=_default_upload_dir)
+    """The media store: uploads are streamed here and served to the chunk workers from here;
+    each is removed when its job ends, and leftovers of a crash at the next start."""
+    max_upload_mb: int = Field(2048, ge=1, le=1_000_000)
+    """Largest upload accepted (413 beyond it); a media URL has no such limit."""
+    upload_min_free_mb: int = Field(1024, ge=0)
+    """Free disk the media store keeps: an upload that would leave less is refused (507)."""
+    internal_url: str | None = None
+    """How the chunk workers reach this orchestrator, for uploads (default
+    `http://<host>:<port>`; behind replicas or NAT set this replica's own address)."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+
+    @property
+    def own_url(self) -> str:
+        if self.internal_url:
+            return self.internal_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)

@@ -1,17 +1,22 @@
-"""Orchestrator routes: the public API."""
+"""Orchestrator routes: our own API (JSON and Server-Sent Events), uploads, rendering."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.orchestrator.fanout import JobEvent, JobRunner
+from services.orchestrator.intake import Intake, take_request
+from services.orchestrator.jobs import JobEvent, JobRunner
+from services.orchestrator.uploads import MediaStore
 from shared.api import cancel_on_disconnect
-from shared.errors import ErrorBody, WhisperfleetError
+from shared.errors import ErrorBody, InvalidRequestError, MediaUnavailableError, WhisperfleetError
+from shared.formats import FORMATS, MEDIA_TYPES, render
 from shared.schemas import (
     Segment,
     StreamFooter,
@@ -23,14 +28,32 @@ from shared.schemas import (
 
 router = APIRouter(tags=["transcription"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody} for status in (413, 415, 422, 502, 503, 504)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 413, 415, 422, 502, 503, 504, 507)
 }
 _EVENT_NAMES: dict[type, str] = {
     StreamHeader: "header",
     Segment: "segment",
     StreamProgress: "progress",
     StreamFooter: "footer",
+}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": TranscribeRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "media_url": {"type": "string"},
+                        "params": {"type": "string", "description": "TranscribeParams as JSON"},
+                    },
+                }
+            },
+        },
+    }
 }
 
 
@@ -39,39 +62,78 @@ def _jobs(request: Request) -> JobRunner:
     return jobs
 
 
+def _store(request: Request) -> MediaStore:
+    store: MediaStore = request.app.state.media_store
+    return store
+
+
 Jobs = Annotated[JobRunner, Depends(_jobs)]
+Store = Annotated[MediaStore, Depends(_store)]
 
 
-@router.post("/v1/transcribe", response_model=TranscribeOutput, responses=_ERRORS)
-async def transcribe(body: TranscribeRequest, request: Request, jobs: Jobs) -> TranscribeOutput:
-    """Transcribe the media at `media_url`; answers when the whole transcript is ready."""
-    return await cancel_on_disconnect(request, jobs.run(body))
+@router.post(
+    "/v1/transcribe",
+    response_model=TranscribeOutput,
+    responses=ERRORS,
+    openapi_extra=_BODY,
+)
+async def transcribe(request: Request, jobs: Jobs, store: Store) -> TranscribeOutput:
+    """Transcribe the media at `media_url`, or an uploaded `file` (multipart); answers when the
+    whole transcript is ready."""
+    intake = await take_request(request, store)
+    try:
+        return await cancel_on_disconnect(request, jobs.run(intake.request))
+    finally:
+        intake.close()
 
 
 @router.post(
     "/v1/transcribe/stream",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
+    responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
+    openapi_extra=_BODY,
 )
-async def transcribe_stream(
-    body: TranscribeRequest, request: Request, jobs: Jobs
-) -> EventSourceResponse:
+async def transcribe_stream(request: Request, jobs: Jobs, store: Store) -> EventSourceResponse:
     """Server-Sent Events: `header`, then `segment`s in timeline order as soon as they are
     known, interleaved with `progress`; then `footer` (the JSON endpoint's totals), or `error`.
     Problems found before the first event (bad URL, no range support, not media) are plain
     HTTP errors, like `/v1/transcribe`'s."""
-    job = await jobs.prepare(body)
+    intake = await take_request(request, store)
+    return await event_stream(request, jobs, intake, job_events)
+
+
+async def job_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
+    async for event in events:
+        name = _EVENT_NAMES.get(type(event))
+        if name is not None:
+            yield name, event
+
+
+async def event_stream(
+    request: Request,
+    jobs: JobRunner,
+    intake: Intake,
+    translate: Any,
+) -> EventSourceResponse:
+    """Prepare the job (errors are plain HTTP answers), then stream `translate(events)` as SSE
+    with ids and pings; an error mid-stream is an `error` event. The upload goes when the
+    stream ends, whatever ends it."""
+    try:
+        job = await jobs.prepare(intake.request)
+    except BaseException:
+        intake.close()
+        raise
     ping_sec: float = request.app.state.settings.sse_ping_sec
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         ids = itertools.count()
         try:
-            async for event in jobs.events(job):
-                name = _EVENT_NAMES.get(type(event))
-                if name is not None:
-                    yield _sse(next(ids), name, event)
+            async for name, data in translate(jobs.events(job)):
+                yield _sse(next(ids), name, data)
         except WhisperfleetError as exc:
             yield _sse(next(ids), "error", exc.body())
+        finally:
+            intake.close()
 
     return EventSourceResponse(
         events(),
@@ -80,5 +142,35 @@ async def transcribe_stream(
     )
 
 
-def _sse(event_id: int, name: str, data: JobEvent | ErrorBody) -> ServerSentEvent:
+def _sse(event_id: int, name: str, data: BaseModel) -> ServerSentEvent:
     return ServerSentEvent(id=str(event_id), event=name, data=data.model_dump_json())
+
+
+@router.get("/internal/uploads/{upload_id}", include_in_schema=False)
+async def uploaded_media(upload_id: str, store: Store) -> FileResponse:
+    """An upload of a running job, with range support: how the chunk workers read it."""
+    path = store.path_of(upload_id)
+    if path is None:
+        raise MediaUnavailableError("no such upload (its job has ended)", param="upload_id")
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+class RenderRequest(BaseModel):
+    output: TranscribeOutput
+    task: str = "transcribe"
+
+
+@router.post("/v1/render", responses=ERRORS)
+async def render_transcript(
+    body: RenderRequest,
+    format: Annotated[str, Query(description=f"One of {', '.join(FORMATS)}.")],
+    words: bool = False,
+) -> Response:
+    """A transcript (as `/v1/transcribe` answers it) in another format: txt, srt, vtt, tsv,
+    json, verbose_json. The page's downloads come from here, so every format is made once."""
+    if format not in FORMATS:
+        raise InvalidRequestError(
+            f"unknown format {format!r}; use one of {', '.join(FORMATS)}", param="format"
+        )
+    text = render(body.output, format, task=body.task, words=words)
+    return Response(text, media_type=MEDIA_TYPES[format])

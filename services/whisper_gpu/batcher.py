@@ -8,10 +8,10 @@ the queue into batches for the model's replicas (`slots`):
        └────────────┴── are removed before they are batched ◄── results ────────┘
 
 A batch holds requests whose options can share one generate call (same task, language,
-language allow-list and prompt), most urgent first. Urgency is arrival time, pushed back by the
-clip's position in its media (`position / position_speedup`, capped at half the queue timeout):
-the head of every job goes first, which is what a streaming client waits for, and a clip deep
-into a long file still can't starve. With a free slot it runs as soon as
+language allow-list, prompt, temperature), most urgent first. Urgency is arrival time, pushed
+back by the clip's position in its media (`position / position_speedup`, capped at half the
+queue timeout): the head of every job goes first, which is what a streaming client waits for,
+and a clip deep into a long file still can't starve. With a free slot it runs as soon as
 
 - it is full (`max_batch_size`), or
 - its oldest request has waited `max_batch_wait_ms`, or
@@ -23,7 +23,8 @@ grow with load by themselves; the wait limit matters when `slots` > 1, where it 
 from launching a tiny batch while another slot is busy.
 
 A failed batch of several clips is re-run one clip at a time, so a poisoned clip fails alone and
-its neighbours still get their transcripts.
+its neighbours still get their transcripts. A running batch whose callers have all gone is told
+so (`abandoned`) and stops at its next round instead of computing for nobody.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from shared.schemas import ClipOptions, ClipTranscription
 logger = logging.getLogger(__name__)
 
 ClipT = TypeVar("ClipT")
-RunBatch = Callable[[Sequence[ClipT], ClipOptions], list[ClipTranscription]]
+RunBatch = Callable[[Sequence[ClipT], ClipOptions, Callable[[], bool]], list[ClipTranscription]]
+"""(clips, options, abandoned) -> one transcription per clip; `abandoned()` turns true once every
+caller of the batch has gone, so a long batch can stop early."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,15 @@ class _Pending(Generic[ClipT]):
     future: asyncio.Future[ClipTranscription]
     enqueued_at: float
     urgency: float
+    abandoned: bool = False
+    """The caller went away after the clip was batched (read from the model's thread)."""
 
     @property
     def key(self) -> tuple[object, ...]:
         """Clips batch together when they decode alike (word timestamps are always computed,
         so they don't split batches)."""
         o = self.options
-        return (o.task, o.language, tuple(o.languages or ()), o.prompt)
+        return (o.task, o.language, tuple(o.languages or ()), o.prompt, o.temperature)
 
 
 class BatchFailedError(WhisperfleetError):
@@ -140,6 +145,8 @@ class Batcher(Generic[ClipT]):
         except asyncio.CancelledError:
             if self._withdraw(pending):
                 self.metrics.requests.labels(outcome="cancelled").inc()
+            else:
+                pending.abandoned = True
             raise
 
     def _withdraw(self, pending: _Pending[ClipT]) -> bool:
@@ -230,8 +237,13 @@ class Batcher(Generic[ClipT]):
         self, batch: list[_Pending[ClipT]]
     ) -> list[ClipTranscription | Exception]:
         options = batch[0].options
+
+        def abandoned() -> bool:
+            return all(p.abandoned for p in batch)
+
+        clips = [p.clip for p in batch]
         try:
-            return list(await asyncio.to_thread(self._run_batch, [p.clip for p in batch], options))
+            return list(await asyncio.to_thread(self._run_batch, clips, options, abandoned))
         except Exception as exc:
             if len(batch) == 1:
                 logger.exception("model failed on a clip")

@@ -49,6 +49,8 @@ class DecodeRequest:
     """Detection picks among these only (None: every language the model knows)."""
     prompt: str | None = None
     """Text that conditions the decoder (Whisper's initial prompt): names, spelling, style."""
+    temperature: float = 0.0
+    """The first pass's temperature: 0 is beam search; fallback only climbs from here."""
     beam_size: int = 5
     temperature_fallback: bool = True
 
@@ -229,10 +231,11 @@ class Decoder:
         """Each window's best decode: greedy beam search, then temperature fallback for the
         windows that fail the quality checks, then repetition loops cut."""
         codes = [code for code, _ in languages]
-        results = self.generate(encoder_output, codes, request)
+        first = request.temperature
+        results = self.generate(encoder_output, codes, request, temperature=first)
         decoded = [
             Decoded(
-                code, p, tokens, logprob, self.compression_ratio(tokens, code, request), nsp, 0.0
+                code, p, tokens, logprob, self.compression_ratio(tokens, code, request), nsp, first
             )
             for (code, p), (tokens, logprob, nsp) in zip(languages, results, strict=True)
         ]
@@ -249,6 +252,8 @@ class Decoder:
         best = dict(enumerate(decoded))
         failing = [i for i, window in enumerate(decoded) if window.needs_fallback]
         for temperature in FALLBACK_TEMPERATURES:
+            if temperature <= request.temperature:
+                continue
             if not failing:
                 break
             languages = [decoded[i].language for i in failing]

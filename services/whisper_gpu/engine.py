@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -150,14 +150,19 @@ class WhisperEngine:
         return self.transcribe_batch([self.prepare(audio)], options)[0]
 
     def transcribe_batch(
-        self, clips: Sequence[PreparedClip], options: ClipOptions
+        self,
+        clips: Sequence[PreparedClip],
+        options: ClipOptions,
+        abandoned: Callable[[], bool] = lambda: False,
     ) -> list[ClipTranscription]:
-        """Every clip's segments, with their words (callers drop what wasn't asked for)."""
+        """Every clip's segments, with their words (callers drop what wasn't asked for).
+        Between rounds, `abandoned()` true (every caller has gone) ends the work early."""
         request = DecodeRequest(
             task=options.task,
             language=options.language,
             languages=tuple(options.languages) if options.languages else None,
             prompt=options.prompt,
+            temperature=options.temperature,
             beam_size=self.settings.beam_size,
             temperature_fallback=self.temperature_fallback,
         )
@@ -168,7 +173,7 @@ class WhisperEngine:
             if clip.speech
         ]
         for round_number in range(MAX_ROUNDS):
-            if not windows:
+            if not windows or abandoned():
                 break
             logger.debug(
                 "round %d: %d windows, %.1f s",

@@ -43,6 +43,7 @@ def _clip_options(
     prompt: Annotated[
         str | None, Query(max_length=1000, description="Text that conditions the decoder.")
     ] = None,
+    temperature: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
 ) -> ClipOptions:
     allowed = None
     try:
@@ -60,6 +61,7 @@ def _clip_options(
         task=task,
         word_timestamps=word_timestamps,
         prompt=prompt or None,
+        temperature=temperature,
     )
 
 

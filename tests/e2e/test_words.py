@@ -8,7 +8,6 @@ faster-whisper's, segment edges and words on the speech, languages right.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,8 @@ from shared.schemas import TranscribeOutput
 from tests.support.media_server import MediaServer
 from tests.support.real_models import manifest, reference_transcript
 from tests.support.scoring import HypSegment, Score, score
-from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def english_stack(
-    tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
-) -> Iterator[LocalStack]:
-    stack = start_stack(
-        tmp_path_factory.mktemp("tiny-en"), model_cache_dir, WHISPER_MODEL="tiny.en"
-    )
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(scope="module")
-def multilingual_stack(
-    tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
-) -> Iterator[LocalStack]:
-    stack = start_stack(tmp_path_factory.mktemp("base"), model_cache_dir, WHISPER_MODEL="base")
-    yield stack
-    stack.stop()
 
 
 def transcribe(stack: LocalStack, media_url: str, **params: Any) -> TranscribeOutput:

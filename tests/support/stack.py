@@ -8,7 +8,8 @@ from services.stack import LocalStack, free_port
 
 
 def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: str) -> LocalStack:
-    """The stack with the random offline model; `env` overrides any service setting."""
+    """The stack with the random offline model; `env` overrides any service setting. Uploads
+    go to `<log_dir>/uploads`."""
     stack = LocalStack(
         port=free_port(),
         workers=workers,
@@ -18,6 +19,7 @@ def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: s
             "WHISPER_MODEL": "random-tiny",
             "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
             "WHISPER_CPU_THREADS": "1",
+            "ORCHESTRATOR_UPLOAD_DIR": str(log_dir / "uploads"),
             **env,
         },
         log_dir=log_dir,

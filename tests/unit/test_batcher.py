@@ -28,8 +28,12 @@ class FakeModel:
         self.started = threading.Event()
 
     def __call__(
-        self, clips: Sequence[np.ndarray], options: ClipOptions
+        self,
+        clips: Sequence[np.ndarray],
+        options: ClipOptions,
+        abandoned: Callable[[], bool] = lambda: False,
     ) -> list[ClipTranscription]:
+        self.abandoned = abandoned
         self.started.set()
         self.release.wait(10)
         self.batches.append([float(c[0]) for c in clips])
@@ -177,6 +181,20 @@ async def test_a_cancelled_request_never_reaches_the_model(
     await asyncio.gather(running, kept)
     assert 7.0 not in [tag for batch in model.batches for tag in batch]
     assert outcome(batcher, "cancelled") == 1
+
+
+async def test_a_running_batch_learns_when_its_callers_have_all_gone(
+    make_batcher: MakeBatcher, model: FakeModel
+) -> None:
+    batcher = await make_batcher(max_batch_size=8)
+    model.hold()
+    first = asyncio.create_task(batcher.submit(clip(1), ClipOptions()))
+    await asyncio.to_thread(model.started.wait, 2)
+    assert not model.abandoned()
+    first.cancel()
+    await asyncio.sleep(0.01)
+    assert model.abandoned()  # the engine checks this between rounds
+    model.release.set()
 
 
 async def test_a_poisoned_clip_fails_alone_and_the_next_batch_succeeds(

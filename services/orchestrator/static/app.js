@@ -89,12 +89,6 @@
 
   const pad = (n, width = 2) => String(n).padStart(width, "0");
 
-  /** SRT timestamp: 00:00:01,000 */
-  function srtTime(seconds) {
-    const t = splitTime(seconds);
-    return `${pad(t.h)}:${pad(t.m)}:${pad(t.s)},${pad(t.ms, 3)}`;
-  }
-
   /** WebVTT timestamp: 00:00:01.000 */
   function vttTime(seconds) {
     const t = splitTime(seconds);
@@ -115,30 +109,12 @@
     return text.replace(/\s+/g, " ").replace(/-->/g, "->").trim();
   }
 
+  /** The text for Copy (downloads, in every format, come from the server's /v1/render). */
   function toTxt(segments) {
     return segments.map((s) => cueText(s.text)).filter(Boolean).join("\n") + "\n";
   }
 
-  function cueTimes(segment, format) {
-    const end = Math.max(segment.start_time_sec, segment.end_time_sec);
-    return `${format(segment.start_time_sec)} --> ${format(end)}`;
-  }
-
-  /** Segments worth a cue: an empty text line would end the cue early in SRT and VTT. */
-  const withText = (segments) => segments.filter((s) => cueText(s.text) !== "");
-
-  function toSrt(segments) {
-    return withText(segments)
-      .map((s, i) => `${i + 1}\n${cueTimes(s, srtTime)}\n${cueText(s.text)}\n`)
-      .join("\n");
-  }
-
-  function toVtt(segments) {
-    const cues = withText(segments).map((s) => `${cueTimes(s, vttTime)}\n${cueText(s.text)}\n`);
-    return ["WEBVTT\n", ...cues].join("\n");
-  }
-
-  window.whisperfleet = { createSseParser, srtTime, vttTime, clock, toTxt, toSrt, toVtt };
+  window.whisperfleet = { createSseParser, vttTime, clock, toTxt };
 
   // ---- The page ----
 
@@ -147,6 +123,9 @@
     app: $("app"),
     form: $("job-form"),
     url: $("media-url"),
+    file: $("media-file"),
+    dropZone: $("drop-zone"),
+    fileChosen: $("file-chosen"),
     language: $("language"),
     micro: $("micro-chunk"),
     macro: $("macro-chunk"),
@@ -190,6 +169,7 @@
     ui.transcribe.disabled = running;
     ui.cancel.disabled = !running;
     ui.url.readOnly = running;
+    ui.file.disabled = running;
     ui.segments.setAttribute("aria-busy", String(running));
     const exportable = !running && job !== null && job.segments.length > 0;
     ui.copy.disabled = !exportable;
@@ -230,13 +210,63 @@
     return parts.join(" · ");
   }
 
-  function requestBody() {
+  function requestParams() {
     const params = {};
     if (ui.language.value) params.language = ui.language.value;
     if (ui.micro.value !== "") params.micro_chunk_size_sec = Number(ui.micro.value);
     if (ui.macro.value !== "") params.macro_chunk_size_sec = Number(ui.macro.value);
-    return { media_url: ui.url.value.trim(), params };
+    return params;
   }
+
+  /** The request for /v1/transcribe/stream: multipart with the chosen file, or JSON. */
+  function jobRequest() {
+    const file = ui.file.files && ui.file.files[0];
+    const params = requestParams();
+    if (file) {
+      const form = new FormData();
+      form.append("file", file, file.name);
+      form.append("params", JSON.stringify(params));
+      return { source: file.name, init: { body: form, headers: { Accept: "text/event-stream" } } };
+    }
+    const mediaUrl = ui.url.value.trim();
+    return {
+      source: mediaUrl,
+      init: {
+        body: JSON.stringify({ media_url: mediaUrl, params }),
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      },
+    };
+  }
+
+  function showChosenFile() {
+    const file = ui.file.files && ui.file.files[0];
+    ui.fileChosen.hidden = !file;
+    ui.fileChosen.textContent = file ? `${file.name} (${(file.size / 1e6).toFixed(1)} MB)` : "";
+    if (file) ui.url.value = "";
+  }
+
+  ui.file.addEventListener("change", showChosenFile);
+  ui.url.addEventListener("input", () => {
+    if (ui.url.value.trim() !== "" && ui.file.value !== "") {
+      ui.file.value = "";
+      showChosenFile();
+    }
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    ui.dropZone.addEventListener(name, (event) => {
+      event.preventDefault();
+      ui.dropZone.classList.add("dragging");
+    });
+  }
+  ui.dropZone.addEventListener("dragleave", () => ui.dropZone.classList.remove("dragging"));
+  ui.dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    ui.dropZone.classList.remove("dragging");
+    if (event.dataTransfer && event.dataTransfer.files.length > 0) {
+      ui.file.files = event.dataTransfer.files;
+      showChosenFile();
+    }
+  });
 
   function appendSegment(segment) {
     const nearBottom =
@@ -358,16 +388,19 @@
     delete ui.status.dataset.numSegments;
     setProgress(0);
     const controller = new AbortController();
-    const body = requestBody();
-    job = { controller, segments: [], header: null, footer: null, failed: false, mediaUrl: body.media_url };
+    const request = jobRequest();
+    if (request.source === "") {
+      showError("Paste a media URL or choose a file.", "nothing to transcribe");
+      return;
+    }
+    job = { controller, segments: [], header: null, footer: null, failed: false, mediaUrl: request.source };
     const current = job;
     setState("running");
-    setStatus("Checking the media…");
+    setStatus(ui.file.value ? "Uploading and checking the media…" : "Checking the media…");
     try {
       const response = await fetch("/v1/transcribe/stream", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify(body),
+        ...request.init,
         signal: controller.signal,
       });
       if (!response.ok) {
@@ -415,25 +448,43 @@
   // ---- Copy and download ----
 
   function baseName() {
+    let path = job.mediaUrl;
     try {
-      const path = new URL(job.mediaUrl).pathname;
-      const name = decodeURIComponent(path.split("/").pop() || "").replace(/\.[^.]*$/, "");
-      return name.replace(/[^\w.-]+/g, "_") || "transcript";
+      path = new URL(job.mediaUrl).pathname;
     } catch {
-      return "transcript";
+      // an uploaded file's name
     }
+    const name = decodeURIComponent(path.split("/").pop() || "").replace(/\.[^.]*$/, "");
+    return name.replace(/[^\w.-]+/g, "_") || "transcript";
   }
 
-  const formats = {
-    txt: { write: toTxt, type: "text/plain" },
-    srt: { write: toSrt, type: "application/x-subrip" },
-    vtt: { write: toVtt, type: "text/vtt" },
-  };
+  /** Subtitles and text are made by the server (`/v1/render`), as for the API and the CLI. */
+  async function rendered(format) {
+    const footer = job.footer || { input_duration_sec: 0, processing_duration_sec: 0, speedup: 0 };
+    const output = {
+      segments: job.segments,
+      input_duration_sec: job.header ? job.header.input_duration_sec : footer.input_duration_sec,
+      processing_duration_sec: footer.processing_duration_sec,
+      speedup: footer.speedup,
+    };
+    const response = await fetch(`/v1/render?format=${format}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ output }),
+    });
+    if (!response.ok) throw new Error((await errorFromResponse(response)).message);
+    return response.blob();
+  }
 
   for (const [extension, button] of Object.entries(ui.downloads)) {
-    button.addEventListener("click", () => {
-      const format = formats[extension];
-      const blob = new Blob([format.write(job.segments)], { type: `${format.type};charset=utf-8` });
+    button.addEventListener("click", async () => {
+      let blob;
+      try {
+        blob = await rendered(extension);
+      } catch (error) {
+        showError(`Could not make the ${extension} file: ${error.message}`, "download");
+        return;
+      }
       const link = document.createElement("a");
       link.href = URL.createObjectURL(blob);
       link.download = `${baseName()}.${extension}`;

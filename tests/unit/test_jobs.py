@@ -1,4 +1,5 @@
-"""The merger without HTTP: fake workers finish out of order, output stays in order."""
+"""The job runner without HTTP: fake workers finish out of order, output stays in order;
+failures and departures cancel everything; the first chunk starts early and alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.fanout import Job, JobRunner
+from services.orchestrator.jobs import Job, JobRunner
 from shared.errors import MediaHostError
 from shared.schemas import (
     ChunkRequest,
@@ -18,10 +19,12 @@ from shared.schemas import (
     MicroChunkReport,
     MicroChunkResult,
     Segment,
+    SilenceRequest,
+    SilenceResult,
     StreamFooter,
     StreamHeader,
     StreamProgress,
-    TimeSpan,
+    TranscribeParams,
     TranscribeRequest,
 )
 
@@ -39,23 +42,33 @@ def result(start: float, end: float) -> MicroChunkResult:
 
 
 class FakeWorkers:
-    """Later chunks answer sooner; chunk `fail_at` raises after its first micro chunk."""
+    """Chunks of 30 s; later chunks answer sooner; chunk `fail_at` raises after its first micro
+    chunk; boundary searches answer the window's middle, after `search_delay_sec`."""
 
-    def __init__(self, fail_at: int | None = None) -> None:
+    def __init__(self, fail_at: int | None = None, search_delay_sec: float = 0.0) -> None:
         self.fail_at = fail_at
+        self.search_delay_sec = search_delay_sec
         self.started: dict[float, float] = {}
+        self.requests: list[ChunkRequest] = []
+        self.searches_done_at: float | None = None
         self.first_result_at: float | None = None
         self.cancelled = 0
 
+    async def find_silence(self, request: SilenceRequest) -> SilenceResult:
+        await asyncio.sleep(self.search_delay_sec if request.start_sec > 30 else 0)
+        self.searches_done_at = time.monotonic()
+        return SilenceResult(split_sec=(request.start_sec + request.end_sec) / 2)
+
     async def transcribe_chunk(self, request: ChunkRequest) -> AsyncIterator[MicroChunkResult]:
         self.started[request.start_sec] = time.monotonic()
+        self.requests.append(request)
         try:
-            await asyncio.sleep(0.02 * (10 - request.start_sec / 10))
+            await asyncio.sleep(0.02 * (10 - request.start_sec / 30))
             middle = (request.start_sec + request.end_sec) / 2
             if self.first_result_at is None:
                 self.first_result_at = time.monotonic()
             yield result(request.start_sec, middle)
-            if self.fail_at is not None and request.start_sec == self.fail_at * 10:
+            if self.fail_at is not None and request.start_sec == self.fail_at * 30:
                 raise MediaHostError("host went away")
             await asyncio.sleep(0.01)
             yield result(middle, request.end_sec)
@@ -65,16 +78,16 @@ class FakeWorkers:
 
 
 def job(chunks: int) -> Job:
-    spans = [TimeSpan(start_sec=i * 10.0, end_sec=(i + 1) * 10.0) for i in range(chunks)]
-    request = TranscribeRequest(media_url="http://host/a.mp3")
-    return Job(request, chunks * 10.0, spans, started_at=0.0)
+    params = TranscribeParams(macro_chunk_size_sec=30)
+    request = TranscribeRequest(media_url="http://host/a.mp3", params=params)
+    return Job(request, chunks * 30.0, started_at=0.0)
 
 
 def runner(workers: FakeWorkers, **settings: float) -> JobRunner:
     return JobRunner(
         workers,  # type: ignore[arg-type]
         httpx.AsyncClient(),
-        OrchestratorSettings(head_start_sec=0, **settings),  # type: ignore[arg-type]
+        OrchestratorSettings(**{"head_start_sec": 0, **settings}),  # type: ignore[arg-type]
     )
 
 
@@ -82,11 +95,11 @@ async def test_segments_come_out_in_timeline_order_whatever_finishes_first() -> 
     events = [event async for event in runner(FakeWorkers()).events(job(4))]
     assert isinstance(events[0], StreamHeader) and isinstance(events[-1], StreamFooter)
     starts = [e.start_time_sec for e in events if isinstance(e, Segment)]
-    assert starts == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert starts == [0, 15, 30, 45, 60, 75, 90, 105]
     reports = [e for e in events if isinstance(e, MacroChunkReport)]
-    assert [r.start_sec for r in reports] == [0, 10, 20, 30]
+    assert [r.start_sec for r in reports] == [0, 30, 60, 90]
     progress = [e.done_sec for e in events if isinstance(e, StreamProgress)]
-    assert progress == sorted(progress) and progress[-1] == 40
+    assert progress == sorted(progress) and progress[-1] == 120
     assert events[-1].num_segments == 8 and events[-1].languages == ["en"]
 
 
@@ -106,13 +119,22 @@ async def test_a_failing_chunk_fails_the_job_and_cancels_the_others() -> None:
 
 async def test_head_start_lets_the_first_chunk_go_alone() -> None:
     workers = FakeWorkers()
-    jobs = JobRunner(
-        workers,  # type: ignore[arg-type]
-        httpx.AsyncClient(),
-        OrchestratorSettings(head_start_sec=5),
-    )
-    [event async for event in jobs.events(job(3))]
-    assert sorted(workers.started) == [0, 10, 20]
+    [event async for event in runner(workers, head_start_sec=5).events(job(3))]
+    assert sorted(workers.started) == [0, 30, 60]
     assert workers.first_result_at is not None
     # Chunks 1 and 2 would answer first, but only started once chunk 0 had a result.
-    assert min(workers.started[10], workers.started[20]) >= workers.first_result_at
+    assert min(workers.started[30], workers.started[60]) >= workers.first_result_at
+
+
+async def test_the_first_chunk_starts_before_the_plan_is_complete() -> None:
+    workers = FakeWorkers(search_delay_sec=0.3)
+    [event async for event in runner(workers).events(job(4))]
+    assert workers.searches_done_at is not None
+    assert workers.started[0] < workers.searches_done_at - 0.2
+
+
+async def test_only_the_first_chunk_asks_for_a_short_first_micro_chunk() -> None:
+    workers = FakeWorkers()
+    [event async for event in runner(workers, first_micro_chunk_sec=8).events(job(3))]
+    first = {r.start_sec: r.first_micro_chunk_sec for r in workers.requests}
+    assert first == {0: 8, 30: None, 60: None}

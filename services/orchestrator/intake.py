@@ -1,0 +1,70 @@
+"""Where a job's media comes from: a URL in a JSON body, or a file uploaded with the request.
+
+Both end as a `TranscribeRequest` whose `media_url` the rest of the pipeline reads; an upload's
+is the media store's internal URL, so uploads fan out across the workers exactly like URLs.
+Whoever takes an `Intake` must `close()` it when the job ends: that removes the upload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from services.orchestrator.uploads import MediaStore, Upload, UploadForm
+from shared.errors import InvalidRequestError, validation_error_body
+from shared.schemas import TranscribeParams, TranscribeRequest
+
+
+@dataclass
+class Intake:
+    request: TranscribeRequest
+    upload: Upload | None
+    store: MediaStore
+
+    def close(self) -> None:
+        self.store.remove(self.upload)
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def take_request(request: Request, store: MediaStore) -> Intake:
+    """`/v1/transcribe` bodies: JSON `{media_url, params}`, or multipart with `file` (or
+    `media_url`) and `params` (a JSON string)."""
+    if not is_multipart(request):
+        try:
+            body = TranscribeRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise validation_error_body(exc.errors()) from None
+        return Intake(body, None, store)
+    form = await store.receive(request)
+    try:
+        try:
+            params = TranscribeParams.model_validate_json(form.get("params") or "{}")
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]
+            raise validation_error_body(errors) from None
+        return intake_from_form(form, params, store)
+    except BaseException:
+        store.remove(form.upload)
+        raise
+
+
+def intake_from_form(form: UploadForm, params: TranscribeParams, store: MediaStore) -> Intake:
+    """A job from a parsed form: its uploaded file, or its `media_url`/`url` field."""
+    url = form.get("media_url") or form.get("url")
+    if form.upload is not None and url:
+        raise InvalidRequestError("send either a file or a media URL, not both", param="file")
+    if form.upload is None and not url:
+        raise InvalidRequestError("send a `file` (multipart) or a media URL", param="file")
+    if form.upload is not None and form.upload.size == 0:
+        raise InvalidRequestError("the uploaded file is empty", param="file")
+    media_url = store.url(form.upload) if form.upload is not None else url
+    try:
+        request = TranscribeRequest(media_url=media_url, params=params)
+    except ValidationError as exc:
+        raise validation_error_body(exc.errors()) from None
+    return Intake(request, form.upload, store)

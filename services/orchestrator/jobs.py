@@ -1,0 +1,227 @@
+"""Running a job: check the media, plan, fan out to the chunk workers, merge, report.
+
+    prepare   range check, duration (everything that can fail before output starts)
+    events    header ─┬─ planning task: macro chunks in order, each as soon as its end is known
+                      ├─ one task per macro chunk: POST /v1/chunks, a typed stream of results
+                      └─ the merger turns their results into segments in timeline order
+              footer
+
+All tasks report into one queue read by `events`, so the merger (planning.py and merger.py are
+plain code) is only ever touched by the generator; closing the generator (the client left)
+cancels every task, and through them FFmpeg and the queued model requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.merger import MergeEvent, OrderedMerger
+from services.orchestrator.planning import nominal_boundaries, plan_spans, spans_from_boundaries
+from services.orchestrator.probe import check_range_support, probe_duration
+from shared.aio import cancel_and_wait
+from shared.clients import WorkerClient
+from shared.schemas import (
+    ChunkRequest,
+    MacroChunkReport,
+    MicroChunkResult,
+    Segment,
+    SilenceRequest,
+    StreamFooter,
+    StreamHeader,
+    TimeSpan,
+    TranscribeOutput,
+    TranscribeRequest,
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A checked job, ready to run."""
+
+    request: TranscribeRequest
+    duration_sec: float
+    started_at: float
+
+
+JobEvent = StreamHeader | MergeEvent | StreamFooter
+"""What a running job yields, in order: header; then segments (timeline order), progress and
+completed macro chunk reports interleaved; then the footer."""
+
+
+@dataclass(frozen=True)
+class _Planned:
+    span: TimeSpan
+
+
+@dataclass(frozen=True)
+class _PlanComplete:
+    pass
+
+
+@dataclass(frozen=True)
+class _ChunkDone:
+    index: int
+
+
+_Message = _Planned | _PlanComplete | tuple[int, MicroChunkResult] | _ChunkDone | BaseException
+
+
+class JobRunner:
+    def __init__(
+        self, workers: WorkerClient, media_http: httpx.AsyncClient, settings: OrchestratorSettings
+    ) -> None:
+        self.workers = workers
+        self.media_http = media_http
+        self.settings = settings
+
+    async def prepare(self, request: TranscribeRequest) -> Job:
+        """Range check and duration: what can fail before output starts."""
+        started = time.perf_counter()
+        await check_range_support(self.media_http, request.media_url)
+        duration = await asyncio.to_thread(
+            probe_duration, request.media_url, self.settings.probe_timeout_sec
+        )
+        return Job(request, duration, started)
+
+    async def find_boundary(self, job: Job, low: float, high: float) -> float:
+        """The quietest instant in `[low, high)`, found by a chunk worker."""
+        params = job.request.params
+        request = SilenceRequest(
+            media_url=job.request.media_url,
+            start_sec=low,
+            end_sec=high,
+            smoothing_num_samples=params.silence_detection_smoothing_num_samples,
+        )
+        return (await self.workers.find_silence(request)).split_sec
+
+    async def events(self, job: Job) -> AsyncIterator[JobEvent]:
+        """Run the job, yielding segments in timeline order as soon as all earlier ones are
+        known. The header carries the nominal plan; each macro chunk's final span (its
+        boundaries moved into pauses) is in its report."""
+        params = job.request.params
+        nominal = nominal_boundaries(job.duration_sec, params.macro_chunk_size_sec)
+        yield StreamHeader(
+            media_url=job.request.media_url,
+            input_duration_sec=job.duration_sec,
+            macro_chunks=spans_from_boundaries(job.duration_sec, nominal),
+        )
+        inbox: asyncio.Queue[_Message] = asyncio.Queue()
+        slots = asyncio.Semaphore(self.settings.max_concurrent_chunks)
+        first_heard = asyncio.Event()
+        merger = OrderedMerger(job.duration_sec)
+        tasks = [asyncio.create_task(self._plan(job, inbox))]
+        try:
+            while not merger.done:
+                message = await inbox.get()
+                if isinstance(message, BaseException):
+                    raise message
+                if isinstance(message, _Planned):
+                    index = merger.add_chunk(message.span)
+                    chunk = self._run_chunk(job, index, message.span, inbox, slots, first_heard)
+                    tasks.append(asyncio.create_task(chunk))
+                    continue
+                if isinstance(message, _PlanComplete):
+                    events = merger.plan_complete()
+                elif isinstance(message, _ChunkDone):
+                    events = merger.finish(message.index)
+                else:
+                    events = merger.push(*message)
+                for event in events:
+                    yield event
+        finally:
+            await cancel_and_wait(tasks)
+        elapsed = time.perf_counter() - job.started_at
+        yield StreamFooter(
+            input_duration_sec=job.duration_sec,
+            processing_duration_sec=elapsed,
+            speedup=job.duration_sec / elapsed if elapsed > 0 else 0.0,
+            num_segments=merger.segments,
+            languages=list(merger.languages),
+        )
+
+    async def _plan(self, job: Job, inbox: asyncio.Queue[_Message]) -> None:
+        async def find(low: float, high: float) -> float:
+            return await self.find_boundary(job, low, high)
+
+        try:
+            spans = plan_spans(
+                job.duration_sec,
+                job.request.params.macro_chunk_size_sec,
+                self.settings.boundary_search_sec,
+                find,
+                self.settings.max_concurrent_chunks,
+            )
+            async for span in spans:
+                inbox.put_nowait(_Planned(span))
+            inbox.put_nowait(_PlanComplete())
+        except Exception as exc:  # handed to the generator, which raises it
+            inbox.put_nowait(exc)
+
+    async def _run_chunk(
+        self,
+        job: Job,
+        index: int,
+        span: TimeSpan,
+        inbox: asyncio.Queue[_Message],
+        slots: asyncio.Semaphore,
+        first_heard: asyncio.Event,
+    ) -> None:
+        chunk = ChunkRequest(
+            media_url=job.request.media_url,
+            start_sec=span.start_sec,
+            end_sec=span.end_sec,
+            params=job.request.params,
+            first_micro_chunk_sec=self._first_micro_chunk_sec(job) if index == 0 else None,
+        )
+        try:
+            if index > 0 and self.settings.head_start_sec > 0:
+                # The first chunk gets the model to itself for a moment: its first micro chunk
+                # is what a streaming client waits for, and nothing can be shown before it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.head_start_sec):
+                        await first_heard.wait()
+            async with slots:
+                async for result in self.workers.transcribe_chunk(chunk):
+                    first_heard.set()
+                    inbox.put_nowait((index, result))
+            inbox.put_nowait(_ChunkDone(index))
+        except Exception as exc:  # handed to the generator, which raises it
+            inbox.put_nowait(exc)
+        finally:
+            first_heard.set()
+
+    def _first_micro_chunk_sec(self, job: Job) -> float | None:
+        """The first words come from the first micro chunk: make it short."""
+        wanted = self.settings.first_micro_chunk_sec
+        if not wanted:
+            return None
+        return min(max(wanted, 5.0), job.request.params.micro_chunk_size_sec)
+
+    async def run(self, request: TranscribeRequest) -> TranscribeOutput:
+        """The whole job as one response: the streamed events, collected."""
+        job = await self.prepare(request)
+        segments: list[Segment] = []
+        chunks: list[MacroChunkReport] = []
+        footer: StreamFooter | None = None
+        async for event in self.events(job):
+            if isinstance(event, Segment):
+                segments.append(event)
+            elif isinstance(event, MacroChunkReport):
+                chunks.append(event)
+            elif isinstance(event, StreamFooter):
+                footer = event
+        assert footer is not None
+        return TranscribeOutput(
+            segments=segments,
+            input_duration_sec=footer.input_duration_sec,
+            processing_duration_sec=footer.processing_duration_sec,
+            speedup=footer.speedup,
+            macro_chunks=chunks,
+        )

@@ -1,0 +1,203 @@
+"""OpenAI's audio API, as the official SDKs send it: transcriptions, translations, models.
+
+    POST /v1/audio/transcriptions   multipart: file (or our `url`), model, language, prompt,
+                                    response_format, temperature, timestamp_granularities[],
+                                    stream, chunking_strategy, include[]
+    POST /v1/audio/translations     the same, into English (no language, no stream)
+    GET  /v1/models                 the served model
+
+Any `model` name maps to the served model. The SDK encodes arrays as `name[]` and objects as
+`name[key]` form fields; both are read here. An upload is streamed to the media store and fans
+out across the chunk workers like a URL; the answer is rendered by `shared.formats`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from services.orchestrator.intake import intake_from_form
+from services.orchestrator.jobs import JobEvent
+from services.orchestrator.routes import ERRORS, Jobs, Store, event_stream
+from services.orchestrator.uploads import UploadForm
+from shared.api import cancel_on_disconnect
+from shared.errors import BadRequestError
+from shared.formats import MEDIA_TYPES, render
+from shared.languages import normalize_language
+from shared.schemas import Segment, TranscribeParams
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "tsv")
+_UNSUPPORTED_FORMATS = {
+    "diarized_json": "speaker diarization is not supported; use json, text, srt, vtt or "
+    "verbose_json",
+}
+_VAD_KEYS = {"type", "prefix_padding_ms", "silence_duration_ms", "threshold"}
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "whisperfleet"
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelCard]
+
+
+class TextDelta(BaseModel):
+    type: str = "transcript.text.delta"
+    delta: str
+
+
+class TextDone(BaseModel):
+    type: str = "transcript.text.done"
+    text: str
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def models(request: Request) -> ModelList:
+    """The model this deployment serves (any name in a request maps to it)."""
+    name: str = request.app.state.settings.model_name
+    return ModelList(data=[ModelCard(id=name)])
+
+
+@router.post("/v1/audio/transcriptions", responses=ERRORS)
+async def transcriptions(request: Request, jobs: Jobs, store: Store) -> Any:
+    """Transcribe an uploaded `file` (or a media `url`) in OpenAI's request and answer shape."""
+    return await _answer(request, jobs, store, task="transcribe")
+
+
+@router.post("/v1/audio/translations", responses=ERRORS)
+async def translations(request: Request, jobs: Jobs, store: Store) -> Any:
+    """Translate speech in any language into English text, in OpenAI's shape."""
+    return await _answer(request, jobs, store, task="translate")
+
+
+async def _answer(request: Request, jobs: Jobs, store: Store, *, task: str) -> Any:
+    form = await store.receive(request)
+    try:
+        options = OpenAIOptions.from_form(form, task=task)
+        intake = intake_from_form(form, options.params, store)
+    except BaseException:
+        store.remove(form.upload)
+        raise
+    if options.stream:
+        return await event_stream(request, jobs, intake, _text_events)
+    try:
+        output = await cancel_on_disconnect(request, jobs.run(intake.request))
+    finally:
+        intake.close()
+    text = render(output, options.response_format, task=task, words=options.words)
+    return Response(text, media_type=MEDIA_TYPES[options.response_format])
+
+
+async def _text_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
+    """OpenAI's streaming transcription: a delta per segment in timeline order, then done."""
+    pieces: list[str] = []
+    async for event in events:
+        if isinstance(event, Segment) and event.text.strip():
+            delta = event.text.strip() if not pieces else " " + event.text.strip()
+            pieces.append(delta)
+            yield "transcript.text.delta", TextDelta(delta=delta)
+    yield "transcript.text.done", TextDone(text="".join(pieces))
+
+
+class OpenAIOptions(BaseModel):
+    params: TranscribeParams
+    response_format: str
+    words: bool
+    stream: bool
+
+    @classmethod
+    def from_form(cls, form: UploadForm, *, task: str) -> OpenAIOptions:
+        response_format = form.get("response_format") or "json"
+        if response_format in _UNSUPPORTED_FORMATS:
+            raise BadRequestError(_UNSUPPORTED_FORMATS[response_format], param="response_format")
+        if response_format not in _FORMATS:
+            raise BadRequestError(
+                f"response_format must be one of {', '.join(_FORMATS)}", param="response_format"
+            )
+        granularities = set(form.fields.get("timestamp_granularities[]", []))
+        granularities |= set(form.fields.get("timestamp_granularities", []))
+        if not granularities <= {"segment", "word"}:
+            raise BadRequestError(
+                "timestamp_granularities[] takes 'segment' and/or 'word'",
+                param="timestamp_granularities",
+            )
+        _check_chunking_strategy(form)
+        stream = _boolean(form.get("stream"), "stream")
+        if stream and task == "translate":
+            raise BadRequestError("translations don't stream; omit stream", param="stream")
+        language = form.get("language")
+        try:
+            params = TranscribeParams(
+                language=normalize_language(language) if language and task != "translate" else None,
+                task="translate" if task == "translate" else "transcribe",
+                prompt=form.get("prompt") or None,
+                temperature=_temperature(form.get("temperature")),
+                word_timestamps="word" in granularities,
+            )
+        except ValueError as exc:
+            raise BadRequestError(str(exc), param="language") from None
+        return cls(
+            params=params,
+            response_format=response_format,
+            words="word" in granularities,
+            stream=stream,
+        )
+
+
+def _boolean(value: str | None, name: str) -> bool:
+    if value is None or value.lower() in ("false", "0", ""):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise BadRequestError(f"{name} must be true or false", param=name)
+
+
+def _temperature(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        temperature = float(value)
+    except ValueError:
+        raise BadRequestError("temperature must be a number", param="temperature") from None
+    if not 0.0 <= temperature <= 1.0:
+        raise BadRequestError("temperature must be between 0 and 1", param="temperature")
+    return temperature
+
+
+def _check_chunking_strategy(form: UploadForm) -> None:
+    """`auto`, or a server_vad object (as JSON or as `chunking_strategy[key]` fields): our
+    cutter already cuts in pauses, so its settings are accepted and left to it."""
+    value = form.get("chunking_strategy")
+    strategy: dict[str, Any] = {}
+    if value is not None and value != "auto":
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise BadRequestError(
+                'chunking_strategy must be \'auto\' or {"type": "server_vad", ...}',
+                param="chunking_strategy",
+            )
+        strategy = parsed
+    for name, values in form.fields.items():
+        if name.startswith("chunking_strategy[") and name.endswith("]"):
+            strategy[name[len("chunking_strategy[") : -1]] = values[-1]
+    if strategy and (strategy.get("type") != "server_vad" or not set(strategy) <= _VAD_KEYS):
+        raise BadRequestError(
+            "chunking_strategy must be 'auto' or {type: 'server_vad', prefix_padding_ms, "
+            "silence_duration_ms, threshold}",
+            param="chunking_strategy",
+        )

@@ -1,0 +1,227 @@
+"""Uploads: media sent with the request, streamed to the media store, served back with ranges.
+
+    client ──multipart──> receive(): the file part is written to <store>/<id> as it arrives
+                          (never held in memory; the size cap and free disk are checked first
+                          and while writing); other fields are kept (small, capped)
+    workers <──GET /internal/uploads/<id> (Range)── the store, exactly like a media host
+    the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
+
+An upload becomes a job's `media_url` (`internal_url`), so it is checked, probed, planned and cut
+into macro chunks across the workers like any URL. Ids are random (128 bits): the internal route
+serves nothing that wasn't uploaded for a running job.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from shared.errors import BadRequestError, InsufficientStorageError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+logger = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_MAX_FIELD_BYTES = 64 * 1024
+_MAX_FIELDS = 64
+
+
+@dataclass
+class Upload:
+    id: str
+    path: Path
+    size: int = 0
+    filename: str | None = None
+
+
+@dataclass
+class UploadForm:
+    """A parsed multipart request: the file (if any) on disk, every other field in memory."""
+
+    upload: Upload | None
+    fields: dict[str, list[str]] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[-1] if values else None
+
+
+class MediaStore:
+    def __init__(
+        self, root: Path, internal_url: str, max_upload_bytes: int, min_free_bytes: int
+    ) -> None:
+        self.root = root
+        self.internal_url = internal_url.rstrip("/")
+        self.max_upload_bytes = max_upload_bytes
+        self.min_free_bytes = min_free_bytes
+
+    def sweep(self, older_than_sec: float = 0.0) -> int:
+        """Remove uploads left behind (by a crash): at start-up no job owns any."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        cutoff = time.time() - older_than_sec
+        for path in self.root.iterdir():
+            if _ID.match(path.name.removesuffix(".part")) and path.stat().st_mtime <= cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            logger.info("removed %d uploads left from an earlier run", removed)
+        return removed
+
+    def url(self, upload: Upload) -> str:
+        """Where the workers (and the orchestrator's own checks) read the upload."""
+        return f"{self.internal_url}/internal/uploads/{upload.id}"
+
+    def path_of(self, upload_id: str) -> Path | None:
+        if not _ID.match(upload_id):
+            return None
+        path = self.root / upload_id
+        return path if path.is_file() else None
+
+    def remove(self, upload: Upload | None) -> None:
+        if upload is not None:
+            upload.path.unlink(missing_ok=True)
+            upload.path.with_suffix(".part").unlink(missing_ok=True)
+
+    async def receive(self, request: Request, file_field: str = "file") -> UploadForm:
+        """Parse a multipart/form-data request, streaming `file_field` to the store."""
+        content_type, options = parse_options_header(request.headers.get("content-type", ""))
+        if content_type != b"multipart/form-data" or b"boundary" not in options:
+            raise BadRequestError(
+                "send the media as multipart/form-data with a `file` field", param=file_field
+            )
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_upload_bytes + 1_000_000:
+            raise self._too_large()
+        self._check_free_space(int(declared) if declared and declared.isdigit() else 0)
+        receiver = _Receiver(self, file_field)
+        parser = MultipartParser(options[b"boundary"], receiver.callbacks())
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+            return receiver.result()
+        except BaseException:
+            receiver.discard()
+            raise
+
+    def _check_free_space(self, incoming: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        if free - max(incoming, 0) < self.min_free_bytes:
+            raise InsufficientStorageError(
+                f"the media store has {free // 1_000_000} MB free and keeps at least "
+                f"{self.min_free_bytes // 1_000_000} MB (ORCHESTRATOR_UPLOAD_MIN_FREE_MB); "
+                "try again later or send a media URL",
+                retry_after_sec=30,
+            )
+
+    def _too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"the upload is larger than {self.max_upload_bytes // 1_000_000} MB "
+            "(ORCHESTRATOR_MAX_UPLOAD_MB); send a media URL instead",
+            param="file",
+        )
+
+
+class _Receiver:
+    """Multipart parser callbacks: one part at a time, the file part written to disk."""
+
+    def __init__(self, store: MediaStore, file_field: str) -> None:
+        self.store = store
+        self.file_field = file_field
+        self.form = UploadForm(upload=None)
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = b""
+        self._header_value = b""
+        self._name: str | None = None
+        self._value = bytearray()
+        self._file: IO[bytes] | None = None
+        self._fields = 0
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field_data,
+            "on_header_value": self._header_value_data,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers, self._name, self._value = {}, None, bytearray()
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.lower()] = self._header_value
+        self._header_field, self._header_value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        if self._name == self.file_field and filename is not None:
+            if self.form.upload is not None:
+                raise BadRequestError("send one file per request", param=self.file_field)
+            upload_id = secrets.token_hex(16)
+            path = self.store.root / upload_id
+            self.form.upload = Upload(upload_id, path, filename=filename.decode("utf-8", "replace"))
+            self._file = path.with_suffix(".part").open("wb")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._file is not None:
+            upload = self.form.upload
+            assert upload is not None
+            upload.size += end - start
+            if upload.size > self.store.max_upload_bytes:
+                raise self.store._too_large()
+            self._file.write(data[start:end])
+            return
+        self._value += data[start:end]
+        if len(self._value) > _MAX_FIELD_BYTES:
+            raise BadRequestError(f"form field {self._name!r} is too long", param=self._name)
+
+    def _part_end(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            upload = self.form.upload
+            assert upload is not None
+            upload.path.with_suffix(".part").rename(upload.path)
+            return
+        self._fields += 1
+        if self._fields > _MAX_FIELDS:
+            raise BadRequestError("too many form fields")
+        if self._name:
+            self.form.fields.setdefault(self._name, []).append(
+                self._value.decode("utf-8", "replace")
+            )
+
+    def result(self) -> UploadForm:
+        if self._file is not None:
+            raise BadRequestError("the upload ended before its file did", param=self.file_field)
+        return self.form
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.store.remove(self.form.upload)

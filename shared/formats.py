@@ -1,0 +1,186 @@
+"""Transcripts as files people use: the one place output formats are made.
+
+    json          {"text": ...}                                      (OpenAI's `json`)
+    verbose_json  task, language, duration, text, segments, words    (OpenAI's `verbose_json`)
+    text / txt    the text, one segment per line
+    srt, vtt      subtitles: cues of at most two lines of 42 characters and 7 s, split at word
+                  times when the words are known (else in proportion to the characters)
+    tsv           start, end (milliseconds) and text, tab-separated, as Whisper's CLI writes
+
+Used by the OpenAI-compatible API, the page (through `POST /v1/render`) and the CLI, so a
+subtitle file looks the same wherever it comes from. Plain functions over the shared schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.schemas import Segment, TranscribeOutput, Word
+
+Format = Literal["json", "verbose_json", "text", "txt", "srt", "vtt", "tsv"]
+FORMATS: tuple[str, ...] = ("json", "verbose_json", "text", "txt", "srt", "vtt", "tsv")
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "verbose_json": "application/json",
+    "text": "text/plain; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+EXTENSIONS: dict[str, str] = {"json": "json", "verbose_json": "json", "text": "txt", "txt": "txt",
+                              "srt": "srt", "vtt": "vtt", "tsv": "tsv"}  # fmt: skip
+
+MAX_LINE_CHARS = 42
+MAX_LINES = 2
+MAX_CUE_SEC = 7.0
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_sec: float
+    end_sec: float
+    lines: tuple[str, ...]
+
+
+def render(
+    output: TranscribeOutput, fmt: str, *, task: str = "transcribe", words: bool = False
+) -> str:
+    """The transcript in `fmt` (one of `FORMATS`)."""
+    if fmt == "json":
+        return json.dumps({"text": full_text(output.segments)}, ensure_ascii=False)
+    if fmt == "verbose_json":
+        return json.dumps(verbose_json(output, task=task, words=words), ensure_ascii=False)
+    if fmt in ("text", "txt"):
+        return "".join(s.text.strip() + "\n" for s in output.segments if s.text.strip())
+    if fmt == "srt":
+        return srt(output.segments)
+    if fmt == "vtt":
+        return vtt(output.segments)
+    if fmt == "tsv":
+        return tsv(output.segments)
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def full_text(segments: Sequence[Segment]) -> str:
+    return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[str, Any]:
+    """OpenAI's verbose_json: segments with Whisper's scores, and words when asked for."""
+    segments = [
+        {
+            "id": index,
+            "seek": 0,
+            "start": round(s.start_time_sec, 3),
+            "end": round(s.end_time_sec, 3),
+            "text": s.text,
+            "tokens": [],
+            "temperature": 0.0,
+            "avg_logprob": s.avg_logprob if s.avg_logprob is not None else 0.0,
+            "compression_ratio": s.compression_ratio if s.compression_ratio is not None else 0.0,
+            "no_speech_prob": s.no_speech_prob if s.no_speech_prob is not None else 0.0,
+        }
+        for index, s in enumerate(output.segments)
+    ]
+    body: dict[str, Any] = {
+        "task": task,
+        "language": output.segments[0].language if output.segments else "english",
+        "duration": round(output.input_duration_sec, 3),
+        "text": full_text(output.segments),
+        "segments": segments,
+    }
+    if words:
+        body["words"] = [
+            {"word": w.word.strip(), "start": round(w.start_sec, 3), "end": round(w.end_sec, 3)}
+            for s in output.segments
+            for w in s.words or []
+        ]
+    return body
+
+
+def srt(segments: Sequence[Segment]) -> str:
+    blocks = []
+    for number, cue in enumerate(cues(segments), start=1):
+        times = f"{_timestamp(cue.start_sec, ',')} --> {_timestamp(cue.end_sec, ',')}"
+        blocks.append(f"{number}\n{times}\n" + "\n".join(cue.lines) + "\n")
+    return "\n".join(blocks)
+
+
+def vtt(segments: Sequence[Segment]) -> str:
+    blocks = ["WEBVTT\n"]
+    for cue in cues(segments):
+        times = f"{_timestamp(cue.start_sec, '.')} --> {_timestamp(cue.end_sec, '.')}"
+        blocks.append(f"{times}\n" + "\n".join(cue.lines) + "\n")
+    return "\n".join(blocks)
+
+
+def tsv(segments: Sequence[Segment]) -> str:
+    rows = ["start\tend\ttext"]
+    for s in segments:
+        text = s.text.strip().replace("\t", " ").replace("\n", " ")
+        rows.append(f"{round(s.start_time_sec * 1000)}\t{round(s.end_time_sec * 1000)}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
+def cues(segments: Sequence[Segment]) -> list[Cue]:
+    """Subtitle cues: each segment split until every piece fits two lines of 42 characters and
+    lasts at most 7 s; cut between words, at their times when known."""
+    result: list[Cue] = []
+    for segment in segments:
+        text = " ".join(segment.text.split())
+        if not text:
+            continue
+        words = segment.words or _spread(text, segment.start_time_sec, segment.end_time_sec)
+        result += _split(words)
+    return result
+
+
+def _split(words: Sequence[Word]) -> list[Cue]:
+    text = " ".join(w.word.strip() for w in words if w.word.strip())
+    lines = textwrap.wrap(text, MAX_LINE_CHARS, break_long_words=False, break_on_hyphens=False)
+    duration = words[-1].end_sec - words[0].start_sec
+    if len(words) > 1 and (len(lines) > MAX_LINES or duration > MAX_CUE_SEC):
+        middle = _best_cut(words)
+        return _split(words[:middle]) + _split(words[middle:])
+    return [Cue(words[0].start_sec, max(words[-1].end_sec, words[0].start_sec), tuple(lines))]
+
+
+def _best_cut(words: Sequence[Word]) -> int:
+    """Where to split a cue: near the middle of its text, preferring punctuation and pauses."""
+    total = sum(len(w.word) for w in words)
+    best, best_score = len(words) // 2, float("inf")
+    seen = 0
+    for i in range(1, len(words)):
+        seen += len(words[i - 1].word)
+        score = abs(seen - total / 2) / max(total, 1)
+        if words[i - 1].word.rstrip()[-1:] in ".,;:!?。，":
+            score -= 0.15
+        score -= min(words[i].start_sec - words[i - 1].end_sec, 1.0) * 0.2
+        if score < best_score:
+            best, best_score = i, score
+    return best
+
+
+def _spread(text: str, start: float, end: float) -> list[Word]:
+    """Words with times in proportion to their characters (when the words weren't asked for)."""
+    pieces = text.split()
+    total = sum(len(p) + 1 for p in pieces)
+    words, cursor = [], start
+    for piece in pieces:
+        length = (end - start) * (len(piece) + 1) / total
+        words.append(Word(start_sec=cursor, end_sec=cursor + length, word=piece, probability=1.0))
+        cursor += length
+    return words
+
+
+def _timestamp(seconds: float, decimal: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"

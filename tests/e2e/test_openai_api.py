@@ -1,0 +1,193 @@
+"""OpenAI's audio API through the official `openai` SDK, against the real stack and models.
+
+Uploads travel as the SDK sends them (multipart, arrays as `name[]`); the words are tiny.en's
+(base's for the translation), so a response is checked for content, not just shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from services.stack import LocalStack
+from tests.support.media_server import MediaServer
+from tests.support.metrics import metric
+from tests.support.real_models import audio_16k, manifest
+from tests.support.scoring import normalise
+
+pytestmark = pytest.mark.e2e
+
+MEDIA = "words_en_180s.mp3"
+
+
+def sdk(stack: LocalStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="unused", timeout=300, max_retries=0)
+
+
+def spoken_words(name: str) -> set[str]:
+    return {w for s in manifest(name)["sentences"] for w in normalise(s["text"])}
+
+
+@pytest.fixture(scope="module")
+def clip_40s(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    """The first 40 s of the English file, as its own mp3 (a quick upload)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = tmp_path_factory.mktemp("clips") / "first_40s.mp3"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(media_dir / MEDIA),
+               "-t", "40", "-c", "copy", str(path)]  # fmt: skip
+    subprocess.run(command, check=True)
+    return path
+
+
+def test_json_text_srt_vtt_and_verbose_json_with_words(
+    english_stack: LocalStack, clip_40s: Path
+) -> None:
+    client = sdk(english_stack)
+    with clip_40s.open("rb") as file:
+        plain = client.audio.transcriptions.create(model="whisper-1", file=file)
+    heard = set(normalise(plain.text))
+    assert len(heard & spoken_words("words_en_180s")) >= 20, plain.text
+
+    for response_format, start in (("text", None), ("srt", "1\n00:00:"), ("vtt", "WEBVTT")):
+        with clip_40s.open("rb") as file:
+            body = client.audio.transcriptions.create(
+                model="anything",
+                file=file,
+                response_format=response_format,  # type: ignore[call-overload]
+            )
+        assert isinstance(body, str) and body.strip()
+        if start:
+            assert body.startswith(start), body[:40]
+
+    with clip_40s.open("rb") as file:
+        verbose = client.audio.transcriptions.create(
+            model="whisper-1",
+            file=file,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+        )
+    assert verbose.duration == pytest.approx(40, abs=1)
+    assert verbose.language == "english" and verbose.text == plain.text
+    assert verbose.segments and verbose.words
+    assert all(s.start <= s.end and s.avg_logprob <= 0 for s in verbose.segments)
+    starts = [w.start for w in verbose.words]
+    assert starts == sorted(starts) and verbose.words[-1].end <= 40.5
+
+
+def test_diarized_json_and_bad_values_are_clear_400s(
+    english_stack: LocalStack, clip_40s: Path
+) -> None:
+    client = sdk(english_stack)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"response_format": "diarized_json"}, "diarization is not supported"),
+        ({"temperature": 1.5}, "temperature"),
+        ({"language": "xx"}, "language"),
+        ({"extra_body": {"chunking_strategy": {"type": "magic"}}}, "chunking_strategy"),
+    ]
+    for kwargs, words in cases:
+        with clip_40s.open("rb") as file, pytest.raises(openai.BadRequestError, match=words):
+            client.audio.transcriptions.create(model="whisper-1", file=file, **kwargs)
+
+
+def test_chunking_strategies_are_accepted(english_stack: LocalStack, clip_40s: Path) -> None:
+    client = sdk(english_stack)
+    strategies: list[Any] = ["auto", {"type": "server_vad", "silence_duration_ms": 500}]
+    for strategy in strategies:
+        with clip_40s.open("rb") as file:
+            result = client.audio.transcriptions.create(
+                model="whisper-1", file=file, chunking_strategy=strategy
+            )
+        assert result.text
+
+
+def test_streaming_sends_deltas_in_order_then_one_done(
+    english_stack: LocalStack, clip_40s: Path
+) -> None:
+    client = sdk(english_stack)
+    with clip_40s.open("rb") as file:
+        stream = client.audio.transcriptions.create(model="whisper-1", file=file, stream=True)
+        events = list(stream)
+    types = [event.type for event in events]
+    assert types[-1] == "transcript.text.done" and types.count("transcript.text.done") == 1
+    assert len(types) > 2 and set(types[:-1]) == {"transcript.text.delta"}
+    deltas = "".join(event.delta for event in events[:-1])  # type: ignore[union-attr]
+    assert events[-1].text == deltas  # type: ignore[union-attr]
+
+
+def test_a_media_url_instead_of_a_file(
+    english_stack: LocalStack, media_server: MediaServer
+) -> None:
+    response = httpx.post(
+        f"{english_stack.url}/v1/audio/transcriptions",
+        data={"model": "whisper-1", "url": media_server.url("speech_40s.wav")},
+        files={"unused": ("", b"")},  # multipart, as the SDK sends
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["text"]
+
+
+def test_a_translation_is_english(multilingual_stack: LocalStack, tmp_path: Path) -> None:
+    """German speech (the code-switching file's German block) comes back in English."""
+    import wave
+
+    import numpy as np
+
+    sentences = [s for s in manifest("codeswitch_180s")["sentences"] if s["language"] == "de"]
+    audio = audio_16k("codeswitch_180s.mp3")
+    start, end = sentences[0]["start_sec"] - 0.3, sentences[-1]["end_sec"] + 0.3
+    path = tmp_path / "german.wav"
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(16000)
+        clip = audio[int(start * 16000) : int(end * 16000)]
+        writer.writeframes((clip * 32767).astype(np.int16).tobytes())
+    client = sdk(multilingual_stack)
+    with path.open("rb") as file:
+        english = client.audio.translations.create(
+            model="whisper-1", file=file, response_format="verbose_json"
+        )
+    with path.open("rb") as file:
+        german = client.audio.transcriptions.create(model="whisper-1", file=file)
+    assert english.language == "english" and english.text
+    english_words = set(normalise(english.text))
+    assert english_words & {"the", "is", "and", "in", "we", "a", "to"}, english.text
+    assert english_words != set(normalise(german.text))
+
+
+def test_models_lists_the_served_model(english_stack: LocalStack) -> None:
+    names = [model.id for model in sdk(english_stack).models.list()]
+    assert names == ["tiny.en"]
+
+
+def test_an_upload_fans_out_across_the_workers_and_is_removed(
+    english_stack: LocalStack, media_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    before = [httpx.get(f"{w.url}/metrics").text for w in english_stack.services[1:-1]]
+    with (media_dir / MEDIA).open("rb") as file:
+        response = httpx.post(
+            f"{english_stack.url}/v1/transcribe",
+            files={"file": (MEDIA, file, "audio/mpeg")},
+            data={"params": '{"macro_chunk_size_sec": 45, "language": "en"}'},
+            timeout=300,
+        )
+    assert response.status_code == 200, response.text
+    output = response.json()
+    assert len(output["macro_chunks"]) == 4 and output["segments"]
+    after = [httpx.get(f"{w.url}/metrics").text for w in english_stack.services[1:-1]]
+    served = [
+        metric(a, "chunk_worker_chunks_total", '{outcome="ok"}')
+        - metric(b, "chunk_worker_chunks_total", '{outcome="ok"}')
+        for a, b in zip(after, before, strict=True)
+    ]
+    assert sum(served) == 4 and all(n >= 1 for n in served), served
+    uploads = Path(english_stack.services[-1].env["ORCHESTRATOR_UPLOAD_DIR"])
+    assert list(uploads.iterdir()) == []

@@ -1,0 +1,84 @@
+"""The ordered merger: pure bookkeeping from chunk results to events in timeline order."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+
+from services.orchestrator.merger import OrderedMerger
+from shared.schemas import (
+    MacroChunkReport,
+    MicroChunkReport,
+    MicroChunkResult,
+    Segment,
+    StreamProgress,
+    TimeSpan,
+)
+
+
+def result(start: float, end: float, language: str = "en") -> MicroChunkResult:
+    segment = Segment(
+        start_time_sec=start, end_time_sec=end, text=f"{start:g}", language="x", bcp47_key=language
+    )
+    report = MicroChunkReport(start_sec=start, end_sec=end, num_segments=1)
+    return MicroChunkResult(micro_chunk=report, segments=[segment])
+
+
+def starts(events: Sequence[object]) -> list[float]:
+    return [e.start_time_sec for e in events if isinstance(e, Segment)]
+
+
+def merger(*bounds: float) -> OrderedMerger:
+    merged = OrderedMerger(bounds[-1])
+    for start, end in itertools.pairwise(bounds):
+        merged.add_chunk(TimeSpan(start_sec=start, end_sec=end))
+    return merged
+
+
+def test_later_chunks_wait_for_earlier_ones() -> None:
+    m = merger(0, 10, 20)
+    assert starts(m.push(1, result(10, 15))) == []  # chunk 0 has not finished
+    assert starts(m.push(0, result(0, 5))) == [0]  # the head is released at once
+    events = m.finish(0)
+    assert starts(events) == [10]  # chunk 1's buffered result follows
+    assert [e.start_sec for e in events if isinstance(e, MacroChunkReport)] == [0]
+    m.push(1, result(15, 20))
+    m.finish(1)
+    assert not m.done  # the plan may still grow
+    assert m.plan_complete() == [] and m.done
+    assert m.segments == 3 and list(m.languages) == ["en"]
+
+
+def test_every_result_reports_progress_even_when_nothing_is_released() -> None:
+    m = merger(0, 10, 20)
+    [progress] = m.push(1, result(10, 20))
+    assert isinstance(progress, StreamProgress)
+    assert (progress.done_sec, progress.total_sec, progress.segments) == (10, 20, 0)
+
+
+def test_a_chunk_report_lists_its_micro_chunks_and_releases_it() -> None:
+    m = merger(0, 10)
+    m.push(0, result(0, 4))
+    m.push(0, result(4, 10))
+    [report] = [e for e in m.finish(0) if isinstance(e, MacroChunkReport)]
+    assert [(c.start_sec, c.end_sec) for c in report.micro_chunks] == [(0, 4), (4, 10)]
+
+
+def test_languages_are_listed_in_order_of_first_appearance() -> None:
+    m = merger(0, 10)
+    m.push(0, result(0, 3, "de"))
+    m.push(0, result(3, 6, "en"))
+    m.push(0, result(6, 10, "de"))
+    assert list(m.languages) == ["de", "en"]
+
+
+def test_misuse_is_refused() -> None:
+    m = merger(0, 10)
+    m.finish(0)
+    with pytest.raises(RuntimeError):
+        m.push(0, result(0, 5))
+    m.plan_complete()
+    with pytest.raises(RuntimeError):
+        m.add_chunk(TimeSpan(start_sec=10, end_sec=20))
