@@ -113,11 +113,11 @@ def _stream(server: str, media: str, params: dict[str, Any], console: Console) -
     with _request(url, media, params, timeout) as response, progress:
         if response.status_code != 200:
             raise CliError(_error_message(response))
-        bar = progress.add_task("transcribing", total=None)
+        bar = None  # shown once the header says how long the media is
         for name, data in _events(response.iter_lines()):
             if name == "header":
                 header = StreamHeader.model_validate(data)
-                progress.update(bar, total=header.input_duration_sec)
+                bar = progress.add_task("transcribing", total=header.input_duration_sec)
             elif name == "segment":
                 segment = Segment.model_validate(data)
                 segments.append(segment)
@@ -126,7 +126,7 @@ def _stream(server: str, media: str, params: dict[str, Any], console: Console) -
                     f"[/dim] {segment.text.strip()}",
                     highlight=False,
                 )
-            elif name == "progress":
+            elif name == "progress" and bar is not None:
                 progress.update(bar, completed=StreamProgress.model_validate(data).done_sec)
             elif name == "error":
                 raise CliError(data.get("error", {}).get("message", "the job failed"))

@@ -87,9 +87,10 @@ def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[st
         }
         for index, s in enumerate(output.segments)
     ]
+    language = output.segments[0].language if output.segments else "english"
     body: dict[str, Any] = {
         "task": task,
-        "language": output.segments[0].language if output.segments else "english",
+        "language": "english" if task == "translate" else language,  # the text's language
         "duration": round(output.input_duration_sec, 3),
         "text": full_text(output.segments),
         "segments": segments,

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from services.stack import LocalStack
 from shared import formats
 from shared.schemas import Segment, TranscribeOutput
+from tests.conftest import load_manifest
 from tests.support.media_server import MediaServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -302,7 +303,8 @@ def test_a_chosen_file_is_uploaded_and_transcribed(page: Page, media_dir: Path) 
     assert request.headers["content-type"].startswith("multipart/form-data")
     events = parse_sse(response_info.value.text())
     footer = [data for name, data in events if name == "footer"]
-    assert footer and footer[0]["input_duration_sec"] == pytest.approx(40, abs=1)
+    duration = load_manifest("speech_40s.json")["duration_sec"]
+    assert footer and footer[0]["input_duration_sec"] == pytest.approx(duration, abs=0.1)
     rows = page.locator("#segments li").count()
     assert rows == len([1 for name, _ in events if name == "segment"]) > 0
     name, _ = download(page, "#download-srt")
