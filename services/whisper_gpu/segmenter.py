@@ -18,17 +18,26 @@ from shared.vad import Span
 
 
 def snap_to_speech(words: list[AlignedWord], speech: Sequence[Span]) -> None:
-    """Move word edges that fall outside every speech span onto the nearest span they touch."""
+    """Keep each word inside the speech span it overlaps most: the alignment path often runs a
+    sentence's last word on into the pause, sometimes into the next sentence's span. A word
+    placed wholly in a pause ends the speech before it (the path drags a sentence's last
+    words along), or starts the speech after it when none came before."""
     if not speech:
         return
     for word in words:
-        inside = [(s, e) for s, e in speech if s < word.end_sec and e > word.start_sec]
-        if not inside:
+        overlaps = [
+            (min(e, word.end_sec) - max(s, word.start_sec), s, e)
+            for s, e in speech
+            if s < word.end_sec and e > word.start_sec
+        ]
+        if not overlaps:
+            before = [e for _, e in speech if e <= word.start_sec]
+            edge = before[-1] if before else next(s for s, _ in speech if s >= word.end_sec)
+            word.start_sec = word.end_sec = edge
             continue
-        word.start_sec = max(word.start_sec, inside[0][0])
-        word.end_sec = min(word.end_sec, inside[-1][1])
-        if word.end_sec < word.start_sec:
-            word.end_sec = word.start_sec
+        _, start, end = max(overlaps)
+        word.start_sec = min(max(word.start_sec, start), end)
+        word.end_sec = max(min(word.end_sec, end), word.start_sec)
 
 
 def split_segments(

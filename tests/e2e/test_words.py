@@ -96,8 +96,8 @@ def test_minutes_without_speech_give_no_words_and_the_speech_is_timed_right(
     ("allowed", "share"),
     [
         # Allowed to choose among the file's languages: all but a few sentences next to a
-        # switch (measured 53-55 of 58: temperature fallback samples).
-        (["en", "de", "fr", "es"], 0.88),
+        # switch (measured 51-55 of 58: temperature fallback samples).
+        (["en", "de", "fr", "es"], 0.85),
         # Any language: `base` hears espeak's French voice as Latin and its German as Yiddish
         # even on 14 s windows (measured 49-51 of 58); the allow-list is the API's remedy.
         (None, 0.8),

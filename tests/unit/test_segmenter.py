@@ -43,6 +43,15 @@ def test_an_overlong_segment_is_cut_at_its_widest_gap() -> None:
 
 
 def test_word_edges_outside_the_speech_move_onto_it() -> None:
-    ws = words((" late", 0.5, 1.6), (" inside", 2.1, 2.5), (" nowhere", 5.0, 5.5))
-    snap_to_speech(ws, [(1.2, 1.9), (2.0, 3.0)])
-    assert [(w.start_sec, w.end_sec) for w in ws] == [(1.2, 1.6), (2.1, 2.5), (5.0, 5.5)]
+    ws = words((" late", 0.5, 1.6), (" inside", 2.1, 2.5), (" dragged", 3.4, 3.9))
+    snap_to_speech(ws, [(1.2, 1.9), (2.0, 3.0), (4.0, 5.0)])
+    assert [(w.start_sec, w.end_sec) for w in ws] == [(1.2, 1.6), (2.1, 2.5), (3.0, 3.0)]
+    [early] = words((" early", 0.1, 0.5))
+    snap_to_speech([early], [(1.2, 1.9)])
+    assert (early.start_sec, early.end_sec) == (1.2, 1.2)
+
+
+def test_a_last_word_running_into_the_next_sentence_stays_in_its_own() -> None:
+    [word] = words((" night.", 27.3, 28.2))
+    snap_to_speech([word], [(25.0, 27.8), (27.95, 31.0)])
+    assert (word.start_sec, word.end_sec) == (27.3, 27.8)
