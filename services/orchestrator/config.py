@@ -27,9 +27,10 @@ class OrchestratorSettings(BaseSettings):
     boundary_search_sec: float = Field(5.0, ge=0.0, le=30.0)
     """Macro chunk boundaries move to the quietest point within this many seconds of the
     nominal grid (0 keeps the fixed grid)."""
-    head_start_sec: float = Field(2.0, ge=0.0, le=60.0)
-    """The first macro chunk starts alone and the rest follow once it has produced its first
-    result (or after this long): the first streamed words come sooner. 0 starts all at once."""
+    head_start_sec: float = Field(5.0, ge=0.0, le=60.0)
+    """The first macro chunk starts alone, with only its own end boundary searched, and the
+    rest (chunks and boundary searches) follow once it has produced its first result, or after
+    this long: the first streamed words come sooner. 0 starts all at once."""
     first_micro_chunk_sec: float = Field(10.0, ge=0.0, le=30.0)
     """The job's first micro chunk is cut by this length (in a pause of its second half), so
     the first words come back sooner; 0 = as long as the others."""

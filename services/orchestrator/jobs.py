@@ -50,6 +50,10 @@ class Job:
     started_at: float
 
 
+BOUNDARY_SEARCHES_AT_ONCE = 2
+"""Boundary searches of one job in flight: enough to keep ahead of the chunks they start, few
+enough that the first one (which the first words wait for) doesn't queue behind 20 others."""
+
 JobEvent = StreamHeader | MergeEvent | StreamFooter
 """What a running job yields, in order: header; then segments (timeline order), progress and
 completed macro chunk reports interleaved; then the footer."""
@@ -116,7 +120,7 @@ class JobRunner:
         slots = asyncio.Semaphore(self.settings.max_concurrent_chunks)
         first_heard = asyncio.Event()
         merger = OrderedMerger(job.duration_sec)
-        tasks = [asyncio.create_task(self._plan(job, inbox))]
+        tasks = [asyncio.create_task(self._plan(job, inbox, first_heard))]
         try:
             while not merger.done:
                 message = await inbox.get()
@@ -146,7 +150,9 @@ class JobRunner:
             languages=list(merger.languages),
         )
 
-    async def _plan(self, job: Job, inbox: asyncio.Queue[_Message]) -> None:
+    async def _plan(
+        self, job: Job, inbox: asyncio.Queue[_Message], first_heard: asyncio.Event
+    ) -> None:
         async def find(low: float, high: float) -> float:
             return await self.find_boundary(job, low, high)
 
@@ -156,7 +162,8 @@ class JobRunner:
                 job.request.params.macro_chunk_size_sec,
                 self.settings.boundary_search_sec,
                 find,
-                self.settings.max_concurrent_chunks,
+                BOUNDARY_SEARCHES_AT_ONCE,
+                after_first=lambda: self._head_start(first_heard),
             )
             async for span in spans:
                 inbox.put_nowait(_Planned(span))
@@ -181,12 +188,8 @@ class JobRunner:
             first_micro_chunk_sec=self._first_micro_chunk_sec(job) if index == 0 else None,
         )
         try:
-            if index > 0 and self.settings.head_start_sec > 0:
-                # The first chunk gets the model to itself for a moment: its first micro chunk
-                # is what a streaming client waits for, and nothing can be shown before it.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.head_start_sec):
-                        await first_heard.wait()
+            if index > 0:
+                await self._head_start(first_heard)
             async with slots:
                 async for result in self.workers.transcribe_chunk(chunk):
                     first_heard.set()
@@ -196,6 +199,15 @@ class JobRunner:
             inbox.put_nowait(exc)
         finally:
             first_heard.set()
+
+    async def _head_start(self, first_heard: asyncio.Event) -> None:
+        """The first chunk gets the machine to itself for a moment: its first micro chunk is
+        what a streaming client waits for, and nothing can be shown before it. Other chunks and
+        the later boundary searches wait for its first result (or `head_start_sec`)."""
+        if self.settings.head_start_sec > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.head_start_sec):
+                    await first_heard.wait()
 
     def _first_micro_chunk_sec(self, job: Job) -> float | None:
         """The first words come from the first micro chunk: make it short."""

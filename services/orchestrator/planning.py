@@ -65,12 +65,14 @@ async def plan_spans(
     search_sec: float,
     find_boundary: BoundaryFinder | None,
     concurrency: int,
+    after_first: Callable[[], Awaitable[object]] | None = None,
 ) -> AsyncGenerator[TimeSpan]:
     """The macro chunks in timeline order, each as soon as its end boundary is known.
 
-    Boundary searches run at most `concurrency` at a time, earliest first; without a finder
-    (or with `search_sec` 0) the nominal grid is the plan. Closing the generator early cancels
-    the searches still running.
+    Boundary searches run at most `concurrency` at a time, earliest first; the ones after the
+    first wait for `after_first()` (the job's first words: the first chunk gets the machine to
+    itself for a moment). Without a finder (or with `search_sec` 0) the nominal grid is the
+    plan. Closing the generator early cancels the searches still running.
     """
     boundaries = nominal_boundaries(duration_sec, macro_chunk_sec)
     if not boundaries or find_boundary is None or search_sec <= 0:
@@ -78,13 +80,21 @@ async def plan_spans(
             yield span
         return
     slots = asyncio.Semaphore(concurrency)
+    first_found = asyncio.Event()
 
-    async def search(low: float, high: float) -> float:
+    async def search(index: int, low: float, high: float) -> float:
+        if index > 0:
+            await first_found.wait()
+            if after_first is not None:
+                await after_first()
         async with slots:
-            return await find_boundary(low, high)
+            try:
+                return await find_boundary(low, high)
+            finally:
+                first_found.set()
 
     windows = search_windows(boundaries, duration_sec, search_sec)
-    searches = [asyncio.create_task(search(low, high)) for low, high in windows]
+    searches = [asyncio.create_task(search(i, *window)) for i, window in enumerate(windows)]
     try:
         start = 0.0
         for task in searches:
