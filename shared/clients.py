@@ -2,8 +2,9 @@
 
 A `ServiceClient` spreads requests over a `shared.replicas.ReplicaPool` (fewest requests in
 flight wins, replicas that just failed sit out a cool-down), retries with exponential backoff and
-full jitter on connection failures, 503 (honouring Retry-After) and 504, and turns every other
-failure into the error hierarchy of `shared.errors`. Nothing above this layer retries.
+full jitter (tenacity) on connection failures, 503 (honouring Retry-After) and 504, under one
+deadline for a call or a whole stream, and turns every other failure into the error hierarchy of
+`shared.errors`. Nothing above this layer retries.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from shared.errors import (
     UpstreamTimeoutError,
@@ -68,6 +70,14 @@ class RetryPolicy:
         return delay
 
 
+class _Retryable(Exception):
+    """An attempt failed in a way another attempt (maybe on another replica) may not."""
+
+    def __init__(self, error: WhisperfleetError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     try:
@@ -77,7 +87,12 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class ServiceClient:
-    """Calls one peer service (all its replicas) with the retry policy and a deadline."""
+    """Calls one peer service (all its replicas) with the retry policy and a deadline.
+
+    One retry loop (tenacity) for plain calls and for streams, and one deadline rule: every
+    wait, response and stream item must arrive within `deadline_sec` of the first attempt,
+    retries and backoff included; past it, a 504 naming the peer.
+    """
 
     def __init__(
         self,
@@ -96,47 +111,69 @@ class ServiceClient:
         self._retry = retry or RetryPolicy()
         self._deadline_sec = deadline_sec
 
+    def _attempts(self) -> AsyncRetrying:
+        policy = self._retry
+
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            retry_after = failure.error.retry_after_sec if isinstance(failure, _Retryable) else None
+            return policy.delay(state.attempt_number - 1, retry_after)
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+
+    def _unreachable(self, replica_url: str, exc: Exception, what: str) -> _Retryable:
+        return _Retryable(
+            UpstreamUnavailableError(
+                f"{self.name} {what} at {replica_url} ({type(exc).__name__}: "
+                f"{exc or 'connection failed'}); check {self._hint}",
+                retry_after_sec=1,
+            )
+        )
+
+    def _timed_out(self, path: str) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(
+            f"{self.name} did not answer {path} within {self._deadline_sec:g} s"
+        )
+
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             async with asyncio.timeout(self._deadline_sec):
-                return await self._request_with_retries(method, path, **kwargs)
+                async for attempt in self._attempts():
+                    with attempt:
+                        return await self._request_once(method, path, **kwargs)
         except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"{self.name} did not answer {path} within {self._deadline_sec:g} s"
-            ) from None
+            raise self._timed_out(path) from None
+        except _Retryable as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
-    async def _request_with_retries(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        last_error: WhisperfleetError | None = None
-        for attempt in range(self._retry.attempts):
-            if attempt:
-                retry_after = last_error.retry_after_sec if last_error else None
-                await asyncio.sleep(self._retry.delay(attempt - 1, retry_after))
-            async with self.pool.lease() as replica:
-                url = replica.url + path
-                try:
-                    response = await self._http.request(method, url, **kwargs)
-                except _RETRYABLE_TRANSPORT as exc:
-                    self.pool.mark_failed(replica)
-                    last_error = UpstreamUnavailableError(
-                        f"{self.name} unreachable at {replica.url} ({type(exc).__name__}: "
-                        f"{exc or 'connection failed'}); check {self._hint}",
-                        retry_after_sec=1,
-                    )
-                    continue
-                except httpx.TimeoutException as exc:
-                    raise UpstreamTimeoutError(
-                        f"{self.name} at {replica.url} timed out ({type(exc).__name__})"
-                    ) from exc
-            if response.is_success:
-                self.pool.mark_ok(replica)
-                return response
-            error = error_from_body(response.status_code, response.content, source=self.name)
-            if response.status_code not in _RETRYABLE_STATUS:
-                raise error
-            error.retry_after_sec = _retry_after(response) or error.retry_after_sec
-            last_error = error
-        assert last_error is not None
-        raise last_error
+    async def _request_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async with self.pool.lease() as replica:
+            try:
+                response = await self._http.request(method, replica.url + path, **kwargs)
+            except _RETRYABLE_TRANSPORT as exc:
+                self.pool.mark_failed(replica)
+                raise self._unreachable(replica.url, exc, "unreachable") from exc
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeoutError(
+                    f"{self.name} at {replica.url} timed out ({type(exc).__name__})"
+                ) from exc
+        if response.is_success:
+            self.pool.mark_ok(replica)
+            return response
+        raise self._response_error(response)
+
+    def _response_error(self, response: httpx.Response) -> Exception:
+        error = error_from_body(response.status_code, response.content, source=self.name)
+        if response.status_code not in _RETRYABLE_STATUS:
+            return error
+        error.retry_after_sec = _retry_after(response) or error.retry_after_sec
+        return _Retryable(error)
 
     async def call(self, path: str, body: BaseModel, result: type[BaseModelT]) -> BaseModelT:
         response = await self.request("POST", path, json=body.model_dump(mode="json"))
@@ -151,51 +188,66 @@ class ServiceClient:
         policy) and the items already delivered are skipped: a resumed stream must repeat its
         items in the same order, which holds for chunk workers (same audio, same cuts).
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._deadline_sec
         delivered = 0
-        last_error: WhisperfleetError | None = None
-        for attempt in range(self._retry.attempts):
-            if attempt:
-                retry_after = last_error.retry_after_sec if last_error else None
-                await asyncio.sleep(self._retry.delay(attempt - 1, retry_after))
-            async with self.pool.lease() as replica:
+        items = self._stream_attempts(path, body, types)
+        try:
+            while True:
                 try:
-                    async with self._http.stream(
-                        "POST", replica.url + path, json=body.model_dump(mode="json")
-                    ) as response:
-                        if not response.is_success:
-                            await response.aread()
-                            error = error_from_body(
-                                response.status_code, response.content, source=self.name
-                            )
-                            if response.status_code not in _RETRYABLE_STATUS:
-                                raise error
-                            last_error = error
-                            continue
-                        seen = 0
-                        async for item in StreamReader(types, response.aiter_bytes()).items():
-                            seen += 1
-                            if seen > delivered:
-                                delivered += 1
-                                yield item
-                    self.pool.mark_ok(replica)
+                    # The deadline bounds our own waits only, never the consumer's code.
+                    async with asyncio.timeout_at(deadline):
+                        item, index = await anext(items)
+                except StopAsyncIteration:
                     return
-                except StreamRemoteError as exc:
-                    raise error_from_body(
-                        502, json.dumps(exc.body).encode(), source=self.name
-                    ) from None
-                except (*_RETRYABLE_TRANSPORT, StreamTruncatedError) as exc:
-                    self.pool.mark_failed(replica)
-                    last_error = UpstreamUnavailableError(
-                        f"{self.name} at {replica.url} failed mid-request "
-                        f"({type(exc).__name__}: {exc or 'connection lost'}); check {self._hint}",
-                        retry_after_sec=1,
-                    )
-                except httpx.TimeoutException as exc:
-                    raise UpstreamTimeoutError(
-                        f"{self.name} at {replica.url} went silent ({type(exc).__name__})"
-                    ) from exc
-        assert last_error is not None
-        raise last_error
+                except TimeoutError:
+                    raise self._timed_out(path) from None
+                if index >= delivered:
+                    delivered = index + 1
+                    yield item
+        finally:
+            await items.aclose()
+
+    async def _stream_attempts(
+        self, path: str, body: BaseModel, types: StreamTypes[ItemT, Any, Any]
+    ) -> AsyncGenerator[tuple[ItemT, int]]:
+        """(item, its index in the stream) across attempts; a later attempt starts again at 0."""
+        try:
+            async for attempt in self._attempts():
+                with attempt:
+                    async for pair in self._stream_once(path, body, types):
+                        yield pair
+                    return
+        except _Retryable as exc:
+            raise exc.error from None
+
+    async def _stream_once(
+        self, path: str, body: BaseModel, types: StreamTypes[ItemT, Any, Any]
+    ) -> AsyncIterator[tuple[ItemT, int]]:
+        async with self.pool.lease() as replica:
+            try:
+                async with self._http.stream(
+                    "POST", replica.url + path, json=body.model_dump(mode="json")
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        raise self._response_error(response)
+                    index = 0
+                    async for item in StreamReader(types, response.aiter_bytes()).items():
+                        yield item, index
+                        index += 1
+                self.pool.mark_ok(replica)
+            except StreamRemoteError as exc:
+                raise error_from_body(
+                    502, json.dumps(exc.body).encode(), source=self.name
+                ) from None
+            except (*_RETRYABLE_TRANSPORT, StreamTruncatedError) as exc:
+                self.pool.mark_failed(replica)
+                raise self._unreachable(replica.url, exc, "failed mid-request") from exc
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeoutError(
+                    f"{self.name} at {replica.url} went silent ({type(exc).__name__})"
+                ) from exc
 
 
 class WhisperClient:

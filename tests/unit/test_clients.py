@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from shared.clients import RetryPolicy, ServiceClient
 from shared.errors import (
@@ -15,6 +16,8 @@ from shared.errors import (
     UpstreamUnavailableError,
 )
 from shared.replicas import ReplicaPool
+from shared.schemas import ChunkStreamFooter, Segment
+from shared.streams import StreamTypes, StreamWriter
 
 FAST = RetryPolicy(attempts=3, base_delay_sec=0.001, max_delay_sec=0.01)
 
@@ -104,6 +107,53 @@ async def test_deadline_turns_into_a_504() -> None:
     peer = client(httpx.MockTransport(handle), deadline_sec=0.05)
     with pytest.raises(UpstreamTimeoutError, match="within"):
         await peer.request("GET", "/")
+
+
+ITEMS: StreamTypes[Segment, BaseModel, ChunkStreamFooter] = StreamTypes(
+    item=Segment, footer=ChunkStreamFooter
+)
+
+
+def stream_body(*items: Segment, footer: bool = True) -> bytes:
+    writer = StreamWriter(ITEMS)
+    frames = b"".join(writer.item(item) for item in items)
+    return frames + (writer.footer(ChunkStreamFooter(micro_chunks=len(items))) if footer else b"")
+
+
+def seg(start: float) -> Segment:
+    return Segment(
+        start_time_sec=start, end_time_sec=start + 1, text="x", language="english", bcp47_key="en"
+    )
+
+
+async def test_a_stream_cut_short_resumes_and_skips_what_was_delivered() -> None:
+    calls = 0
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # two items, then the worker died (no footer)
+            return httpx.Response(200, content=stream_body(seg(0), seg(1), footer=False))
+        return httpx.Response(200, content=stream_body(seg(0), seg(1), seg(2)))
+
+    peer = client(httpx.MockTransport(handle))
+    got = [item.start_time_sec async for item in peer.stream("/s", seg(0), ITEMS)]
+    assert got == [0, 1, 2] and calls == 2
+
+
+async def test_a_stream_honours_the_deadline_retries_included() -> None:
+    """Regression: `stream` used to retry without its deadline (only `request` had one)."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return httpx.Response(503, headers={"retry-after": "0"})
+
+    slow_retries = RetryPolicy(attempts=1000, base_delay_sec=0.01, max_delay_sec=0.01)
+    peer = client(httpx.MockTransport(handle), retry=slow_retries, deadline_sec=0.2)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamTimeoutError, match=r"within 0\.2 s"):
+        [item async for item in peer.stream("/s", seg(0), ITEMS)]
+    assert asyncio.get_running_loop().time() - started < 1.0
 
 
 async def test_pool_sends_each_request_to_the_least_busy_replica() -> None:

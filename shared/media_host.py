@@ -1,0 +1,294 @@
+"""Talking to media hosts: the one module that does, for every fetch of every service.
+
+    AddressPolicy      which addresses a client-supplied URL may reach (SSRF guard)
+    media_client()     an httpx client whose every connection (redirects included) goes through
+                       the guard: the host is resolved once, each address checked, and the
+                       connection made to the checked address (no second lookup, so DNS
+                       rebinding can't slip past); TLS verified against $SSL_CERT_FILE or
+                       certifi's roots; no environment proxies
+    MediaFile          a seekable file over range requests, for PyAV (which then never opens a
+                       URL itself; FFmpeg reads through the chunk worker's range proxy)
+    status_error(), transport_error()
+                       a host's answer or failure as the service's error, with one wording
+
+The guard refuses loopback, private, link-local, multicast, reserved and unspecified
+addresses unless the policy's networks allow them; only http and https are fetched.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import os
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import certifi
+import httpcore
+import httpx
+
+from shared.errors import (
+    InvalidRequestError,
+    MediaHostError,
+    MediaUnavailableError,
+    WhisperfleetError,
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_REDIRECTS = 5
+SETTING = "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"
+
+
+class MediaAddressRefusedError(InvalidRequestError):
+    """A media URL (or a redirect) leads to an address the server may not reach."""
+
+    code = "media_address_refused"
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    allowed: tuple[IPNetwork, ...] = ()
+    """Networks reachable even though they are not public."""
+
+    @classmethod
+    def parse(cls, networks: Iterable[str]) -> AddressPolicy:
+        """From CIDRs such as '127.0.0.0/8' or '::1' (ValueError on anything else)."""
+        return cls(
+            tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks if n.strip())
+        )
+
+    @classmethod
+    def anywhere(cls) -> AddressPolicy:
+        """For URLs the services make themselves (the orchestrator's own uploads)."""
+        return cls((ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
+
+    @property
+    def networks(self) -> list[str]:
+        return [str(network) for network in self.allowed]
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why `address` may not be reached (None: it may)."""
+        if any(address in network for network in self.allowed):
+            return None
+        for kind, flag in (
+            ("loopback", address.is_loopback),
+            ("private", address.is_private),
+            ("link-local", address.is_link_local),
+            ("multicast", address.is_multicast),
+            ("reserved", address.is_reserved),
+            ("unspecified", address.is_unspecified),
+        ):
+            if flag:
+                return kind
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return self.refusal(address.ipv4_mapped)
+        return None
+
+    def check(self, host: str, addresses: Sequence[str]) -> str:
+        """The first address of `host` the policy allows; MediaAddressRefusedError if none."""
+        reasons = []
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            reason = self.refusal(address)
+            if reason is None:
+                return text
+            reasons.append(f"{address} ({reason})")
+        raise MediaAddressRefusedError(
+            f"{host} resolves to {', '.join(reasons) or 'no address'}: the server does not "
+            f"fetch media from loopback, private, link-local, multicast or reserved addresses "
+            f"unless {SETTING} allows them",
+            param="media_url",
+        )
+
+
+def _host_only(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+class _GuardedAsyncBackend(httpcore.AnyIOBackend):
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        name = _host_only(host)
+        try:
+            infos = await anyio.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"could not resolve {name}: {exc}") from exc
+        address = self.policy.check(name, [str(info[4][0]) for info in infos])
+        return await super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+class _GuardedSyncBackend(httpcore.SyncBackend):
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        name = _host_only(host)
+        try:
+            infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"could not resolve {name}: {exc}") from exc
+        address = self.policy.check(name, [str(info[4][0]) for info in infos])
+        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+def tls_context() -> ssl.SSLContext:
+    """Verified TLS: $SSL_CERT_FILE when set (a private CA), else certifi's roots."""
+    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+
+
+def media_client(
+    policy: AddressPolicy, timeout: httpx.Timeout | float, max_connections: int = 100
+) -> httpx.AsyncClient:
+    """An async client for media hosts under `policy` (see the module docstring)."""
+    context = tls_context()
+    transport = httpx.AsyncHTTPTransport(verify=context)
+    # httpx has no parameter for the network backend; its pool is rebuilt with ours.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=context,
+        max_connections=max_connections,
+        network_backend=_GuardedAsyncBackend(policy),
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        trust_env=False,
+    )
+
+
+def sync_media_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
+    """The same for blocking code (PyAV's reads, in a thread)."""
+    context = tls_context()
+    transport = httpx.HTTPTransport(verify=context)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=context, network_backend=_GuardedSyncBackend(policy)
+    )
+    return httpx.Client(
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        trust_env=False,
+    )
+
+
+def status_error(status: int) -> WhisperfleetError:
+    """The error for a media host's non-2xx answer."""
+    if 400 <= status < 500:
+        return MediaUnavailableError(
+            f"media_url answered HTTP {status}; check that the URL is correct and readable",
+            param="media_url",
+        )
+    return MediaHostError(f"the media host answered HTTP {status}")
+
+
+def transport_error(exc: Exception) -> WhisperfleetError:
+    """The error for a failed connection or transfer (a refused address passes through)."""
+    if isinstance(exc, WhisperfleetError):
+        return exc
+    if isinstance(exc, httpx.TooManyRedirects):
+        return MediaUnavailableError(
+            f"media_url redirects more than {MAX_REDIRECTS} times", param="media_url"
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return MediaUnavailableError(
+            "media_url (or a redirect) is not an http:// or https:// URL", param="media_url"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return MediaHostError(f"the media host did not answer in time ({type(exc).__name__})")
+    return MediaHostError(
+        f"could not read from the media host ({type(exc).__name__}: {exc or 'failed'})"
+    )
+
+
+class MediaFile(io.RawIOBase):
+    """A media URL as a seekable, read-only file (range requests, read ahead in blocks), so
+    PyAV can probe it without opening the URL itself."""
+
+    def __init__(self, client: httpx.Client, url: str, block: int = 256 * 1024) -> None:
+        super().__init__()
+        self.client = client
+        self.url = url
+        self.block = block
+        self.position = 0
+        self.size: int | None = None
+        self._buffer = b""
+        self._buffer_start = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self.position = offset
+        elif whence == io.SEEK_CUR:
+            self.position += offset
+        else:
+            self.position = (self._size() or 0) + offset
+        return self.position
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        wanted = len(view)
+        if wanted == 0:
+            return 0
+        start = self.position - self._buffer_start
+        if not 0 <= start < len(self._buffer) or start + wanted > len(self._buffer):
+            self._fill(self.position, max(wanted, self.block))
+            start = 0
+        data = self._buffer[start : start + wanted]
+        view[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def _fill(self, offset: int, count: int) -> None:
+        if self.size is not None and offset >= self.size:
+            self._buffer, self._buffer_start = b"", offset
+            return
+        headers = {"Range": f"bytes={offset}-{offset + count - 1}", "Accept-Encoding": "identity"}
+        try:
+            response = self.client.get(self.url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        if response.status_code == 416:
+            self._buffer, self._buffer_start = b"", offset
+            return
+        if response.status_code != 206:
+            raise status_error(response.status_code)
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        if total.isdigit():
+            self.size = int(total)
+        self._buffer, self._buffer_start = response.content, offset
+
+    def _size(self) -> int | None:
+        if self.size is None:
+            self._fill(0, 1)
+        return self.size
