@@ -25,6 +25,9 @@ import httpx
 
 from services.whisper_gpu.config import WhisperSettings
 
+LOCAL_NETWORKS = "127.0.0.0/8,::1"
+"""What `make run` lets media URLs reach besides the internet: this machine."""
+
 
 def _die_with_parent() -> None:
     """Linux: have the kernel send SIGTERM when the launcher dies, so no service is orphaned."""
@@ -220,12 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
 
+    env: dict[str, str] = {}
+    if "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS" not in os.environ:
+        env["ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"] = LOCAL_NETWORKS
+        print(
+            f"media URLs on this machine are allowed (ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS="
+            f"{LOCAL_NETWORKS}); set that variable to change it"
+        )
     stack = LocalStack(
         port=args.port,
         workers=args.workers,
         whisper_port=args.whisper_port,
         worker_base_port=args.worker_base_port,
         host=args.host,
+        env=env,
     )
     stopping = False
 

@@ -7,6 +7,7 @@ chunk worker -> whisper server) use the types further down.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -32,6 +33,14 @@ def _require_http_url(value: str) -> str:
 
 
 MediaUrl = Annotated[str, AfterValidator(_require_http_url)]
+
+
+def _cidrs(values: list[str]) -> list[str]:
+    return [str(ipaddress.ip_network(value, strict=False)) for value in values]
+
+
+Networks = Annotated[list[str], AfterValidator(_cidrs)]
+"""CIDRs such as '10.0.0.0/8' or '::1'."""
 
 
 class _Strict(BaseModel):
@@ -194,6 +203,8 @@ class ChunkRequest(_Strict):
     params: TranscribeParams = Field(default_factory=TranscribeParams)
     first_micro_chunk_sec: float | None = Field(None, ge=5.0, le=MAX_CLIP_SEC)
     """A shorter first micro chunk (the job's first words); None: like the others."""
+    allowed_networks: Networks = Field(default_factory=list)
+    """Non-public networks the media may be on (the orchestrator's address policy)."""
 
 
 class MicroChunkResult(BaseModel):
@@ -222,6 +233,8 @@ class SilenceRequest(_Strict):
     start_sec: Seconds
     end_sec: Seconds
     smoothing_num_samples: int = Field(3200, ge=160, le=16000)
+    allowed_networks: Networks = Field(default_factory=list)
+    """Non-public networks the media may be on (the orchestrator's address policy)."""
 
 
 class SilenceResult(BaseModel):

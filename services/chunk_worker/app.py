@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,11 +11,11 @@ import httpx
 import imageio_ffmpeg
 from fastapi import FastAPI
 
+from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.config import ChunkWorkerSettings
 from services.chunk_worker.media import FetchOptions
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
-from services.chunk_worker.range_proxy import RangeProxy
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WhisperClient
 from shared.replicas import ReplicaPool
@@ -29,10 +30,10 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=settings.max_inflight_clips * 4)
         timeout = httpx.Timeout(settings.whisper_deadline_sec, connect=5.0)
+        access = MediaAccess(settings.media_read_timeout_sec, settings.range_cache_mb << 20)
         async with (
             httpx.AsyncClient(timeout=timeout, limits=limits) as whisper_http,
-            httpx.AsyncClient(timeout=httpx.Timeout(settings.media_read_timeout_sec)) as media_http,
-            RangeProxy(media_http, keep_bytes=settings.range_cache_mb << 20) as proxy,
+            contextlib.aclosing(access),
         ):
             pool = ReplicaPool(settings.whisper_urls)
             whisper = WhisperClient(
@@ -49,13 +50,13 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
                 ffmpeg_path=settings.ffmpeg_path or imageio_ffmpeg.get_ffmpeg_exe(),
                 preroll_sec=settings.seek_preroll_sec,
                 rw_timeout_sec=settings.media_read_timeout_sec,
-                proxy=proxy if settings.range_proxy else None,
             )
             metrics = WorkerMetrics()
             app.state.settings = settings
             app.state.metrics = metrics
+            app.state.media_access = access
             app.state.transcriber = ChunkTranscriber(
-                whisper, media_http, fetch, settings.max_inflight_clips, metrics
+                whisper, access, fetch, settings.max_inflight_clips, metrics
             )
             maintenance = asyncio.create_task(
                 pool.maintain(whisper_http, settings.whisper_refresh_sec)

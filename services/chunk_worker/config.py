@@ -29,9 +29,6 @@ class ChunkWorkerSettings(BaseSettings):
     """FFmpeg binary; default: the one shipped with the imageio-ffmpeg package."""
     seek_preroll_sec: float = Field(2.0, ge=0.0, le=30.0)
     """Seek this much early and trim on the output side: exact starts for every format."""
-    range_proxy: bool = True
-    """Fetch through the worker's range proxy (caches each file's head and tail, asks the host
-    for little more than FFmpeg reads); off: FFmpeg fetches directly."""
     range_cache_mb: int = Field(32, ge=1, le=4096)
     """Memory the range proxy may keep for file heads and tails (indexes, moov atoms)."""
     media_read_timeout_sec: float = Field(30.0, gt=0)

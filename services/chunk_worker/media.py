@@ -25,10 +25,11 @@ heard, LFE included (FFmpeg's own `-ac 1` drops LFE and weights the rest).
 
 FFmpeg exits 0 when a seek fails or a file is truncated, so a window that comes back short is
 an error, and FFmpeg's stderr (or the proxy's record of the origin) says which one
-(`classify_ffmpeg_failure`). Through the `RangeProxy`, the origin is asked for little more than
-FFmpeg reads, and each file's index is fetched once per worker instead of once per window; on
-its own, FFmpeg bounds its requests (`request_bytes`) and reconnects. The measurements behind
-each choice are in `../shared/notes/media-io.md` and `benchmarks/bench_media.py`.
+(`classify_ffmpeg_failure`). FFmpeg never opens a media host's URL: it reads a loopback URL of
+the worker's `RangeProxy`, which fetches through `shared.media_host` (address guard, TLS,
+errors), asks the origin for little more than FFmpeg reads, and keeps each file's index for
+the next window. The measurements behind each choice are in `../shared/notes/media-io.md` and
+`benchmarks/bench_media.py`.
 """
 
 from __future__ import annotations
@@ -37,14 +38,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import re
 import struct
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
-import certifi
-import httpx
 import numpy as np
 
 from services.chunk_worker.range_proxy import ProxyLease, RangeProxy, reconnect_delays
@@ -169,55 +167,18 @@ def sniff_seek_mode(head: bytes) -> SeekMode:
     return _sniff_mpeg(body) or SeekMode.INPUT
 
 
-async def _fetch_head(http: httpx.AsyncClient, url: str, offset: int, count: int) -> bytes:
-    """Up to `count` bytes of `url` from `offset`, reading no more even if Range is ignored."""
-    headers = {"Range": f"bytes={offset}-{offset + count - 1}", "Accept-Encoding": "identity"}
-    data = bytearray()
-    try:
-        async with http.stream("GET", url, headers=headers, follow_redirects=True) as response:
-            status = response.status_code
-            if status == 416:
-                if offset == 0:
-                    raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
-                return b""
-            if 400 <= status < 500:
-                raise MediaUnavailableError(
-                    f"media_url answered HTTP {status}; check that it is correct and readable",
-                    param="media_url",
-                )
-            if status >= 300:
-                raise MediaHostError(f"the media host answered HTTP {status}")
-            skip = offset if status == 200 else 0  # the host ignored Range: skip to `offset`
-            async for chunk in response.aiter_bytes():
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                data += chunk
-                if len(data) >= count:
-                    break
-    except httpx.TimeoutException as exc:
-        raise MediaHostError(
-            f"the media host did not answer in time ({type(exc).__name__})"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise MediaHostError(
-            f"could not read media_url from its host ({type(exc).__name__}: {exc})"
-        ) from exc
-    return bytes(data[:count])
-
-
-async def sniff_media(
-    http: httpx.AsyncClient, url: str, proxy: RangeProxy | None = None
-) -> SeekMode:
+async def sniff_media(proxy: RangeProxy, url: str) -> SeekMode:
     """Fetch the first bytes of `url` and pick the seek mode (errors map to the hierarchy).
 
-    Through `proxy` the bytes land in its cache, where FFmpeg's first read finds them.
+    The bytes come through the range proxy and stay in its cache, where FFmpeg's first read
+    finds them.
     """
 
     async def read(offset: int) -> bytes:
-        if proxy is not None:
-            return await proxy.read(url, offset, SNIFF_BYTES)
-        return await _fetch_head(http, url, offset, SNIFF_BYTES)
+        data = await proxy.read(url, offset, SNIFF_BYTES)
+        if not data and offset == 0:
+            raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
+        return data
 
     head = await read(0)
     if not head:
@@ -236,17 +197,12 @@ class FetchOptions:
     """Seek this much early and trim it: exact starts, warmed-up decoders."""
     rw_timeout_sec: float = 30.0
     """Give up on a host that sends nothing for this long."""
-    initial_request_bytes: int = 65536
-    """Without the proxy: FFmpeg's request size while it reads headers."""
-    request_bytes: int = 1048576
-    """Without the proxy: FFmpeg's request size afterwards (an abandoned one is sent anyway)."""
     reconnect_delay_max_sec: int = 4
-    """Without the proxy: FFmpeg reconnects after 0, 1, 3... s while the delay is at most
-    this (0: once, at once). The proxy has its own, same-shaped schedule."""
-    ca_file: str | None = None
-    """CA bundle for https media; default `$SSL_CERT_FILE`, else certifi's (as httpx does)."""
+    """The proxy retries the origin after 0, 1, 3... s while the delay is at most this (0:
+    once, at once); FFmpeg waits that long for it."""
     proxy: RangeProxy | None = None
-    """The worker's range proxy (started by its lifespan); None: FFmpeg fetches directly."""
+    """The range proxy media URLs are read through (FFmpeg never opens one itself); only a
+    local file may be read without one."""
 
 
 def ffmpeg_command(
@@ -262,8 +218,11 @@ def ffmpeg_command(
 
     The WAV keeps the source's channels (`PcmSource` averages them). `via_proxy`: `url` is a
     `RangeProxy` lease, which retries the origin itself and sizes the origin's requests, so
-    FFmpeg makes open-ended requests with a small receive buffer and never reconnects.
+    FFmpeg makes open-ended requests with a small receive buffer and never reconnects. A media
+    URL is only ever read that way: FFmpeg doesn't open URLs of media hosts itself.
     """
+    if not via_proxy and url.startswith(("http://", "https://")):
+        raise ValueError("media URLs are read through the range proxy, never by FFmpeg itself")
     duration = end_sec - start_sec
     if mode is SeekMode.SEQUENTIAL:
         input_seek, output_seek = 0.0, start_sec
@@ -280,18 +239,6 @@ def ffmpeg_command(
             "-multiple_requests", "1",
             "-recv_buffer_size", str(PROXY_RECEIVE_BUFFER_BYTES),
         ]  # fmt: skip
-    elif url.startswith(("http://", "https://")):
-        command += [
-            "-reconnect", "1", "-reconnect_on_network_error", "1",
-            "-reconnect_delay_max", str(options.reconnect_delay_max_sec),
-            "-rw_timeout", str(int(options.rw_timeout_sec * 1_000_000)),
-            "-multiple_requests", "1",
-            "-initial_request_size", str(options.initial_request_bytes),
-            "-request_size", str(options.request_bytes),
-        ]  # fmt: skip
-    if url.startswith("https://"):
-        ca_file = options.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where()
-        command += ["-tls_verify", "1", "-ca_file", ca_file]
     if mode is SeekMode.FAST_MP3:
         command += ["-fflags", "+fastseek"]
     if mode is SeekMode.MATROSKA:
@@ -444,7 +391,7 @@ class PcmSource:
         self.end_sec = end_sec
         self.mode = mode
         self.options = options
-        self.command = ffmpeg_command(url, start_sec, end_sec, mode, options)
+        self.command: list[str] = []
         self.samples_read = 0
         self.channels = 0
         self.lease: ProxyLease | None = None
@@ -468,6 +415,10 @@ class PcmSource:
                 self.lease.local_url, self.start_sec, self.end_sec, self.mode, self.options,
                 via_proxy=True,
             )  # fmt: skip
+        else:
+            self.command = ffmpeg_command(
+                self.url, self.start_sec, self.end_sec, self.mode, self.options
+            )
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *self.command,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import httpx
 import numpy as np
 
+from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.silence import latest_pause, quietest_point
@@ -113,20 +113,26 @@ class ChunkTranscriber:
     def __init__(
         self,
         whisper: WhisperClient,
-        http: httpx.AsyncClient,
+        access: MediaAccess,
         fetch: FetchOptions,
         max_inflight_clips: int,
         metrics: WorkerMetrics,
     ) -> None:
         self.whisper = whisper
-        self.http = http
+        self.access = access
         self.fetch = fetch
         self.max_inflight_clips = max_inflight_clips
         self.metrics = metrics
 
+    async def _fetch_for(self, networks: list[str]) -> FetchOptions:
+        """Fetch options reading through the range proxy of the request's address policy."""
+        return replace(self.fetch, proxy=await self.access.proxy(networks))
+
     async def prepare(self, request: ChunkRequest) -> SeekMode:
         """Check the media before anything streams, so a bad URL gets a real HTTP status."""
-        return await sniff_media(self.http, request.media_url, self.fetch.proxy)
+        fetch = await self._fetch_for(request.allowed_networks)
+        assert fetch.proxy is not None
+        return await sniff_media(fetch.proxy, request.media_url)
 
     async def stream(
         self, request: ChunkRequest, mode: SeekMode | None = None
@@ -195,10 +201,10 @@ class ChunkTranscriber:
                 task.add_done_callback(in_flight.discard)
                 sent.put_nowait(task)
 
+        fetch = await self._fetch_for(request.allowed_networks)
+
         async def produce() -> None:
-            source = PcmSource(
-                request.media_url, request.start_sec, request.end_sec, mode, self.fetch
-            )
+            source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, fetch)
             try:
                 # FFmpeg's -t can overshoot by a sample: never let a range reach into the next.
                 remaining = source.expected_samples
@@ -230,8 +236,10 @@ class ChunkTranscriber:
             await cancel_and_wait([producer, *in_flight])
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
-        mode = await sniff_media(self.http, request.media_url, self.fetch.proxy)
-        source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, self.fetch)
+        fetch = await self._fetch_for(request.allowed_networks)
+        assert fetch.proxy is not None
+        mode = await sniff_media(fetch.proxy, request.media_url)
+        source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, fetch)
         async with source:
             samples = np.concatenate([block async for block in source.blocks()])
         split = quietest_point(samples, 0, len(samples), request.smoothing_num_samples)

@@ -19,36 +19,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from shared.errors import (
-    MediaHostError,
-    MediaUnavailableError,
-    RangeNotSupportedError,
-    WhisperfleetError,
-)
+from shared.errors import MediaUnavailableError, RangeNotSupportedError, WhisperfleetError
+from shared.media_host import status_error, transport_error
 
 logger = logging.getLogger(__name__)
 
 READAHEAD_DIVISOR = 8
 """The proxy asks the origin for at most 1/8 more than a response has delivered (and at
 least a page): little is wasted when FFmpeg stops, and runs still grow geometrically."""
-
-
-def _status_error(status: int) -> WhisperfleetError:
-    """The error for an origin's non-2xx answer to a range request."""
-    if 400 <= status < 500:
-        return MediaUnavailableError(
-            f"media_url answered HTTP {status}; check that it is correct and readable",
-            param="media_url",
-        )
-    return MediaHostError(f"the media host answered HTTP {status}")
-
-
-def _transport_error(exc: httpx.HTTPError) -> MediaHostError:
-    if isinstance(exc, httpx.TimeoutException):
-        return MediaHostError(f"the media host did not answer in time ({type(exc).__name__})")
-    return MediaHostError(
-        f"the media host failed while media_url was read ({type(exc).__name__}: {exc})"
-    )
 
 
 def reconnect_delays(max_delay_sec: int) -> list[int]:
@@ -90,7 +68,8 @@ class RangeProxy:
         FFmpeg ──GET Range──> 127.0.0.1:port/<lease> ──> kept page? (head and tail of each
                                                     │    file: headers, moov, Ogg's end)
                                                     └──> a run of missing pages from the
-                                                         origin (httpx, TLS verified)
+                                                         origin (shared.media_host:
+                                                         guarded, TLS verified)
 
     On its own, FFmpeg asks the origin for fixed-size ranges, and whatever it doesn't read of
     one when it seeks (Ogg/FLAC bisect, MP4 jumps from moov to mdat) or stops is sent anyway;
@@ -397,7 +376,7 @@ class RangeProxy:
                             file.size = _size_of(response, default=index * page_bytes)
                             break
                         if status >= 300:
-                            raise _status_error(status)
+                            raise status_error(status)
                         if status == 200 and index > 0:
                             raise RangeNotSupportedError(
                                 "the media host ignores HTTP range requests (it answered 200 "
@@ -426,7 +405,7 @@ class RangeProxy:
                 except httpx.HTTPError as exc:
                     delay = next(attempts, None)
                     if delay is None:
-                        raise _transport_error(exc) from exc
+                        raise transport_error(exc) from exc
                     logger.info("media host failed (%s); retrying in %d s", exc, delay)
                     await asyncio.sleep(delay)
             if index < end_index:  # the file ends inside this run

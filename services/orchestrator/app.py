@@ -10,10 +10,11 @@ import httpx
 from fastapi import FastAPI
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs import JobRunner
+from services.orchestrator.jobs import JobRunner, MediaClients
 from services.orchestrator.uploads import MediaStore
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WorkerClient
+from shared.media_host import AddressPolicy, media_client
 from shared.replicas import ReplicaPool
 
 
@@ -28,9 +29,12 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_timeout = httpx.Timeout(settings.worker_deadline_sec, connect=5.0)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        policy = AddressPolicy.parse(settings.allowed_media_networks)
+        probe_timeout = httpx.Timeout(settings.probe_timeout_sec)
         async with (
             httpx.AsyncClient(timeout=worker_timeout, limits=limits) as worker_http,
-            httpx.AsyncClient(timeout=httpx.Timeout(settings.probe_timeout_sec)) as media_http,
+            media_client(policy, probe_timeout) as public_media,
+            media_client(AddressPolicy.anywhere(), probe_timeout) as own_media,
         ):
             pool = ReplicaPool(settings.worker_urls)
             workers = WorkerClient(
@@ -52,7 +56,8 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             store.sweep()
             app.state.settings = settings
             app.state.media_store = store
-            app.state.jobs = JobRunner(workers, media_http, settings)
+            media = MediaClients(public_media, policy, own_media)
+            app.state.jobs = JobRunner(workers, media, settings)
             maintenance = asyncio.create_task(
                 pool.maintain(worker_http, settings.worker_refresh_sec)
             )

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.config import split_urls
+from shared.media_host import AddressPolicy
 
 
 def _default_upload_dir() -> Path:
@@ -18,6 +19,11 @@ def _default_upload_dir() -> Path:
 class OrchestratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
 
+    allowed_media_networks: Annotated[list[str], NoDecode] = []
+    """Non-public networks media URLs may point into, comma-separated CIDRs (e.g.
+    `10.1.0.0/16,127.0.0.0/8`); empty: none, so a media URL (or a redirect) that resolves to a
+    loopback, private, link-local, multicast or reserved address is refused. `make run` sets
+    `127.0.0.0/8,::1`. Chunk workers get the same rule with every request."""
     worker_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8001"]
     """Base URLs of the chunk worker replicas, comma-separated."""
     worker_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
@@ -66,3 +72,12 @@ class OrchestratorSettings(BaseSettings):
         return f"http://{host}:{self.port}"
 
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)
+
+    @field_validator("allowed_media_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])  # type: ignore[call-overload]
+        try:
+            return AddressPolicy.parse(str(item) for item in items).networks
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR network list ({exc}), e.g. 10.0.0.0/8,::1") from None

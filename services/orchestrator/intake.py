@@ -23,6 +23,11 @@ class Intake:
     upload: Upload | None
     store: MediaStore
 
+    @property
+    def own_media(self) -> bool:
+        """The media is this orchestrator's own upload (no address rule applies to it)."""
+        return self.upload is not None
+
     def close(self) -> None:
         self.store.remove(self.upload)
 

@@ -27,6 +27,7 @@ from services.orchestrator.planning import nominal_boundaries, plan_spans, spans
 from services.orchestrator.probe import check_range_support, probe_duration
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
+from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
     MacroChunkReport,
@@ -48,6 +49,8 @@ class Job:
     request: TranscribeRequest
     duration_sec: float
     started_at: float
+    allowed_networks: list[str]
+    """Where its media may be (the address policy the workers apply too)."""
 
 
 BOUNDARY_SEARCHES_AT_ONCE = 2
@@ -77,22 +80,43 @@ class _ChunkDone:
 _Message = _Planned | _PlanComplete | tuple[int, MicroChunkResult] | _ChunkDone | BaseException
 
 
+@dataclass(frozen=True)
+class MediaClients:
+    """The orchestrator's media-host clients: one under the address rule for clients' URLs,
+    one without it for its own uploads."""
+
+    public: httpx.AsyncClient
+    public_policy: AddressPolicy
+    own: httpx.AsyncClient
+
+    def policy_for(self, own_media: bool) -> AddressPolicy:
+        return AddressPolicy.anywhere() if own_media else self.public_policy
+
+    def client_for(self, own_media: bool) -> httpx.AsyncClient:
+        return self.own if own_media else self.public
+
+
 class JobRunner:
     def __init__(
-        self, workers: WorkerClient, media_http: httpx.AsyncClient, settings: OrchestratorSettings
+        self,
+        workers: WorkerClient,
+        media: MediaClients,
+        settings: OrchestratorSettings,
     ) -> None:
         self.workers = workers
-        self.media_http = media_http
+        self.media = media
         self.settings = settings
 
-    async def prepare(self, request: TranscribeRequest) -> Job:
-        """Range check and duration: what can fail before output starts."""
+    async def prepare(self, request: TranscribeRequest, *, own_media: bool = False) -> Job:
+        """Range check and duration: what can fail before output starts. `own_media`: the URL
+        is this orchestrator's own (an upload), not a client's, so no address rule applies."""
         started = time.perf_counter()
-        await check_range_support(self.media_http, request.media_url)
+        policy = self.media.policy_for(own_media)
+        await check_range_support(self.media.client_for(own_media), request.media_url)
         duration = await asyncio.to_thread(
-            probe_duration, request.media_url, self.settings.probe_timeout_sec
+            probe_duration, request.media_url, policy, self.settings.probe_timeout_sec
         )
-        return Job(request, duration, started)
+        return Job(request, duration, started, policy.networks)
 
     async def find_boundary(self, job: Job, low: float, high: float) -> float:
         """The quietest instant in `[low, high)`, found by a chunk worker."""
@@ -102,6 +126,7 @@ class JobRunner:
             start_sec=low,
             end_sec=high,
             smoothing_num_samples=params.silence_detection_smoothing_num_samples,
+            allowed_networks=job.allowed_networks,
         )
         return (await self.workers.find_silence(request)).split_sec
 
@@ -186,6 +211,7 @@ class JobRunner:
             end_sec=span.end_sec,
             params=job.request.params,
             first_micro_chunk_sec=self._first_micro_chunk_sec(job) if index == 0 else None,
+            allowed_networks=job.allowed_networks,
         )
         try:
             if index > 0:
@@ -216,9 +242,9 @@ class JobRunner:
             return None
         return min(max(wanted, 5.0), job.request.params.micro_chunk_size_sec)
 
-    async def run(self, request: TranscribeRequest) -> TranscribeOutput:
+    async def run(self, request: TranscribeRequest, *, own_media: bool = False) -> TranscribeOutput:
         """The whole job as one response: the streamed events, collected."""
-        job = await self.prepare(request)
+        job = await self.prepare(request, own_media=own_media)
         segments: list[Segment] = []
         chunks: list[MacroChunkReport] = []
         footer: StreamFooter | None = None

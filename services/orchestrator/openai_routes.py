@@ -93,7 +93,8 @@ async def _answer(request: Request, jobs: Jobs, store: Store, *, task: str) -> A
     if options.stream:
         return await event_stream(request, jobs, intake, _text_events)
     try:
-        output = await cancel_on_disconnect(request, jobs.run(intake.request))
+        work = jobs.run(intake.request, own_media=intake.own_media)
+        output = await cancel_on_disconnect(request, work)
     finally:
         intake.close()
     text = render(output, options.response_format, task=task, words=options.words)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 
 import av
-import certifi
 import httpx
 
-from shared.errors import (
-    MediaHostError,
-    MediaUnavailableError,
-    RangeNotSupportedError,
-    UnsupportedMediaError,
+from shared.errors import MediaHostError, RangeNotSupportedError, UnsupportedMediaError
+from shared.media_host import (
+    AddressPolicy,
+    MediaFile,
+    status_error,
+    sync_media_client,
+    transport_error,
 )
 
 _CONTENT_RANGE = re.compile(r"bytes\s+0-0/(\d+|\*)")
@@ -23,16 +24,15 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
 
     One streamed GET of byte 0 (HEAD is unreliable: presigned object-store URLs often refuse it
     and some servers omit Accept-Ranges). 206 means ranges work; 200 means they were ignored.
+    `http` is a `shared.media_host` client: the address guard and TLS are its business.
     """
     headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
     try:
-        async with http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+        async with http.stream("GET", url, headers=headers) as response:
             status = response.status_code
             content_range = response.headers.get("content-range", "")
     except httpx.HTTPError as exc:
-        raise MediaHostError(
-            f"could not reach the media host of media_url ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise transport_error(exc) from exc
     if status == 206:
         match = _CONTENT_RANGE.match(content_range)
         return int(match.group(1)) if match and match.group(1) != "*" else None
@@ -42,21 +42,18 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
             "serve the file from a host that supports them, e.g. an object store or nginx",
             param="media_url",
         )
-    if 400 <= status < 500:
-        raise MediaUnavailableError(
-            f"media_url answered HTTP {status}; check that the URL is correct and readable",
-            param="media_url",
-        )
-    raise MediaHostError(f"the media host answered HTTP {status}")
+    raise status_error(status)
 
 
-def probe_duration(url: str, timeout_sec: float) -> float:
-    """Duration in seconds of the media's audio, read with PyAV (blocking; run in a thread)."""
-    options = {"rw_timeout": str(int(timeout_sec * 1_000_000))}
-    if url.startswith("https://"):
-        options |= {"tls_verify": "1", "ca_file": certifi.where()}
+def probe_duration(url: str, policy: AddressPolicy, timeout_sec: float) -> float:
+    """Duration in seconds of the media's audio, read with PyAV (blocking; run in a thread).
+
+    PyAV reads a `MediaFile` (range requests through the media-host seam), never the URL."""
     try:
-        with av.open(url, options=options, timeout=timeout_sec) as container:
+        with (
+            sync_media_client(policy, timeout_sec) as http,
+            av.open(MediaFile(http, url), mode="r", timeout=timeout_sec) as container,
+        ):
             audio = container.streams.audio
             if not audio:
                 raise UnsupportedMediaError("media_url has no audio stream", param="media_url")

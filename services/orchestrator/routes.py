@@ -82,7 +82,8 @@ async def transcribe(request: Request, jobs: Jobs, store: Store) -> TranscribeOu
     whole transcript is ready."""
     intake = await take_request(request, store)
     try:
-        return await cancel_on_disconnect(request, jobs.run(intake.request))
+        work = jobs.run(intake.request, own_media=intake.own_media)
+        return await cancel_on_disconnect(request, work)
     finally:
         intake.close()
 
@@ -119,7 +120,7 @@ async def event_stream(
     with ids and pings; an error mid-stream is an `error` event. The upload goes when the
     stream ends, whatever ends it."""
     try:
-        job = await jobs.prepare(intake.request)
+        job = await jobs.prepare(intake.request, own_media=intake.own_media)
     except BaseException:
         intake.close()
         raise

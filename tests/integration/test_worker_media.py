@@ -1,7 +1,7 @@
 """Real FFmpeg fetching windows of every committed format from a real range-capable host.
 
-Each test runs both ways a worker can fetch: FFmpeg straight from the host ("direct"), and
-through the worker's `RangeProxy` ("proxy").
+FFmpeg reads through the worker's `RangeProxy`, as in the service (it never opens a media
+host's URL itself); the proxy fetches through `shared.media_host` with loopback allowed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from shared.errors import (
     UnsupportedMediaError,
     WhisperfleetError,
 )
+from shared.media_host import AddressPolicy, media_client
 from shared.schemas import SAMPLE_RATE_HZ
 from tests.conftest import MEDIA_DIR
 from tests.support.media_server import MediaServer
@@ -107,18 +108,13 @@ def scratch_host(scratch: Path) -> Iterator[MediaServer]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with media_client(AddressPolicy.parse(["127.0.0.0/8", "::1"]), 30) as client:
         yield client
 
 
-@pytest.fixture(params=["direct", "proxy"])
-async def options(
-    request: pytest.FixtureRequest, http: httpx.AsyncClient
-) -> AsyncIterator[FetchOptions]:
+@pytest.fixture
+async def options(http: httpx.AsyncClient) -> AsyncIterator[FetchOptions]:
     """How the worker fetches; reconnects once, at once, so host failures fail fast."""
-    if request.param == "direct":
-        yield FetchOptions(FFMPEG, reconnect_delay_max_sec=0)
-        return
     async with RangeProxy(http, reconnect_delay_max_sec=0) as proxy:
         yield FetchOptions(FFMPEG, reconnect_delay_max_sec=0, proxy=proxy)
 
@@ -133,7 +129,8 @@ async def fetch(
 ) -> np.ndarray:
     """What a worker's PcmSource delivers for `[start, end)` of `url`."""
     if mode is None:
-        mode = await sniff_media(http, url, options.proxy)
+        assert options.proxy is not None
+        mode = await sniff_media(options.proxy, url)
     async with PcmSource(url, start, end, mode, options) as source:
         blocks = [block async for block in source.blocks()]
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
@@ -159,7 +156,8 @@ async def test_raw_adts_aac_is_decoded_from_the_start_and_still_exact(
     scratch: Path, scratch_host: MediaServer, http: httpx.AsyncClient, options: FetchOptions
 ) -> None:
     url = scratch_host.url("raw.aac")  # no index to seek by
-    assert await sniff_media(http, url, options.proxy) is SeekMode.SEQUENTIAL
+    assert options.proxy is not None
+    assert await sniff_media(options.proxy, url) is SeekMode.SEQUENTIAL
     window = await fetch(http, url, 11.37, 17.37, options)
     lag, likeness = lag_and_likeness(whole(scratch / "raw.aac"), window.astype(np.float64),
                                      round(11.37 * RATE))  # fmt: skip
@@ -201,8 +199,9 @@ async def test_missing_media_is_reported_as_unavailable(
     host: MediaServer, http: httpx.AsyncClient, options: FetchOptions
 ) -> None:
     url = host.url("speech_40s.cbr.mp3", route="missing")
+    assert options.proxy is not None
     with pytest.raises(MediaUnavailableError, match="HTTP 404"):
-        await sniff_media(http, url, options.proxy)
+        await sniff_media(options.proxy, url)
     # Gone between the sniff and FFmpeg's own requests:
     with pytest.raises(MediaUnavailableError, match="404"):
         await fetch(http, url, 5.0, 10.0, options, mode=SeekMode.FAST_MP3)
@@ -357,14 +356,10 @@ async def test_a_middle_window_fetches_about_its_share_of_the_file(
     window = await fetch(http, long_host.url(name), start, start + length, options)
     assert len(window) == length * RATE
     fetched = long_host.traffic.bytes_by_path[f"/media/{name}"]
-    if options.proxy is not None:
-        # A tenth more, plus what a worker new to the file reads once: header and index (the
-        # moov of 20 min of AAC is ~110 kB), or Ogg's last pages and its bisection.
-        assert fetched <= 1.1 * share + 400_000, f"{fetched} bytes for a share of {share:.0f}"
-        assert fetched < size / 3
-    else:
-        # FFmpeg's own requests are bounded (1 MiB): a few requests' worth, never from byte 0.
-        assert fetched <= share + 3 * options.request_bytes, f"{fetched} for {share:.0f}"
+    # A tenth more, plus what a worker new to the file reads once: header and index (the moov
+    # of 20 min of AAC is ~110 kB), or Ogg's last pages and its bisection.
+    assert fetched <= 1.1 * share + 400_000, f"{fetched} bytes for a share of {share:.0f}"
+    assert fetched < size / 3
 
 
 def test_every_committed_format_is_covered() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.stack import LocalStack, free_port
+from services.stack import LOCAL_NETWORKS, LocalStack, free_port
 
 
 def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: str) -> LocalStack:
@@ -20,6 +20,7 @@ def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: s
             "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
             "WHISPER_CPU_THREADS": "1",
             "ORCHESTRATOR_UPLOAD_DIR": str(log_dir / "uploads"),
+            "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the tests' media host
             **env,
         },
         log_dir=log_dir,

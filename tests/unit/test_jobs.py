@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs import Job, JobRunner
+from services.orchestrator.jobs import Job, JobRunner, MediaClients
 from shared.errors import MediaHostError
+from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
     MacroChunkReport,
@@ -80,13 +81,13 @@ class FakeWorkers:
 def job(chunks: int) -> Job:
     params = TranscribeParams(macro_chunk_size_sec=30)
     request = TranscribeRequest(media_url="http://host/a.mp3", params=params)
-    return Job(request, chunks * 30.0, started_at=0.0)
+    return Job(request, chunks * 30.0, started_at=0.0, allowed_networks=[])
 
 
 def runner(workers: FakeWorkers, **settings: float) -> JobRunner:
     return JobRunner(
         workers,  # type: ignore[arg-type]
-        httpx.AsyncClient(),
+        MediaClients(httpx.AsyncClient(), AddressPolicy(), httpx.AsyncClient()),
         OrchestratorSettings(**{"head_start_sec": 0, **settings}),  # type: ignore[arg-type]
     )
 

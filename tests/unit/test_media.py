@@ -167,17 +167,27 @@ class Origin:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
 
 
+@asynccontextmanager
+async def behind_proxy(origin: Origin) -> AsyncIterator[RangeProxy]:
+    """The origin behind a range proxy: how a worker sniffs (and FFmpeg reads) media."""
+    async with origin.client() as http, RangeProxy(http, reconnect_delay_max_sec=0) as proxy:
+        yield proxy
+
+
 async def test_sniffing_looks_past_an_id3_tag_bigger_than_the_sniff() -> None:
     origin = Origin(id3_tag(200_000) + mp3_frames())
-    async with origin.client() as http:
-        assert await sniff_media(http, URL) is SeekMode.FAST_MP3
-    assert [first for first, _ in origin.requests] == [0, 200_010]
+    async with behind_proxy(origin) as proxy:
+        assert await sniff_media(proxy, URL) is SeekMode.FAST_MP3
+    starts = [first for first, _ in origin.requests]
+    assert starts[0] == 0 and any(a <= 200_010 <= b for a, b in origin.requests)
+    assert all(f < SNIFF_BYTES or f > 200_010 - 8192 for f in starts)  # the tag isn't read
 
 
-async def test_sniffing_reads_only_its_bytes_from_a_host_that_ignores_range() -> None:
+async def test_sniffing_refuses_a_host_that_ignores_range_after_a_few_pages() -> None:
     origin = Origin(mp3_frames() * 40, honour_range=False)
-    async with origin.client() as http:
-        assert await sniff_media(http, URL) is SeekMode.FAST_MP3
+    async with behind_proxy(origin) as proxy:
+        with pytest.raises(RangeNotSupportedError, match="ignores HTTP range requests"):
+            await sniff_media(proxy, URL)
     assert origin.sent < SNIFF_BYTES + 8192 < len(origin.data)
 
 
@@ -194,23 +204,28 @@ async def test_sniffing_reads_only_its_bytes_from_a_host_that_ignores_range() ->
 async def test_sniffing_maps_the_host_status_to_an_error(
     status: int, error: type[Exception], words: str
 ) -> None:
-    async with Origin(b"", status=status).client() as http:
+    async with behind_proxy(Origin(b"", status=status)) as proxy:
         with pytest.raises(error, match=words):
-            await sniff_media(http, URL)
+            await sniff_media(proxy, URL)
 
 
 async def test_an_unreachable_host_is_a_media_host_error() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http,
+        RangeProxy(http, reconnect_delay_max_sec=0) as proxy,
+    ):
         with pytest.raises(MediaHostError, match="ConnectError"):
-            await sniff_media(http, URL)
+            await sniff_media(proxy, URL)
 
 
 # -- the FFmpeg command ------------------------------------------------------------------------
 
 OPTIONS = FetchOptions(ffmpeg_path="ffmpeg", preroll_sec=2.0)
+LEASE_URL = "http://127.0.0.1:4567/0123abcd"
+"""What FFmpeg is given: a range proxy lease for the media URL."""
 
 
 def value_after(command: list[str], flag: str, occurrence: int = 0) -> str:
@@ -219,7 +234,7 @@ def value_after(command: list[str], flag: str, occurrence: int = 0) -> str:
 
 
 def test_input_seek_goes_before_the_input_and_the_preroll_is_trimmed_after_it() -> None:
-    command = ffmpeg_command(URL, 13.37, 73.37, SeekMode.INPUT, OPTIONS)
+    command = ffmpeg_command(LEASE_URL, 13.37, 73.37, SeekMode.INPUT, OPTIONS, via_proxy=True)
     i = command.index("-i")
     first_ss, second_ss = (j for j, part in enumerate(command) if part == "-ss")
     assert first_ss < i < second_ss
@@ -235,26 +250,26 @@ def test_input_seek_goes_before_the_input_and_the_preroll_is_trimmed_after_it() 
 
 
 def test_a_window_starting_inside_the_preroll_seeks_on_the_output_only() -> None:
-    command = ffmpeg_command(URL, 0.5, 10.0, SeekMode.INPUT, OPTIONS)
+    command = ffmpeg_command(LEASE_URL, 0.5, 10.0, SeekMode.INPUT, OPTIONS, via_proxy=True)
     assert command.count("-ss") == 1
     assert command.index("-ss") > command.index("-i")
     assert float(value_after(command, "-ss")) == pytest.approx(0.5)
 
 
 def test_fast_mp3_seek_is_enabled_before_the_input() -> None:
-    command = ffmpeg_command(URL, 100.0, 130.0, SeekMode.FAST_MP3, OPTIONS)
+    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, SeekMode.FAST_MP3, OPTIONS, via_proxy=True)
     assert command.index("+fastseek") < command.index("-i")
 
 
 def test_sequential_decoding_never_seeks_the_input() -> None:
-    command = ffmpeg_command(URL, 100.0, 130.0, SeekMode.SEQUENTIAL, OPTIONS)
+    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, SeekMode.SEQUENTIAL, OPTIONS, via_proxy=True)
     assert command.count("-ss") == 1
     assert command.index("-ss") > command.index("-i")
     assert float(value_after(command, "-ss")) == pytest.approx(100.0)
 
 
 def test_matroska_keeps_timestamps_and_trims_in_the_filter_graph() -> None:
-    command = ffmpeg_command(URL, 13.37, 20.0, SeekMode.MATROSKA, OPTIONS)
+    command = ffmpeg_command(LEASE_URL, 13.37, 20.0, SeekMode.MATROSKA, OPTIONS, via_proxy=True)
     i = command.index("-i")
     for flag in ("-copyts", "-seek_timestamp", "-noaccurate_seek", "-flags2"):
         assert command.index(flag) < i
@@ -264,13 +279,11 @@ def test_matroska_keeps_timestamps_and_trims_in_the_filter_graph() -> None:
     assert "asetpts=PTS-13.370000/TB" in graph and "first_pts=0" in graph
 
 
-def test_https_media_is_fetched_with_certificate_checks_and_bounded_requests() -> None:
-    command = ffmpeg_command(URL, 10.0, 20.0, SeekMode.INPUT, OPTIONS)
-    assert value_after(command, "-tls_verify") == "1"
-    assert os.path.exists(value_after(command, "-ca_file"))
-    assert value_after(command, "-reconnect") == "1"
-    assert int(value_after(command, "-request_size")) == OPTIONS.request_bytes
-    assert int(value_after(command, "-initial_request_size")) == OPTIONS.initial_request_bytes
+def test_ffmpeg_is_never_handed_a_media_hosts_url() -> None:
+    with pytest.raises(ValueError, match="range proxy"):
+        ffmpeg_command(URL, 10.0, 20.0, SeekMode.INPUT, OPTIONS)
+    local_file = ffmpeg_command("/data/talk.mp3", 10.0, 20.0, SeekMode.INPUT, OPTIONS)
+    assert value_after(local_file, "-i") == "/data/talk.mp3"
 
 
 def test_through_the_proxy_ffmpeg_neither_reconnects_nor_bounds_its_requests() -> None:
