@@ -7,6 +7,7 @@ Routes:
     /drop/<name>      a host that vanishes mid-file: answers ranges like /media/, but closes the
                       connection once it reaches `?at=` (a fraction of the file, default 0.5),
                       on every retry too
+    /redirect?to=URL  302 to URL
 Every request's served byte count is recorded, so benchmarks can measure bytes fetched.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -144,6 +145,9 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
     async def missing(request: Request) -> Response:
         return Response("not found", status_code=404)
 
+    async def redirect(request: Request) -> Response:
+        return RedirectResponse(request.query_params["to"], status_code=302)
+
     async def drop(request: Request) -> Response:
         path = resolve(request)
         if path is None:
@@ -157,6 +161,7 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
             Route("/norange/{name:path}", no_range),
             Route("/missing/{name:path}", missing),
             Route("/drop/{name:path}", drop),
+            Route("/redirect", redirect),
         ]
     )
     return _CountingMiddleware(app, log)
