@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
+def split_list(value: Any) -> Any:
+    """Accept `a,b,c` (what an environment variable holds) as well as a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 def split_urls(value: Any) -> Any:
     """Accept `a,b,c` (what an environment variable holds) as well as a list."""
     if isinstance(value, str):

@@ -2,6 +2,8 @@
 
     WhisperfleetError (500 internal_error)
     ├── BadRequestError (400 bad_request)                    OpenAI API: a value we don't offer
+    ├── UnauthorizedError (401 invalid_api_key)              no or a wrong API key
+    ├── RateLimitedError (429 rate_limit_exceeded)           too many jobs of one key at once
     ├── InvalidRequestError (422 invalid_request)
     │   ├── MediaUnavailableError (422 media_unavailable)    media host answered 4xx
     │   ├── RangeNotSupportedError (422 range_not_supported) media host ignores Range
@@ -69,6 +71,21 @@ class BadRequestError(WhisperfleetError):
     status_code = 400
     code = "bad_request"
     type = "invalid_request_error"
+
+
+class UnauthorizedError(WhisperfleetError):
+    status_code = 401
+    code = "invalid_api_key"
+    type = "invalid_request_error"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "WWW-Authenticate": "Bearer"}
+
+
+class RateLimitedError(WhisperfleetError):
+    status_code = 429
+    code = "rate_limit_exceeded"
+    type = "requests"
 
 
 class InvalidRequestError(WhisperfleetError):

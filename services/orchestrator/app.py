@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from services.orchestrator.auth import Gate, load_keys
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.jobs import JobRunner, MediaClients
 from services.orchestrator.uploads import MediaStore
@@ -54,6 +55,8 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 settings.upload_min_free_mb * 1_000_000,
             )
             store.sweep()
+            keys = load_keys(settings.api_keys, settings.api_keys_file)
+            app.state.gate = Gate(keys, settings.max_jobs_per_key)
             app.state.settings = settings
             app.state.media_store = store
             media = MediaClients(public_media, policy, own_media)

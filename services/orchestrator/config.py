@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.config import split_urls
+from shared.config import split_list, split_urls
 from shared.media_host import AddressPolicy
 
 
@@ -61,6 +61,18 @@ class OrchestratorSettings(BaseSettings):
     internal_url: str | None = None
     """How the chunk workers reach this orchestrator, for uploads (default
     `http://<host>:<port>`; behind replicas or NAT set this replica's own address)."""
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    """Keys that may use the public API (`Authorization: Bearer <key>`), comma-separated;
+    empty (and no file): the API is open."""
+    api_keys_file: Path | None = None
+    """A file with one key per line, besides `api_keys` (a mounted secret)."""
+    max_jobs_per_key: int = Field(0, ge=0, le=10_000)
+    """Jobs one key (or, without keys, everyone) may run at once; 0 = no limit. Beyond it: 429
+    with Retry-After."""
+    max_duration_sec: float = Field(0.0, ge=0.0)
+    """Longest media accepted, in seconds (413 beyond it); 0 = no limit."""
+    max_request_kb: int = Field(1024, ge=1, le=1_000_000)
+    """Largest JSON request body (413 beyond it); uploads have their own cap."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
@@ -72,6 +84,13 @@ class OrchestratorSettings(BaseSettings):
         return f"http://{host}:{self.port}"
 
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)
+    _split_keys = field_validator("api_keys", mode="before")(split_list)
+
+    @field_validator("api_keys_file", "internal_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`VAR=` (what Compose passes for an unset `${VAR:-}`) means not set."""
+        return None if value == "" else value
 
     @field_validator("allowed_media_networks", mode="before")
     @classmethod

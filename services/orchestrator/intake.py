@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from services.orchestrator.uploads import MediaStore, Upload, UploadForm
-from shared.errors import InvalidRequestError, validation_error_body
+from shared.errors import InvalidRequestError, PayloadTooLargeError, validation_error_body
 from shared.schemas import TranscribeParams, TranscribeRequest
 
 
@@ -36,12 +36,12 @@ def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
-async def take_request(request: Request, store: MediaStore) -> Intake:
-    """`/v1/transcribe` bodies: JSON `{media_url, params}`, or multipart with `file` (or
-    `media_url`) and `params` (a JSON string)."""
+async def take_request(request: Request, store: MediaStore, max_json_bytes: int) -> Intake:
+    """`/v1/transcribe` bodies: JSON `{media_url, params}` (at most `max_json_bytes`), or
+    multipart with `file` (or `media_url`) and `params` (a JSON string)."""
     if not is_multipart(request):
         try:
-            body = TranscribeRequest.model_validate_json(await request.body())
+            body = TranscribeRequest.model_validate_json(await read_capped(request, max_json_bytes))
         except ValidationError as exc:
             raise validation_error_body(exc.errors()) from None
         return Intake(body, None, store)
@@ -56,6 +56,26 @@ async def take_request(request: Request, store: MediaStore) -> Intake:
     except BaseException:
         store.remove(form.upload)
         raise
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"the request body is larger than {limit // 1024} KiB (ORCHESTRATOR_MAX_REQUEST_KB); "
+        "media goes in a multipart `file` or behind a `media_url`"
+    )
 
 
 def intake_from_form(form: UploadForm, params: TranscribeParams, store: MediaStore) -> Intake:

@@ -27,6 +27,7 @@ from services.orchestrator.planning import nominal_boundaries, plan_spans, spans
 from services.orchestrator.probe import check_range_support, probe_duration
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
+from shared.errors import PayloadTooLargeError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -116,6 +117,13 @@ class JobRunner:
         duration = await asyncio.to_thread(
             probe_duration, request.media_url, policy, self.settings.probe_timeout_sec
         )
+        longest = self.settings.max_duration_sec
+        if longest and duration > longest:
+            raise PayloadTooLargeError(
+                f"the media is {duration:.0f} s long; this server takes at most {longest:g} s "
+                "(ORCHESTRATOR_MAX_DURATION_SEC)",
+                param="media_url",
+            )
         return Job(request, duration, started, policy.networks)
 
     async def find_boundary(self, job: Job, low: float, high: float) -> float:

@@ -13,6 +13,7 @@ out across the chunk workers like a URL; the answer is rendered by `shared.forma
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from services.orchestrator.auth import Caller, GateDep
 from services.orchestrator.intake import intake_from_form
 from services.orchestrator.jobs import JobEvent
 from services.orchestrator.routes import ERRORS, Jobs, Store, event_stream
@@ -64,39 +66,51 @@ class TextDone(BaseModel):
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def models(request: Request) -> ModelList:
+async def models(request: Request, who: Caller) -> ModelList:
     """The model this deployment serves (any name in a request maps to it)."""
     name: str = request.app.state.settings.model_name
     return ModelList(data=[ModelCard(id=name)])
 
 
 @router.post("/v1/audio/transcriptions", responses=ERRORS)
-async def transcriptions(request: Request, jobs: Jobs, store: Store) -> Any:
+async def transcriptions(
+    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+) -> Any:
     """Transcribe an uploaded `file` (or a media `url`) in OpenAI's request and answer shape."""
-    return await _answer(request, jobs, store, task="transcribe")
+    return await _answer(request, jobs, store, gate.job_slot(who), task="transcribe")
 
 
 @router.post("/v1/audio/translations", responses=ERRORS)
-async def translations(request: Request, jobs: Jobs, store: Store) -> Any:
+async def translations(
+    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+) -> Any:
     """Translate speech in any language into English text, in OpenAI's shape."""
-    return await _answer(request, jobs, store, task="translate")
+    return await _answer(request, jobs, store, gate.job_slot(who), task="translate")
 
 
-async def _answer(request: Request, jobs: Jobs, store: Store, *, task: str) -> Any:
-    form = await store.receive(request)
+async def _answer(
+    request: Request,
+    jobs: Jobs,
+    store: Store,
+    slot: contextlib.AbstractAsyncContextManager[None],
+    *,
+    task: str,
+) -> Any:
+    held = contextlib.AsyncExitStack()
+    await held.enter_async_context(slot)
     try:
+        form = await store.receive(request)
+        held.callback(store.remove, form.upload)
         options = OpenAIOptions.from_form(form, task=task)
         intake = intake_from_form(form, options.params, store)
     except BaseException:
-        store.remove(form.upload)
+        await held.aclose()
         raise
     if options.stream:
-        return await event_stream(request, jobs, intake, _text_events)
-    try:
+        return await event_stream(request, jobs, intake, _text_events, held)
+    async with held:
         work = jobs.run(intake.request, own_media=intake.own_media)
         output = await cancel_on_disconnect(request, work)
-    finally:
-        intake.close()
     text = render(output, options.response_format, task=task, words=options.words)
     return Response(text, media_type=MEDIA_TYPES[options.response_format])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from services.orchestrator.auth import Caller, GateDep
 from services.orchestrator.intake import Intake, take_request
 from services.orchestrator.jobs import JobEvent, JobRunner
 from services.orchestrator.uploads import MediaStore
@@ -77,15 +79,18 @@ Store = Annotated[MediaStore, Depends(_store)]
     responses=ERRORS,
     openapi_extra=_BODY,
 )
-async def transcribe(request: Request, jobs: Jobs, store: Store) -> TranscribeOutput:
+async def transcribe(
+    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+) -> TranscribeOutput:
     """Transcribe the media at `media_url`, or an uploaded `file` (multipart); answers when the
     whole transcript is ready."""
-    intake = await take_request(request, store)
-    try:
-        work = jobs.run(intake.request, own_media=intake.own_media)
-        return await cancel_on_disconnect(request, work)
-    finally:
-        intake.close()
+    async with gate.job_slot(who):
+        intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
+        try:
+            work = jobs.run(intake.request, own_media=intake.own_media)
+            return await cancel_on_disconnect(request, work)
+        finally:
+            intake.close()
 
 
 @router.post(
@@ -94,13 +99,22 @@ async def transcribe(request: Request, jobs: Jobs, store: Store) -> TranscribeOu
     responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
     openapi_extra=_BODY,
 )
-async def transcribe_stream(request: Request, jobs: Jobs, store: Store) -> EventSourceResponse:
+async def transcribe_stream(
+    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+) -> EventSourceResponse:
     """Server-Sent Events: `header`, then `segment`s in timeline order as soon as they are
     known, interleaved with `progress`; then `footer` (the JSON endpoint's totals), or `error`.
     Problems found before the first event (bad URL, no range support, not media) are plain
     HTTP errors, like `/v1/transcribe`'s."""
-    intake = await take_request(request, store)
-    return await event_stream(request, jobs, intake, job_events)
+    held = contextlib.AsyncExitStack()
+    await held.enter_async_context(gate.job_slot(who))
+    try:
+        intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
+    except BaseException:
+        await held.aclose()
+        raise
+    held.callback(intake.close)
+    return await event_stream(request, jobs, intake, job_events, held)
 
 
 async def job_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
@@ -115,14 +129,15 @@ async def event_stream(
     jobs: JobRunner,
     intake: Intake,
     translate: Any,
+    held: contextlib.AsyncExitStack,
 ) -> EventSourceResponse:
     """Prepare the job (errors are plain HTTP answers), then stream `translate(events)` as SSE
-    with ids and pings; an error mid-stream is an `error` event. The upload goes when the
-    stream ends, whatever ends it."""
+    with ids and pings; an error mid-stream is an `error` event. What the job holds (`held`:
+    its upload, its job slot) is let go when the stream ends, whatever ends it."""
     try:
         job = await jobs.prepare(intake.request, own_media=intake.own_media)
     except BaseException:
-        intake.close()
+        await held.aclose()
         raise
     ping_sec: float = request.app.state.settings.sse_ping_sec
 
@@ -134,7 +149,7 @@ async def event_stream(
         except WhisperfleetError as exc:
             yield _sse(next(ids), "error", exc.body())
         finally:
-            intake.close()
+            await held.aclose()
 
     return EventSourceResponse(
         events(),
@@ -163,6 +178,7 @@ class RenderRequest(BaseModel):
 
 @router.post("/v1/render", responses=ERRORS)
 async def render_transcript(
+    who: Caller,
     body: RenderRequest,
     format: Annotated[str, Query(description=f"One of {', '.join(FORMATS)}.")],
     words: bool = False,

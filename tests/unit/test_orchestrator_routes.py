@@ -69,3 +69,78 @@ async def test_only_http_and_https_media_urls_are_taken(tmp_path: Path) -> None:
 def test_a_malformed_network_list_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CIDR"):
         settings(tmp_path, allowed_media_networks="10.0.0.0/8,bogus")
+
+
+async def test_with_keys_every_public_endpoint_wants_one_and_health_stays_open(
+    tmp_path: Path,
+) -> None:
+    app = create_app(settings(tmp_path, api_keys="alpha, beta"))
+    async with serve(app) as client:
+        for method, path in [("POST", "/v1/transcribe"), ("POST", "/v1/transcribe/stream"),
+                             ("POST", "/v1/audio/transcriptions"), ("GET", "/v1/models"),
+                             ("POST", "/v1/render?format=srt")]:  # fmt: skip
+            response = await client.request(method, path, json={})
+            assert_error(response, 401, "invalid_api_key", "API key")
+            assert response.headers["www-authenticate"] == "Bearer"
+        wrong = await client.get("/v1/models", headers={"Authorization": "Bearer gamma"})
+        assert_error(wrong, 401, "invalid_api_key", "not valid")
+        right = await client.get("/v1/models", headers={"Authorization": "Bearer beta"})
+        assert right.status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/")).status_code == 200  # the page, which asks for the key
+
+
+async def test_keys_can_come_from_a_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# one per line\nfrom-a-file\n\n")
+    async with serve(create_app(settings(tmp_path, api_keys_file=keys))) as client:
+        ok = await client.get("/v1/models", headers={"Authorization": "Bearer from-a-file"})
+        assert ok.status_code == 200
+        assert (await client.get("/v1/models")).status_code == 401
+
+
+async def test_a_key_over_its_job_limit_gets_429_with_retry_after(
+    tmp_path: Path, host: MediaServer
+) -> None:
+    """The slot is held while the job runs: a second job of the same key is refused at once,
+    another key's is not (both then fail at the unreachable worker, which is beside the point)."""
+    app = create_app(
+        settings(tmp_path, api_keys="a,b", max_jobs_per_key=1,
+                 allowed_media_networks=["127.0.0.1/32"], worker_retry_attempts=1)
+    )  # fmt: skip
+    async with serve(app) as client:
+        gate = app.state.gate
+        async with gate.job_slot(gate.identify("Bearer a")):
+            body = {"media_url": host.url("speech_40s.wav")}
+            busy = await client.post(
+                "/v1/transcribe", json=body, headers={"Authorization": "Bearer a"}
+            )
+            assert_error(busy, 429, "rate_limit_exceeded", "ORCHESTRATOR_MAX_JOBS_PER_KEY")
+            assert int(busy.headers["retry-after"]) >= 1
+            other = await client.post(
+                "/v1/transcribe", json=body, headers={"Authorization": "Bearer b"}
+            )
+            assert other.status_code != 429
+
+
+async def test_media_longer_than_the_cap_is_a_413_naming_the_setting(
+    tmp_path: Path, host: MediaServer
+) -> None:
+    app = create_app(
+        settings(tmp_path, max_duration_sec=30, allowed_media_networks=["127.0.0.1/32"])
+    )
+    async with serve(app) as client:
+        response = await client.post(
+            "/v1/transcribe", json={"media_url": host.url("speech_40s.wav")}
+        )
+    assert_error(
+        response, 413, "payload_too_large", "at most 30 s", "ORCHESTRATOR_MAX_DURATION_SEC"
+    )
+
+
+async def test_an_oversized_json_body_is_a_413(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path, max_request_kb=1))
+    async with serve(app) as client:
+        body = {"media_url": "http://example.invalid/a.mp3", "params": {"prompt": "x" * 2000}}
+        response = await client.post("/v1/transcribe", json=body)
+    assert_error(response, 413, "payload_too_large", "ORCHESTRATOR_MAX_REQUEST_KB")

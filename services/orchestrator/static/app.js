@@ -129,6 +129,8 @@
     language: $("language"),
     micro: $("micro-chunk"),
     macro: $("macro-chunk"),
+    apiKey: $("api-key"),
+    advanced: $("advanced"),
     transcribe: $("transcribe"),
     cancel: $("cancel"),
     error: $("error"),
@@ -218,6 +220,20 @@
     return params;
   }
 
+  const KEY_STORE = "whisperfleet.apiKey";
+  ui.apiKey.value = localStorage.getItem(KEY_STORE) || "";
+  ui.apiKey.addEventListener("change", () => {
+    const key = ui.apiKey.value.trim();
+    if (key) localStorage.setItem(KEY_STORE, key);
+    else localStorage.removeItem(KEY_STORE);
+  });
+
+  /** Headers for the API: the key, when one is set. */
+  function withKey(headers) {
+    const key = ui.apiKey.value.trim();
+    return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+  }
+
   /** The request for /v1/transcribe/stream: multipart with the chosen file, or JSON. */
   function jobRequest() {
     const file = ui.file.files && ui.file.files[0];
@@ -226,14 +242,17 @@
       const form = new FormData();
       form.append("file", file, file.name);
       form.append("params", JSON.stringify(params));
-      return { source: file.name, init: { body: form, headers: { Accept: "text/event-stream" } } };
+      return {
+        source: file.name,
+        init: { body: form, headers: withKey({ Accept: "text/event-stream" }) },
+      };
     }
     const mediaUrl = ui.url.value.trim();
     return {
       source: mediaUrl,
       init: {
         body: JSON.stringify({ media_url: mediaUrl, params }),
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: withKey({ "Content-Type": "application/json", Accept: "text/event-stream" }),
       },
     };
   }
@@ -405,6 +424,11 @@
       });
       if (!response.ok) {
         const error = await errorFromResponse(response);
+        if (response.status === 401) {
+          ui.advanced.open = true; // where the key goes
+          ui.apiKey.focus();
+          error.message += " Enter it under Advanced settings.";
+        }
         showError(error.message, error.detail);
         setStatus("Nothing was transcribed.", true);
         setState("error");
@@ -469,7 +493,7 @@
     };
     const response = await fetch(`/v1/render?format=${format}`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: withKey({ "Content-Type": "application/json" }),
       body: JSON.stringify({ output }),
     });
     if (!response.ok) throw new Error((await errorFromResponse(response)).message);
