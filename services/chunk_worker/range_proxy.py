@@ -191,7 +191,12 @@ class RangeProxy:
             while await self._respond(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
+            pass  # FFmpeg went away: what every finished or cancelled window does
+        except RuntimeError:
+            # uvloop refuses writes on a transport FFmpeg closed between our check and the
+            # write ("the handler is closed"): the same departure, not a failure.
+            if not writer.transport.is_closing():
+                raise
         except asyncio.CancelledError:  # a run this response awaited was cancelled
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -273,6 +278,8 @@ class RangeProxy:
             piece = self._piece(page, position, last)
             if not piece:
                 return True  # the origin's file ended
+            if writer.transport.is_closing():
+                return False  # FFmpeg has what it wanted and hung up: not an error
             writer.write(piece)
             await writer.drain()
             written += len(piece)
