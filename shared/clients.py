@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from shared.errors import (
+    NotReadyError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     WhisperfleetError,
@@ -119,8 +120,14 @@ class ServiceClient:
             retry_after = failure.error.retry_after_sec if isinstance(failure, _Retryable) else None
             return policy.delay(state.attempt_number - 1, retry_after)
 
+        def stop(state: RetryCallState) -> bool:
+            failure = state.outcome.exception() if state.outcome else None
+            if isinstance(failure, _Retryable) and isinstance(failure.error, NotReadyError):
+                return False  # a model still loading: wait for it (the deadline bounds this)
+            return state.attempt_number >= policy.attempts
+
         return AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
+            stop=stop,
             wait=wait,
             retry=retry_if_exception_type(_Retryable),
             reraise=True,

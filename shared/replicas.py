@@ -83,6 +83,8 @@ class ReplicaPool:
         self.health_path = health_path
         self._resolver = resolver
         self._replicas = {url: Replica(url) for url in self.urls}
+        self.ready: int | None = None
+        """Replicas that answered their last readiness probe (None: not probed yet)."""
         self._expanded: dict[str, list[str]] = {url: [url] for url in self.urls}
 
     @property
@@ -133,42 +135,53 @@ class ReplicaPool:
         for gone in set(self._replicas) - set(wanted):
             del self._replicas[gone]  # a lease in progress keeps its own reference
 
-    async def probe(self, http: httpx.AsyncClient, timeout_sec: float = 5.0) -> None:
-        """Mark each replica healthy or failed by its readiness endpoint.
+    async def probe(
+        self, http: httpx.AsyncClient, timeout_sec: float = 5.0, *, mark: bool = True
+    ) -> None:
+        """Ask each replica's readiness endpoint; count the ready ones (`ready`) and, with
+        `mark`, eject the others for a cool-down and take the ready ones back.
 
         A probe that merely times out says nothing: a busy replica on a loaded machine answers
         late but still works, and ejecting it would pile its share onto the others.
         """
 
-        async def check(replica: Replica) -> None:
+        async def check(replica: Replica) -> bool:
             try:
                 response = await http.get(replica.url + self.health_path, timeout=timeout_sec)
                 ok = response.status_code == 200
             except httpx.TimeoutException:
-                return
+                return True  # busy, not gone
             except httpx.HTTPError:
                 ok = False
-            if ok:
-                self.mark_ok(replica)
-            else:
-                self.mark_failed(replica)
+            if mark:
+                (self.mark_ok if ok else self.mark_failed)(replica)
+            return ok
 
-        await asyncio.gather(*(check(replica) for replica in self.replicas))
+        answers = await asyncio.gather(*(check(replica) for replica in self.replicas))
+        self.ready = sum(answers)
+
+    def readiness(self, what: str, setting: str) -> str | None:
+        """Why the service that calls these replicas can't take work (None: it can)."""
+        if self.ready is None:
+            return f"checking the {what}s"
+        if self.ready == 0:
+            return f"no {what} is ready (check {setting})"
+        return None
 
     async def maintain(self, http: httpx.AsyncClient, interval_sec: float) -> None:
         """Re-resolve and probe forever (run as a task owned by the app's lifespan).
 
-        Names are resolved at once; probing starts one interval later: replicas start out
-        trusted (peers that start alongside this service would otherwise fail a probe at t=0
-        and sit out a job), and a real request that fails marks its replica anyway. While any
+        Names are resolved and probed at once, but that first probe only counts the ready
+        replicas (for this service's own readiness): replicas start out trusted (peers that
+        start alongside this service would otherwise fail a probe at t=0 and sit out a job),
+        and a real request that fails marks its replica anyway. While any
         replica is out, probes come every second so it rejoins quickly.
         """
         first = True
         while True:
             with contextlib.suppress(Exception):
                 await self.resolve()
-                if not first:
-                    await self.probe(http)
+                await self.probe(http, mark=not first)  # the first only counts, for readiness
             first = False
             now = time.monotonic()
             any_out = any(not replica.healthy(now) for replica in self.replicas)

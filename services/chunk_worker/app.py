@@ -53,6 +53,7 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
             )
             metrics = WorkerMetrics()
             app.state.settings = settings
+            app.state.whisper_pool = pool
             app.state.metrics = metrics
             app.state.media_access = access
             app.state.transcriber = ChunkTranscriber(
@@ -68,6 +69,13 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Whisperfleet chunk worker", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(health_router("chunk_worker", lambda request: None))
+    app.include_router(
+        health_router(
+            "chunk_worker",
+            lambda request: request.app.state.whisper_pool.readiness(
+                "model server", "CHUNK_WORKER_WHISPER_URLS"
+            ),
+        )
+    )
     app.include_router(router)
     return app

@@ -58,6 +58,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             keys = load_keys(settings.api_keys, settings.api_keys_file)
             app.state.gate = Gate(keys, settings.max_jobs_per_key)
             app.state.settings = settings
+            app.state.worker_pool = pool
             app.state.media_store = store
             media = MediaClients(public_media, policy, own_media)
             app.state.jobs = JobRunner(workers, media, settings)
@@ -77,7 +78,15 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(health_router("orchestrator", lambda request: None))
+    # Ready when a chunk worker is, which is when a model server is.
+    app.include_router(
+        health_router(
+            "orchestrator",
+            lambda request: request.app.state.worker_pool.readiness(
+                "chunk worker", "ORCHESTRATOR_WORKER_URLS"
+            ),
+        )
+    )
     app.include_router(router)
     app.include_router(openai_router)
     app.include_router(page_router)

@@ -3,6 +3,7 @@ refused before any worker is asked."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,16 @@ async def test_an_oversized_json_body_is_a_413(tmp_path: Path) -> None:
         body = {"media_url": "http://example.invalid/a.mp3", "params": {"prompt": "x" * 2000}}
         response = await client.post("/v1/transcribe", json=body)
     assert_error(response, 413, "payload_too_large", "ORCHESTRATOR_MAX_REQUEST_KB")
+
+
+async def test_readiness_reflects_the_workers(tmp_path: Path) -> None:
+    """No worker answers at the configured URL: not ready, and the answer says what to check
+    (a worker in turn is ready only while a model server is)."""
+    async with serve(create_app(settings(tmp_path))) as client:
+        for _ in range(50):
+            response = await client.get("/readyz")
+            if "(check" in response.text:
+                break
+            await asyncio.sleep(0.05)
+    assert response.status_code == 503
+    assert "no chunk worker is ready (check ORCHESTRATOR_WORKER_URLS)" in response.json()["detail"]

@@ -80,6 +80,14 @@ async def test_a_replica_failing_its_probe_is_skipped_until_it_recovers() -> Non
         ready["b"] = True
         await pool.probe(http)
         assert {pool.pick().url for _ in range(50)} == {"http://a", "http://b"}
+    assert pool.readiness("peer", "PEER_URLS") is None
+
+
+def test_readiness_says_why_until_a_replica_is_ready() -> None:
+    pool = ReplicaPool(["http://a"])
+    assert pool.readiness("chunk worker", "X_URLS") == "checking the chunk workers"
+    pool.ready = 0
+    assert pool.readiness("chunk worker", "X_URLS") == "no chunk worker is ready (check X_URLS)"
 
 
 async def test_a_slow_probe_does_not_eject_a_busy_replica() -> None:
@@ -105,7 +113,9 @@ async def test_replicas_start_trusted_and_a_failed_one_is_reprobed_within_a_seco
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
         task = asyncio.create_task(pool.maintain(http, interval_sec=0.05))
         await asyncio.sleep(0.01)
-        assert probes == []  # no probe at start: a peer still booting isn't ejected
+        # The probe at start only counts (readiness): a peer still booting isn't ejected.
+        assert sorted(probes) == ["a", "b"] and pool.ready == 1
+        assert {pool.pick().url for _ in range(50)} == {"http://a", "http://b"}
         await asyncio.sleep(0.1)
         assert {pool.pick().url for _ in range(20)} == {"http://a"}  # b failed its probe
         ready["b"] = True
