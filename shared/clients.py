@@ -61,6 +61,10 @@ class RetryPolicy:
     attempts: int = 4
     base_delay_sec: float = 0.25
     max_delay_sec: float = 8.0
+    patience_sec: float = 0.0
+    """Retries go on for at least this long after the first failure, whatever `attempts`
+    says: a peer restarting (refused connections, then 503 while its model loads) or a burst
+    of overload is ridden out instead of failing the work it was doing."""
 
     def delay(self, attempt: int, retry_after_sec: float | None = None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After is a floor."""
@@ -124,7 +128,10 @@ class ServiceClient:
             failure = state.outcome.exception() if state.outcome else None
             if isinstance(failure, _Retryable) and isinstance(failure.error, NotReadyError):
                 return False  # a model still loading: wait for it (the deadline bounds this)
-            return state.attempt_number >= policy.attempts
+            return (
+                state.attempt_number >= policy.attempts
+                and (state.seconds_since_start or 0.0) >= policy.patience_sec
+            )
 
         return AsyncRetrying(
             stop=stop,

@@ -8,8 +8,13 @@
                        certifi's roots; no environment proxies
     MediaFile          a seekable file over range requests, for PyAV (which then never opens a
                        URL itself; FFmpeg reads through the chunk worker's range proxy)
+    transfer_attempts(), async_transfer_attempts()
+                       the retry rule for a transfer the host cut (reset, closed early,
+                       refused): tried again after 0, 1 and 3 s; the chunk worker's range
+                       proxy resumes its runs on the same schedule
     status_error(), transport_error()
                        a host's answer or failure as the service's error, with one wording
+                       (a host that went silent past the timeout is a 504)
 
 The guard refuses loopback, private, link-local, multicast, reserved and unspecified
 addresses unless the policy's networks allow them; only http and https are fetched.
@@ -30,11 +35,13 @@ import anyio
 import certifi
 import httpcore
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type
 
 from shared.errors import (
     InvalidRequestError,
     MediaHostError,
     MediaUnavailableError,
+    UpstreamTimeoutError,
     WhisperfleetError,
 )
 
@@ -194,6 +201,38 @@ def sync_media_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
     )
 
 
+RETRY_DELAYS_SEC = (0.0, 1.0, 3.0)
+"""Waits before each new try of a transfer the host cut: FFmpeg's reconnect schedule."""
+DROPPED = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+"""Failures another try may not meet. A timeout is not one of them: a host that sent nothing
+for the whole timeout is given up on (504), or a slow host would hold a job for minutes."""
+
+
+def _retry_delay(state: RetryCallState) -> float:
+    return RETRY_DELAYS_SEC[min(state.attempt_number, len(RETRY_DELAYS_SEC)) - 1]
+
+
+def transfer_attempts() -> Retrying:
+    """`for attempt in transfer_attempts(): with attempt: ...`: one transfer, retried while
+    the host drops it (the last failure is re-raised as it was)."""
+    return Retrying(
+        retry=retry_if_exception_type(DROPPED),
+        wait=_retry_delay,
+        stop=lambda state: state.attempt_number > len(RETRY_DELAYS_SEC),
+        reraise=True,
+    )
+
+
+def async_transfer_attempts() -> AsyncRetrying:
+    """The same for async code."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(DROPPED),
+        wait=_retry_delay,
+        stop=lambda state: state.attempt_number > len(RETRY_DELAYS_SEC),
+        reraise=True,
+    )
+
+
 def status_error(status: int) -> WhisperfleetError:
     """The error for a media host's non-2xx answer."""
     if 400 <= status < 500:
@@ -217,7 +256,11 @@ def transport_error(exc: Exception) -> WhisperfleetError:
             "media_url (or a redirect) is not an http:// or https:// URL", param="media_url"
         )
     if isinstance(exc, httpx.TimeoutException):
-        return MediaHostError(f"the media host did not answer in time ({type(exc).__name__})")
+        return UpstreamTimeoutError(
+            f"the media host did not answer in time ({type(exc).__name__}); check that "
+            "media_url is served promptly",
+            param="media_url",
+        )
     return MediaHostError(
         f"could not read from the media host ({type(exc).__name__}: {exc or 'failed'})"
     )
@@ -275,7 +318,9 @@ class MediaFile(io.RawIOBase):
             return
         headers = {"Range": f"bytes={offset}-{offset + count - 1}", "Accept-Encoding": "identity"}
         try:
-            response = self.client.get(self.url, headers=headers)
+            for attempt in transfer_attempts():
+                with attempt:
+                    response = self.client.get(self.url, headers=headers)
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
         if response.status_code == 416:

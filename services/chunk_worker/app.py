@@ -42,7 +42,10 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
                     pool,
                     name="whisper server",
                     setting_hint="CHUNK_WORKER_WHISPER_URLS",
-                    retry=RetryPolicy(attempts=settings.whisper_retry_attempts),
+                    retry=RetryPolicy(
+                        attempts=settings.whisper_retry_attempts,
+                        patience_sec=settings.whisper_patience_sec,
+                    ),
                     deadline_sec=settings.whisper_deadline_sec,
                 )
             )

@@ -22,7 +22,11 @@ class ChunkWorkerSettings(BaseSettings):
     whisper_deadline_sec: float = Field(600.0, gt=0)
     """Longest wait for one clip's transcript, retries included."""
     whisper_retry_attempts: int = Field(4, ge=1, le=20)
-    """Tries per clip on connection errors, 503 and 504."""
+    """Tries per clip on connection errors, 503 and 504 (for at least `whisper_patience_sec`)."""
+    whisper_patience_sec: float = Field(60.0, ge=0.0, le=3600.0)
+    """How long a clip keeps retrying an unreachable or overloaded model server, however many
+    tries that takes: a model server restarting (refused connections, then loading its model)
+    is ridden out and the job goes on. After that the clip fails with the server's error."""
     chunk_deadline_sec: float = Field(3600.0, gt=0)
     """Longest time one range may take end to end."""
     ffmpeg_path: str | None = None

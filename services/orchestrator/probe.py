@@ -11,6 +11,7 @@ from shared.errors import MediaHostError, RangeNotSupportedError, UnsupportedMed
 from shared.media_host import (
     AddressPolicy,
     MediaFile,
+    async_transfer_attempts,
     status_error,
     sync_media_client,
     transport_error,
@@ -28,9 +29,11 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
     """
     headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
     try:
-        async with http.stream("GET", url, headers=headers) as response:
-            status = response.status_code
-            content_range = response.headers.get("content-range", "")
+        async for attempt in async_transfer_attempts():
+            with attempt:
+                async with http.stream("GET", url, headers=headers) as response:
+                    status = response.status_code
+                    content_range = response.headers.get("content-range", "")
     except httpx.HTTPError as exc:
         raise transport_error(exc) from exc
     if status == 206:

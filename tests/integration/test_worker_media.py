@@ -217,6 +217,19 @@ async def test_a_host_that_drops_the_connection_mid_file_is_a_media_host_error(
     assert "media host" in caught.value.message
 
 
+async def test_a_host_that_drops_every_few_hundred_kb_is_resumed_losing_nothing(
+    host: MediaServer, http: httpx.AsyncClient, options: FetchOptions
+) -> None:
+    path = MEDIA_DIR / "speech_40s.wav"
+    url = host.url(path.name, route="flaky") + "?every=200000"  # about 6 drops in this file
+    window = await fetch(http, url, 0.0, 38.0, options)
+    assert len(window) == 38 * RATE
+    lag, likeness = lag_and_likeness(whole(path), window.astype(np.float64), 0)
+    assert lag == 0 and likeness > 0.9999
+    assert options.proxy is not None
+    assert options.proxy.upstream_bytes <= 1.2 * path.stat().st_size
+
+
 @pytest.mark.parametrize(
     "name", ["truncated.speech_40s.cbr.mp3", "truncated.speech_40s.faststart.m4a",
              "truncated.speech_40s.opus"],

@@ -7,12 +7,18 @@ Routes:
     /drop/<name>      a host that vanishes mid-file: answers ranges like /media/, but closes the
                       connection once it reaches `?at=` (a fraction of the file, default 0.5),
                       on every retry too
+    /flaky/<name>     a flaky network: answers like /media/, but whatever connection is sending
+                      when another `?every=` bytes (all flaky responses together) have gone
+                      out is closed mid-body
+    /slow/<name>      a host that goes silent: a range starting within `?from=`-`?to=` (fractions
+                      of the file, default all of it) waits `?delay=` seconds before answering
     /redirect?to=URL  302 to URL
 Every request's served byte count is recorded, so benchmarks can measure bytes fetched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -63,13 +69,23 @@ _QUIET_VANISH = _QuietVanish()
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
-class _DroppingResponse(Response):
-    """Serves `bytes=a-b` (or the whole file) with honest headers, then stops at `cut`."""
+@dataclass
+class _Flakiness:
+    every: int
+    left: int
 
-    def __init__(self, path: Path, range_header: str | None, cut: int) -> None:
+
+class _DroppingResponse(Response):
+    """Serves `bytes=a-b` (or the whole file) with honest headers, then stops at `cut`, or
+    when the shared `flakiness` allowance runs out."""
+
+    def __init__(
+        self, path: Path, range_header: str | None, cut: int, flakiness: _Flakiness | None = None
+    ) -> None:
         super().__init__()
         self.path = path
         self.cut = cut
+        self.flakiness = flakiness
         size = path.stat().st_size
         match = _RANGE.match(range_header or "")
         self.first = int(match.group(1)) if match else 0
@@ -96,12 +112,19 @@ class _DroppingResponse(Response):
         with self.path.open("rb") as file:
             file.seek(self.first)
             position = self.first
-            while position <= min(self.last, self.cut - 1):
-                chunk = file.read(min(65536, min(self.last, self.cut - 1) - position + 1))
+            while position <= self.last:
+                allowed = self.cut - position
+                if self.flakiness is not None:
+                    allowed = min(allowed, self.flakiness.left)
+                if allowed <= 0:
+                    if self.flakiness is not None and self.flakiness.left <= 0:
+                        self.flakiness.left = self.flakiness.every
+                    raise HostVanished(f"connection dropped at byte {position}")
+                chunk = file.read(min(65536, self.last - position + 1, allowed))
                 position += len(chunk)
+                if self.flakiness is not None:
+                    self.flakiness.left -= len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if position <= self.last:
-            raise HostVanished(f"connection dropped at byte {position}")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -155,12 +178,37 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
         cut = int(path.stat().st_size * float(request.query_params.get("at", "0.5")))
         return _DroppingResponse(path, request.headers.get("range"), cut)
 
+    flakiness: dict[int, _Flakiness] = {}
+
+    async def flaky(request: Request) -> Response:
+        path = resolve(request)
+        if path is None:
+            return Response("not found", status_code=404)
+        every = int(request.query_params["every"])
+        shared = flakiness.setdefault(every, _Flakiness(every, every))
+        return _DroppingResponse(path, request.headers.get("range"), path.stat().st_size, shared)
+
+    async def slow(request: Request) -> Response:
+        path = resolve(request)
+        if path is None:
+            return Response("not found", status_code=404)
+        size = path.stat().st_size
+        match = _RANGE.match(request.headers.get("range") or "")
+        first = int(match.group(1)) if match else 0
+        since, until = (float(request.query_params.get(key, default)) for key, default in
+                        (("from", 0), ("to", 1)))  # fmt: skip
+        if since * size <= first < until * size:
+            await asyncio.sleep(float(request.query_params["delay"]))
+        return FileResponse(path)
+
     app = Starlette(
         routes=[
             Route("/media/{name:path}", media),
             Route("/norange/{name:path}", no_range),
             Route("/missing/{name:path}", missing),
             Route("/drop/{name:path}", drop),
+            Route("/flaky/{name:path}", flaky),
+            Route("/slow/{name:path}", slow),
             Route("/redirect", redirect),
         ]
     )
@@ -179,7 +227,12 @@ class MediaServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(build_app(root, self.traffic), log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            build_app(root, self.traffic),
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,  # /slow/ responses may still be waiting
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

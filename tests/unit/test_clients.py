@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from shared.clients import RetryPolicy, ServiceClient
 from shared.errors import (
     InvalidAudioError,
+    NotReadyError,
     OverloadedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -82,6 +83,36 @@ async def test_connection_refused_names_the_peer_and_the_setting() -> None:
 
     with pytest.raises(UpstreamUnavailableError, match=r"peer unreachable.*PEER_URLS"):
         await client(httpx.MockTransport(handle)).request("POST", "/x")
+
+
+async def test_a_restart_shorter_than_the_patience_is_ridden_out() -> None:
+    """Refused connections, then 503 not ready, then answers: the call succeeds although it
+    took more tries than `attempts`."""
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) <= 4:
+            raise httpx.ConnectError("connection refused", request=request)
+        if len(calls) <= 6:
+            return httpx.Response(503, json=NotReadyError("loading").body().model_dump())
+        return httpx.Response(200, json={"ok": True})
+
+    patient = RetryPolicy(attempts=2, base_delay_sec=0.001, max_delay_sec=0.01, patience_sec=5)
+    response = await client(httpx.MockTransport(handle), retry=patient).request("POST", "/x")
+    assert response.json() == {"ok": True}
+    assert len(calls) == 7
+
+
+async def test_after_the_patience_the_peers_error_surfaces() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    patient = RetryPolicy(attempts=2, base_delay_sec=0.01, max_delay_sec=0.02, patience_sec=0.2)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamUnavailableError, match="unreachable"):
+        await client(httpx.MockTransport(handle), retry=patient).request("POST", "/x")
+    assert 0.2 <= asyncio.get_running_loop().time() - started < 2
 
 
 async def test_a_dead_replica_is_skipped_for_a_live_one() -> None:

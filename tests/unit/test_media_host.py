@@ -108,7 +108,17 @@ def test_pyav_reads_a_media_file_by_ranges(host: MediaServer) -> None:
         assert media.read(4096) == data[1000:5096]
 
 
+def test_pyavs_file_reads_through_a_host_that_drops_connections(host: MediaServer) -> None:
+    """Each block cut short by the host is fetched again (media_host.RETRY_DELAYS_SEC)."""
+    data = (host.root / "speech_200s.mp3").read_bytes()
+    with sync_media_client(ONLY_127_0_0_1, 10) as http:
+        media = MediaFile(http, host.url("speech_200s.mp3", route="flaky") + "?every=300000")
+        assert b"".join(iter(lambda: media.read(65536), b"")) == data
+
+
 def test_failures_read_as_media_errors() -> None:
-    assert isinstance(transport_error(httpx.ConnectTimeout("slow")), MediaHostError)
+    assert isinstance(transport_error(httpx.ConnectError("refused")), MediaHostError)
+    timed_out = transport_error(httpx.ReadTimeout("slow"))
+    assert timed_out.status_code == 504 and "did not answer in time" in timed_out.message
     assert isinstance(transport_error(httpx.TooManyRedirects("loop")), MediaUnavailableError)
     assert "http:// or https://" in transport_error(httpx.UnsupportedProtocol("ftp")).message
