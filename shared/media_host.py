@@ -257,13 +257,23 @@ def transport_error(exc: Exception) -> WhisperfleetError:
         )
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError(
-            f"the media host did not answer in time ({type(exc).__name__}); check that "
-            "media_url is served promptly",
+            f"the media host sent nothing for {_timeout_of(exc)} ({type(exc).__name__}); "
+            "check that media_url is served promptly",
             param="media_url",
         )
     return MediaHostError(
         f"could not read from the media host ({type(exc).__name__}: {exc or 'failed'})"
     )
+
+
+def _timeout_of(exc: httpx.TimeoutException) -> str:
+    """'30 s': the limit the failed request ran under (httpx keeps it on the request)."""
+    kind = {httpx.ConnectTimeout: "connect", httpx.WriteTimeout: "write"}.get(type(exc), "read")
+    try:
+        limit = exc.request.extensions.get("timeout", {}).get(kind)
+    except RuntimeError:  # raised without a request
+        limit = None
+    return f"{limit:g} s" if isinstance(limit, int | float) else "too long"
 
 
 class MediaFile(io.RawIOBase):

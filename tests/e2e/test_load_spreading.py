@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +14,9 @@ import pytest
 
 from services.stack import LocalStack
 from shared.schemas import TranscribeOutput
+from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
+from tests.support.metrics import metric
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
@@ -70,40 +72,29 @@ def test_job_completes_when_a_worker_dies_mid_job(
 ) -> None:
     stack = three_workers
     victim = stack.service("chunk_worker_1")
+    result: dict[str, httpx.Response] = {}
     try:
         with MediaServer(long_media) as media:
             body = {
                 "media_url": media.url("speech_400s.mp3"),
                 "params": {"macro_chunk_size_sec": 30, "micro_chunk_size_sec": 10},
             }
-            first_segment = threading.Event()
-
-            def kill_after_first_segment() -> None:
-                first_segment.wait(60)
-                assert victim.process is not None
-                victim.process.kill()
-
-            killer = threading.Thread(target=kill_after_first_segment)
-            killer.start()
-            events: list[str] = []
-            last_data: dict[str, str] = {}
-            with httpx.stream(
-                "POST", f"{stack.url}/v1/transcribe/stream", json=body, timeout=300
-            ) as response:
-                assert response.status_code == 200
-                for line in response.iter_lines():
-                    if line.startswith("event:"):
-                        events.append(line.removeprefix("event:").strip())
-                        if events[-1] == "segment":
-                            first_segment.set()
-                    elif line.startswith("data:") and events:
-                        last_data[events[-1]] = line.removeprefix("data:").strip()
-            killer.join()
+            job = threading.Thread(
+                target=lambda: result.update(
+                    response=httpx.post(f"{stack.url}/v1/transcribe", json=body, timeout=300)
+                )
+            )
+            job.start()
+            deadline = time.monotonic() + 60
+            while metric(httpx.get(f"{victim.url}/metrics").text, "chunk_worker_clips_total") < 1:
+                assert time.monotonic() < deadline and job.is_alive(), "the job ended too soon"
+                time.sleep(0.05)
+            assert victim.process is not None
+            victim.process.kill()  # with its macro chunk half done
+            job.join(timeout=300)
     finally:
         stack.stop()
     assert victim.process is not None and victim.process.returncode is not None
-    assert events[-1] == "footer", events[-5:]
-    assert "error" not in events
-    progress = json.loads(last_data["progress"])
-    assert progress["done_sec"] == pytest.approx(progress["total_sec"], abs=0.05)
-    assert json.loads(last_data["footer"])["num_segments"] == events.count("segment")
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    assert_every_micro_chunk_once(TranscribeOutput.model_validate(response.json()))

@@ -198,7 +198,11 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
         since, until = (float(request.query_params.get(key, default)) for key, default in
                         (("from", 0), ("to", 1)))  # fmt: skip
         if since * size <= first < until * size:
-            await asyncio.sleep(float(request.query_params["delay"]))
+            wake = time.monotonic() + float(request.query_params["delay"])
+            while time.monotonic() < wake:
+                if await request.is_disconnected():  # the client gave up: so do we
+                    return Response(status_code=499)
+                await asyncio.sleep(0.1)
         return FileResponse(path)
 
     app = Starlette(

@@ -118,7 +118,8 @@ def test_pyavs_file_reads_through_a_host_that_drops_connections(host: MediaServe
 
 def test_failures_read_as_media_errors() -> None:
     assert isinstance(transport_error(httpx.ConnectError("refused")), MediaHostError)
-    timed_out = transport_error(httpx.ReadTimeout("slow"))
-    assert timed_out.status_code == 504 and "did not answer in time" in timed_out.message
+    request = httpx.Request("GET", "http://media", extensions={"timeout": {"read": 2.5}})
+    timed_out = transport_error(httpx.ReadTimeout("slow", request=request))
+    assert timed_out.status_code == 504 and "sent nothing for 2.5 s" in timed_out.message
     assert isinstance(transport_error(httpx.TooManyRedirects("loop")), MediaUnavailableError)
     assert "http:// or https://" in transport_error(httpx.UnsupportedProtocol("ftp")).message
