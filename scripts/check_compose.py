@@ -61,6 +61,7 @@ DEFAULT_OVERRIDES: dict[str, str] = {
     "WHISPER_COMPUTE_TYPE": "float16 on the GPU overlay",
     "WHISPER_MAX_BATCH_SIZE": "sized for a GPU on the GPU overlay",
     "WHISPER_MAX_BATCH_WAIT_MS": "sized for a GPU on the GPU overlay",
+    "ORCHESTRATOR_DATABASE_URL": "the job table on the `jobs` volume, not in the home directory",
 }
 """Tunables whose compose default may differ from the Settings default, and why."""
 

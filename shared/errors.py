@@ -3,6 +3,8 @@
     WhisperfleetError (500 internal_error)
     ├── BadRequestError (400 bad_request)                    OpenAI API: a value we don't offer
     ├── UnauthorizedError (401 invalid_api_key)              no or a wrong API key
+    ├── NotFoundError (404 not_found)                        no such job (or not the caller's)
+    ├── ConflictError (409 conflict)                         a job's result asked for too early
     ├── RateLimitedError (429 rate_limit_exceeded)           too many jobs of one key at once
     ├── InvalidRequestError (422 invalid_request)
     │   ├── MediaUnavailableError (422 media_unavailable)    media host answered 4xx
@@ -80,6 +82,18 @@ class UnauthorizedError(WhisperfleetError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "WWW-Authenticate": "Bearer"}
+
+
+class NotFoundError(WhisperfleetError):
+    status_code = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class ConflictError(WhisperfleetError):
+    status_code = 409
+    code = "conflict"
+    type = "invalid_request_error"
 
 
 class RateLimitedError(WhisperfleetError):

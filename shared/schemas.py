@@ -8,6 +8,7 @@ chunk worker -> whisper server) use the types further down.
 from __future__ import annotations
 
 import ipaddress
+from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -319,3 +320,60 @@ class StreamFooter(BaseModel):
     speedup: float
     num_segments: int
     languages: list[str] = Field(description="Language codes seen, in order of first appearance.")
+
+
+# -- async jobs (`/v1/jobs`) -------------------------------------------------------------------
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobRequest(TranscribeRequest):
+    """Body of `POST /v1/jobs`: a transcribe request, and where to report when it ends."""
+
+    webhook_url: MediaUrl | None = Field(
+        None,
+        description="POSTed the job (as `GET /v1/jobs/{id}` answers it, without the result) when "
+        "it succeeds or fails; signed with HMAC-SHA256 when the server has a webhook secret.",
+    )
+
+
+class JobProgress(BaseModel):
+    done_sec: float
+    total_sec: float | None = None
+
+
+class WebhookOutcome(BaseModel):
+    delivered: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+
+
+class JobInfo(BaseModel):
+    """`GET /v1/jobs/{id}`: where a job stands, and its transcript once it succeeded."""
+
+    id: str
+    object: Literal["transcription.job"] = "transcription.job"
+    status: JobStatus
+    created_at: float = Field(description="Unix time, seconds.")
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: JobProgress
+    error: dict[str, str | None] | None = Field(
+        None, description="The error body's `error` object, when the job failed."
+    )
+    result: TranscribeOutput | None = None
+    webhook_url: str | None = None
+    webhook: WebhookOutcome | None = None
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobInfo]
+    has_more: bool

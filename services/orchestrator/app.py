@@ -1,4 +1,5 @@
-"""Orchestrator app factory: the lifespan owns the HTTP clients and the job runner."""
+"""Orchestrator app factory: the lifespan owns the HTTP clients, the job runner, the job
+table and the queue of async jobs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi import FastAPI
 
 from services.orchestrator.auth import Gate, load_keys
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.job_queue import JobQueue
+from services.orchestrator.job_store import JobStore
 from services.orchestrator.jobs import JobRunner, MediaClients
 from services.orchestrator.uploads import MediaStore
 from shared.api import health_router, install_error_handlers
@@ -20,6 +23,7 @@ from shared.replicas import ReplicaPool
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
+    from services.orchestrator.job_routes import router as job_router
     from services.orchestrator.openai_routes import router as openai_router
     from services.orchestrator.page import router as page_router
     from services.orchestrator.routes import router
@@ -36,6 +40,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             httpx.AsyncClient(timeout=worker_timeout, limits=limits) as worker_http,
             media_client(policy, probe_timeout) as public_media,
             media_client(AddressPolicy.anywhere(), probe_timeout) as own_media,
+            media_client(policy, httpx.Timeout(10.0)) as webhook_http,
         ):
             pool = ReplicaPool(settings.worker_urls)
             workers = WorkerClient(
@@ -54,21 +59,27 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                 settings.max_upload_mb * 1_000_000,
                 settings.upload_min_free_mb * 1_000_000,
             )
-            store.sweep()
+            job_store = JobStore.connect(settings.async_database_url)
+            await job_store.migrate()
+            store.sweep(keep=await job_store.unfinished_uploads())
             keys = load_keys(settings.api_keys, settings.api_keys_file)
             app.state.gate = Gate(keys, settings.max_jobs_per_key)
             app.state.settings = settings
             app.state.worker_pool = pool
             app.state.media_store = store
             media = MediaClients(public_media, policy, own_media)
-            app.state.jobs = JobRunner(workers, media, settings)
+            app.state.jobs = runner = JobRunner(workers, media, settings)
+            app.state.job_queue = queue = JobQueue(job_store, runner, store, webhook_http, settings)
             maintenance = asyncio.create_task(
                 pool.maintain(worker_http, settings.worker_refresh_sec)
             )
+            await queue.start()
             try:
                 yield
             finally:
+                await queue.stop()  # running jobs go back to the queue
                 maintenance.cancel()
+                await job_store.close()
 
     app = FastAPI(
         title="Whisperfleet",
@@ -88,6 +99,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         )
     )
     app.include_router(router)
+    app.include_router(job_router)
     app.include_router(openai_router)
     app.include_router(page_router)
     return app

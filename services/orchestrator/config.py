@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,10 @@ from shared.media_host import AddressPolicy
 
 def _default_upload_dir() -> Path:
     return Path.home() / ".cache" / "whisperfleet" / "uploads"
+
+
+def _default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{Path.home() / '.cache' / 'whisperfleet' / 'jobs.db'}"
 
 
 class OrchestratorSettings(BaseSettings):
@@ -73,8 +78,37 @@ class OrchestratorSettings(BaseSettings):
     """Longest media accepted, in seconds (413 beyond it); 0 = no limit."""
     max_request_kb: int = Field(1024, ge=1, le=1_000_000)
     """Largest JSON request body (413 beyond it); uploads have their own cap."""
+    database_url: str = Field(default_factory=_default_database_url, repr=False)
+    """Where async jobs (`/v1/jobs`), their events and finished micro chunks are kept: an
+    SQLite file by default (`sqlite+aiosqlite:///path`), or PostgreSQL for several replicas
+    (`postgresql://user:password@host/db`, driven by asyncpg). Migrated at start."""
+    max_running_jobs: int = Field(2, ge=1, le=1000)
+    """Async jobs this replica runs at once; the rest wait as `queued`, oldest first."""
+    job_retention_hours: float = Field(168.0, gt=0)
+    """Finished async jobs (and their events and uploads) are deleted after this long."""
+    job_lease_sec: float = Field(30.0, ge=2.0, le=3600.0)
+    """A running job's owner renews its claim this often (x1/3); a claim not renewed for this
+    long (its replica died) lets another replica resume the job."""
+    instance_id: str = Field(default_factory=socket.gethostname)
+    """This replica's name in the job table: at start it takes back the jobs it was running
+    when it stopped (a pod name or hostname is stable across restarts)."""
+    webhook_secret: str | None = Field(None, repr=False)
+    """Key of the `X-Whisperfleet-Signature` HMAC-SHA256 over each webhook (timestamp, a dot,
+    the body); unset: webhooks are sent unsigned."""
+    webhook_attempts: int = Field(5, ge=1, le=20)
+    """Tries per webhook (exponential backoff from 1 s); the outcome is kept on the job."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+
+    @property
+    def async_database_url(self) -> str:
+        """`database_url` with an async driver: plain `postgresql://` means asyncpg."""
+        for plain in ("postgresql://", "postgres://"):
+            if self.database_url.startswith(plain):
+                return "postgresql+asyncpg://" + self.database_url.removeprefix(plain)
+        if self.database_url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + self.database_url.removeprefix("sqlite:///")
+        return self.database_url
 
     @property
     def own_url(self) -> str:
@@ -86,7 +120,7 @@ class OrchestratorSettings(BaseSettings):
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)
     _split_keys = field_validator("api_keys", mode="before")(split_list)
 
-    @field_validator("api_keys_file", "internal_url", mode="before")
+    @field_validator("api_keys_file", "internal_url", "webhook_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`VAR=` (what Compose passes for an unset `${VAR:-}`) means not set."""

@@ -36,12 +36,18 @@ def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
-async def take_request(request: Request, store: MediaStore, max_json_bytes: int) -> Intake:
+async def take_request(
+    request: Request,
+    store: MediaStore,
+    max_json_bytes: int,
+    body_type: type[TranscribeRequest] = TranscribeRequest,
+) -> Intake:
     """`/v1/transcribe` bodies: JSON `{media_url, params}` (at most `max_json_bytes`), or
-    multipart with `file` (or `media_url`) and `params` (a JSON string)."""
+    multipart with `file` (or `media_url`) and `params` (a JSON string). `body_type` may add
+    fields (`/v1/jobs`: `webhook_url`), which a form sends as fields of the same names."""
     if not is_multipart(request):
         try:
-            body = TranscribeRequest.model_validate_json(await read_capped(request, max_json_bytes))
+            body = body_type.model_validate_json(await read_capped(request, max_json_bytes))
         except ValidationError as exc:
             raise validation_error_body(exc.errors()) from None
         return Intake(body, None, store)
@@ -52,7 +58,7 @@ async def take_request(request: Request, store: MediaStore, max_json_bytes: int)
         except ValidationError as exc:
             errors = [{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]
             raise validation_error_body(errors) from None
-        return intake_from_form(form, params, store)
+        return intake_from_form(form, params, store, body_type)
     except BaseException:
         store.remove(form.upload)
         raise
@@ -78,7 +84,12 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     )
 
 
-def intake_from_form(form: UploadForm, params: TranscribeParams, store: MediaStore) -> Intake:
+def intake_from_form(
+    form: UploadForm,
+    params: TranscribeParams,
+    store: MediaStore,
+    body_type: type[TranscribeRequest] = TranscribeRequest,
+) -> Intake:
     """A job from a parsed form: its uploaded file, or its `media_url`/`url` field."""
     url = form.get("media_url") or form.get("url")
     if form.upload is not None and url:
@@ -89,7 +100,12 @@ def intake_from_form(form: UploadForm, params: TranscribeParams, store: MediaSto
         raise InvalidRequestError("the uploaded file is empty", param="file")
     media_url = store.url(form.upload) if form.upload is not None else url
     try:
-        request = TranscribeRequest(media_url=media_url, params=params)
+        extra = {
+            name: value
+            for name in body_type.model_fields
+            if name not in TranscribeRequest.model_fields and (value := form.get(name))
+        }
+        request = body_type(media_url=media_url, params=params, **extra)
     except ValidationError as exc:
         raise validation_error_body(exc.errors()) from None
     return Intake(request, form.upload, store)

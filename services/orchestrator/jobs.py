@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
@@ -81,6 +82,21 @@ class _ChunkDone:
 _Message = _Planned | _PlanComplete | tuple[int, MicroChunkResult] | _ChunkDone | BaseException
 
 
+class ChunkLog(Protocol):
+    """Where an async job keeps its finished micro chunks (job_store.py), so that a job taken
+    up again after a restart redoes none of them: stored results are replayed, and a macro
+    chunk cut short is asked for again with the micro chunks already stored skipped (a worker
+    repeats the same cuts for the same range)."""
+
+    async def stored(self, index: int, span: TimeSpan) -> tuple[list[MicroChunkResult], bool]:
+        """The micro chunks stored for macro chunk `index`, and whether it was complete."""
+        ...
+
+    async def record(self, index: int, micro_index: int, result: MicroChunkResult) -> None: ...
+
+    async def complete(self, index: int, micro_count: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class MediaClients:
     """The orchestrator's media-host clients: one under the address rule for clients' URLs,
@@ -138,10 +154,11 @@ class JobRunner:
         )
         return (await self.workers.find_silence(request)).split_sec
 
-    async def events(self, job: Job) -> AsyncIterator[JobEvent]:
+    async def events(self, job: Job, log: ChunkLog | None = None) -> AsyncIterator[JobEvent]:
         """Run the job, yielding segments in timeline order as soon as all earlier ones are
         known. The header carries the nominal plan; each macro chunk's final span (its
-        boundaries moved into pauses) is in its report."""
+        boundaries moved into pauses) is in its report. With a `log`, micro chunks are kept
+        there as they arrive and those kept earlier are not asked for again."""
         params = job.request.params
         nominal = nominal_boundaries(job.duration_sec, params.macro_chunk_size_sec)
         yield StreamHeader(
@@ -161,7 +178,9 @@ class JobRunner:
                     raise message
                 if isinstance(message, _Planned):
                     index = merger.add_chunk(message.span)
-                    chunk = self._run_chunk(job, index, message.span, inbox, slots, first_heard)
+                    chunk = self._run_chunk(
+                        job, index, message.span, inbox, slots, first_heard, log
+                    )
                     tasks.append(asyncio.create_task(chunk))
                     continue
                 if isinstance(message, _PlanComplete):
@@ -212,6 +231,7 @@ class JobRunner:
         inbox: asyncio.Queue[_Message],
         slots: asyncio.Semaphore,
         first_heard: asyncio.Event,
+        log: ChunkLog | None = None,
     ) -> None:
         chunk = ChunkRequest(
             media_url=job.request.media_url,
@@ -222,12 +242,25 @@ class JobRunner:
             allowed_networks=job.allowed_networks,
         )
         try:
-            if index > 0:
-                await self._head_start(first_heard)
-            async with slots:
-                async for result in self.workers.transcribe_chunk(chunk):
-                    first_heard.set()
-                    inbox.put_nowait((index, result))
+            stored, complete = await log.stored(index, span) if log else ([], False)
+            for result in stored:
+                first_heard.set()
+                inbox.put_nowait((index, result))
+            if not complete:
+                if index > 0 and not stored:
+                    await self._head_start(first_heard)
+                count = 0
+                async with slots:
+                    async for result in self.workers.transcribe_chunk(chunk):
+                        first_heard.set()
+                        count += 1
+                        if count <= len(stored):
+                            continue  # stored before a restart: already replayed
+                        if log:
+                            await log.record(index, count - 1, result)
+                        inbox.put_nowait((index, result))
+                if log:
+                    await log.complete(index, count)
             inbox.put_nowait(_ChunkDone(index))
         except Exception as exc:  # handed to the generator, which raises it
             inbox.put_nowait(exc)

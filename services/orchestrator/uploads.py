@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -66,12 +67,15 @@ class MediaStore:
         self.max_upload_bytes = max_upload_bytes
         self.min_free_bytes = min_free_bytes
 
-    def sweep(self, older_than_sec: float = 0.0) -> int:
-        """Remove uploads left behind (by a crash): at start-up no job owns any."""
+    def sweep(self, older_than_sec: float = 0.0, keep: Collection[str] = ()) -> int:
+        """Remove uploads left behind (by a crash), except `keep`: those of async jobs that
+        have not finished, which resume after the restart."""
         self.root.mkdir(parents=True, exist_ok=True)
         removed = 0
         cutoff = time.time() - older_than_sec
         for path in self.root.iterdir():
+            if path.name in keep:
+                continue
             if _ID.match(path.name.removesuffix(".part")) and path.stat().st_mtime <= cutoff:
                 path.unlink(missing_ok=True)
                 removed += 1
@@ -88,6 +92,11 @@ class MediaStore:
             return None
         path = self.root / upload_id
         return path if path.is_file() else None
+
+    def upload_of(self, upload_id: str) -> Upload | None:
+        """A stored upload by id (an async job's, after a restart)."""
+        path = self.path_of(upload_id)
+        return Upload(upload_id, path, path.stat().st_size) if path is not None else None
 
     def remove(self, upload: Upload | None) -> None:
         if upload is not None:

@@ -20,6 +20,7 @@ def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: s
             "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
             "WHISPER_CPU_THREADS": "1",
             "ORCHESTRATOR_UPLOAD_DIR": str(log_dir / "uploads"),
+            "ORCHESTRATOR_DATABASE_URL": f"sqlite:///{log_dir / 'jobs.db'}",
             "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the tests' media host
             **env,
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
@@ -139,3 +139,37 @@ async def test_only_the_first_chunk_asks_for_a_short_first_micro_chunk() -> None
     [event async for event in runner(workers, first_micro_chunk_sec=8).events(job(3))]
     first = {r.start_sec: r.first_micro_chunk_sec for r in workers.requests}
     assert first == {0: 8, 30: None, 60: None}
+
+
+class MemoryLog:
+    """`ChunkLog` in memory: what a restarted job finds in the job table."""
+
+    def __init__(self, kept: dict[int, tuple[list[MicroChunkResult], bool]]) -> None:
+        self.kept = kept
+        self.recorded: list[tuple[int, int]] = []
+        self.completed: list[int] = []
+
+    async def stored(self, index: int, span: object) -> tuple[list[MicroChunkResult], bool]:
+        return self.kept.get(index, ([], False))
+
+    async def record(self, index: int, micro_index: int, result: MicroChunkResult) -> None:
+        self.recorded.append((index, micro_index))
+
+    async def complete(self, index: int, micro_count: int) -> None:
+        self.completed.append(index)
+
+
+async def test_a_resumed_job_redoes_no_kept_micro_chunk_and_ends_as_an_uninterrupted_one() -> None:
+    uninterrupted = [e async for e in runner(FakeWorkers()).events(job(3))]
+    workers = FakeWorkers()
+    # Chunk 0 finished before the restart; chunk 1 had its first micro chunk kept.
+    log = MemoryLog({0: ([result(0, 15), result(15, 30)], True), 1: ([result(30, 45)], False)})
+    resumed = [e async for e in runner(workers).events(job(3), log)]
+
+    def transcript(events: Sequence[object]) -> list[object]:
+        return [e for e in events if isinstance(e, Segment | MacroChunkReport)]
+
+    assert transcript(resumed) == transcript(uninterrupted)
+    assert sorted(r.start_sec for r in workers.requests) == [30, 60]  # chunk 0 not asked for
+    assert sorted(log.recorded) == [(1, 1), (2, 0), (2, 1)]  # only what is new
+    assert sorted(log.completed) == [1, 2]

@@ -20,6 +20,7 @@ def settings(tmp_path: Path, **values: object) -> OrchestratorSettings:
     return OrchestratorSettings(
         worker_urls=["http://127.0.0.1:9"],  # never reached by these tests
         upload_dir=tmp_path / "uploads",
+        database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
         **values,  # type: ignore[arg-type]
     )
 

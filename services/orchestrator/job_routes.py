@@ -1,0 +1,172 @@
+"""Async jobs (`/v1/jobs`): submit, look up, follow, cancel, list. The work is job_queue.py's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from services.orchestrator.auth import ANONYMOUS, Caller
+from services.orchestrator.intake import take_request
+from services.orchestrator.job_queue import JobQueue, job_info
+from services.orchestrator.routes import ERRORS, Store
+from shared.errors import ConflictError, InvalidRequestError, NotFoundError
+from shared.formats import FORMATS, MEDIA_TYPES, render
+from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
+
+router = APIRouter(tags=["jobs"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": JobRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "media_url": {"type": "string"},
+                        "params": {"type": "string", "description": "TranscribeParams as JSON"},
+                        "webhook_url": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.job_queue
+    return queue
+
+
+Queue = Annotated[JobQueue, Depends(_queue)]
+
+
+async def _own_job(queue: JobQueue, job_id: str, who: str) -> dict[str, Any]:
+    """The job, if the caller may see it (with API keys on, only the key that made it)."""
+    row = await queue.store.get(job_id)
+    if row is None or (who != ANONYMOUS and row["owner"] != who):
+        raise NotFoundError(f"no job {job_id!r}", param="id")
+    return row
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    response_model=JobInfo,
+    responses=ERRORS,
+    openapi_extra=_BODY,
+)
+async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) -> JSONResponse:
+    """Queue a transcription: the `/v1/transcribe` body (or multipart with `file`), plus an
+    optional `webhook_url`. Answers at once with the job; follow it at `Location`."""
+    max_bytes = queue.settings.max_request_kb * 1024
+    intake = await take_request(request, store, max_bytes, JobRequest)
+    try:
+        assert isinstance(intake.request, JobRequest)
+        info = await queue.submit(who, intake.request, intake.upload)
+    except BaseException:
+        intake.close()
+        raise
+    return JSONResponse(
+        info.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{info.id}"}
+    )
+
+
+@router.get("/v1/jobs", response_model=JobList, responses=ERRORS)
+async def list_jobs(
+    queue: Queue,
+    who: Caller,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[float | None, Query(description="created_at of the last job seen")] = None,
+) -> JobList:
+    """The caller's jobs, newest first (without their transcripts)."""
+    owner = None if who == ANONYMOUS else who
+    rows = await queue.store.page(owner, status, limit + 1, before)
+    return JobList(
+        data=[job_info(row, with_result=False) for row in rows[:limit]], has_more=len(rows) > limit
+    )
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobInfo, responses={404: ERRORS[422], **ERRORS})
+async def get_job(
+    job_id: str,
+    queue: Queue,
+    who: Caller,
+    format: Annotated[str | None, Query(description=f"One of {', '.join(FORMATS)}.")] = None,
+    words: bool = False,
+) -> Any:
+    """Where the job stands; once it succeeded, its transcript (in `format` if given)."""
+    row = await _own_job(queue, job_id, who)
+    info = job_info(row)
+    if format is None:
+        return info
+    if format not in FORMATS:
+        raise InvalidRequestError(
+            f"unknown format {format!r}; use one of {', '.join(FORMATS)}", param="format"
+        )
+    if info.result is None:
+        raise ConflictError(
+            f"job {job_id} is {info.status.value}: a transcript exists once it has succeeded",
+            param="format",
+        )
+    task = "translate" if info.result and _is_translation(row) else "transcribe"
+    return Response(
+        render(info.result, format, task=task, words=words), media_type=MEDIA_TYPES[format]
+    )
+
+
+def _is_translation(row: dict[str, Any]) -> bool:
+    return JobRequest.model_validate_json(row["request"]).params.task == "translate"
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
+)
+async def job_events(
+    request: Request,
+    job_id: str,
+    queue: Queue,
+    who: Caller,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """The job's Server-Sent Events from the beginning (the same as `/v1/transcribe/stream`'s,
+    and `cancelled` if it is cancelled); with `Last-Event-ID`, from the event after that one,
+    also after the job ended."""
+    await _own_job(queue, job_id, who)
+    after = -1
+    if last_event_id is not None:
+        if not last_event_id.strip().lstrip("-").isdigit():
+            raise InvalidRequestError("Last-Event-ID must be an event id", param="Last-Event-ID")
+        after = int(last_event_id)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in queue.events(job_id, after):
+            yield ServerSentEvent(id=str(event.seq), event=event.name, data=event.data)
+
+    ping_sec: float = request.app.state.settings.sse_ping_sec
+    return EventSourceResponse(
+        events(),
+        ping=max(1, round(ping_sec)),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobInfo, responses=ERRORS)
+async def cancel_job(job_id: str, queue: Queue, who: Caller) -> JobInfo:
+    """Cancel a queued or running job (its work stops everywhere); a finished job is left as
+    it is."""
+    await _own_job(queue, job_id, who)
+    row = await queue.cancel(job_id)
+    if row is None:
+        raise NotFoundError(f"no job {job_id!r}", param="id")
+    return job_info(row, with_result=False)

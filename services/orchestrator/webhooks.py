@@ -1,0 +1,95 @@
+"""Webhooks: an async job's summary POSTed to its `webhook_url` when it succeeds or fails.
+
+Signed like Stripe's and Standard Webhooks': `X-Whisperfleet-Timestamp` (Unix seconds) and
+`X-Whisperfleet-Signature: sha256=<hex>`, the HMAC-SHA256 of `<timestamp>.<body>` with the
+configured secret, so a receiver can check both who sent it and that it is fresh. Sent through
+the media-host seam's client, so the address guard applies to webhook URLs as to media URLs.
+Retried with exponential backoff on connection failures, 429 and 5xx; the outcome is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from shared.errors import WhisperfleetError
+from shared.schemas import WebhookOutcome
+
+TIMESTAMP_HEADER = "X-Whisperfleet-Timestamp"
+SIGNATURE_HEADER = "X-Whisperfleet-Signature"
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signed: str, max_age_sec: float = 300) -> bool:
+    """What a receiver does (and the tests): the signature matches and is recent."""
+    fresh = abs(time.time() - float(timestamp)) <= max_age_sec
+    return fresh and hmac.compare_digest(signature(secret, timestamp, body), signed)
+
+
+class _Retry(Exception):
+    def __init__(self, status_code: int | None, error: str) -> None:
+        super().__init__(error)
+        self.status_code = status_code
+        self.error = error
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    secret: str | None,
+    attempts: int,
+    first_delay_sec: float = 1.0,
+) -> WebhookOutcome:
+    """POST `body` to `url` until a 2xx (or a 4xx other than 429, which retrying won't fix)."""
+    tries = 0
+
+    async def post_once() -> WebhookOutcome:
+        nonlocal tries
+        tries += 1
+        timestamp = str(int(time.time()))
+        headers = {"content-type": "application/json", TIMESTAMP_HEADER: timestamp}
+        if secret:
+            headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
+        try:
+            response = await client.post(url, content=body, headers=headers)
+        except WhisperfleetError as exc:  # refused by the address guard: final
+            return WebhookOutcome(delivered=False, attempts=tries, error=exc.message)
+        except httpx.HTTPError as exc:
+            raise _Retry(None, f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retry(status, f"HTTP {status}")
+        ok = response.is_success
+        return WebhookOutcome(
+            delivered=ok, attempts=tries, status_code=status, error=None if ok else f"HTTP {status}"
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(_Retry),
+        wait=wait_exponential(multiplier=first_delay_sec, max=60),
+        stop=stop_after_attempt(attempts),
+    )
+    try:
+        outcome: WebhookOutcome = await retrying(post_once)
+    except RetryError as exc:
+        failure = exc.last_attempt.exception()
+        assert isinstance(failure, _Retry)
+        return WebhookOutcome(
+            delivered=False, attempts=tries, status_code=failure.status_code, error=failure.error
+        )
+    return outcome

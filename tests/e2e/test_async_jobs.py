@@ -1,0 +1,280 @@
+"""Async jobs on the real processes: submit, poll, follow, resume, cancel, restart, webhooks.
+
+Every finished job is compared with what `/v1/transcribe` answers for the same media and
+params (the random model is deterministic per clip): the queue, the event log and a restart in
+the middle must not change a word or a time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import imageio_ffmpeg
+import pytest
+
+from services.orchestrator.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from services.stack import LocalStack
+from shared.schemas import JobInfo, TranscribeOutput
+from tests.support.coverage import assert_every_micro_chunk_once
+from tests.support.media_server import MediaServer
+from tests.support.metrics import metric
+from tests.support.stack import start_stack
+from tests.support.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.e2e
+
+PARAMS = {"macro_chunk_size_sec": 60, "micro_chunk_size_sec": 10, "language": "en"}
+SECRET = "test-webhook-secret"
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def long_media(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Iterator[MediaServer]:
+    """The committed 200 s speech twice over (~7 min), behind its own host."""
+    folder = tmp_path_factory.mktemp("jobs-media")
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-stream_loop", "1", "-i",
+         str(media_dir / "speech_200s.mp3"), "-c", "copy", str(folder / "speech_400s.mp3")],
+        check=True,
+    )  # fmt: skip
+    with MediaServer(folder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def job_stack(
+    tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
+) -> Iterator[LocalStack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("jobs"), model_cache_dir, ORCHESTRATOR_WEBHOOK_SECRET=SECRET
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def submit(stack: LocalStack, **body: Any) -> JobInfo:
+    response = httpx.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    info = JobInfo.model_validate(response.json())
+    assert response.headers["location"] == f"/v1/jobs/{info.id}"
+    assert info.status == "queued"
+    return info
+
+
+def job(stack: LocalStack, job_id: str) -> JobInfo:
+    response = httpx.get(f"{stack.url}/v1/jobs/{job_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    return JobInfo.model_validate(response.json())
+
+
+def wait_finished(stack: LocalStack, job_id: str, timeout_sec: float = 180) -> JobInfo:
+    deadline = time.monotonic() + timeout_sec
+    while (info := job(stack, job_id)).status not in FINISHED:
+        assert time.monotonic() < deadline, f"job still {info.status}"
+        time.sleep(0.2)
+    return info
+
+
+def events(
+    stack: LocalStack, job_id: str, last_event_id: int | None = None, stop_after: int | None = None
+) -> list[tuple[int, str, dict[str, Any]]]:
+    """(id, event, data) of the job's stream, all of it or the first `stop_after` events."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    found: list[tuple[int, str, dict[str, Any]]] = []
+    event_id, name = -1, ""
+    url = f"{stack.url}/v1/jobs/{job_id}/events"
+    with httpx.stream("GET", url, headers=headers, timeout=120) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("id:"):
+                event_id = int(line.removeprefix("id:").strip())
+            elif line.startswith("event:"):
+                name = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                found.append((event_id, name, json.loads(line.removeprefix("data:"))))
+                if stop_after is not None and len(found) >= stop_after:
+                    break
+    return found
+
+
+def synchronous(stack: LocalStack, media_url: str) -> TranscribeOutput:
+    body = {"media_url": media_url, "params": PARAMS}
+    response = httpx.post(f"{stack.url}/v1/transcribe", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    return TranscribeOutput.model_validate(response.json())
+
+
+def clips_sent(stack: LocalStack) -> float:
+    workers = [s for s in stack.services if s.name.startswith("chunk_worker")]
+    return sum(
+        metric(httpx.get(f"{w.url}/metrics").text, "chunk_worker_clips_total") for w in workers
+    )
+
+
+def same_transcript(ours: TranscribeOutput, reference: TranscribeOutput) -> None:
+    assert [(s.start_time_sec, s.end_time_sec, s.text) for s in ours.segments] == [
+        (s.start_time_sec, s.end_time_sec, s.text) for s in reference.segments
+    ]
+    assert ours.macro_chunks == reference.macro_chunks
+    assert_every_micro_chunk_once(ours)
+
+
+def test_a_url_job_succeeds_with_the_synchronous_transcript_and_renders(
+    job_stack: LocalStack, media_server: MediaServer
+) -> None:
+    url = media_server.url("speech_200s.mp3")
+    submitted = submit(job_stack, media_url=url, params=PARAMS)
+    info = wait_finished(job_stack, submitted.id)
+    assert info.status == "succeeded", info.error
+    assert info.result is not None and info.finished_at and info.started_at
+    assert info.progress.done_sec == pytest.approx(info.result.input_duration_sec)
+    same_transcript(info.result, synchronous(job_stack, url))
+
+    srt = httpx.get(f"{job_stack.url}/v1/jobs/{info.id}?format=srt").text
+    assert srt.startswith("1\n") and "-->" in srt
+    listed = httpx.get(f"{job_stack.url}/v1/jobs", params={"status": "succeeded"}).json()
+    assert info.id in [j["id"] for j in listed["data"]]
+    assert all(j["result"] is None for j in listed["data"])  # pages stay small
+
+
+def test_an_upload_job_succeeds_and_its_file_is_removed(
+    job_stack: LocalStack, media_dir: Path, tmp_path: Path
+) -> None:
+    uploads = Path(job_stack.env["ORCHESTRATOR_UPLOAD_DIR"])
+    with (media_dir / "speech_40s.mp4").open("rb") as file:
+        response = httpx.post(
+            f"{job_stack.url}/v1/jobs",
+            files={"file": ("talk.mp4", file, "video/mp4")},
+            data={"params": json.dumps({"language": "en"})},
+            timeout=60,
+        )
+    assert response.status_code == 202, response.text
+    info = wait_finished(job_stack, response.json()["id"])
+    assert info.status == "succeeded", info.error
+    assert info.result is not None and info.result.segments
+    assert list(uploads.iterdir()) == []
+
+
+def test_events_resume_after_a_reconnect_with_nothing_lost_or_repeated(
+    job_stack: LocalStack, long_media: MediaServer
+) -> None:
+    submitted = submit(job_stack, media_url=long_media.url("speech_400s.mp3"), params=PARAMS)
+    first = events(job_stack, submitted.id, stop_after=4)  # header, then a few; then gone
+    rest = events(job_stack, submitted.id, last_event_id=first[-1][0])
+    seen = first + rest
+    assert [e[0] for e in seen] == list(range(len(seen)))
+    assert seen[0][1] == "header" and seen[-1][1] == "footer"
+    info = wait_finished(job_stack, submitted.id)
+    assert info.result is not None
+    assert [e[2]["text"] for e in seen if e[1] == "segment"] == [
+        s.text for s in info.result.segments
+    ]
+    # After the end too: the stream from any id on.
+    tail = events(job_stack, submitted.id, last_event_id=len(seen) - 3)
+    assert tail == seen[-2:]
+
+
+def test_a_cancelled_job_stops_its_work(job_stack: LocalStack, long_media: MediaServer) -> None:
+    submitted = submit(job_stack, media_url=long_media.url("speech_400s.mp3"), params=PARAMS)
+    deadline = time.monotonic() + 60
+    while job(job_stack, submitted.id).progress.done_sec <= 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    response = httpx.delete(f"{job_stack.url}/v1/jobs/{submitted.id}", timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    info = job(job_stack, submitted.id)
+    assert info.status == "cancelled" and info.result is None
+    assert events(job_stack, submitted.id)[-1][1] == "cancelled"
+    # The workers let go of its chunks.
+    workers = [s for s in job_stack.services if s.name.startswith("chunk_worker")]
+    deadline = time.monotonic() + 10
+    while any("chunk_worker_active_chunks 1" in httpx.get(f"{w.url}/metrics").text or
+              "chunk_worker_active_chunks 2" in httpx.get(f"{w.url}/metrics").text
+              for w in workers):  # fmt: skip
+        assert time.monotonic() < deadline, "a worker still runs a chunk of a cancelled job"
+        time.sleep(0.1)
+    refused = httpx.get(f"{job_stack.url}/v1/jobs/{submitted.id}?format=srt")
+    assert refused.status_code == 409 and "cancelled" in refused.json()["error"]["message"]
+
+
+def test_a_webhook_is_signed_retried_and_recorded(
+    job_stack: LocalStack, media_server: MediaServer
+) -> None:
+    with WebhookReceiver(failures_first=1) as hooks:
+        submitted = submit(
+            job_stack,
+            media_url=media_server.url("speech_40s.wav"),
+            params={"language": "en"},
+            webhook_url=hooks.url,
+        )
+        deliveries = hooks.wait(2)
+    assert len(deliveries) == 2  # a 503 first, then accepted
+    delivery = deliveries[-1]
+    assert verify(SECRET, delivery.headers[TIMESTAMP_HEADER.lower()], delivery.body,
+                  delivery.headers[SIGNATURE_HEADER.lower()])  # fmt: skip
+    summary = json.loads(delivery.body)
+    assert summary["id"] == submitted.id and summary["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while (info := job(job_stack, submitted.id)).webhook is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert info.webhook is not None
+    assert info.webhook.delivered and info.webhook.attempts == 2
+
+
+def test_unknown_jobs_are_404_in_openais_shape(job_stack: LocalStack) -> None:
+    response = httpx.get(f"{job_stack.url}/v1/jobs/job_nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_an_orchestrator_killed_mid_job_resumes_it_on_restart_redoing_nothing_kept(
+    tmp_path: Path, model_cache_dir: Path, long_media: MediaServer
+) -> None:
+    stack = start_stack(tmp_path, model_cache_dir)
+    orchestrator = stack.service("orchestrator")
+    url = long_media.url("speech_400s.mp3")
+    try:
+        reference = synchronous(stack, url)
+        submitted = submit(stack, media_url=url, params=PARAMS)
+        deadline = time.monotonic() + 60
+        while (progress := job(stack, submitted.id).progress).done_sec < 130:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert progress.total_sec is not None and progress.done_sec < progress.total_sec
+        assert orchestrator.process is not None
+        orchestrator.process.kill()  # no goodbye: its claim on the job is left behind
+        orchestrator.process.wait()
+        orchestrator.stop()
+        clips_before_restart = clips_sent(stack)
+        orchestrator.start()
+        stack.wait_ready(60)
+        info = wait_finished(stack, submitted.id)
+        stream = events(stack, submitted.id)
+        clips_after_restart = clips_sent(stack) - clips_before_restart
+    finally:
+        stack.stop()
+    assert info.status == "succeeded", info.error
+    assert info.result is not None
+    same_transcript(info.result, reference)
+    # One event log across both runs: numbered without gaps, each segment once.
+    assert [e[0] for e in stream] == list(range(len(stream)))
+    assert [e[2]["text"] for e in stream if e[1] == "segment"] == [
+        s.text for s in info.result.segments
+    ]
+    assert [e[1] for e in stream].count("header") == 1
+    # The macro chunks finished before the kill were not sent again.
+    planned = sum(1 for c in reference.macro_chunks for m in c.micro_chunks if m.speech_sec)
+    kept = sum(1 for c in reference.macro_chunks if c.end_sec <= progress.done_sec + 1e-6
+               for m in c.micro_chunks if m.speech_sec)  # fmt: skip
+    print(f"clips: {planned} planned, {kept} kept before the kill, {clips_after_restart} after")
+    assert kept >= 1 and clips_after_restart <= planned - kept
