@@ -11,6 +11,7 @@ import pytest
 
 from services.stack import LocalStack
 from tests.support.media_server import MediaServer
+from tests.support.postgres import PostgresServer, postgres_bin
 from tests.support.stack import start_stack
 
 MEDIA_DIR = Path(__file__).parent / "media"
@@ -91,4 +92,15 @@ def multilingual_stack(
 def media_server(media_dir: Path) -> Iterator[MediaServer]:
     """The committed test media behind a range-capable HTTP host."""
     with MediaServer(media_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's `postgresql` package, which
+    .ci/run installs)."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with PostgresServer(bin_dir) as server:
         yield server

@@ -237,10 +237,18 @@ def test_unknown_jobs_are_404_in_openais_shape(job_stack: LocalStack) -> None:
     assert response.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_an_orchestrator_killed_mid_job_resumes_it_on_restart_redoing_nothing_kept(
-    tmp_path: Path, model_cache_dir: Path, long_media: MediaServer
+    tmp_path: Path,
+    model_cache_dir: Path,
+    long_media: MediaServer,
+    database: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    stack = start_stack(tmp_path, model_cache_dir)
+    env = {}
+    if database == "postgresql":
+        env["ORCHESTRATOR_DATABASE_URL"] = request.getfixturevalue("postgres").url
+    stack = start_stack(tmp_path, model_cache_dir, **env)
     orchestrator = stack.service("orchestrator")
     url = long_media.url("speech_400s.mp3")
     try:
