@@ -8,6 +8,7 @@ the middle must not change a word or a time.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -286,3 +287,34 @@ def test_an_orchestrator_killed_mid_job_resumes_it_on_restart_redoing_nothing_ke
                for m in c.micro_chunks if m.speech_sec)  # fmt: skip
     print(f"clips: {planned} planned, {kept} kept before the kill, {clips_after_restart} after")
     assert kept >= 1 and clips_after_restart <= planned - kept
+
+
+def test_sigterm_hands_running_jobs_back_and_the_next_start_finishes_them(
+    tmp_path: Path, model_cache_dir: Path, long_media: MediaServer
+) -> None:
+    stack = start_stack(tmp_path, model_cache_dir)
+    orchestrator = stack.service("orchestrator")
+    database = tmp_path / "jobs.db"
+    try:
+        submitted = submit(stack, media_url=long_media.url("speech_400s.mp3"), params=PARAMS)
+        deadline = time.monotonic() + 60
+        while job(stack, submitted.id).progress.done_sec <= 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stopping = time.monotonic()
+        orchestrator.stop()  # SIGTERM
+        stopped_in = time.monotonic() - stopping
+        with sqlite3.connect(database) as connection:
+            status, owner = connection.execute(
+                "SELECT status, lease_owner FROM jobs WHERE id = ?", (submitted.id,)
+            ).fetchone()
+        orchestrator.start()
+        stack.wait_ready(60)
+        info = wait_finished(stack, submitted.id)
+    finally:
+        stack.stop()
+    assert stopped_in < 10
+    assert (status, owner) == ("queued", None)
+    assert info.status == "succeeded", info.error
+    assert info.result is not None
+    assert_every_micro_chunk_once(info.result)
