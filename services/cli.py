@@ -2,11 +2,15 @@
 
     whisperfleet transcribe talk.mp3 -o talk.srt            upload, watch, write subtitles
     whisperfleet transcribe https://host/talk.mp3 --format vtt --language en
+    whisperfleet transcribe long.mp4 --detach               queue it, print the job id, exit
+    whisperfleet watch JOB_ID -o long.srt                   follow a job (again), write it
+    whisperfleet jobs [--status running]                    the server's recent jobs
     whisperfleet serve [--port 8000] [--workers 2]          the whole stack, like `make run`
 
-`transcribe` streams the job (`/v1/transcribe/stream`): a progress bar of seconds transcribed,
-with an ETA, and the segments as they arrive go to the terminal (stderr); the transcript, in
-any format of `shared.formats`, goes to `-o` or stdout.
+`transcribe` submits an async job (`POST /v1/jobs`) and follows its events: a progress bar of
+seconds transcribed, with an ETA, and the segments as they arrive go to the terminal (stderr);
+a dropped connection is picked up where it stopped (`Last-Event-ID`); Ctrl-C cancels the job.
+The transcript, in any format of `shared.formats`, goes to `-o` or stdout.
 """
 
 from __future__ import annotations
@@ -15,24 +19,21 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from shared.formats import EXTENSIONS, FORMATS, render
-from shared.schemas import (
-    Segment,
-    StreamFooter,
-    StreamHeader,
-    StreamProgress,
-    TranscribeOutput,
-)
+from shared.schemas import JobInfo, JobList, Segment, StreamFooter, StreamProgress
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+RECONNECTS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,18 +41,24 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("transcribe", help="transcribe a file or a media URL")
     run.add_argument("media", help="a local file (uploaded) or an http(s) URL")
-    run.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
-    run.add_argument("-f", "--format", choices=FORMATS, help="default: from -o's suffix, or txt")
+    _output_options(run)
     run.add_argument("-l", "--language", help="language code (default: detect per chunk)")
     run.add_argument("--translate", action="store_true", help="translate into English")
     run.add_argument("--words", action="store_true", help="word timestamps (verbose_json)")
     run.add_argument("--prompt", help="text that guides spelling and style")
-    run.add_argument(
-        "--server",
-        default=os.environ.get("WHISPERFLEET_URL", DEFAULT_SERVER),
-        help=f"the orchestrator (default: $WHISPERFLEET_URL or {DEFAULT_SERVER})",
-    )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress or live segments")
+    run.add_argument("--webhook", help="a URL the server POSTs the job to when it ends")
+    run.add_argument("--detach", action="store_true", help="print the job id and exit")
+    _server_options(run)
+    watch = commands.add_parser("watch", help="follow a job and write its transcript")
+    watch.add_argument("job_id")
+    _output_options(watch)
+    watch.add_argument("--words", action="store_true", help="word timestamps (verbose_json)")
+    _server_options(watch)
+    jobs = commands.add_parser("jobs", help="list recent jobs")
+    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed",
+                                           "cancelled"])  # fmt: skip
+    jobs.add_argument("--limit", type=int, default=20)
+    _server_options(jobs)
     serve = commands.add_parser("serve", help="start the whole stack locally (like make run)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
@@ -60,12 +67,48 @@ def main(argv: list[str] | None = None) -> int:
         from services.stack import main as serve_main
 
         return serve_main(["--port", str(args.port), "--workers", str(args.workers)])
-    return transcribe(args)
+    console = Console(stderr=True, quiet=getattr(args, "quiet", False))
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    timeout = httpx.Timeout(30.0, read=None)
+    with httpx.Client(base_url=args.server, headers=headers, timeout=timeout) as client:
+        try:
+            if args.command == "jobs":
+                return list_jobs(client, args)
+            if args.command == "watch":
+                return follow(client, args.job_id, args, console, cancel_on_interrupt=False)
+            return transcribe(client, args, console)
+        except CliError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            return 1
+        except httpx.HTTPError as exc:
+            console.print(f"[red]error:[/red] {args.server}: {exc}", highlight=False)
+            return 1
 
 
-def transcribe(args: argparse.Namespace) -> int:
-    console = Console(stderr=True, quiet=args.quiet)
-    fmt = args.format or _format_from(args.output)
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
+    parser.add_argument("-f", "--format", choices=FORMATS, help="default: from -o's suffix, or txt")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or live segments")
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("WHISPERFLEET_URL", DEFAULT_SERVER),
+        help=f"the orchestrator (default: $WHISPERFLEET_URL or {DEFAULT_SERVER})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("WHISPERFLEET_API_KEY"),
+        help="the server's API key (default: $WHISPERFLEET_API_KEY)",
+    )
+
+
+class CliError(Exception):
+    pass
+
+
+def transcribe(client: httpx.Client, args: argparse.Namespace, console: Console) -> int:
     params: dict[str, Any] = {"word_timestamps": args.words}
     if args.language:
         params["language"] = args.language
@@ -73,22 +116,94 @@ def transcribe(args: argparse.Namespace) -> int:
         params["task"] = "translate"
     if args.prompt:
         params["prompt"] = args.prompt
+    info = _submit(client, args.media, params, args.webhook)
+    if args.detach:
+        print(info.id)
+        console.print(f"queued; follow it with: whisperfleet watch {info.id}")
+        return 0
+    return follow(client, info.id, args, console, cancel_on_interrupt=True)
+
+
+def follow(
+    client: httpx.Client,
+    job_id: str,
+    args: argparse.Namespace,
+    console: Console,
+    cancel_on_interrupt: bool,
+) -> int:
+    """Follow the job's events to its end, then write its transcript."""
     try:
-        output = _stream(args.server, args.media, params, console)
-    except CliError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
-    text = render(output, fmt, task=params.get("task", "transcribe"), words=args.words)
+        _watch(client, job_id, console)
+    except KeyboardInterrupt:
+        if cancel_on_interrupt:
+            client.delete(f"/v1/jobs/{job_id}")
+            console.print(f"cancelled {job_id}")
+        else:
+            console.print(f"stopped watching; the job goes on: whisperfleet watch {job_id}")
+        return 130
+    info = _job(client, job_id)
+    if info.status != "succeeded" or info.result is None:
+        message = (info.error or {}).get("message") or f"the job was {info.status.value}"
+        raise CliError(message)
+    fmt = args.format or _format_from(args.output)
+    task = "translate" if getattr(args, "translate", False) else "transcribe"
+    text = render(info.result, fmt, task=task, words=args.words)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
-        console.print(f"wrote {args.output} ({len(output.segments)} segments)")
+        console.print(f"wrote {args.output} ({len(info.result.segments)} segments)")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
-class CliError(Exception):
-    pass
+def list_jobs(client: httpx.Client, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.status:
+        params["status"] = args.status
+    response = client.get("/v1/jobs", params=params)
+    if response.status_code != 200:
+        raise CliError(_error_message(response))
+    rows = []
+    for job in JobList.model_validate(response.json()).data:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at))
+        total = job.progress.total_sec
+        rows.append([job.id, job.status.value, created, _clock(job.progress.done_sec),
+                     _clock(total) if total is not None else ""])  # fmt: skip
+    if not sys.stdout.isatty():  # for scripts: tab-separated, one job per line
+        sys.stdout.writelines("\t".join(row) + "\n" for row in rows)
+        return 0
+    table = Table("id", "status", "created", "done", "total")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    return 0
+
+
+def _submit(
+    client: httpx.Client, media: str, params: dict[str, Any], webhook: str | None
+) -> JobInfo:
+    """POST /v1/jobs: JSON for a URL, multipart for a local file."""
+    extra = {"webhook_url": webhook} if webhook else {}
+    if media.startswith(("http://", "https://")):
+        response = client.post("/v1/jobs", json={"media_url": media, "params": params, **extra})
+    else:
+        path = Path(media)
+        if not path.is_file():
+            raise CliError(f"{media}: no such file (give a local file or an http(s) URL)")
+        with path.open("rb") as file:
+            files = {"file": (path.name, file, "application/octet-stream")}
+            data = {"params": json.dumps(params), **extra}
+            response = client.post("/v1/jobs", files=files, data=data)
+    if response.status_code != 202:
+        raise CliError(_error_message(response))
+    return JobInfo.model_validate(response.json())
+
+
+def _job(client: httpx.Client, job_id: str) -> JobInfo:
+    response = client.get(f"/v1/jobs/{job_id}")
+    if response.status_code != 200:
+        raise CliError(_error_message(response))
+    return JobInfo.model_validate(response.json())
 
 
 def _format_from(output: Path | None) -> str:
@@ -98,10 +213,9 @@ def _format_from(output: Path | None) -> str:
     return by_suffix.get(output.suffix.lstrip(".").lower(), "txt")
 
 
-def _stream(server: str, media: str, params: dict[str, Any], console: Console) -> TranscribeOutput:
-    url = f"{server.rstrip('/')}/v1/transcribe/stream"
-    timeout = httpx.Timeout(30.0, read=None)
-    segments: list[Segment] = []
+def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
+    """Show the job's events until its last one, reconnecting after the last event seen."""
+    total = _job(client, job_id).progress.total_sec
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -110,62 +224,55 @@ def _stream(server: str, media: str, params: dict[str, Any], console: Console) -
         console=console,
         transient=True,
     )
-    with _request(url, media, params, timeout) as response, progress:
-        if response.status_code != 200:
-            raise CliError(_error_message(response))
-        bar = None  # shown once the header says how long the media is
-        for name, data in _events(response.iter_lines()):
-            if name == "header":
-                header = StreamHeader.model_validate(data)
-                bar = progress.add_task("transcribing", total=header.input_duration_sec)
-            elif name == "segment":
-                segment = Segment.model_validate(data)
-                segments.append(segment)
-                progress.console.print(
-                    f"[dim]{_clock(segment.start_time_sec)} → {_clock(segment.end_time_sec)}"
-                    f"[/dim] {segment.text.strip()}",
-                    highlight=False,
-                )
-            elif name == "progress" and bar is not None:
-                progress.update(bar, completed=StreamProgress.model_validate(data).done_sec)
-            elif name == "error":
-                raise CliError(data.get("error", {}).get("message", "the job failed"))
-            elif name == "footer":
-                footer = StreamFooter.model_validate(data)
-                console.print(
-                    f"{footer.input_duration_sec:.0f} s of audio in "
-                    f"{footer.processing_duration_sec:.1f} s ({footer.speedup:.0f}x), "
-                    f"{footer.num_segments} segments, languages: {', '.join(footer.languages)}"
-                )
-                return TranscribeOutput(
-                    segments=segments,
-                    input_duration_sec=footer.input_duration_sec,
-                    processing_duration_sec=footer.processing_duration_sec,
-                    speedup=footer.speedup,
-                )
-    raise CliError("the server closed the stream before the transcript was complete")
+    bar: TaskID | None = progress.add_task("transcribing", total=total) if total else None
+    last_id: str | None = None
+    with progress:
+        for attempt in range(RECONNECTS + 1):
+            headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+            try:
+                with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as reply:
+                    if reply.status_code != 200:
+                        raise CliError(_error_message(reply))
+                    for event_id, name, data in _events(reply.iter_lines()):
+                        last_id = event_id or last_id
+                        if name == "segment":
+                            segment = Segment.model_validate(data)
+                            progress.console.print(
+                                f"[dim]{_clock(segment.start_time_sec)} → "
+                                f"{_clock(segment.end_time_sec)}[/dim] {segment.text.strip()}",
+                                highlight=False,
+                            )
+                        elif name == "progress" and bar is not None:
+                            done = StreamProgress.model_validate(data).done_sec
+                            progress.update(bar, completed=done)
+                        elif name == "footer":
+                            footer = StreamFooter.model_validate(data)
+                            console.print(
+                                f"{footer.input_duration_sec:.0f} s of audio in "
+                                f"{footer.processing_duration_sec:.1f} s ({footer.speedup:.0f}x), "
+                                f"{footer.num_segments} segments, languages: "
+                                f"{', '.join(footer.languages)}"
+                            )
+                            return
+                        elif name in ("error", "cancelled"):
+                            return  # the job's own state says what happened
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                if attempt == RECONNECTS:
+                    raise
+                time.sleep(min(10, 2**attempt))
 
 
-def _request(url: str, media: str, params: dict[str, Any], timeout: httpx.Timeout) -> Any:
-    """The streaming request: JSON for a URL, multipart for a local file."""
-    if media.startswith(("http://", "https://")):
-        body = {"media_url": media, "params": params}
-        return httpx.stream("POST", url, json=body, timeout=timeout)
-    path = Path(media)
-    if not path.is_file():
-        raise CliError(f"{media}: no such file (give a local file or an http(s) URL)")
-    files = {"file": (path.name, path.open("rb"), "application/octet-stream")}
-    data = {"params": json.dumps(params)}
-    return httpx.stream("POST", url, files=files, data=data, timeout=timeout)
-
-
-def _events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _events(lines: Iterator[str]) -> Iterator[tuple[str | None, str, dict[str, Any]]]:
+    """(id, event, data) of a Server-Sent Events stream."""
+    event_id: str | None = None
     name, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:
-                yield name, json.loads("\n".join(data))
-            name, data = "message", []
+                yield event_id, name, json.loads("\n".join(data))
+            event_id, name, data = None, "message", []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):

@@ -180,7 +180,9 @@ class JobQueue:
 
     # ---- API
 
-    async def submit(self, owner: str, request: JobRequest, upload: Upload | None) -> JobInfo:
+    async def submit(
+        self, owner: str, request: JobRequest, upload: Upload | None, duration_sec: float
+    ) -> JobInfo:
         job_id = "job_" + secrets.token_hex(12)
         row = await self.store.create(
             job_id,
@@ -188,10 +190,11 @@ class JobQueue:
             request.model_dump_json(),
             upload.id if upload is not None else None,
             request.webhook_url,
+            duration_sec,
         )
         self._claim_now.set()
-        return job_info({**row, "started_at": None, "finished_at": None, "total_sec": None,
-                         "error": None, "result": None, "webhook": None})  # fmt: skip
+        return job_info({**row, "started_at": None, "finished_at": None, "error": None,
+                         "result": None, "webhook": None})  # fmt: skip
 
     async def cancel(self, job_id: str) -> dict[str, Any] | None:
         """Cancel a job: at once if queued or running here; a job another replica runs is
@@ -281,10 +284,10 @@ class JobQueue:
         wake = self._wakes.setdefault(job_id, asyncio.Event())
         recorder = _Recorder(self.store, job_id, wake)
         await recorder.load()
-        request = JobRequest.model_validate_json(row["request"])
-        transcribe = TranscribeRequest(media_url=request.media_url, params=request.params)
         finished: dict[str, Any]
         try:
+            request = JobRequest.model_validate_json(row["request"])
+            transcribe = TranscribeRequest(media_url=request.media_url, params=request.params)
             job = await self.runner.prepare(transcribe, own_media=row["upload_id"] is not None)
             await self.store.update(job_id, total_sec=job.duration_sec)
             footer: StreamFooter | None = None

@@ -15,7 +15,7 @@ from services.orchestrator.job_queue import JobQueue, job_info
 from services.orchestrator.routes import ERRORS, Store
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import FORMATS, MEDIA_TYPES, render
-from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
+from shared.schemas import JobInfo, JobList, JobRequest, JobStatus, TranscribeRequest
 
 router = APIRouter(tags=["jobs"])
 
@@ -65,12 +65,18 @@ async def _own_job(queue: JobQueue, job_id: str, who: str) -> dict[str, Any]:
 )
 async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) -> JSONResponse:
     """Queue a transcription: the `/v1/transcribe` body (or multipart with `file`), plus an
-    optional `webhook_url`. Answers at once with the job; follow it at `Location`."""
+    optional `webhook_url`. The media is checked first (range support, duration: the same
+    4xx as `/v1/transcribe`); then answers at once with the job: follow it at `Location`."""
     max_bytes = queue.settings.max_request_kb * 1024
     intake = await take_request(request, store, max_bytes, JobRequest)
     try:
         assert isinstance(intake.request, JobRequest)
-        info = await queue.submit(who, intake.request, intake.upload)
+        # Checked now, so a bad URL or file is a 4xx here, not a failed job later.
+        checked = TranscribeRequest(
+            media_url=intake.request.media_url, params=intake.request.params
+        )
+        job = await queue.runner.prepare(checked, own_media=intake.own_media)
+        info = await queue.submit(who, intake.request, intake.upload, job.duration_sec)
     except BaseException:
         intake.close()
         raise

@@ -135,6 +135,7 @@ class JobStore:
         request_json: str,
         upload_id: str | None,
         webhook_url: str | None,
+        total_sec: float | None = None,
     ) -> dict[str, Any]:
         now = time.time()
         row = {
@@ -147,6 +148,7 @@ class JobStore:
             "upload_id": upload_id,
             "webhook_url": webhook_url,
             "done_sec": 0.0,
+            "total_sec": total_sec,
             "cancel_requested": False,
         }
         async with self.engine.begin() as connection:

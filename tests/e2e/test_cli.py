@@ -53,3 +53,21 @@ def test_a_failure_is_one_clear_line_and_exit_status_1(
     assert "HTTP 422" in done.stderr and "media_url" in done.stderr
     missing = run("transcribe", str(tmp_path / "nope.mp3"), "--server", english_stack.url)
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_a_detached_job_is_watched_and_listed_by_id(
+    stack: LocalStack, media_server: MediaServer, tmp_path: Path
+) -> None:
+    detached = run("transcribe", media_server.url("speech_40s.wav"), "--detach",
+                   "--server", stack.url)  # fmt: skip
+    assert detached.returncode == 0, detached.stderr
+    job_id = detached.stdout.strip()
+    assert job_id.startswith("job_") and f"whisperfleet watch {job_id}" in detached.stderr
+    out = tmp_path / "talk.vtt"
+    watched = run("watch", job_id, "-o", str(out), "--server", stack.url)
+    assert watched.returncode == 0, watched.stderr
+    assert out.read_text().startswith("WEBVTT\n")
+    listed = run("jobs", "--status", "succeeded", "--server", stack.url)
+    assert listed.returncode == 0 and job_id in listed.stdout
+    unknown = run("watch", "job_nope", "--server", stack.url)
+    assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr

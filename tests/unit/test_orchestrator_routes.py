@@ -159,3 +159,43 @@ async def test_readiness_reflects_the_workers(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
     assert response.status_code == 503
     assert "no chunk worker is ready (check ORCHESTRATOR_WORKER_URLS)" in response.json()["detail"]
+
+
+async def test_a_job_for_a_refused_address_is_refused_at_submit_and_never_queued(
+    tmp_path: Path, host: MediaServer
+) -> None:
+    async with serve(create_app(settings(tmp_path))) as client:
+        response = await client.post("/v1/jobs", json={"media_url": host.url("speech_40s.wav")})
+        listed = await client.get("/v1/jobs")
+    assert_error(response, 422, "media_address_refused", "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS")
+    assert listed.json() == {"object": "list", "data": [], "has_more": False}
+
+
+async def test_job_lookups_are_404_and_bad_options_422(tmp_path: Path) -> None:
+    async with serve(create_app(settings(tmp_path))) as client:
+        missing = await client.get("/v1/jobs/job_0123")
+        cancel = await client.delete("/v1/jobs/job_0123")
+        events = await client.get("/v1/jobs/job_0123/events")
+        bad_webhook = await client.post(
+            "/v1/jobs", json={"media_url": "https://example.com/a.mp3", "webhook_url": "ftp://x"}
+        )
+        bad_status = await client.get("/v1/jobs", params={"status": "lost"})
+    for response in (missing, cancel, events):
+        assert_error(response, 404, "not_found", "job_0123")
+    assert_error(bad_webhook, 422, "invalid_request", "webhook_url")
+    assert_error(bad_status, 422, "invalid_request", "status")
+
+
+async def test_jobs_need_the_api_key_and_each_key_sees_only_its_own(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path, api_keys=["key-a", "key-b"]))
+    async with serve(app) as client:
+        anonymous = await client.get("/v1/jobs")
+        queue = app.state.job_queue
+        await queue.store.create("job_a", app.state.gate.identify("Bearer key-a"), "{}", None, None)
+        mine = await client.get("/v1/jobs/job_a", headers={"Authorization": "Bearer key-a"})
+        theirs = await client.get("/v1/jobs/job_a", headers={"Authorization": "Bearer key-b"})
+        listed = await client.get("/v1/jobs", headers={"Authorization": "Bearer key-b"})
+    assert_error(anonymous, 401, "invalid_api_key")
+    assert mine.status_code == 200 and mine.json()["id"] == "job_a"
+    assert_error(theirs, 404, "not_found")
+    assert listed.json()["data"] == []
