@@ -165,7 +165,7 @@ def page(browser: Browser, stack: LocalStack) -> Iterator[Page]:
 def live_run(browser: Browser, stack: LocalStack, media_server: MediaServer) -> Iterator[LiveRun]:
     page = open_page(browser, stack)
     page.evaluate(RECORDER)
-    with page.expect_response("**/v1/transcribe/stream") as response_info:
+    with page.expect_response("**/v1/jobs/*/events") as response_info:
         start_job(page, media_server.url("speech_200s.mp3"), **SMALL_CHUNKS)
     page.wait_for_selector("#app[data-state=done]", timeout=60_000)
     log = page.evaluate("window.__log")
@@ -296,11 +296,13 @@ def test_txt_download_and_copy_hold_one_line_per_segment(live_run: LiveRun) -> N
 def test_a_chosen_file_is_uploaded_and_transcribed(page: Page, media_dir: Path) -> None:
     page.set_input_files("#media-file", str(media_dir / "speech_40s.cbr.mp3"))
     assert "speech_40s.cbr.mp3" in page.inner_text("#file-chosen")
-    with page.expect_response("**/v1/transcribe/stream") as response_info:
+    with (
+        page.expect_request("**/v1/jobs") as submitted,
+        page.expect_response("**/v1/jobs/*/events") as response_info,
+    ):
         page.click("#transcribe")
     page.wait_for_selector("#app[data-state=done]", timeout=60_000)
-    request = response_info.value.request
-    assert request.headers["content-type"].startswith("multipart/form-data")
+    assert submitted.value.headers["content-type"].startswith("multipart/form-data")
     events = parse_sse(response_info.value.text())
     footer = [data for name, data in events if name == "footer"]
     duration = load_manifest("speech_40s.json")["duration_sec"]
@@ -333,7 +335,7 @@ def test_bad_url_shows_the_servers_error_message(
     page: Page, stack: LocalStack, media_server: MediaServer, route: str
 ) -> None:
     url = media_server.url("speech_40s.wav", route=route)
-    response = httpx.post(f"{stack.url}/v1/transcribe/stream", json={"media_url": url}, timeout=30)
+    response = httpx.post(f"{stack.url}/v1/jobs", json={"media_url": url}, timeout=30)
     assert response.status_code == 422
     error = response.json()["error"]
 
@@ -361,8 +363,10 @@ def test_error_event_mid_stream_shows_its_message_and_keeps_the_segments(page: P
         + ": ping\r\n\r\n"
         + sse(3, "error", {"error": {**error, "param": None}})
     )  # fmt: skip
+    accepted = {"id": "job_1", "status": "queued"}
+    page.route("**/v1/jobs", lambda route: route.fulfill(status=202, json=accepted))
     page.route(
-        "**/v1/transcribe/stream",
+        "**/v1/jobs/job_1/events",
         lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body),
     )
     start_job(page, "http://h/a.mp3")
@@ -376,7 +380,7 @@ def test_error_event_mid_stream_shows_its_message_and_keeps_the_segments(page: P
 
 def test_non_json_error_page_from_a_proxy_shows_the_status_not_html(page: Page) -> None:
     page.route(
-        "**/v1/transcribe/stream",
+        "**/v1/jobs",
         lambda route: route.fulfill(
             status=502, content_type="text/html", body="<html><h1>Bad Gateway</h1></html>"
         ),
@@ -458,3 +462,46 @@ def test_cancel_stops_the_stream_and_keeps_the_segments_so_far(
     assert f"kept {kept} segments" in (page.text_content("#status") or "")
     assert page.is_enabled("#transcribe") and page.is_disabled("#cancel")
     assert page.is_enabled("#download-srt")
+
+
+def test_a_reopened_tab_comes_back_to_its_job_from_the_address(
+    live_run: LiveRun, browser: Browser, stack: LocalStack
+) -> None:
+    address = live_run.page.url
+    assert "?job=job_" in address
+    page = open_page(browser, stack)
+    try:
+        page.goto(address)
+        page.wait_for_selector("#app[data-state=done]", timeout=30_000)
+        texts = page.eval_on_selector_all(
+            "#segments li .segment-text", "rows => rows.map(r => r.textContent)"
+        )
+        assert texts == [s["text"].strip() for s in live_run.segments]
+        assert page.get_attribute("#status", "data-num-segments") == str(len(texts))
+    finally:
+        page.context.close()
+
+
+def test_a_dropped_event_stream_is_resumed_after_the_last_event(page: Page) -> None:
+    segment = {"end_time_sec": 2.5, "text": " Hi.", "language": "english", "bcp47_key": "en"}
+    header = {"media_url": "http://h/a.mp3", "input_duration_sec": 9.0,
+              "macro_chunks": [{"start_sec": 0.0, "end_sec": 9.0}]}  # fmt: skip
+    footer = {"input_duration_sec": 9.0, "processing_duration_sec": 1.0, "speedup": 9.0,
+              "num_segments": 3, "languages": ["en"]}  # fmt: skip
+    first = sse(0, "header", header) + sse(1, "segment", {"start_time_sec": 0.5, **segment})
+    first += sse(2, "segment", {"start_time_sec": 3.0, **segment})  # then the connection drops
+    rest = sse(3, "segment", {"start_time_sec": 6.0, **segment}) + sse(4, "footer", footer)
+    resumed_from: list[str | None] = []
+
+    def events(route: Any) -> None:
+        last = route.request.headers.get("last-event-id")
+        resumed_from.append(last)
+        body = first if last is None else rest
+        route.fulfill(status=200, content_type="text/event-stream", body=body)
+
+    page.route("**/v1/jobs", lambda route: route.fulfill(status=202, json={"id": "job_1"}))
+    page.route("**/v1/jobs/job_1/events", events)
+    start_job(page, "http://h/a.mp3")
+    page.wait_for_selector("#app[data-state=done]", timeout=10_000)
+    assert resumed_from == [None, "2"]
+    assert page.eval_on_selector_all("#segments li", "rows => rows.length") == 3

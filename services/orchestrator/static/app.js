@@ -1,9 +1,13 @@
-// Whisperfleet's page: POST /v1/transcribe/stream with fetch (EventSource cannot POST), parse
-// the Server-Sent Events as the body streams in, render each event as it arrives.
+// Whisperfleet's page: submits an async job (POST /v1/jobs), puts its id in the address
+// (?job=...), and follows GET /v1/jobs/{id}/events with fetch (EventSource can't send the API
+// key), parsing the Server-Sent Events as the body streams in and rendering each as it arrives.
+// A dropped connection is resumed with Last-Event-ID; a closed tab comes back to its job from
+// the address; Cancel deletes the job.
 //
 //   header   -> duration and chunk count      segment -> one more row in the list
 //   progress -> progress bar                  footer  -> totals; exports enabled
-//   error    -> the server's message          HTTP 4xx/5xx before streaming -> its JSON error
+//   error    -> the server's message          HTTP 4xx/5xx on submit -> its JSON error
+//   cancelled -> the job was cancelled (here or elsewhere)
 //
 // The pure parts (SSE parser, time formats, SRT/VTT/TXT writers) live on `window.whisperfleet`
 // so tests can drive them directly.
@@ -147,7 +151,7 @@
   };
 
   let languageNames = {};
-  let job = null; // {controller, segments, header, footer, failed, mediaUrl} of the last run
+  let job = null; // {id, controller, segments, header, footer, failed, cancelled, lastEventId, mediaUrl}
 
   fetch("/static/languages.json")
     .then((response) => (response.ok ? response.json() : {}))
@@ -234,7 +238,7 @@
     return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
   }
 
-  /** The request for /v1/transcribe/stream: multipart with the chosen file, or JSON. */
+  /** The request for POST /v1/jobs: multipart with the chosen file, or JSON. */
   function jobRequest() {
     const file = ui.file.files && ui.file.files[0];
     const params = requestParams();
@@ -242,17 +246,14 @@
       const form = new FormData();
       form.append("file", file, file.name);
       form.append("params", JSON.stringify(params));
-      return {
-        source: file.name,
-        init: { body: form, headers: withKey({ Accept: "text/event-stream" }) },
-      };
+      return { source: file.name, init: { body: form, headers: withKey({}) } };
     }
     const mediaUrl = ui.url.value.trim();
     return {
       source: mediaUrl,
       init: {
         body: JSON.stringify({ media_url: mediaUrl, params }),
-        headers: withKey({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+        headers: withKey({ "Content-Type": "application/json" }),
       },
     };
   }
@@ -316,6 +317,7 @@
   }
 
   function handleEvent(event) {
+    if (job !== null && event.id !== "") job.lastEventId = event.id;
     let data;
     try {
       data = JSON.parse(event.data);
@@ -353,6 +355,9 @@
         ui.status.dataset.numSegments = String(data.num_segments);
         break;
       }
+      case "cancelled":
+        job.cancelled = true;
+        break;
       case "error":
         job.failed = true;
         showError(
@@ -400,63 +405,144 @@
     return `Stopped after ${count} segment${count === 1 ? "" : "s"}; they are kept below.`;
   }
 
-  async function start() {
+  const RECONNECTS = 5;
+
+  /** The job's id in the address, so a reload or a reopened tab comes back to it. */
+  function rememberJob(id) {
+    const url = new URL(window.location.href);
+    if (id) url.searchParams.set("job", id);
+    else url.searchParams.delete("job");
+    window.history.replaceState(null, "", url);
+  }
+
+  function newJob(source) {
+    job = {
+      id: null,
+      controller: new AbortController(),
+      segments: [],
+      header: null,
+      footer: null,
+      failed: false,
+      cancelled: false,
+      lastEventId: null,
+      mediaUrl: source,
+    };
+    return job;
+  }
+
+  function resetView() {
     clearError();
     ui.segments.replaceChildren();
     ui.empty.hidden = false;
     delete ui.status.dataset.numSegments;
     setProgress(0);
-    const controller = new AbortController();
+  }
+
+  async function showHttpError(response) {
+    const error = await errorFromResponse(response);
+    if (response.status === 401) {
+      ui.advanced.open = true; // where the key goes
+      ui.apiKey.focus();
+      error.message += " Enter it under Advanced settings.";
+    }
+    showError(error.message, error.detail);
+  }
+
+  async function start() {
+    resetView();
     const request = jobRequest();
     if (request.source === "") {
       showError("Paste a media URL or choose a file.", "nothing to transcribe");
       return;
     }
-    job = { controller, segments: [], header: null, footer: null, failed: false, mediaUrl: request.source };
-    const current = job;
+    const current = newJob(request.source);
     setState("running");
     setStatus(ui.file.value ? "Uploading and checking the media…" : "Checking the media…");
     try {
-      const response = await fetch("/v1/transcribe/stream", {
+      const response = await fetch("/v1/jobs", {
         method: "POST",
         ...request.init,
-        signal: controller.signal,
+        signal: current.controller.signal,
       });
       if (!response.ok) {
-        const error = await errorFromResponse(response);
-        if (response.status === 401) {
-          ui.advanced.open = true; // where the key goes
-          ui.apiKey.focus();
-          error.message += " Enter it under Advanced settings.";
-        }
-        showError(error.message, error.detail);
+        await showHttpError(response);
         setStatus("Nothing was transcribed.", true);
         setState("error");
         return;
       }
-      await readStream(response);
-      if (current.footer !== null) {
-        setState("done");
-      } else {
-        if (!current.failed) {
-          showError(
-            "The connection closed before the transcript was complete.",
-            `${current.segments.length} segments received`,
-          );
-        }
-        setStatus(stoppedAfter(current), true);
-        setState("error");
-      }
+      current.id = (await response.json()).id;
+      rememberJob(current.id);
+      setStatus("Queued…");
     } catch (error) {
-      if (controller.signal.aborted) {
-        setStatus(`Cancelled · kept ${current.segments.length} segments.`, true);
-        setState("cancelled");
-      } else {
-        showError(`Could not reach the server: ${error.message}`, "network error");
-        setStatus(stoppedAfter(current), true);
-        setState("error");
-      }
+      endWithFailure(current, error);
+      return;
     }
+    await follow(current);
+  }
+
+  /** Follow the job's events to its last one, resuming after the last event seen. */
+  async function follow(current) {
+    for (let attempt = 0; attempt <= RECONNECTS; attempt += 1) {
+      try {
+        const headers = withKey({ Accept: "text/event-stream" });
+        if (current.lastEventId !== null) headers["Last-Event-ID"] = current.lastEventId;
+        const response = await fetch(`/v1/jobs/${encodeURIComponent(current.id)}/events`, {
+          headers,
+          signal: current.controller.signal,
+        });
+        if (!response.ok) {
+          await showHttpError(response);
+          setStatus(stoppedAfter(current), true);
+          setState("error");
+          if (response.status === 404) rememberJob(null);
+          return;
+        }
+        await readStream(response);
+      } catch (error) {
+        if (current.controller.signal.aborted) {
+          endWithFailure(current, error);
+          return;
+        }
+      }
+      if (current.footer !== null || current.failed || current.cancelled) break;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(8000, 500 * 2 ** attempt)));
+    }
+    if (current.footer !== null) {
+      setState("done");
+    } else if (current.cancelled) {
+      setStatus(`Cancelled · kept ${current.segments.length} segments.`, true);
+      setState("cancelled");
+    } else {
+      if (!current.failed) {
+        showError(
+          "The connection closed before the transcript was complete; reload to resume.",
+          `${current.segments.length} segments received`,
+        );
+      }
+      setStatus(stoppedAfter(current), true);
+      setState("error");
+    }
+  }
+
+  function endWithFailure(current, error) {
+    if (current.controller.signal.aborted) {
+      setStatus(`Cancelled · kept ${current.segments.length} segments.`, true);
+      setState("cancelled");
+    } else {
+      showError(`Could not reach the server: ${error.message}`, "network error");
+      setStatus(stoppedAfter(current), true);
+      setState("error");
+    }
+  }
+
+  /** Back to a job after a reload or in a reopened tab: its events from the beginning. */
+  async function resume(id) {
+    resetView();
+    const current = newJob(id);
+    current.id = id;
+    setState("running");
+    setStatus("Reconnecting to the job…");
+    await follow(current);
   }
 
   ui.form.addEventListener("submit", (event) => {
@@ -466,8 +552,19 @@
   });
 
   ui.cancel.addEventListener("click", () => {
-    if (job !== null) job.controller.abort();
+    if (job === null) return;
+    const current = job;
+    if (current.id !== null) {
+      fetch(`/v1/jobs/${encodeURIComponent(current.id)}`, {
+        method: "DELETE",
+        headers: withKey({}),
+      }).catch(() => {});
+    }
+    current.controller.abort();
   });
+
+  const wanted = new URLSearchParams(window.location.search).get("job");
+  if (wanted) resume(wanted);
 
   // ---- Copy and download ----
 
