@@ -1,0 +1,57 @@
+"""Webhooks: the signature a receiver checks, retries, and the address guard."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import httpx
+
+from services.orchestrator.webhooks import deliver, signature, verify
+from shared.media_host import AddressPolicy, media_client
+
+
+def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    body, timestamp = b'{"id": "job_1"}', str(int(time.time()))
+    expected = hmac.new(b"s3cret", f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    assert signature("s3cret", timestamp, body) == f"sha256={expected}"
+    assert verify("s3cret", timestamp, body, f"sha256={expected}")
+    assert not verify("s3cret", timestamp, body + b" ", f"sha256={expected}")  # tampered
+    assert not verify("other", timestamp, body, f"sha256={expected}")
+    stale = str(int(time.time()) - 3600)
+    assert not verify("s3cret", stale, body, signature("s3cret", stale, body))  # replayed
+
+
+async def test_5xx_is_retried_and_a_4xx_is_final() -> None:
+    answers = [503, 204]
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(answers.pop(0) if answers else 410)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 5, 0.001)
+        assert outcome.delivered and outcome.attempts == 2 and outcome.status_code == 204
+        assert "x-whisperfleet-signature" in seen[-1].headers
+        gone = await deliver(client, "https://hooks.example/x", b"{}", None, 5, 0.001)
+    assert not gone.delivered and gone.attempts == 1 and gone.error == "HTTP 410"
+    assert "x-whisperfleet-signature" not in seen[-1].headers  # no secret, no signature
+
+
+async def test_a_webhook_to_a_refused_address_is_not_sent_and_says_why() -> None:
+    async with media_client(AddressPolicy.parse([]), 5) as client:
+        outcome = await deliver(client, "http://127.0.0.1:9/hook", b"{}", "k", 5, 0.001)
+    assert not outcome.delivered and outcome.attempts == 1
+    assert outcome.error is not None and "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS" in outcome.error
+
+
+async def test_an_unreachable_receiver_is_given_up_after_the_attempts() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 3, 0.001)
+    assert not outcome.delivered and outcome.attempts == 3
+    assert outcome.error is not None and "ConnectError" in outcome.error
