@@ -203,7 +203,10 @@ class JobQueue:
             cancelled = json.dumps({"id": job_id, "status": "cancelled"})
             await self.store.append_event(job_id, "cancelled", cancelled)
             self._wakes.setdefault(job_id, asyncio.Event()).set()
-            return await self.store.get(job_id)
+            row = await self.store.get(job_id)
+            if row is not None and row["upload_id"]:
+                self.media_store.remove(self.media_store.upload_of(row["upload_id"]))
+            return row
         row = await self.store.request_cancel(job_id)
         task = self._running.get(job_id)
         if task is not None:

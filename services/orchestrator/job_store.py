@@ -349,7 +349,11 @@ class JobStore:
                 )
             ).all()
         results = [MicroChunkResult.model_validate_json(r[0]) for r in rows]
-        return results, row.micro_count is not None and row.micro_count == len(results)
+        # Micro chunks tile their macro chunk: one that reaches its end was the last, even if
+        # the worker's footer (which marks the chunk complete) never arrived.
+        reaches_end = bool(results) and results[-1].micro_chunk.end_sec >= span.end_sec - 1e-3
+        counted = row.micro_count is not None and row.micro_count == len(results)
+        return results, counted or reaches_end
 
     async def store_micro(
         self, job_id: str, index: int, micro_index: int, result: MicroChunkResult

@@ -50,12 +50,12 @@ def clips_served(stack: LocalStack) -> float:
 
 @pytest.fixture(scope="module")
 def big_wav(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Iterator[MediaServer]:
-    """~13 MB: 400 s of speech as 16 kHz 16-bit WAV, behind its own host."""
+    """6.5 MB: the 200 s of speech as 16 kHz 16-bit WAV, behind its own host."""
     folder = tmp_path_factory.mktemp("big-wav")
     subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-stream_loop", "1", "-i",
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i",
          str(media_dir / "speech_200s.mp3"), "-ac", "1", "-ar", "16000",
-         str(folder / "speech_400s.wav")],
+         str(folder / "speech_200s.wav")],
         check=True,
     )  # fmt: skip
     with MediaServer(folder) as server:
@@ -94,19 +94,19 @@ def test_a_job_survives_the_model_server_restarting_mid_job(
     assert served_after_restart >= 1, "the job finished without the restarted model server"
 
 
-def test_a_host_that_drops_the_connection_every_2_mb_costs_little_and_loses_nothing(
+def test_a_host_that_drops_the_connection_every_mb_costs_little_and_loses_nothing(
     stack: LocalStack, big_wav: MediaServer
 ) -> None:
     """The same job from a steady host and from one that cuts a connection whenever another
-    2 MB have gone out, side by side: the cut transfers are resumed, not restarted."""
-    every = 2 << 20
+    MB has gone out, side by side: the cut transfers are resumed, not restarted."""
+    every = 1 << 20
     fetched = {}
     for route, query in (("media", ""), ("flaky", f"?every={every}")):
         big_wav.traffic.reset()
-        output = finished(transcribe(stack, big_wav.url("speech_400s.wav", route) + query))
-        assert output.input_duration_sec == pytest.approx(2 * SPEECH_200S_SEC, abs=0.1)
-        fetched[route] = big_wav.traffic.bytes_by_path[f"/{route}/speech_400s.wav"]
-    size = (big_wav.root / "speech_400s.wav").stat().st_size
+        output = finished(transcribe(stack, big_wav.url("speech_200s.wav", route) + query))
+        assert output.input_duration_sec == pytest.approx(SPEECH_200S_SEC, abs=0.1)
+        fetched[route] = big_wav.traffic.bytes_by_path[f"/{route}/speech_200s.wav"]
+    size = (big_wav.root / "speech_200s.wav").stat().st_size
     print(f"fetched {fetched['media'] / size:.3f}x the file from a steady host, "
           f"{fetched['flaky'] / size:.3f}x from one dropping every {every} bytes")  # fmt: skip
     assert fetched["flaky"] >= 2 * every, "the host never dropped a connection"
@@ -157,7 +157,7 @@ def test_model_server_overload_from_several_jobs_is_absorbed(
 ) -> None:
     stack = start_stack(tmp_path, model_cache_dir, WHISPER_MAX_QUEUE_SIZE="1")
     try:
-        url = media_server.url("speech_200s.mp3")
+        url = media_server.url("speech_40s.wav")
         with httpx.Client() as client:
             threads, responses = [], []
             for _ in range(3):

@@ -106,6 +106,20 @@ async def test_kept_micro_chunks_come_back_unless_the_span_changed(store: JobSto
     assert await store.stored_chunk("a", 0, moved) == ([], False)
 
 
+async def test_a_chunk_whose_last_micro_chunk_was_kept_is_complete_without_its_footer(
+    store: JobStore,
+) -> None:
+    """Killed between a chunk's last micro chunk and its footer: not sent to a worker again
+    (a CI-like run re-sent 7 clips of such a chunk)."""
+    await add(store, "a")
+    span = TimeSpan(start_sec=0, end_sec=30)
+    await store.stored_chunk("a", 0, span)
+    for index, start in enumerate((0, 10, 20)):
+        await store.store_micro("a", 0, index, micro(start))
+    kept, complete = await store.stored_chunk("a", 0, span)
+    assert len(kept) == 3 and complete
+
+
 async def test_retention_deletes_old_finished_jobs_with_everything_they_own(
     store: JobStore,
 ) -> None:
