@@ -210,11 +210,27 @@ class JobQueue:
         row = await self.store.request_cancel(job_id)
         task = self._running.get(job_id)
         if task is not None:
-            self._cancelling.add(job_id)
-            task.cancel()
+            if job_id not in self._cancelling:  # the claim loop may have seen the flag first
+                self._cancelling.add(job_id)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(task)
             row = await self.store.get(job_id)
+            if row is not None and row["status"] == JobStatus.RUNNING.value:
+                # Cancelled before its task took its first step: nothing ran to record it.
+                self._cancelling.discard(job_id)
+                if await self.store.last_event_name(job_id) not in TERMINAL_EVENTS:
+                    cancelled = json.dumps({"id": job_id, "status": "cancelled"})
+                    await self.store.append_event(job_id, "cancelled", cancelled)
+                await self.store.update(
+                    job_id,
+                    status=JobStatus.CANCELLED.value,
+                    finished_at=time.time(),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+                self._wakes.setdefault(job_id, asyncio.Event()).set()
+                row = await self.store.get(job_id)
         return row
 
     async def events(self, job_id: str, after: int) -> AsyncIterator[StoredEvent]:

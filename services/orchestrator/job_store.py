@@ -291,6 +291,17 @@ class JobStore:
                 job_events.insert().values(job_id=job_id, seq=seq + 1, name=name, data=data)
             )
 
+    async def last_event_name(self, job_id: str) -> str | None:
+        query = (
+            sa.select(job_events.c.name)
+            .where(job_events.c.job_id == job_id)
+            .order_by(job_events.c.seq.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            name = await connection.scalar(query)
+        return str(name) if name is not None else None
+
     async def events_after(self, job_id: str, seq: int, limit: int = 1000) -> list[StoredEvent]:
         query = (
             sa.select(job_events.c.seq, job_events.c.name, job_events.c.data)

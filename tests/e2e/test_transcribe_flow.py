@@ -181,7 +181,10 @@ def test_non_http_url_is_a_422(stack: LocalStack) -> None:
 def test_unreachable_whisper_server_is_a_503_naming_it(
     tmp_path: Path, model_cache_dir: Path, media_server: MediaServer
 ) -> None:
-    broken = start_stack(tmp_path, model_cache_dir, workers=1)
+    # Without patience: a model server that stays away fails the clip after the retries.
+    broken = start_stack(
+        tmp_path, model_cache_dir, workers=1, CHUNK_WORKER_WHISPER_PATIENCE_SEC="0"
+    )
     try:
         broken.service("whisper_gpu").stop()
         worker = broken.service("chunk_worker_0")

@@ -68,3 +68,21 @@ async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobSt
     ]  # fmt: skip
     row = await store.get("job_1")
     assert row is not None and row["done_sec"] == 30.0
+
+
+async def test_a_running_job_whose_task_ends_without_a_word_is_still_cancelled(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """A cancel that lands before the job's task reaches its own handling (its first steps
+    read the table) must not leave it `running` until the lease lapses."""
+    await store.create("job_1", "anonymous", "{}", None, None)
+    assert await store.claim("me", 30, 1) == ["job_1"]
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        queue._running["job_1"] = asyncio.create_task(asyncio.sleep(30))  # records nothing
+        row = await queue.cancel("job_1")
+        events = [event.name async for event in queue.events("job_1", -1)]
+    assert row is not None and row["status"] == "cancelled" and row["lease_owner"] is None
+    assert events == ["cancelled"]
