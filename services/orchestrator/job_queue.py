@@ -202,7 +202,7 @@ class JobQueue:
         if await self.store.cancel_queued(job_id):
             cancelled = json.dumps({"id": job_id, "status": "cancelled"})
             await self.store.append_event(job_id, "cancelled", cancelled)
-            self._wakes.setdefault(job_id, asyncio.Event()).set()
+            self._wake_readers(job_id)
             row = await self.store.get(job_id)
             if row is not None and row["upload_id"]:
                 self.media_store.remove(self.media_store.upload_of(row["upload_id"]))
@@ -229,27 +229,31 @@ class JobQueue:
                     lease_owner=None,
                     lease_until=None,
                 )
-                self._wakes.setdefault(job_id, asyncio.Event()).set()
+                self._wake_readers(job_id)
                 row = await self.store.get(job_id)
         return row
 
     async def events(self, job_id: str, after: int) -> AsyncIterator[StoredEvent]:
         """The job's events after `after`, as they are kept, until its last one."""
         wake = self._wakes.setdefault(job_id, asyncio.Event())
-        while True:
-            wake.clear()
-            batch = await self.store.events_after(job_id, after)
-            for event in batch:
-                yield event
-                after = event.seq
-                if event.name in TERMINAL_EVENTS:
-                    return
-            if not batch:
-                if await self.store.get(job_id) is None:
-                    return  # deleted (retention)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.5):  # another replica's job: poll
-                        await wake.wait()
+        try:
+            while True:
+                wake.clear()
+                batch = await self.store.events_after(job_id, after)
+                for event in batch:
+                    yield event
+                    after = event.seq
+                    if event.name in TERMINAL_EVENTS:
+                        return
+                if not batch:
+                    if await self.store.get(job_id) is None:
+                        return  # deleted (retention)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.5):  # another replica's job: poll
+                            await wake.wait()
+        finally:
+            if job_id not in self._running:
+                self._wakes.pop(job_id, None)
 
     # ---- the claim loop
 
@@ -287,6 +291,14 @@ class JobQueue:
 
     def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
+        wake = self._wakes.pop(job_id, None)  # readers hold it and see the job's last event
+        if wake is not None:
+            wake.set()
+
+    def _wake_readers(self, job_id: str) -> None:
+        wake = self._wakes.get(job_id)
+        if wake is not None:
+            wake.set()
 
     async def _sweep(self) -> None:
         cutoff = time.time() - self.settings.job_retention_hours * 3600
