@@ -291,6 +291,7 @@ class JobQueue:
 
     def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
+        self._claim_now.set()  # a slot is free: the next queued job starts now
         wake = self._wakes.pop(job_id, None)  # readers hold it and see the job's last event
         if wake is not None:
             wake.set()

@@ -263,6 +263,21 @@ def test_a_webhook_is_signed_retried_and_recorded(
     assert info.webhook.delivered and info.webhook.attempts == 2
 
 
+def test_jobs_beyond_the_running_cap_wait_queued_and_start_in_order(
+    job_stack: LocalStack, media_server: MediaServer
+) -> None:
+    """ORCHESTRATOR_MAX_RUNNING_JOBS is 2 (the default): a third job starts only when one of
+    the first two has finished, and jobs start in the order they came."""
+    url = media_server.url("speech_40s.wav")
+    submitted = [submit(job_stack, media_url=url, params={"language": "en"}) for _ in range(3)]
+    done = [wait_finished(job_stack, info.id) for info in submitted]
+    assert all(info.status == "succeeded" for info in done)
+    starts = [info.started_at or 0.0 for info in done]
+    assert starts == sorted(starts)
+    first_finish = min(info.finished_at or 0.0 for info in done[:2])
+    assert starts[2] >= first_finish - 0.05
+
+
 def test_unknown_jobs_are_404_in_openais_shape(job_stack: LocalStack) -> None:
     response = httpx.get(f"{job_stack.url}/v1/jobs/job_nope")
     assert response.status_code == 404
