@@ -261,6 +261,7 @@ class JobQueue:
         renew_every = self.settings.job_lease_sec / 3
         last_renew = last_sweep = 0.0
         while True:
+            self._claim_now.clear()  # set while this round works: the next round comes at once
             try:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
@@ -269,8 +270,10 @@ class JobQueue:
                         self.instance, list(self._running), self.settings.job_lease_sec
                     )
                     for job_id in flagged - self._cancelling:  # cancelled through another replica
-                        self._cancelling.add(job_id)
-                        self._running[job_id].cancel()
+                        task = self._running.get(job_id)
+                        if task is not None:
+                            self._cancelling.add(job_id)
+                            task.cancel()
                 if now - last_sweep >= 60:
                     last_sweep = now
                     await self._sweep()
@@ -283,8 +286,7 @@ class JobQueue:
                         self._running[job_id] = task
                         task.add_done_callback(functools.partial(self._forget, job_id))
             except Exception:
-                logger.exception("the job queue could not reach its database; retrying")
-            self._claim_now.clear()
+                logger.exception("the job queue's round failed (its database?); retrying")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._claim_now.wait()
