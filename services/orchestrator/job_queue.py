@@ -198,7 +198,8 @@ class JobQueue:
 
     async def cancel(self, job_id: str) -> dict[str, Any] | None:
         """Cancel a job: at once if queued or running here; a job another replica runs is
-        flagged, and that replica stops it within a lease renewal."""
+        flagged, and that replica stops it at its next lease renewal (waited for, briefly:
+        the answer says `running` if it has not stopped by then)."""
         if await self.store.cancel_queued(job_id):
             cancelled = json.dumps({"id": job_id, "status": "cancelled"})
             await self.store.append_event(job_id, "cancelled", cancelled)
@@ -209,6 +210,16 @@ class JobQueue:
             return row
         row = await self.store.request_cancel(job_id)
         task = self._running.get(job_id)
+        if task is None and row is not None and row["status"] == JobStatus.RUNNING.value:
+            # Another replica's job (it stops at its next lease renewal), or ours, stopped by
+            # the claim loop in the meantime: wait a little for the outcome.
+            deadline = time.monotonic() + self.settings.job_lease_sec / 3 + 2
+            while row is not None and row["status"] == JobStatus.RUNNING.value:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+                row = await self.store.get(job_id)
+            return row
         if task is not None:
             if job_id not in self._cancelling:  # the claim loop may have seen the flag first
                 self._cancelling.add(job_id)

@@ -86,3 +86,24 @@ async def test_a_running_job_whose_task_ends_without_a_word_is_still_cancelled(
         events = [event.name async for event in queue.events("job_1", -1)]
     assert row is not None and row["status"] == "cancelled" and row["lease_owner"] is None
     assert events == ["cancelled"]
+
+
+async def test_cancelling_another_replicas_job_waits_for_it_to_stop(
+    store: JobStore, tmp_path: Path
+) -> None:
+    await store.create("job_1", "anonymous", "{}", None, None)
+    assert await store.claim("other", 30, 1) == ["job_1"]
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me", job_lease_sec=3)
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+
+    async def other_replica_stops_it() -> None:
+        while not await store.renew("other", ["job_1"], 30):  # sees the flag at renewal
+            await asyncio.sleep(0.05)
+        await store.update("job_1", status="cancelled", lease_owner=None)
+
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        other = asyncio.create_task(other_replica_stops_it())
+        row = await queue.cancel("job_1")
+        await other
+    assert row is not None and row["status"] == "cancelled"
