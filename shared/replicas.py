@@ -175,7 +175,8 @@ class ReplicaPool:
         replicas (for this service's own readiness): replicas start out trusted (peers that
         start alongside this service would otherwise fail a probe at t=0 and sit out a job),
         and a real request that fails marks its replica anyway. While any
-        replica is out, probes come every second so it rejoins quickly.
+        replica is out, or none is ready yet (peers still starting), probes come every second,
+        so a replica rejoins and this service becomes ready within a second of its peers.
         """
         first = True
         while True:
@@ -185,4 +186,5 @@ class ReplicaPool:
             first = False
             now = time.monotonic()
             any_out = any(not replica.healthy(now) for replica in self.replicas)
-            await asyncio.sleep(min(interval_sec, 1.0) if any_out else interval_sec)
+            waiting = not self.ready  # none ready (or not probed): peers are still starting
+            await asyncio.sleep(min(interval_sec, 1.0) if any_out or waiting else interval_sec)

@@ -114,15 +114,17 @@ def test_a_host_that_drops_the_connection_every_mb_costs_little_and_loses_nothin
 
 
 @pytest.fixture(scope="module")
-def impatient_stack(
+def strained_stack(
     tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
 ) -> Iterator[LocalStack]:
-    """Short media deadlines, so a silent host is given up on in seconds."""
+    """Short media deadlines (a silent host is given up on in seconds) and a model server
+    that queues one clip at most (several jobs overload it)."""
     running = start_stack(
-        tmp_path_factory.mktemp("impatient"),
+        tmp_path_factory.mktemp("strained"),
         model_cache_dir,
         ORCHESTRATOR_PROBE_TIMEOUT_SEC="2",
         CHUNK_WORKER_MEDIA_READ_TIMEOUT_SEC="2",
+        WHISPER_MAX_QUEUE_SIZE="1",
     )
     try:
         yield running
@@ -138,11 +140,11 @@ def impatient_stack(
     ],
 )
 def test_a_silent_media_host_is_a_504_in_bounded_time(
-    impatient_stack: LocalStack, media_server: MediaServer, silent: str, most_sec: float
+    strained_stack: LocalStack, media_server: MediaServer, silent: str, most_sec: float
 ) -> None:
     url = media_server.url("speech_200s.mp3", "slow") + "?delay=120" + silent
     started = time.monotonic()
-    response = transcribe(impatient_stack, url, timeout=most_sec + 30)
+    response = transcribe(strained_stack, url, timeout=most_sec + 30)
     took = time.monotonic() - started
     print(f"{response.status_code} after {took:.1f} s: {response.text}")
     assert response.status_code == 504, response.text
@@ -153,24 +155,20 @@ def test_a_silent_media_host_is_a_504_in_bounded_time(
 
 
 def test_model_server_overload_from_several_jobs_is_absorbed(
-    tmp_path: Path, model_cache_dir: Path, media_server: MediaServer
+    strained_stack: LocalStack, media_server: MediaServer
 ) -> None:
-    stack = start_stack(tmp_path, model_cache_dir, WHISPER_MAX_QUEUE_SIZE="1")
-    try:
-        url = media_server.url("speech_40s.wav")
-        with httpx.Client() as client:
-            threads, responses = [], []
-            for _ in range(3):
-                thread = threading.Thread(
-                    target=lambda: responses.append(transcribe(stack, url)), daemon=True
-                )
-                thread.start()
-                threads.append(thread)
-            for thread in threads:
-                thread.join(timeout=300)
-            text = client.get(f"{stack.service('whisper_gpu').url}/metrics").text
-    finally:
-        stack.stop()
+    stack = strained_stack
+    url = media_server.url("speech_40s.wav")
+    responses: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda: responses.append(transcribe(stack, url)), daemon=True)
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    text = httpx.get(f"{stack.service('whisper_gpu').url}/metrics", timeout=10).text
     assert len(responses) == 3
     for response in responses:
         finished(response)
