@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,10 +40,36 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports this process has given to a service, so no two of its services get the same one."""
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, for a service about to start, chosen below the kernel's
+    ephemeral range: a port the kernel picked for us (bind to 0) is also what it hands out to
+    outgoing connections, and one of those may take it before the service binds it."""
+    low = _ephemeral_ports()[0]
+    for _ in range(200):
+        port = random.randrange(10_000, low) if low > 11_000 else 0
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _HANDED_OUT.add(port)
+        return port
+    raise OSError(f"no free port on {host}")
 
 
 @dataclass
