@@ -109,8 +109,8 @@ async def test_kept_micro_chunks_come_back_unless_the_span_changed(store: JobSto
 async def test_a_chunk_whose_last_micro_chunk_was_kept_is_complete_without_its_footer(
     store: JobStore,
 ) -> None:
-    """Killed between a chunk's last micro chunk and its footer: not sent to a worker again
-    (a CI-like run re-sent 7 clips of such a chunk)."""
+    """Killed between a chunk's last micro chunk and its footer: the micro chunks tile the
+    chunk, so the last one kept says it was complete, and it is not sent to a worker again."""
     await add(store, "a")
     span = TimeSpan(start_sec=0, end_sec=30)
     await store.stored_chunk("a", 0, span)
