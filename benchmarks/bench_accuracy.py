@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from scripts.speech import Block, synthesise, write_manifest, write_mp3
-from services.stack import LocalStack, free_port
+from services.stack import LOCAL_NETWORKS, LocalStack, free_port
 from services.whisper_gpu.model_store import packaged_model_dir
 from tests.support.media_server import MediaServer
 from tests.support.real_models import audio_16k
@@ -228,7 +228,11 @@ def main() -> None:
         workers=args.workers,
         whisper_port=free_port(),
         worker_ports=[free_port() for _ in range(args.workers)],
-        env={"WHISPER_MODEL": args.model, "WHISPER_MODEL_CACHE_DIR": str(cache)},
+        env={
+            "WHISPER_MODEL": args.model,
+            "WHISPER_MODEL_CACHE_DIR": str(cache),
+            "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the local media host
+        },
         log_dir=Path(tempfile.mkdtemp(prefix="bench-accuracy-")),
     )
     with stack, MediaServer(RESULTS / "media") as server:

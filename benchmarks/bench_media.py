@@ -11,8 +11,8 @@ sends) and runs the chunk worker's real media code on it, in process:
   into the quietest point of a +/-5 s window by `find_silence`), the boundary searches and then
   every macro chunk streamed through `ChunkTranscriber`, 4 at a time, spread round-robin over
   4 simulated workers, each with its own `RangeProxy` (so each fetches a file's index once);
-  all bytes the host sent / file size. The same plan with FFmpeg fetching on its own (no
-  proxy) is shown for comparison
+  all bytes the host sent / file size (FFmpeg reads only through the proxy: the service has no
+  other way, so there is no proxy-less figure any more)
 - one 300 s window in the middle, by a worker new to the file: bytes sent / the window's share
 - time to the first micro chunk: from calling `ChunkTranscriber.stream` (sniffing included) on
   a worker new to the file, to the first call of the (fake, in-process) model client
@@ -45,17 +45,19 @@ import httpx
 import imageio_ffmpeg
 import numpy as np
 
+from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.media import FetchOptions, PcmSource, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
 from services.chunk_worker.range_proxy import RangeProxy
-from services.orchestrator.planner import (
+from services.orchestrator.planning import (
     nominal_boundaries,
     search_windows,
     spans_from_boundaries,
 )
 from shared.aio import gather_bounded
 from shared.clients import WhisperClient
+from shared.media_host import AddressPolicy
 from shared.schemas import (
     SAMPLE_RATE_HZ,
     ChunkRequest,
@@ -65,6 +67,7 @@ from shared.schemas import (
     TimeSpan,
     TranscribeParams,
 )
+from shared.vad import Span
 
 if TYPE_CHECKING:  # imported where used: the RSS probe process must not load them
     from tests.support.media_server import MediaServer
@@ -181,7 +184,11 @@ class FakeWhisper(WhisperClient):
         self.first_call = asyncio.Event()
 
     async def transcribe_clip(
-        self, wav: bytes, options: ClipOptions, position_sec: float | None = None
+        self,
+        wav: bytes,
+        options: ClipOptions,
+        position_sec: float | None = None,
+        speech: list[Span] | None = None,
     ) -> ClipTranscription:
         self.calls.append(time.perf_counter())
         self.first_call.set()
@@ -211,27 +218,28 @@ def fetch_options(proxy: RangeProxy | None) -> FetchOptions:
     return FetchOptions(ffmpeg_path=imageio_ffmpeg.get_ffmpeg_exe(), proxy=proxy)
 
 
-def make_transcriber(
-    whisper: WhisperClient, http: httpx.AsyncClient, proxy: RangeProxy | None
-) -> ChunkTranscriber:
-    """The worker's core as the app builds it (worker defaults), with a fake model client."""
-    return ChunkTranscriber(
-        whisper, http, fetch_options(proxy), MAX_INFLIGHT_CLIPS, WorkerMetrics()
-    )
+LOCAL = ["127.0.0.0/8"]
+"""What the requests let workers reach: the benchmark's media host on this machine."""
 
 
 @asynccontextmanager
-async def workers(
-    http: httpx.AsyncClient, count: int, proxied: bool
-) -> AsyncIterator[list[ChunkTranscriber]]:
-    """`count` simulated chunk workers, each with its own range proxy (its own cache), or with
-    FFmpeg fetching on its own."""
+async def worker(whisper: WhisperClient) -> AsyncIterator[ChunkTranscriber]:
+    """The worker's core as the app builds it (worker defaults: its own media access and range
+    proxy, so a file's index is fetched once per worker), with a fake model client."""
+    access = MediaAccess(read_timeout_sec=30.0, keep_bytes=32 << 20)
+    try:
+        yield ChunkTranscriber(
+            whisper, access, fetch_options(None), MAX_INFLIGHT_CLIPS, WorkerMetrics()
+        )
+    finally:
+        await access.aclose()
+
+
+@asynccontextmanager
+async def workers(count: int) -> AsyncIterator[list[ChunkTranscriber]]:
+    """`count` simulated chunk workers, each with its own range proxy (its own cache)."""
     async with AsyncExitStack() as stack:
-        fleet = []
-        for _ in range(count):
-            proxy = await stack.enter_async_context(RangeProxy(http)) if proxied else None
-            fleet.append(make_transcriber(FakeWhisper(), http, proxy))
-        yield fleet
+        yield [await stack.enter_async_context(worker(FakeWhisper())) for _ in range(count)]
 
 
 # -- measurements ------------------------------------------------------------------------------
@@ -245,7 +253,6 @@ class Results:
     search_bytes: int = 0
     chunk_bytes: int = 0
     whole_sec: float = 0.0
-    direct_bytes: int = 0
     """The whole file again with FFmpeg fetching on its own (no proxy), for comparison."""
     window_bytes: int = 0
     window_share: float = 0.0
@@ -269,7 +276,6 @@ async def whole_file(
     file: LongFile,
     http: httpx.AsyncClient,
     results: Results,
-    proxied: bool = True,
 ) -> tuple[list[TimeSpan], list[float], list[float]]:
     """The orchestrator's plan over the whole file, spread round-robin over `WORKERS` workers;
     returns the spans, the boundaries and the micro cuts."""
@@ -277,13 +283,17 @@ async def whole_file(
     path = f"/media/{file.path.name}"
     duration = file.duration_sec
     started = time.perf_counter()
-    async with workers(http, WORKERS, proxied) as fleet:
+    async with workers(WORKERS) as fleet:
         server.traffic.reset()
         nominal = nominal_boundaries(duration, MACRO_SEC)
         windows = search_windows(nominal, duration, BOUNDARY_SEARCH_SEC)
         requests = [
             SilenceRequest(
-                media_url=url, start_sec=low, end_sec=high, smoothing_num_samples=SMOOTHING
+                media_url=url,
+                start_sec=low,
+                end_sec=high,
+                smoothing_num_samples=SMOOTHING,
+                allowed_networks=LOCAL,
             )
             for low, high in windows
         ]
@@ -297,7 +307,11 @@ async def whole_file(
 
         async def one_chunk(worker: ChunkTranscriber, span: TimeSpan) -> list[float]:
             request = ChunkRequest(
-                media_url=url, start_sec=span.start_sec, end_sec=span.end_sec, params=params()
+                media_url=url,
+                start_sec=span.start_sec,
+                end_sec=span.end_sec,
+                params=params(),
+                allowed_networks=LOCAL,
             )
             reports = [item.micro_chunk async for item in worker.stream(request)]
             return [report.end_sec for report in reports[:-1]]
@@ -308,11 +322,8 @@ async def whole_file(
             CONCURRENT_CHUNKS,
         )
         chunk_bytes = server.traffic.bytes_by_path.get(path, 0)
-    if proxied:
-        results.search_bytes, results.chunk_bytes = search_bytes, chunk_bytes
-        results.whole_sec = time.perf_counter() - started
-    else:
-        results.direct_bytes = search_bytes + chunk_bytes
+    results.search_bytes, results.chunk_bytes = search_bytes, chunk_bytes
+    results.whole_sec = time.perf_counter() - started
     return spans, boundaries, [cut for cuts in cuts_per_chunk for cut in cuts]
 
 
@@ -323,7 +334,7 @@ async def middle_window(
     start = round(file.duration_sec / 2 - MACRO_SEC / 2)
     server.traffic.reset()
     async with RangeProxy(http) as proxy:  # a worker that has not seen the file yet
-        mode = await sniff_media(http, url)
+        mode = await sniff_media(proxy, url)
         async with PcmSource(url, start, start + MACRO_SEC, mode, fetch_options(proxy)) as source:
             async for _ in source.blocks():
                 pass
@@ -337,11 +348,14 @@ async def first_chunk(
     url = server.url(file.path.name)
     for run in range(runs):
         whisper = FakeWhisper()
-        async with RangeProxy(http) as proxy:  # a worker that has not seen the file yet
-            transcriber = make_transcriber(whisper, http, proxy)
+        async with worker(whisper) as transcriber:  # a worker that has not seen the file yet
             start = round((file.duration_sec - MACRO_SEC) * (run + 1) / (runs + 1))
             request = ChunkRequest(
-                media_url=url, start_sec=start, end_sec=start + MACRO_SEC, params=params()
+                media_url=url,
+                start_sec=start,
+                end_sec=start + MACRO_SEC,
+                params=params(),
+                allowed_networks=LOCAL,
             )
             began = time.perf_counter()
             task = asyncio.create_task(drain(transcriber.stream(request)))
@@ -376,9 +390,14 @@ async def rss_probe(url: str, start_sec: float, end_sec: float) -> None:
     Only the worker's own modules are imported here (the media host, PyAV and the orchestrator
     are imported lazily by the parent), so the baseline is small and growth shows."""
     whisper = FakeWhisper(delay_sec=0.25)
-    async with httpx.AsyncClient() as http, RangeProxy(http) as proxy:
-        transcriber = make_transcriber(whisper, http, proxy)
-        request = ChunkRequest(media_url=url, start_sec=start_sec, end_sec=end_sec, params=params())
+    async with worker(whisper) as transcriber:
+        request = ChunkRequest(
+            media_url=url,
+            start_sec=start_sec,
+            end_sec=end_sec,
+            params=params(),
+            allowed_networks=LOCAL,
+        )
         baseline = _status_kib("VmRSS")
         count = 0
         async for _ in transcriber.stream(request):
@@ -450,10 +469,6 @@ def report(all_results: list[Results]) -> bool:
         ("whole file: macro chunks (MB)", [f"{r.chunk_bytes / 1e6:.2f}" for r in all_results]),
         ("whole file: fetched / size", [f"{r.whole_ratio:.3f}" for r in all_results]),
         ("whole file: wall time (s)", [f"{r.whole_sec:.1f}" for r in all_results]),
-        (
-            "  same, FFmpeg without proxy: fetched / size",
-            [f"{r.direct_bytes / r.size:.3f}" for r in all_results],
-        ),
         ("300 s middle window (MB)", [f"{r.window_bytes / 1e6:.2f}" for r in all_results]),
         ("300 s window: fetched / share", [f"{r.window_ratio:.2f}" for r in all_results]),
         (
@@ -521,7 +536,8 @@ async def run_format(name: str, workdir: Path, hours: float) -> Results:
 
     with MediaServer(workdir) as server:
         url = server.url(file.path.name)
-        file.duration_sec = await asyncio.to_thread(probe_duration, url, 30.0)
+        policy = AddressPolicy.parse(LOCAL)
+        file.duration_sec = await asyncio.to_thread(probe_duration, url, policy, 30.0)
         nominal = float(json.loads(MANIFEST.read_text())["duration_sec"])
         file.loop_starts = await asyncio.to_thread(
             loop_starts, file.path, nominal, file.duration_sec
@@ -536,7 +552,6 @@ async def run_format(name: str, workdir: Path, hours: float) -> Results:
         async with httpx.AsyncClient(timeout=60) as http:
             spans, boundaries, micro_cuts = await whole_file(server, file, http, results)
             print(f"[{name}] whole file in {results.whole_sec:.1f} s", flush=True)
-            await whole_file(server, file, http, results, proxied=False)
             await middle_window(server, file, http, results)
             await first_chunk(server, file, http, results)
         middle = round(file.duration_sec / 2 - 900)

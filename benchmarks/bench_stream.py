@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import imageio_ffmpeg
 
-from services.stack import LocalStack, free_port
+from services.stack import LOCAL_NETWORKS, LocalStack, free_port
 from tests.support.media_server import MediaServer
 
 MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "words_en_180s.mp3"
@@ -88,7 +88,12 @@ def main() -> None:
         workers=args.workers,
         whisper_port=free_port(),
         worker_ports=[free_port() for _ in range(args.workers)],
-        env={"WHISPER_MODEL": args.model, "ORCHESTRATOR_UPLOAD_DIR": str(folder / "uploads")},
+        env={
+            "WHISPER_MODEL": args.model,
+            "ORCHESTRATOR_UPLOAD_DIR": str(folder / "uploads"),
+            "ORCHESTRATOR_DATABASE_URL": f"sqlite:///{folder / 'jobs.db'}",
+            "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the local media host
+        },
         log_dir=folder,
     )
     lines = []

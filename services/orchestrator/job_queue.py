@@ -30,7 +30,7 @@ import httpx
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.job_store import JobStore, StoredEvent
-from services.orchestrator.jobs import JobRunner
+from services.orchestrator.jobs import EVENT_NAMES, JobRunner, Transcript
 from services.orchestrator.uploads import MediaStore, Upload
 from services.orchestrator.webhooks import deliver
 from shared.aio import cancel_and_wait
@@ -40,12 +40,7 @@ from shared.schemas import (
     JobProgress,
     JobRequest,
     JobStatus,
-    MacroChunkReport,
     MicroChunkResult,
-    Segment,
-    StreamFooter,
-    StreamHeader,
-    StreamProgress,
     TimeSpan,
     TranscribeOutput,
     TranscribeRequest,
@@ -56,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = ("footer", "error", "cancelled")
 """The last event of every job: success, failure, cancellation."""
+
+
+def _cancelled(job_id: str) -> str:
+    """The data of a job's `cancelled` event."""
+    return json.dumps({"id": job_id, "status": JobStatus.CANCELLED.value})
 
 
 def job_info(row: dict[str, Any], with_result: bool = True) -> JobInfo:
@@ -96,7 +96,7 @@ class _StoreLog:
 
 @dataclass
 class _Recorder:
-    """Keeps a job's events, once each, across restarts; collects the transcript."""
+    """Keeps a job's events, once each, across restarts."""
 
     store: JobStore
     job_id: str
@@ -106,8 +106,6 @@ class _Recorder:
     """Events kept by earlier runs of this job, by name."""
     kept_done_sec: float = -1.0
     seen: dict[str, int] = field(default_factory=dict)
-    segments: list[Segment] = field(default_factory=list)
-    reports: list[MacroChunkReport] = field(default_factory=list)
 
     async def load(self) -> None:
         seq = -1
@@ -201,8 +199,7 @@ class JobQueue:
         flagged, and that replica stops it at its next lease renewal (waited for, briefly:
         the answer says `running` if it has not stopped by then)."""
         if await self.store.cancel_queued(job_id):
-            cancelled = json.dumps({"id": job_id, "status": "cancelled"})
-            await self.store.append_event(job_id, "cancelled", cancelled)
+            await self.store.append_event(job_id, "cancelled", _cancelled(job_id))
             self._wake_readers(job_id)
             row = await self.store.get(job_id)
             if row is not None and row["upload_id"]:
@@ -231,8 +228,7 @@ class JobQueue:
                 # Cancelled before its task took its first step: nothing ran to record it.
                 self._cancelling.discard(job_id)
                 if await self.store.last_event_name(job_id) not in TERMINAL_EVENTS:
-                    cancelled = json.dumps({"id": job_id, "status": "cancelled"})
-                    await self.store.append_event(job_id, "cancelled", cancelled)
+                    await self.store.append_event(job_id, "cancelled", _cancelled(job_id))
                 await self.store.update(
                     job_id,
                     status=JobStatus.CANCELLED.value,
@@ -333,36 +329,28 @@ class JobQueue:
         try:
             request = JobRequest.model_validate_json(row["request"])
             transcribe = TranscribeRequest(media_url=request.media_url, params=request.params)
-            job = await self.runner.prepare(transcribe, own_media=row["upload_id"] is not None)
-            await self.store.update(job_id, total_sec=job.duration_sec)
-            footer: StreamFooter | None = None
+            own_media = row["upload_id"] is not None
+            if row["total_sec"] is None:  # not checked at submit (a job from an older version)
+                job = await self.runner.prepare(transcribe, own_media=own_media)
+                await self.store.update(job_id, total_sec=job.duration_sec)
+            else:  # checked at submit: no second probe
+                job = self.runner.checked(transcribe, row["total_sec"], own_media=own_media)
+            transcript = Transcript()
             async for event in self.runner.events(job, _StoreLog(self.store, job_id)):
-                if isinstance(event, Segment):
-                    recorder.segments.append(event)
-                elif isinstance(event, MacroChunkReport):
-                    recorder.reports.append(event)
-                    continue
-                elif isinstance(event, StreamFooter):
-                    footer = event
-                name = _EVENT_NAMES[type(event)]
-                await recorder.add(name, event.model_dump_json())
-            assert footer is not None
-            output = TranscribeOutput(
-                segments=recorder.segments,
-                input_duration_sec=footer.input_duration_sec,
-                processing_duration_sec=footer.processing_duration_sec,
-                speedup=footer.speedup,
-                macro_chunks=recorder.reports,
-            )
+                transcript.add(event)
+                name = EVENT_NAMES.get(type(event))
+                if name is not None:
+                    await recorder.add(name, event.model_dump_json())
+            output = transcript.output()
             finished = {
                 "status": JobStatus.SUCCEEDED.value,
                 "result": output.model_dump_json(),
-                "done_sec": footer.input_duration_sec,
+                "done_sec": output.input_duration_sec,
             }
         except asyncio.CancelledError:
             if job_id not in self._cancelling:
                 raise  # shutting down: stop() hands the job back
-            await recorder.add("cancelled", json.dumps({"id": job_id, "status": "cancelled"}))
+            await recorder.add("cancelled", _cancelled(job_id))
             finished = {"status": JobStatus.CANCELLED.value}
         except Exception as exc:
             error = (
@@ -402,11 +390,3 @@ class JobQueue:
             self.settings.webhook_attempts,
         )
         await self.store.update(job_id, webhook=outcome.model_dump_json())
-
-
-_EVENT_NAMES: dict[type, str] = {
-    StreamHeader: "header",
-    Segment: "segment",
-    StreamProgress: "progress",
-    StreamFooter: "footer",
-}

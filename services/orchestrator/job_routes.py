@@ -12,32 +12,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.orchestrator.auth import ANONYMOUS, Caller
 from services.orchestrator.intake import take_request
 from services.orchestrator.job_queue import JobQueue, job_info
-from services.orchestrator.routes import ERRORS, Store
+from services.orchestrator.routes import ERRORS, Store, request_body
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import FORMATS, MEDIA_TYPES, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus, TranscribeRequest
 
 router = APIRouter(tags=["jobs"])
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": JobRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "media_url": {"type": "string"},
-                        "params": {"type": "string", "description": "TranscribeParams as JSON"},
-                        "webhook_url": {"type": "string"},
-                    },
-                }
-            },
-        },
-    }
-}
+_BODY = request_body(JobRequest, "webhook_url")
 
 
 def _queue(request: Request) -> JobQueue:

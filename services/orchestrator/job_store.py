@@ -31,6 +31,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 metadata = sa.MetaData()
+
+
+def _job_id() -> sa.Column[str]:
+    """The key column of every table a job owns: deleted with the job."""
+    return sa.Column(
+        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 jobs = sa.Table(
     "jobs",
     metadata,
@@ -56,9 +65,7 @@ jobs = sa.Table(
 job_events = sa.Table(
     "job_events",
     metadata,
-    sa.Column(
-        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    ),
+    _job_id(),
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(32), nullable=False),
     sa.Column("data", sa.Text, nullable=False),
@@ -66,9 +73,7 @@ job_events = sa.Table(
 chunks = sa.Table(
     "chunks",
     metadata,
-    sa.Column(
-        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    ),
+    _job_id(),
     sa.Column("chunk_index", sa.Integer, primary_key=True),
     sa.Column("start_sec", sa.Float, nullable=False),
     sa.Column("end_sec", sa.Float, nullable=False),
@@ -77,9 +82,7 @@ chunks = sa.Table(
 micro_results = sa.Table(
     "micro_results",
     metadata,
-    sa.Column(
-        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    ),
+    _job_id(),
     sa.Column("chunk_index", sa.Integer, primary_key=True),
     sa.Column("micro_index", sa.Integer, primary_key=True),
     sa.Column("data", sa.Text, nullable=False),

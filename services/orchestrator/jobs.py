@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
@@ -38,6 +38,7 @@ from shared.schemas import (
     SilenceRequest,
     StreamFooter,
     StreamHeader,
+    StreamProgress,
     TimeSpan,
     TranscribeOutput,
     TranscribeRequest,
@@ -62,6 +63,42 @@ enough that the first one (which the first words wait for) doesn't queue behind 
 JobEvent = StreamHeader | MergeEvent | StreamFooter
 """What a running job yields, in order: header; then segments (timeline order), progress and
 completed macro chunk reports interleaved; then the footer."""
+
+EVENT_NAMES: dict[type, str] = {
+    StreamHeader: "header",
+    Segment: "segment",
+    StreamProgress: "progress",
+    StreamFooter: "footer",
+}
+"""The Server-Sent Event name of each job event a client sees (macro chunk reports stay in the
+JSON answer)."""
+
+
+@dataclass
+class Transcript:
+    """A job's events collected into the JSON answer."""
+
+    segments: list[Segment] = field(default_factory=list)
+    chunks: list[MacroChunkReport] = field(default_factory=list)
+    footer: StreamFooter | None = None
+
+    def add(self, event: JobEvent) -> None:
+        if isinstance(event, Segment):
+            self.segments.append(event)
+        elif isinstance(event, MacroChunkReport):
+            self.chunks.append(event)
+        elif isinstance(event, StreamFooter):
+            self.footer = event
+
+    def output(self) -> TranscribeOutput:
+        assert self.footer is not None, "the job has not ended"
+        return TranscribeOutput(
+            segments=self.segments,
+            input_duration_sec=self.footer.input_duration_sec,
+            processing_duration_sec=self.footer.processing_duration_sec,
+            speedup=self.footer.speedup,
+            macro_chunks=self.chunks,
+        )
 
 
 @dataclass(frozen=True)
@@ -141,6 +178,11 @@ class JobRunner:
                 param="media_url",
             )
         return Job(request, duration, started, policy.networks)
+
+    def checked(self, request: TranscribeRequest, duration_sec: float, *, own_media: bool) -> Job:
+        """A job whose media `prepare` checked earlier (an async job, at submit)."""
+        policy = self.media.policy_for(own_media)
+        return Job(request, duration_sec, time.perf_counter(), policy.networks)
 
     async def find_boundary(self, job: Job, low: float, high: float) -> float:
         """The quietest instant in `[low, high)`, found by a chunk worker."""
@@ -286,21 +328,7 @@ class JobRunner:
     async def run(self, request: TranscribeRequest, *, own_media: bool = False) -> TranscribeOutput:
         """The whole job as one response: the streamed events, collected."""
         job = await self.prepare(request, own_media=own_media)
-        segments: list[Segment] = []
-        chunks: list[MacroChunkReport] = []
-        footer: StreamFooter | None = None
+        transcript = Transcript()
         async for event in self.events(job):
-            if isinstance(event, Segment):
-                segments.append(event)
-            elif isinstance(event, MacroChunkReport):
-                chunks.append(event)
-            elif isinstance(event, StreamFooter):
-                footer = event
-        assert footer is not None
-        return TranscribeOutput(
-            segments=segments,
-            input_duration_sec=footer.input_duration_sec,
-            processing_duration_sec=footer.processing_duration_sec,
-            speedup=footer.speedup,
-            macro_chunks=chunks,
-        )
+            transcript.add(event)
+        return transcript.output()

@@ -14,16 +14,12 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.orchestrator.auth import Caller, GateDep
 from services.orchestrator.intake import Intake, take_request
-from services.orchestrator.jobs import JobEvent, JobRunner
+from services.orchestrator.jobs import EVENT_NAMES, JobEvent, JobRunner
 from services.orchestrator.uploads import MediaStore
 from shared.api import cancel_on_disconnect
 from shared.errors import ErrorBody, InvalidRequestError, MediaUnavailableError, WhisperfleetError
 from shared.formats import FORMATS, MEDIA_TYPES, render
 from shared.schemas import (
-    Segment,
-    StreamFooter,
-    StreamHeader,
-    StreamProgress,
     TranscribeOutput,
     TranscribeRequest,
 )
@@ -33,30 +29,29 @@ router = APIRouter(tags=["transcription"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 413, 415, 422, 502, 503, 504, 507)
 }
-_EVENT_NAMES: dict[type, str] = {
-    StreamHeader: "header",
-    Segment: "segment",
-    StreamProgress: "progress",
-    StreamFooter: "footer",
-}
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": TranscribeRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "media_url": {"type": "string"},
-                        "params": {"type": "string", "description": "TranscribeParams as JSON"},
-                    },
-                }
-            },
-        },
+
+
+def request_body(json_model: type[BaseModel], *form_fields: str) -> dict[str, Any]:
+    """OpenAPI for a body that is JSON (`json_model`) or multipart: a `file`, or `media_url`,
+    with `params` as a JSON string, and `form_fields`."""
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary"},
+        "media_url": {"type": "string"},
+        "params": {"type": "string", "description": "TranscribeParams as JSON"},
     }
-}
+    properties.update({name: {"type": "string"} for name in form_fields})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": json_model.model_json_schema()},
+                "multipart/form-data": {"schema": {"type": "object", "properties": properties}},
+            },
+        }
+    }
+
+
+_BODY = request_body(TranscribeRequest)
 
 
 def _jobs(request: Request) -> JobRunner:
@@ -119,7 +114,7 @@ async def transcribe_stream(
 
 async def job_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
     async for event in events:
-        name = _EVENT_NAMES.get(type(event))
+        name = EVENT_NAMES.get(type(event))
         if name is not None:
             yield name, event
 
