@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         from services.stack import main as serve_main
 
         return serve_main(["--port", str(args.port), "--workers", str(args.workers)])
-    console = Console(stderr=True, quiet=getattr(args, "quiet", False))
+    # soft_wrap: a line is never broken at the terminal's width (scripts grep it, logs keep it).
+    console = Console(stderr=True, quiet=getattr(args, "quiet", False), soft_wrap=True)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     timeout = httpx.Timeout(30.0, read=None)
     with httpx.Client(base_url=args.server, headers=headers, timeout=timeout) as client:
