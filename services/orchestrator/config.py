@@ -54,6 +54,9 @@ class OrchestratorSettings(BaseSettings):
     """Tries per macro chunk on connection errors, 503 and 504 (another replica each time)."""
     sse_ping_sec: float = Field(15.0, ge=1.0, le=300.0)
     """Keep-alive comment sent on an idle event stream, so proxies don't cut it."""
+    sse_send_timeout_sec: float = Field(30.0, gt=0.0, le=3600.0)
+    """An event stream's reader that takes nothing for this long (it stopped reading, its TCP
+    window is full) is dropped: its job is cancelled and its job slot and upload freed."""
     model_name: str = "base"
     """The model `GET /v1/models` lists: set it to the model server's WHISPER_MODEL (any name a
     client sends maps to the served model)."""

@@ -3,18 +3,26 @@ decided before the body is read; event streams drop a reader that stopped readin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
 import pytest
+from starlette.types import Message
 
 from services.orchestrator.app import create_app
+from services.orchestrator.auth import Gate
+from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.gate import parse_host
-from shared.schemas import Segment, TranscribeOutput
+from services.orchestrator.jobs import Job, JobEvent
+from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
 from tests.support.asgi import serve
 from tests.unit.test_orchestrator_routes import assert_error, settings
 
@@ -271,6 +279,44 @@ async def test_the_openai_sdk_passes_the_gate(tmp_path: Path) -> None:
     assert "diarization" in str(refused.value)
 
 
+class EndlessJob:
+    """Stands in for the JobRunner: a job whose events never end, and whose work (a task, as a
+    real job's chunks are) records being cancelled, and how many job slots were held then."""
+
+    def __init__(self, settings: OrchestratorSettings, gate: Gate) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.work_cancelled = asyncio.Event()
+        self.slots_held_at_cancel: int | None = None
+
+    async def prepare(self, request: TranscribeRequest, *, own_media: bool = False) -> Job:
+        return Job(request, 3600.0, time.monotonic(), [])
+
+    async def events(self, job: Job) -> AsyncIterator[JobEvent]:
+        async def work() -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.work_cancelled.set()
+                self.slots_held_at_cancel = sum(self.gate._running.values())
+                raise
+
+        task = asyncio.create_task(work())
+        try:
+            yield StreamHeader(media_url=job.request.media_url, input_duration_sec=3600.0,
+                               macro_chunks=[])  # fmt: skip
+            for n in itertools.count():
+                yield Segment(
+                    start_time_sec=n, end_time_sec=n + 1, text="word " * 2000,
+                    language="english", bcp47_key="en",
+                )  # fmt: skip
+                await asyncio.sleep(0)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def multipart(boundary: str, audio: bytes) -> bytes:
     return (
         (
@@ -280,3 +326,55 @@ def multipart(boundary: str, audio: bytes) -> bytes:
         + audio
         + f"\r\n--{boundary}--\r\n".encode()
     )
+
+
+async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_freed(
+    tmp_path: Path,
+) -> None:
+    """The ASGI server's send blocks once the reader's TCP window is full; after the send
+    timeout the stream is dropped: the job's work cancelled, its slot and upload let go."""
+    app = create_app(settings(tmp_path, api_keys="k", max_jobs_per_key=1, sse_send_timeout_sec=0.3))
+    async with serve(app):
+        job = app.state.jobs = EndlessJob(app.state.settings, app.state.gate)
+        body = multipart("b0undary", b"\0" * 4096)
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/transcribe/stream",
+            "raw_path": b"/v1/transcribe/stream", "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"localhost"), (b"authorization", b"Bearer k"),
+                        (b"content-type", b"multipart/form-data; boundary=b0undary"),
+                        (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1), "server": ("localhost", 80),
+        }  # fmt: skip
+        messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[Message] = []
+        window_full = asyncio.Event()
+
+        async def receive() -> Message:
+            if messages:
+                return messages.pop(0)
+            await asyncio.Event().wait()  # connected, silent
+            raise AssertionError
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+            if len(sent) > 3:  # a few events fit in the buffers, then the send blocks
+                window_full.set()
+                await asyncio.Event().wait()
+
+        started = time.monotonic()
+        stream = asyncio.create_task(app(scope, receive, send))
+        await asyncio.wait_for(window_full.wait(), 5)
+        assert list((tmp_path / "uploads").iterdir()) != []  # held while the stream lives
+        await asyncio.wait_for(stream, 5)  # dropped, not hanging
+        elapsed = time.monotonic() - started
+        assert job.work_cancelled.is_set()
+        assert job.slots_held_at_cancel == 1  # the work stopped before its slot was let go
+        assert list((tmp_path / "uploads").iterdir()) == []
+        assert app.state.gate._running == {}
+        assert elapsed < 0.3 + 2.0, elapsed
+        # The key's one slot is free again: another job of it is not refused.
+        gate = app.state.gate
+        async with gate.job_slot(gate.identify("Bearer k")):
+            pass
+    assert sent[0]["status"] == 200
