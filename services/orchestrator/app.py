@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.orchestrator.auth import Gate, load_keys
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.gate import GateMiddleware
 from services.orchestrator.job_queue import JobQueue
 from services.orchestrator.job_store import JobStore
 from services.orchestrator.jobs import JobRunner, MediaClients
@@ -89,6 +90,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(GateMiddleware, settings=settings)  # Host, key, type, size: before the body
     # Ready when a chunk worker is, which is when a model server is.
     app.include_router(
         health_router(

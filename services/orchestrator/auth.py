@@ -2,8 +2,9 @@
 
 With `ORCHESTRATOR_API_KEYS` (or `ORCHESTRATOR_API_KEYS_FILE`) set, every public endpoint wants
 `Authorization: Bearer <key>`, as OpenAI's SDKs send it; the key is compared with every
-configured key in constant time. Health checks stay open; the chunk workers read uploads from
-`/internal/uploads/<random id>` without one. `ORCHESTRATOR_MAX_JOBS_PER_KEY` caps the jobs one
+configured key in constant time, before any byte of the request's body is read (the gate
+middleware, gate.py, calls `Gate.identify`). Health checks and `/internal/` are outside the
+gate. `ORCHESTRATOR_MAX_JOBS_PER_KEY` caps the jobs one
 key (or, without keys, everyone together) runs at once: beyond it, 429 with Retry-After.
 """
 
@@ -90,8 +91,11 @@ def _gate(request: Request) -> Gate:
 
 
 def caller(request: Request, gate: Annotated[Gate, Depends(_gate)]) -> str:
-    """The dependency public routes declare: the caller's identity, or 401."""
-    return gate.identify(request.headers.get("authorization"))
+    """The dependency public routes declare: the caller's identity, or 401. The gate
+    middleware (gate.py) has already identified the caller before the body was read; a route
+    it does not front is identified here, by the same `Gate.identify`."""
+    found: str | None = getattr(request.state, "caller", None)
+    return found if found is not None else gate.identify(request.headers.get("authorization"))
 
 
 Caller = Annotated[str, Depends(caller)]

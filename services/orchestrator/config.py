@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.orchestrator.gate import parse_host
 from shared.config import split_list, split_urls
 from shared.media_host import AddressPolicy
 
@@ -53,6 +54,9 @@ class OrchestratorSettings(BaseSettings):
     """Tries per macro chunk on connection errors, 503 and 504 (another replica each time)."""
     sse_ping_sec: float = Field(15.0, ge=1.0, le=300.0)
     """Keep-alive comment sent on an idle event stream, so proxies don't cut it."""
+    sse_send_timeout_sec: float = Field(30.0, gt=0.0, le=3600.0)
+    """An event stream's reader that takes nothing for this long (it stopped reading, its TCP
+    window is full) is dropped: its job is cancelled and its job slot and upload freed."""
     model_name: str = "base"
     """The model `GET /v1/models` lists: set it to the model server's WHISPER_MODEL (any name a
     client sends maps to the served model)."""
@@ -78,6 +82,15 @@ class OrchestratorSettings(BaseSettings):
     """Longest media accepted, in seconds (413 beyond it); 0 = no limit."""
     max_request_kb: int = Field(1024, ge=1, le=1_000_000)
     """Largest JSON request body (413 beyond it); uploads have their own cap."""
+    max_render_mb: int = Field(64, ge=1, le=4096)
+    """Largest body of `POST /v1/render` (a whole transcript, words included: 48 h of speech
+    with words is about 40 MB); 413 beyond it."""
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    """Host names the public API answers to besides the loopback ones (`localhost`,
+    `127.0.0.1`, `::1`, always allowed), comma-separated, each with or without a port
+    (`transcribe.example.com,10.0.0.5:8000`); `*` allows any (only behind a proxy that checks
+    Host itself). Any other Host gets 400: a web page that rebinds its own name to this
+    server's address can't use it."""
     database_url: str = Field(default_factory=_default_database_url, repr=False)
     """Where async jobs (`/v1/jobs`), their events and finished micro chunks are kept: an
     SQLite file by default (`sqlite+aiosqlite:///path`), or PostgreSQL for several replicas
@@ -119,6 +132,15 @@ class OrchestratorSettings(BaseSettings):
 
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)
     _split_keys = field_validator("api_keys", mode="before")(split_list)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        hosts = split_list(value)
+        for host in hosts if isinstance(hosts, list) else []:
+            if host != "*" and parse_host(str(host)) is None:
+                raise ValueError(f"{host!r} is not a host name (with an optional :port)")
+        return hosts
 
     @field_validator("api_keys_file", "internal_url", "webhook_secret", mode="before")
     @classmethod

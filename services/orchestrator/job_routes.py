@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.orchestrator.auth import ANONYMOUS, Caller
 from services.orchestrator.intake import take_request
 from services.orchestrator.job_queue import JobQueue, job_info
-from services.orchestrator.routes import ERRORS, Store, request_body
+from services.orchestrator.routes import ERRORS, EventStream, Store, request_body
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import FORMATS, MEDIA_TYPES, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus, TranscribeRequest
@@ -141,12 +141,7 @@ async def job_events(
         async for event in queue.events(job_id, after):
             yield ServerSentEvent(id=str(event.seq), event=event.name, data=event.data)
 
-    ping_sec: float = request.app.state.settings.sse_ping_sec
-    return EventSourceResponse(
-        events(),
-        ping=max(1, round(ping_sec)),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(events(), request.app.state.settings)
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobInfo, responses=ERRORS)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -196,7 +196,7 @@ class JobRunner:
         )
         return (await self.workers.find_silence(request)).split_sec
 
-    async def events(self, job: Job, log: ChunkLog | None = None) -> AsyncIterator[JobEvent]:
+    async def events(self, job: Job, log: ChunkLog | None = None) -> AsyncGenerator[JobEvent, None]:
         """Run the job, yielding segments in timeline order as soon as all earlier ones are
         known. The header carries the nominal plan; each macro chunk's final span (its
         boundaries moved into pauses) is in its report. With a `log`, micro chunks are kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,8 +12,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from services.orchestrator.auth import Caller, GateDep
+from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.intake import Intake, take_request
 from services.orchestrator.jobs import EVENT_NAMES, JobEvent, JobRunner
 from services.orchestrator.uploads import MediaStore
@@ -23,6 +27,8 @@ from shared.schemas import (
     TranscribeOutput,
     TranscribeRequest,
 )
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["transcription"])
 
@@ -134,23 +140,52 @@ async def event_stream(
     except BaseException:
         await held.aclose()
         raise
-    ping_sec: float = request.app.state.settings.sse_ping_sec
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         ids = itertools.count()
         try:
-            async for name, data in translate(jobs.events(job)):
-                yield _sse(next(ids), name, data)
+            # Closed explicitly: a stream closed at a `yield` (its reader was dropped) closes
+            # only this generator, and the job's tasks must stop before its slot is let go.
+            async with (
+                contextlib.aclosing(jobs.events(job)) as source,
+                contextlib.aclosing(translate(source)) as translated,
+            ):
+                async for name, data in translated:
+                    yield _sse(next(ids), name, data)
         except WhisperfleetError as exc:
             yield _sse(next(ids), "error", exc.body())
         finally:
             await held.aclose()
 
-    return EventSourceResponse(
-        events(),
-        ping=max(1, round(ping_sec)),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(events(), request.app.state.settings)
+
+
+class EventStream(EventSourceResponse):
+    """Server-Sent Events as every event route sends them: a ping every
+    `ORCHESTRATOR_SSE_PING_SEC`, and a reader that takes nothing for
+    `ORCHESTRATOR_SSE_SEND_TIMEOUT_SEC` (it stopped reading; its TCP window is full) dropped:
+    the events generator is closed, which cancels the job and lets go of its slot and upload,
+    instead of holding them for as long as the reader stays connected."""
+
+    def __init__(
+        self, events: AsyncIterator[ServerSentEvent], settings: OrchestratorSettings
+    ) -> None:
+        super().__init__(
+            events,
+            ping=max(1, round(settings.sse_ping_sec)),
+            send_timeout=settings.sse_send_timeout_sec,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning(
+                "dropped an event stream reader that took nothing for %g s "
+                "(ORCHESTRATOR_SSE_SEND_TIMEOUT_SEC)",
+                self.send_timeout,
+            )
 
 
 def _sse(event_id: int, name: str, data: BaseModel) -> ServerSentEvent:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -121,6 +122,12 @@ class MediaStore:
                 parser.write(chunk)
             parser.finalize()
             return receiver.result()
+        except MultipartParseError as exc:
+            receiver.discard()
+            raise BadRequestError(
+                f"the multipart body is malformed ({exc}); send it as a form with a `file`",
+                param=file_field,
+            ) from None
         except BaseException:
             receiver.discard()
             raise

@@ -10,8 +10,11 @@ from fastapi import FastAPI
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, base_url: str = "http://app") -> AsyncIterator[httpx.AsyncClient]:
-    """`app` with its lifespan running, and a client that calls it without a socket."""
+async def serve(
+    app: FastAPI, base_url: str = "http://localhost"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` with its lifespan running, and a client that calls it without a socket (as
+    `localhost`: a name the orchestrator's Host allow-list takes by default)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:

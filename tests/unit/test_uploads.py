@@ -101,6 +101,16 @@ async def test_a_body_that_is_not_multipart_is_a_400(tmp_path: Path) -> None:
     assert response.json()["error"]["param"] == "file"
 
 
+async def test_a_malformed_multipart_body_is_a_400_not_a_500(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    headers = {"content-type": "multipart/form-data; boundary=XyZ"}
+    async with client(store) as http:
+        response = await http.post("/upload", content=b"x" * 1000, headers=headers)
+    assert response.status_code == 400
+    assert "malformed" in response.json()["error"]["message"]
+    assert list(store.root.iterdir()) == []
+
+
 async def test_a_cut_upload_leaves_nothing(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     body = (
