@@ -181,6 +181,13 @@ def _held(lease: Lease) -> sa.ColumnElement[bool]:
     )
 
 
+def _unlocked(job_id: str) -> sa.ColumnElement[bool]:
+    """The job, unless another transaction holds its row (PostgreSQL: SKIP LOCKED): a replica
+    stopped in the middle of a write must not block the others' claims."""
+    free = sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update(skip_locked=True)
+    return jobs.c.id.in_(free.scalar_subquery())
+
+
 def _upload_of(job_ids: sa.ColumnElement[bool]) -> sa.Delete:
     """Delete the upload blocks of the jobs that `job_ids` selects."""
     return upload_blocks.delete().where(
@@ -355,7 +362,7 @@ class JobStore:
             async with self.engine.begin() as connection:
                 result = await connection.execute(
                     jobs.update()
-                    .where(jobs.c.id == job_id, claimable)
+                    .where(_unlocked(job_id), claimable)
                     .values(
                         status=JobStatus.RUNNING.value,
                         lease_owner=instance,
@@ -379,7 +386,7 @@ class JobStore:
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 jobs.update()
-                .where(jobs.c.id == job_id, claimable, jobs.c.attempts >= max_attempts)
+                .where(_unlocked(job_id), claimable, jobs.c.attempts >= max_attempts)
                 .values(
                     status=JobStatus.FAILED.value,
                     error=error.body().error.model_dump_json(),

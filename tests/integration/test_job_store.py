@@ -173,6 +173,23 @@ async def test_two_processes_with_one_instance_id_cannot_both_run_a_job(store: J
     await store.append_events(second, [StoredEvent(0, "header", "{}")])
 
 
+async def test_a_replica_stopped_in_the_middle_of_a_write_blocks_no_other_claim(
+    store: JobStore,
+) -> None:
+    """PostgreSQL: a transaction left open on a job's row (its replica got SIGSTOP between two
+    statements) is skipped by the claims of others instead of making them wait for it."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time by design")
+    await add(store, "a", "b")
+    async with store.engine.connect() as stalled:
+        transaction = await stalled.begin()
+        await stalled.execute(sa.text("UPDATE jobs SET updated_at = 0 WHERE id = 'a'"))
+        claims = await asyncio.wait_for(store.claim("other", 30, 2), 5)
+        assert ids(claims.leases) == ["b"]
+        await transaction.rollback()
+    assert ids((await store.claim("other", 30, 1)).leases) == ["a"]
+
+
 # ---- attempts -------------------------------------------------------------------------------
 
 
