@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,12 @@ async def test_many_followers_of_another_replicas_job_cost_one_query_per_interva
         names = await asyncio.wait_for(asyncio.gather(*readers), 5)
         watcher.cancel()
     assert names == [["header", "footer"]] * 8
+
+
+def test_two_processes_on_one_host_get_distinct_instance_ids_by_default() -> None:
+    """Two orchestrators on one host used to share the hostname as their id and hand each
+    other's jobs back at start."""
+    first, second = (OrchestratorSettings(database_url="sqlite://") for _ in range(2))
+    assert first.instance_id != second.instance_id
+    assert first.instance_id.startswith(socket.gethostname() + "-")
+    assert OrchestratorSettings(instance_id="orchestrator-0").instance_id == "orchestrator-0"
