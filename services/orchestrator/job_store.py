@@ -465,15 +465,16 @@ class JobStore:
     async def cancel_queued(self, job_id: str) -> bool:
         """Cancel a job that is waiting; False if it is not (running, finished, unknown)."""
         now = time.time()
-        waiting = sa.and_(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
         async with self.engine.begin() as connection:
-            await connection.execute(_upload_of(waiting))
-            result = await connection.execute(
+            result = await connection.execute(  # the job's row first, as every write does
                 jobs.update()
-                .where(waiting)
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
                 .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now)
             )
-        return int(result.rowcount) == 1
+            if result.rowcount != 1:
+                return False
+            await connection.execute(_upload_of(jobs.c.id == job_id))
+        return True
 
     async def request_cancel(self, job_id: str) -> dict[str, Any] | None:
         """Flag a running job for its owner, which stops it at its next lease renewal."""
