@@ -4,6 +4,7 @@ table and the queue of async jobs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,7 @@ from services.orchestrator.auth import Gate, load_keys
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.gate import GateMiddleware
 from services.orchestrator.job_queue import JobQueue
-from services.orchestrator.job_store import JobStore
+from services.orchestrator.job_store import JobStore, single_writer
 from services.orchestrator.jobs import JobRunner, MediaClients
 from services.orchestrator.uploads import MediaStore
 from shared.api import health_router, install_error_handlers
@@ -38,6 +39,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         policy = AddressPolicy.parse(settings.allowed_media_networks)
         probe_timeout = httpx.Timeout(settings.probe_timeout_sec)
         async with (
+            contextlib.AsyncExitStack() as held,
             httpx.AsyncClient(timeout=worker_timeout, limits=limits) as worker_http,
             media_client(policy, probe_timeout) as public_media,
             media_client(AddressPolicy.anywhere(), probe_timeout) as own_media,
@@ -54,14 +56,17 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
                     deadline_sec=settings.worker_deadline_sec,
                 )
             )
+            # SQLite: this process is the file's one writer (a second one refuses to start).
+            held.enter_context(single_writer(settings.async_database_url))
+            job_store = JobStore.connect(settings.async_database_url)
+            await job_store.migrate()
             store = MediaStore(
                 settings.upload_dir,
                 settings.own_url,
                 settings.max_upload_mb * 1_000_000,
                 settings.upload_min_free_mb * 1_000_000,
+                source=job_store if job_store.keeps_uploads else None,
             )
-            job_store = JobStore.connect(settings.async_database_url)
-            await job_store.migrate()
             store.sweep(keep=await job_store.unfinished_uploads())
             keys = load_keys(settings.api_keys, settings.api_keys_file)
             app.state.gate = Gate(keys, settings.max_jobs_per_key)

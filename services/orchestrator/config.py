@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,11 @@ def _default_upload_dir() -> Path:
 
 def _default_database_url() -> str:
     return f"sqlite+aiosqlite:///{Path.home() / '.cache' / 'whisperfleet' / 'jobs.db'}"
+
+
+def _unique_instance_id() -> str:
+    """The hostname and a random suffix: two processes on one host never share it."""
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
 
 
 class OrchestratorSettings(BaseSettings):
@@ -96,15 +102,26 @@ class OrchestratorSettings(BaseSettings):
     SQLite file by default (`sqlite+aiosqlite:///path`), or PostgreSQL for several replicas
     (`postgresql://user:password@host/db`, driven by asyncpg). Migrated at start."""
     max_running_jobs: int = Field(2, ge=1, le=1000)
-    """Async jobs this replica runs at once; the rest wait as `queued`, oldest first."""
+    """Async jobs this replica runs at once; the rest wait as `queued`, the next one always
+    from the key with the fewest running jobs (oldest first among equals)."""
+    max_queued_jobs_per_key: int = Field(100, ge=0, le=1_000_000)
+    """Queued plus running async jobs one key (or, without keys, everyone) may have; beyond it
+    `POST /v1/jobs` answers 429 with Retry-After. 0 = no limit."""
+    job_max_attempts: int = Field(3, ge=1, le=100)
+    """Claims of one async job that may end without a word (its orchestrator crashed, was
+    killed, ran out of memory, or stalled past its lease); at the next claim it ends `failed`
+    instead, and is never run again. A hand-back at SIGTERM does not count."""
     job_retention_hours: float = Field(168.0, gt=0)
     """Finished async jobs (and their events and uploads) are deleted after this long."""
     job_lease_sec: float = Field(30.0, ge=2.0, le=3600.0)
     """A running job's owner renews its claim this often (x1/3); a claim not renewed for this
     long (its replica died) lets another replica resume the job."""
-    instance_id: str = Field(default_factory=socket.gethostname)
-    """This replica's name in the job table: at start it takes back the jobs it was running
-    when it stopped (a pod name or hostname is stable across restarts)."""
+    instance_id: str = Field(default_factory=_unique_instance_id, min_length=1, max_length=128)
+    """This replica's name in the job table; default: the hostname and a random suffix, unique
+    per process. Set a stable name (a StatefulSet's pod name) and a restarted replica takes
+    back the jobs it was running at once, instead of after `job_lease_sec`; two processes with
+    one name then hand each other's jobs back at start (which fencing makes harmless, but
+    wasteful)."""
     webhook_secret: str | None = Field(None, repr=False)
     """Key of the `X-Whisperfleet-Signature` HMAC-SHA256 over each webhook (timestamp, a dot,
     the body); unset: webhooks are sent unsigned."""

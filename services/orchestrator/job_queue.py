@@ -1,16 +1,22 @@
 """Async jobs: the queue that runs `/v1/jobs` from the job table, surviving restarts.
 
-    submit() ──> jobs row (queued) ──> claim loop (oldest first, `max_running_jobs` at once)
-                                         └─> run(): JobRunner.events(job, log=the store)
+    submit() ──> jobs row (queued; the key's cap) ──> claim loop (fair across keys,
+                                                      `max_running_jobs` at once)
+                                         └─> run(lease): JobRunner.events(job, log=the store)
                                               ├─ every event kept (job_events, numbered)
                                               ├─ every micro chunk kept (micro_results)
                                               └─ result or error, then the webhook
+    followers ──> events(): read the log, woken by the run here or by the EventWatcher
 
 A replica renews its claims every `job_lease_sec / 3`; a replica that died stops renewing, and
-another (or itself, restarted: at start it takes back what it ran under its `instance_id`)
-claims the job again. A resumed job replays what was kept, so its events carry on where they
-stopped: events already kept are not written again (segments and reports come back in the same
-order; progress only moves forward). SIGTERM stops claiming and hands running jobs back.
+another (or itself, restarted under the same `instance_id`: at start it takes back what it
+ran) claims the job again. A resumed job replays what was kept, so its events carry on where
+they stopped: events already kept are not written again (segments and reports come back in the
+same order; progress only moves forward). Every write names the claim's lease: a replica that
+stalled past its lease stops the job at its next write or renewal (`LeaseLost`) and writes
+nothing more. A job whose claims keep ending without a word (it crashes its orchestrator) fails
+after `job_max_attempts`. SIGTERM stops claiming and hands running jobs back, which is not an
+attempt.
 """
 
 from __future__ import annotations
@@ -22,19 +28,26 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import JobStore, StoredEvent
+from services.orchestrator.event_watch import EventWatcher
+from services.orchestrator.job_store import (
+    TERMINAL_EVENTS,
+    JobStore,
+    Lease,
+    LeaseLost,
+    StoredEvent,
+)
 from services.orchestrator.jobs import EVENT_NAMES, JobRunner, Transcript
 from services.orchestrator.uploads import MediaStore, Upload
 from services.orchestrator.webhooks import deliver
 from shared.aio import cancel_and_wait
-from shared.errors import WhisperfleetError
+from shared.errors import RateLimitedError, WhisperfleetError
 from shared.schemas import (
     JobInfo,
     JobProgress,
@@ -49,8 +62,7 @@ from shared.schemas import (
 
 logger = logging.getLogger(__name__)
 
-TERMINAL_EVENTS = ("footer", "error", "cancelled")
-"""The last event of every job: success, failure, cancellation."""
+__all__ = ["TERMINAL_EVENTS", "JobQueue", "job_info"]
 
 
 def _cancelled(job_id: str) -> str:
@@ -79,19 +91,19 @@ def job_info(row: dict[str, Any], with_result: bool = True) -> JobInfo:
 
 @dataclass
 class _StoreLog:
-    """`jobs.ChunkLog` over the job table."""
+    """`jobs.ChunkLog` over the job table, every write fenced by the run's lease."""
 
     store: JobStore
-    job_id: str
+    lease: Lease
 
     async def stored(self, index: int, span: TimeSpan) -> tuple[list[MicroChunkResult], bool]:
-        return await self.store.stored_chunk(self.job_id, index, span)
+        return await self.store.stored_chunk(self.lease, index, span)
 
     async def record(self, index: int, micro_index: int, result: MicroChunkResult) -> None:
-        await self.store.store_micro(self.job_id, index, micro_index, result)
+        await self.store.store_micro(self.lease, index, micro_index, result)
 
     async def complete(self, index: int, micro_count: int) -> None:
-        await self.store.finish_chunk(self.job_id, index, micro_count)
+        await self.store.finish_chunk(self.lease, index, micro_count)
 
 
 @dataclass
@@ -99,8 +111,8 @@ class _Recorder:
     """Keeps a job's events, once each, across restarts."""
 
     store: JobStore
-    job_id: str
-    wake: asyncio.Event
+    lease: Lease
+    wake: Callable[[], None]
     next_seq: int = 0
     kept: dict[str, int] = field(default_factory=dict)
     """Events kept by earlier runs of this job, by name."""
@@ -109,7 +121,7 @@ class _Recorder:
 
     async def load(self) -> None:
         seq = -1
-        while batch := await self.store.events_after(self.job_id, seq):
+        while batch := await self.store.events_after(self.lease.job_id, seq):
             for event in batch:
                 self.kept[event.name] = self.kept.get(event.name, 0) + 1
                 if event.name == "progress":
@@ -120,17 +132,18 @@ class _Recorder:
     async def add(self, name: str, data: str) -> None:
         ordinal = self.seen.get(name, 0)
         self.seen[name] = ordinal + 1
+        done_sec = None
         if name == "progress":
-            done = json.loads(data)["done_sec"]
-            if done <= self.kept_done_sec:
+            done_sec = json.loads(data)["done_sec"]
+            if done_sec <= self.kept_done_sec:
                 return
-            self.kept_done_sec = done
-            await self.store.update(self.job_id, done_sec=done)
+            self.kept_done_sec = done_sec
         elif ordinal < self.kept.get(name, 0):
             return  # kept before a restart, and replayed identically
-        await self.store.append_events(self.job_id, [StoredEvent(self.next_seq, name, data)])
+        event = StoredEvent(self.next_seq, name, data)
+        await self.store.append_events(self.lease, [event], done_sec=done_sec)
         self.next_seq += 1
-        self.wake.set()
+        self.wake()
 
 
 class JobQueue:
@@ -141,6 +154,7 @@ class JobQueue:
         media_store: MediaStore,
         webhook_client: httpx.AsyncClient,
         settings: OrchestratorSettings,
+        watch_interval_sec: float = 0.5,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -149,38 +163,58 @@ class JobQueue:
         self.settings = settings
         self.instance = settings.instance_id
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._leases: dict[str, Lease] = {}
         self._cancelling: set[str] = set()
-        self._wakes: dict[str, asyncio.Event] = {}
+        self._lost: set[str] = set()
+        """Jobs stopped here because another replica holds them now."""
+        self._finishing: set[str] = set()
+        self.watcher = EventWatcher(store, self._running.__contains__, watch_interval_sec)
         self._claim_now = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
 
     # ---- life
 
     async def start(self) -> None:
         """Take back what this instance ran when it stopped, and start claiming."""
-        taken_back = await self.store.release(self.instance)
+        taken_back = await self.store.take_back(self.instance)
         if taken_back:
             logger.info("resuming %d jobs this instance was running", taken_back)
-        self._loop_task = asyncio.create_task(self._claim_loop())
+        self._tasks = [
+            asyncio.create_task(self._claim_loop()),
+            asyncio.create_task(self.watcher.run()),
+        ]
 
     async def stop(self) -> None:
         """Stop claiming; hand running jobs back to the queue (they resume elsewhere or at the
         next start, redoing no finished micro chunk)."""
-        if self._loop_task is not None:
-            await cancel_and_wait([self._loop_task])
-        ids = list(self._running)
+        await cancel_and_wait(self._tasks)
+        leases = [self._leases[job_id] for job_id in self._running if job_id in self._leases]
         await cancel_and_wait(list(self._running.values()))
-        if ids:
-            await self.store.release(self.instance, ids)
-            logger.info("handed %d running jobs back to the queue", len(ids))
+        if leases:
+            handed = await self.store.release(leases)  # fenced: a lost job is not touched
+            logger.info("handed %d running jobs back to the queue", handed)
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
 
     # ---- API
 
+    async def check_room(self, owner: str) -> None:
+        """429 when the key (without keys: everyone) has its cap of queued and running jobs."""
+        cap = self.settings.max_queued_jobs_per_key
+        if not cap:
+            return
+        active = await self.store.active_jobs(owner)
+        if active >= cap:
+            raise RateLimitedError(
+                f"{active} async jobs of this key are queued or running, the most allowed "
+                "(ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY); retry when one has finished",
+                retry_after_sec=30,
+            )
+
     async def submit(
         self, owner: str, request: JobRequest, upload: Upload | None, duration_sec: float
     ) -> JobInfo:
+        await self.check_room(owner)  # again: the media check took a while
         job_id = "job_" + secrets.token_hex(12)
         row = await self.store.create(
             job_id,
@@ -189,7 +223,10 @@ class JobQueue:
             upload.id if upload is not None else None,
             request.webhook_url,
             duration_sec,
+            upload_path=upload.path if upload is not None else None,
         )
+        if upload is not None and self.store.keeps_uploads:
+            self.media_store.share(upload.id)
         self._claim_now.set()
         return job_info({**row, "started_at": None, "finished_at": None, "error": None,
                          "result": None, "webhook": None})  # fmt: skip
@@ -200,13 +237,14 @@ class JobQueue:
         the answer says `running` if it has not stopped by then)."""
         if await self.store.cancel_queued(job_id):
             await self.store.append_event(job_id, "cancelled", _cancelled(job_id))
-            self._wake_readers(job_id)
+            self.watcher.wake(job_id)
             row = await self.store.get(job_id)
             if row is not None and row["upload_id"]:
-                self.media_store.remove(self.media_store.upload_of(row["upload_id"]))
+                self.media_store.discard(row["upload_id"])
             return row
         row = await self.store.request_cancel(job_id)
         task = self._running.get(job_id)
+        lease = self._leases.get(job_id)
         if task is None and row is not None and row["status"] == JobStatus.RUNNING.value:
             # Another replica's job (it stops at its next lease renewal), or ours, stopped by
             # the claim loop in the meantime: wait a little for the outcome.
@@ -217,35 +255,31 @@ class JobQueue:
                 await asyncio.sleep(0.1)
                 row = await self.store.get(job_id)
             return row
-        if task is not None:
+        if task is not None and lease is not None:
             if job_id not in self._cancelling:  # the claim loop may have seen the flag first
                 self._cancelling.add(job_id)
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(task)
             row = await self.store.get(job_id)
-            if row is not None and row["status"] == JobStatus.RUNNING.value:
+            if row is not None and row["lease_token"] == lease.token:
                 # Cancelled before its task took its first step: nothing ran to record it.
                 self._cancelling.discard(job_id)
-                if await self.store.last_event_name(job_id) not in TERMINAL_EVENTS:
-                    await self.store.append_event(job_id, "cancelled", _cancelled(job_id))
-                await self.store.update(
-                    job_id,
-                    status=JobStatus.CANCELLED.value,
-                    finished_at=time.time(),
-                    lease_owner=None,
-                    lease_until=None,
-                )
-                self._wake_readers(job_id)
+                with contextlib.suppress(LeaseLost):
+                    event = ("cancelled", _cancelled(job_id))
+                    await self.store.finish(lease, JobStatus.CANCELLED, event=event)
+                self.watcher.wake(job_id)
                 row = await self.store.get(job_id)
+                if row is not None and row["upload_id"]:
+                    self.media_store.discard(row["upload_id"])
         return row
 
     async def events(self, job_id: str, after: int) -> AsyncIterator[StoredEvent]:
-        """The job's events after `after`, as they are kept, until its last one."""
-        wake = self._wakes.setdefault(job_id, asyncio.Event())
-        try:
+        """The job's events after `after`, as they are kept, until its last one. Woken by the
+        run on this replica, or by the watcher's one query for jobs others run."""
+        with self.watcher.watch(job_id) as watch:
             while True:
-                wake.clear()
+                woken = watch.woken  # taken before reading: a wake from now on is not lost
                 batch = await self.store.events_after(job_id, after)
                 for event in batch:
                     yield event
@@ -253,14 +287,9 @@ class JobQueue:
                     if event.name in TERMINAL_EVENTS:
                         return
                 if not batch:
-                    if await self.store.get(job_id) is None:
+                    if watch.gone:
                         return  # deleted (retention)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):  # another replica's job: poll
-                            await wake.wait()
-        finally:
-            if job_id not in self._running:
-                self._wakes.pop(job_id, None)
+                    await woken.wait()
 
     # ---- the claim loop
 
@@ -273,85 +302,143 @@ class JobQueue:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
                     last_renew = now
-                    flagged = await self.store.renew(
-                        self.instance, list(self._running), self.settings.job_lease_sec
-                    )
-                    for job_id in flagged - self._cancelling:  # cancelled through another replica
-                        task = self._running.get(job_id)
-                        if task is not None:
-                            self._cancelling.add(job_id)
-                            task.cancel()
+                    await self._renew()
                 if now - last_sweep >= 60:
                     last_sweep = now
                     await self._sweep()
                 free = self.settings.max_running_jobs - len(self._running)
                 if free > 0:
-                    for job_id in await self.store.claim(
-                        self.instance, self.settings.job_lease_sec, free
-                    ):
-                        task = asyncio.create_task(self._run(job_id))
-                        self._running[job_id] = task
-                        task.add_done_callback(functools.partial(self._forget, job_id))
+                    await self._claim(free)
             except Exception:
                 logger.exception("the job queue's round failed (its database?); retrying")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._claim_now.wait()
 
-    def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
-        self._running.pop(job_id, None)
-        self._claim_now.set()  # a slot is free: the next queued job starts now
-        wake = self._wakes.pop(job_id, None)  # readers hold it and see the job's last event
-        if wake is not None:
-            wake.set()
+    async def _renew(self) -> None:
+        renewal = await self.store.renew(list(self._leases.values()), self.settings.job_lease_sec)
+        for job_id in renewal.lost:
+            task = self._running.get(job_id)
+            if task is None or task.done() or job_id in self._finishing:
+                continue  # it ended (its own write says whether it still held the job)
+            logger.warning(
+                "job %s: another replica holds it now (this one stalled past "
+                "ORCHESTRATOR_JOB_LEASE_SEC, or shares its ORCHESTRATOR_INSTANCE_ID); "
+                "stopped here without writing",
+                job_id,
+            )
+            self._lost.add(job_id)
+            task.cancel()
+        for job_id in renewal.cancel - self._cancelling:  # cancelled through another replica
+            task = self._running.get(job_id)
+            if task is not None:
+                self._cancelling.add(job_id)
+                task.cancel()
 
-    def _wake_readers(self, job_id: str) -> None:
-        wake = self._wakes.get(job_id)
-        if wake is not None:
-            wake.set()
+    async def _claim(self, free: int) -> None:
+        claims = await self.store.claim(
+            self.instance, self.settings.job_lease_sec, free, self.settings.job_max_attempts
+        )
+        for lease in claims.leases:
+            task = asyncio.create_task(self._run(lease))
+            self._running[lease.job_id] = task
+            self._leases[lease.job_id] = lease
+            task.add_done_callback(functools.partial(self._forget, lease.job_id))
+        for job_id in claims.exhausted:
+            logger.warning(
+                "job %s failed: it stopped its orchestrator %d times (ORCHESTRATOR_JOB_MAX_"
+                "ATTEMPTS)",
+                job_id,
+                self.settings.job_max_attempts,
+            )
+            row = await self.store.get(job_id)
+            if row is not None:
+                self._ended(row, JobStatus.FAILED)
+        if claims.exhausted:
+            self._claim_now.set()  # their places go to the next jobs at once
+
+    def _forget(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(job_id) is not task:
+            return  # a later claim of the same job runs now
+        del self._running[job_id]
+        self._leases.pop(job_id, None)
+        self._lost.discard(job_id)
+        self._claim_now.set()  # a slot is free: the next queued job starts now
+        self.watcher.wake(job_id)  # readers see its last event, or poll for its next owner
 
     async def _sweep(self) -> None:
         cutoff = time.time() - self.settings.job_retention_hours * 3600
         for upload_id in await self.store.delete_finished_before(cutoff):
             if upload_id:
-                self.media_store.remove(self.media_store.upload_of(upload_id))
+                self.media_store.discard(upload_id)
+        if self.store.keeps_uploads:
+            await self.store.sweep_upload_blocks()
+            self.media_store.sweep_copies(keep=await self.store.unfinished_uploads())
 
     # ---- one job
 
-    async def _run(self, job_id: str) -> None:
-        row = await self.store.get(job_id)
-        if row is None:
+    async def _run(self, lease: Lease) -> None:
+        job_id = lease.job_id
+        try:
+            row = await self.store.get(job_id)
+            if row is None:
+                return
+            recorder = _Recorder(self.store, lease, functools.partial(self.watcher.wake, job_id))
+            await recorder.load()
+            status, values = await self._outcome(row, lease, recorder)
+            self._finishing.add(job_id)
+            await self.store.finish(lease, status, **values)
+        except LeaseLost:
+            if job_id not in self._lost:
+                logger.warning(
+                    "job %s: another replica holds it now (this one stalled past "
+                    "ORCHESTRATOR_JOB_LEASE_SEC, or shares its ORCHESTRATOR_INSTANCE_ID); "
+                    "stopped here at its next write, which was not made",
+                    job_id,
+                )
             return
-        wake = self._wakes.setdefault(job_id, asyncio.Event())
-        recorder = _Recorder(self.store, job_id, wake)
-        await recorder.load()
-        finished: dict[str, Any]
+        finally:
+            self._cancelling.discard(job_id)
+            self._finishing.discard(job_id)
+        self._ended(row, status)
+
+    async def _outcome(
+        self, row: dict[str, Any], lease: Lease, recorder: _Recorder
+    ) -> tuple[JobStatus, dict[str, Any]]:
+        """Run the job, keeping its events; its final status and what goes with it."""
+        job_id = lease.job_id
         try:
             request = JobRequest.model_validate_json(row["request"])
-            transcribe = TranscribeRequest(media_url=request.media_url, params=request.params)
+            media_url = request.media_url
+            if row["upload_id"]:  # served by this replica (the one that took it may be gone)
+                media_url = self.media_store.url_of(row["upload_id"])
+            transcribe = TranscribeRequest(media_url=media_url, params=request.params)
             own_media = row["upload_id"] is not None
             if row["total_sec"] is None:  # not checked at submit (a job from an older version)
                 job = await self.runner.prepare(transcribe, own_media=own_media)
-                await self.store.update(job_id, total_sec=job.duration_sec)
+                await self.store.update_running(lease, total_sec=job.duration_sec)
             else:  # checked at submit: no second probe
                 job = self.runner.checked(transcribe, row["total_sec"], own_media=own_media)
             transcript = Transcript()
-            async for event in self.runner.events(job, _StoreLog(self.store, job_id)):
+            async for event in self.runner.events(job, _StoreLog(self.store, lease)):
                 transcript.add(event)
                 name = EVENT_NAMES.get(type(event))
                 if name is not None:
                     await recorder.add(name, event.model_dump_json())
             output = transcript.output()
-            finished = {
-                "status": JobStatus.SUCCEEDED.value,
+            return JobStatus.SUCCEEDED, {
                 "result": output.model_dump_json(),
                 "done_sec": output.input_duration_sec,
             }
+        except LeaseLost:
+            raise
         except asyncio.CancelledError:
+            if job_id in self._lost:
+                raise LeaseLost(lease) from None
             if job_id not in self._cancelling:
                 raise  # shutting down: stop() hands the job back
             await recorder.add("cancelled", _cancelled(job_id))
-            finished = {"status": JobStatus.CANCELLED.value}
+            return JobStatus.CANCELLED, {}
         except Exception as exc:
             error = (
                 exc
@@ -361,19 +448,15 @@ class JobQueue:
             if not isinstance(exc, WhisperfleetError):
                 logger.exception("job %s failed", job_id)
             await recorder.add("error", error.body().model_dump_json())
-            finished = {
-                "status": JobStatus.FAILED.value,
-                "error": error.body().error.model_dump_json(),
-            }
-        finally:
-            self._cancelling.discard(job_id)
-        await self.store.update(
-            job_id, **finished, finished_at=time.time(), lease_owner=None, lease_until=None
-        )
+            return JobStatus.FAILED, {"error": error.body().error.model_dump_json()}
+
+    def _ended(self, row: dict[str, Any], status: JobStatus) -> None:
+        """After a job's end is written: readers, its upload, its webhook."""
+        self.watcher.wake(row["id"])
         if row["upload_id"]:
-            self.media_store.remove(self.media_store.upload_of(row["upload_id"]))
-        if row["webhook_url"] and finished["status"] != JobStatus.CANCELLED.value:
-            task = asyncio.create_task(self._notify(job_id, row["webhook_url"]))
+            self.media_store.discard(row["upload_id"])
+        if row["webhook_url"] and status != JobStatus.CANCELLED:
+            task = asyncio.create_task(self._notify(row["id"], row["webhook_url"]))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
 

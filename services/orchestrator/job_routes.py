@@ -48,7 +48,9 @@ async def _own_job(queue: JobQueue, job_id: str, who: str) -> dict[str, Any]:
 async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) -> JSONResponse:
     """Queue a transcription: the `/v1/transcribe` body (or multipart with `file`), plus an
     optional `webhook_url`. The media is checked first (range support, duration: the same
-    4xx as `/v1/transcribe`); then answers at once with the job: follow it at `Location`."""
+    4xx as `/v1/transcribe`); then answers at once with the job: follow it at `Location`.
+    A key with `ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY` jobs queued or running gets 429."""
+    await queue.check_room(who)  # before the body: a refused upload is never read
     max_bytes = queue.settings.max_request_kb * 1024
     intake = await take_request(request, store, max_bytes, JobRequest)
     try:

@@ -1,21 +1,35 @@
 """The job table: async jobs, their events and finished micro chunks, in SQLite or PostgreSQL.
 
     jobs            one row per job: request, status, progress, result or error, the claim
-                    (`lease_owner`, `lease_until`) of the replica running it, webhook outcome
+                    (`lease_owner`, `lease_until`, `lease_token`) of the replica running it,
+                    `attempts` (claims that did not end cleanly), webhook outcome
     job_events      every event the job produced, numbered from 0 (the SSE ids)
     chunks          the plan as run: each macro chunk's span, `micro_count` once it finished
     micro_results   each micro chunk's result as it arrived: what a resumed job does not redo
+    upload_blocks   an async job's upload in 1 MiB blocks (PostgreSQL only), so that every
+                    replica can serve it to the workers
 
 SQLAlchemy Core (async: aiosqlite, asyncpg); the schema is made by Alembic migrations
 (`migrations/`), run at start. Every write is one short transaction, and a claim is a
 conditional UPDATE, so several replicas can share one PostgreSQL database without locks.
+
+Fencing: each claim draws a random `lease_token`, and every write of a running job (events,
+progress, micro chunks, finished chunks, the final status, a hand-back) first updates the job's
+row on the condition that it still carries that token, in the same transaction; when it does
+not, the transaction is rolled back and `LeaseLost` raised. A replica that stalled past its
+lease while another took the job over therefore stops at its next write without touching the
+job: no duplicate event, no status written over its new owner's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +37,16 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from shared.errors import WhisperfleetError
 from shared.schemas import JobStatus, MicroChunkResult, TimeSpan
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+TERMINAL_EVENTS = ("footer", "error", "cancelled")
+"""The last event of every job: success, failure, cancellation."""
+UPLOAD_BLOCK_BYTES = 1 << 20
 
 metadata = sa.MetaData()
 
@@ -61,6 +79,9 @@ jobs = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_until", sa.Float),
+    sa.Column("lease_token", sa.String(32)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_jobs_owner_status", "owner", "status"),
 )
 job_events = sa.Table(
     "job_events",
@@ -87,6 +108,13 @@ micro_results = sa.Table(
     sa.Column("micro_index", sa.Integer, primary_key=True),
     sa.Column("data", sa.Text, nullable=False),
 )
+upload_blocks = sa.Table(
+    "upload_blocks",
+    metadata,
+    sa.Column("upload_id", sa.String(64), primary_key=True),
+    sa.Column("block", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
 
 
 @dataclass(frozen=True)
@@ -96,11 +124,75 @@ class StoredEvent:
     data: str
 
 
+@dataclass(frozen=True)
+class Lease:
+    """One claim of one job: every write of the running job names it."""
+
+    job_id: str
+    owner: str
+    token: str
+
+
+class LeaseLost(Exception):
+    """The job was claimed by another replica since `lease` was drawn: stop it, touch nothing.
+    Not a WhisperfleetError: it never reaches a client."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(f"{lease.owner} no longer holds job {lease.job_id}")
+        self.lease = lease
+
+
+@dataclass
+class Claims:
+    """What one round of claiming found."""
+
+    leases: list[Lease] = field(default_factory=list)
+    exhausted: list[str] = field(default_factory=list)
+    """Jobs failed instead of claimed: they had stopped their orchestrator too often."""
+
+
+@dataclass
+class Renewal:
+    cancel: set[str] = field(default_factory=set)
+    """Held jobs whose cancel was requested (through any replica)."""
+    lost: set[str] = field(default_factory=set)
+    """Jobs this replica no longer holds: another claimed them."""
+
+
+def exhausted_error(attempts: int) -> WhisperfleetError:
+    return WhisperfleetError(
+        f"the job stopped its orchestrator {attempts} times (crash, kill or out of memory); it "
+        "is not run again (ORCHESTRATOR_JOB_MAX_ATTEMPTS)"
+    )
+
+
 def _migrate(connection: Connection) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def _held(lease: Lease) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        jobs.c.id == lease.job_id,
+        jobs.c.lease_token == lease.token,
+        jobs.c.status == JobStatus.RUNNING.value,
+    )
+
+
+def _unlocked(job_id: str) -> sa.ColumnElement[bool]:
+    """The job, unless another transaction holds its row (PostgreSQL: SKIP LOCKED): a replica
+    stopped in the middle of a write must not block the others' claims."""
+    free = sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update(skip_locked=True)
+    return jobs.c.id.in_(free.scalar_subquery())
+
+
+def _upload_of(job_ids: sa.ColumnElement[bool]) -> sa.Delete:
+    """Delete the upload blocks of the jobs that `job_ids` selects."""
+    return upload_blocks.delete().where(
+        upload_blocks.c.upload_id.in_(sa.select(jobs.c.upload_id).where(job_ids))
+    )
 
 
 class JobStore:
@@ -110,17 +202,24 @@ class JobStore:
     @classmethod
     def connect(cls, url: str) -> JobStore:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             engine = create_async_engine(url, pool_pre_ping=True)
         return cls(engine)
 
+    @property
+    def keeps_uploads(self) -> bool:
+        """Uploads of async jobs go into the database (PostgreSQL: every replica reads it);
+        with SQLite (one replica) the media store's file is enough."""
+        return self.engine.dialect.name == "postgresql"
+
     async def migrate(self) -> None:
-        """Bring the schema up to date (Alembic); replicas starting together take turns."""
+        """Bring the schema up to date (Alembic); replicas starting together take turns
+        (PostgreSQL: an advisory lock; SQLite: the app's single-writer lock, `single_writer`)."""
         async with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(sa.text("SELECT pg_advisory_xact_lock(7402319)"))
@@ -139,7 +238,10 @@ class JobStore:
         upload_id: str | None,
         webhook_url: str | None,
         total_sec: float | None = None,
+        upload_path: Path | None = None,
     ) -> dict[str, Any]:
+        """A queued job. With `upload_path` and a database that keeps uploads, the upload's
+        bytes are written in the same transaction: the job never exists without its media."""
         now = time.time()
         row = {
             "id": job_id,
@@ -153,9 +255,12 @@ class JobStore:
             "done_sec": 0.0,
             "total_sec": total_sec,
             "cancel_requested": False,
+            "attempts": 0,
         }
         async with self.engine.begin() as connection:
             await connection.execute(jobs.insert().values(**row))
+            if upload_id is not None and upload_path is not None and self.keeps_uploads:
+                await _write_blocks(connection, upload_id, upload_path)
         return row
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
@@ -178,7 +283,17 @@ class JobStore:
             rows = (await connection.execute(query)).all()
         return [dict(row._mapping) for row in rows]
 
+    async def active_jobs(self, owner: str) -> int:
+        """The owner's queued and running jobs (the per-key cap at submit)."""
+        query = sa.select(sa.func.count()).where(
+            jobs.c.owner == owner,
+            jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+        )
+        async with self.engine.connect() as connection:
+            return int(await connection.scalar(query) or 0)
+
     async def update(self, job_id: str, **values: Any) -> None:
+        """An unfenced write: only for what no lease guards (a finished job's webhook)."""
         async with self.engine.begin() as connection:
             await connection.execute(
                 jobs.update().where(jobs.c.id == job_id).values(updated_at=time.time(), **values)
@@ -193,63 +308,157 @@ class JobStore:
 
     # ---- claims
 
-    async def claim(self, instance: str, lease_sec: float, limit: int) -> list[str]:
-        """Up to `limit` jobs for `instance`, oldest first: queued ones, and running ones whose
-        owner stopped renewing its claim (it died)."""
+    async def claim(
+        self, instance: str, lease_sec: float, limit: int, max_attempts: int = 3
+    ) -> Claims:
+        """Up to `limit` jobs for `instance`: queued ones, and running ones whose owner stopped
+        renewing its claim (it died). Fair across owners: the next job is always the oldest of
+        the owner with the fewest running jobs, so one key's hundred queued jobs don't make
+        another's wait. A job already claimed `max_attempts` times without finishing is failed
+        instead, with an `error` event, and never claimed again."""
         now = time.time()
         claimable = sa.or_(
             jobs.c.status == JobStatus.QUEUED.value,
             sa.and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until < now),
         )
+        place = (
+            sa.func.row_number()
+            .over(partition_by=jobs.c.owner, order_by=(jobs.c.created_at, jobs.c.id))
+            .label("place")
+        )
+        inner = (
+            sa.select(jobs.c.id, jobs.c.owner, jobs.c.created_at, jobs.c.attempts, place)
+            .where(claimable)
+            .subquery()
+        )
+        oldest_per_owner = (
+            sa.select(inner.c.id, inner.c.owner, inner.c.created_at, inner.c.attempts)
+            .where(inner.c.place <= limit)
+            .order_by(inner.c.created_at, inner.c.id)
+        )
+        busy = (
+            sa.select(jobs.c.owner, sa.func.count())
+            .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until >= now)
+            .group_by(jobs.c.owner)
+        )
         async with self.engine.connect() as connection:
-            candidates = (
-                await connection.execute(
-                    sa.select(jobs.c.id).where(claimable).order_by(jobs.c.created_at).limit(limit)
-                )
-            ).all()
-        claimed = []
-        for (job_id,) in candidates:
+            running: dict[str, int] = defaultdict(int)
+            running.update({row[0]: int(row[1]) for row in await connection.execute(busy)})
+            waiting: dict[str, deque[tuple[float, str, int]]] = defaultdict(deque)
+            for job_id, owner, created, attempts in await connection.execute(oldest_per_owner):
+                waiting[owner].append((created, job_id, int(attempts)))
+        claims = Claims()
+        while waiting and len(claims.leases) < limit:
+            # The owner with the fewest running jobs; ties: the oldest waiting job.
+            owner = min(waiting, key=lambda o: (running[o], waiting[o][0]))
+            _, job_id, attempts = waiting[owner].popleft()
+            if not waiting[owner]:
+                del waiting[owner]
+            if attempts >= max_attempts:
+                if await self._exhaust(job_id, claimable, max_attempts):
+                    claims.exhausted.append(job_id)
+                continue
+            lease = Lease(job_id, instance, secrets.token_hex(16))
             async with self.engine.begin() as connection:
                 result = await connection.execute(
                     jobs.update()
-                    .where(jobs.c.id == job_id, claimable)
+                    .where(_unlocked(job_id), claimable)
                     .values(
                         status=JobStatus.RUNNING.value,
                         lease_owner=instance,
+                        lease_token=lease.token,
                         lease_until=now + lease_sec,
+                        attempts=jobs.c.attempts + 1,
                         started_at=sa.func.coalesce(jobs.c.started_at, now),
                         updated_at=now,
                     )
                 )
             if result.rowcount == 1:
-                claimed.append(job_id)
-        return claimed
+                claims.leases.append(lease)
+                running[owner] += 1
+        return claims
 
-    async def renew(self, instance: str, job_ids: Sequence[str], lease_sec: float) -> set[str]:
-        """Extend this instance's claims; the ids of those whose cancel was requested."""
-        if not job_ids:
-            return set()
+    async def _exhaust(
+        self, job_id: str, claimable: sa.ColumnElement[bool], max_attempts: int
+    ) -> bool:
         now = time.time()
-        mine = sa.and_(jobs.c.id.in_(job_ids), jobs.c.lease_owner == instance)
-        async with self.engine.begin() as connection:
-            await connection.execute(jobs.update().where(mine).values(lease_until=now + lease_sec))
-            rows = await connection.execute(
-                sa.select(jobs.c.id).where(mine, jobs.c.cancel_requested.is_(True))
-            )
-            return {row[0] for row in rows.all()}
-
-    async def release(self, instance: str, job_ids: Sequence[str] = ()) -> int:
-        """Hand this instance's running jobs (all, or `job_ids`) back to the queue."""
-        condition = sa.and_(
-            jobs.c.lease_owner == instance, jobs.c.status == JobStatus.RUNNING.value
-        )
-        if job_ids:
-            condition = sa.and_(condition, jobs.c.id.in_(job_ids))
+        error = exhausted_error(max_attempts)
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 jobs.update()
-                .where(condition)
-                .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_until=None)
+                .where(_unlocked(job_id), claimable, jobs.c.attempts >= max_attempts)
+                .values(
+                    status=JobStatus.FAILED.value,
+                    error=error.body().error.model_dump_json(),
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_until=None,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            await _append_last(connection, job_id, "error", error.body().model_dump_json())
+            await connection.execute(_upload_of(jobs.c.id == job_id))
+        return True
+
+    async def renew(self, leases: Sequence[Lease], lease_sec: float) -> Renewal:
+        """Extend these claims; which of them were cancelled, and which were lost."""
+        renewal = Renewal()
+        if not leases:
+            return renewal
+        tokens = [lease.token for lease in leases]
+        mine = sa.and_(jobs.c.lease_token.in_(tokens), jobs.c.status == JobStatus.RUNNING.value)
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                jobs.update().where(mine).values(lease_until=time.time() + lease_sec)
+            )
+            rows = (
+                await connection.execute(sa.select(jobs.c.id, jobs.c.cancel_requested).where(mine))
+            ).all()
+        held = {row[0] for row in rows}
+        renewal.cancel = {row[0] for row in rows if row[1]}
+        renewal.lost = {lease.job_id for lease in leases} - held
+        return renewal
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        """Hand these running jobs back to the queue (a graceful stop): the claim did not fail,
+        so it does not count as an attempt."""
+        if not leases:
+            return 0
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                jobs.update()
+                .where(
+                    jobs.c.lease_token.in_([lease.token for lease in leases]),
+                    jobs.c.status == JobStatus.RUNNING.value,
+                )
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_until=None,
+                    attempts=sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
+                    updated_at=time.time(),
+                )
+            )
+        return int(result.rowcount)
+
+    async def take_back(self, instance: str) -> int:
+        """At start: queue again what `instance` was running when it stopped without handing
+        its jobs back (killed, crashed, out of memory): those claims count as attempts."""
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                jobs.update()
+                .where(jobs.c.lease_owner == instance, jobs.c.status == JobStatus.RUNNING.value)
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_until=None,
+                    updated_at=time.time(),
+                )
             )
         return int(result.rowcount)
 
@@ -257,12 +466,15 @@ class JobStore:
         """Cancel a job that is waiting; False if it is not (running, finished, unknown)."""
         now = time.time()
         async with self.engine.begin() as connection:
-            result = await connection.execute(
+            result = await connection.execute(  # the job's row first, as every write does
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
                 .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now)
             )
-        return int(result.rowcount) == 1
+            if result.rowcount != 1:
+                return False
+            await connection.execute(_upload_of(jobs.c.id == job_id))
+        return True
 
     async def request_cancel(self, job_id: str) -> dict[str, Any] | None:
         """Flag a running job for its owner, which stops it at its next lease renewal."""
@@ -274,25 +486,59 @@ class JobStore:
             )
         return await self.get(job_id)
 
-    # ---- events
+    # ---- writes of a running job: fenced by its lease
 
-    async def append_events(self, job_id: str, events: Sequence[StoredEvent]) -> None:
-        if not events:
-            return
-        rows = [{"job_id": job_id, "seq": e.seq, "name": e.name, "data": e.data} for e in events]
+    @contextlib.asynccontextmanager
+    async def _holding(self, lease: Lease, **values: Any) -> AsyncIterator[AsyncConnection]:
+        """A transaction that goes on only while `lease` still holds its job (first statement:
+        the job's row, updated with `values`); LeaseLost, with nothing written, otherwise."""
         async with self.engine.begin() as connection:
-            await connection.execute(job_events.insert(), rows)
+            result = await connection.execute(
+                jobs.update().where(_held(lease)).values(updated_at=time.time(), **values)
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(lease)
+            yield connection
+
+    async def update_running(self, lease: Lease, **values: Any) -> None:
+        async with self._holding(lease, **values):
+            pass
+
+    async def append_events(
+        self, lease: Lease, events: Sequence[StoredEvent], done_sec: float | None = None
+    ) -> None:
+        """Keep events (and the progress they carry) of a job this replica runs."""
+        values = {} if done_sec is None else {"done_sec": done_sec}
+        async with self._holding(lease, **values) as connection:
+            if events:
+                await connection.execute(
+                    job_events.insert(),
+                    [{"job_id": lease.job_id, "seq": e.seq, "name": e.name, "data": e.data}
+                     for e in events],
+                )  # fmt: skip
+
+    async def finish(
+        self, lease: Lease, status: JobStatus, event: tuple[str, str] | None = None, **values: Any
+    ) -> None:
+        """The job's end: its status (and result or error), `event` after its last unless that
+        was terminal already; its claim and its upload's blocks go."""
+        async with self._holding(
+            lease,
+            status=status.value,
+            finished_at=time.time(),
+            lease_owner=None,
+            lease_token=None,
+            lease_until=None,
+            **values,
+        ) as connection:
+            if event is not None:
+                await _append_last(connection, lease.job_id, *event)
+            await connection.execute(_upload_of(jobs.c.id == lease.job_id))
 
     async def append_event(self, job_id: str, name: str, data: str) -> None:
         """One event after the job's last (a job nobody runs: cancelled while queued)."""
         async with self.engine.begin() as connection:
-            last = await connection.scalar(
-                sa.select(sa.func.max(job_events.c.seq)).where(job_events.c.job_id == job_id)
-            )
-            seq = -1 if last is None else int(last)
-            await connection.execute(
-                job_events.insert().values(job_id=job_id, seq=seq + 1, name=name, data=data)
-            )
+            await _append_last(connection, job_id, name, data)
 
     async def last_event_name(self, job_id: str) -> str | None:
         query = (
@@ -316,14 +562,27 @@ class JobStore:
             rows = (await connection.execute(query)).all()
         return [StoredEvent(row[0], row[1], row[2]) for row in rows]
 
+    async def last_event_seqs(self, job_ids: Collection[str]) -> dict[str, int]:
+        """The last event id of each job (-1: none yet), in one query; a deleted job is
+        missing from the answer."""
+        query = (
+            sa.select(jobs.c.id, sa.func.coalesce(sa.func.max(job_events.c.seq), -1))
+            .select_from(jobs.outerjoin(job_events, job_events.c.job_id == jobs.c.id))
+            .where(jobs.c.id.in_(list(job_ids)))
+            .group_by(jobs.c.id)
+        )
+        async with self.engine.connect() as connection:
+            return {row[0]: int(row[1]) for row in await connection.execute(query)}
+
     # ---- the plan as run
 
     async def stored_chunk(
-        self, job_id: str, index: int, span: TimeSpan
+        self, lease: Lease, index: int, span: TimeSpan
     ) -> tuple[list[MicroChunkResult], bool]:
         """The micro chunks of macro chunk `index` stored earlier, and whether it finished.
         Planned differently this time (another span): nothing is reused, and it is forgotten."""
-        async with self.engine.begin() as connection:
+        job_id = lease.job_id
+        async with self._holding(lease) as connection:
             row = (
                 await connection.execute(
                     chunks.select().where(chunks.c.job_id == job_id, chunks.c.chunk_index == index)
@@ -370,25 +629,56 @@ class JobStore:
         return results, counted or reaches_end
 
     async def store_micro(
-        self, job_id: str, index: int, micro_index: int, result: MicroChunkResult
+        self, lease: Lease, index: int, micro_index: int, result: MicroChunkResult
     ) -> None:
-        async with self.engine.begin() as connection:
+        async with self._holding(lease) as connection:
             await connection.execute(
                 micro_results.insert().values(
-                    job_id=job_id,
+                    job_id=lease.job_id,
                     chunk_index=index,
                     micro_index=micro_index,
                     data=result.model_dump_json(),
                 )
             )
 
-    async def finish_chunk(self, job_id: str, index: int, micro_count: int) -> None:
-        async with self.engine.begin() as connection:
+    async def finish_chunk(self, lease: Lease, index: int, micro_count: int) -> None:
+        async with self._holding(lease) as connection:
             await connection.execute(
                 chunks.update()
-                .where(chunks.c.job_id == job_id, chunks.c.chunk_index == index)
+                .where(chunks.c.job_id == lease.job_id, chunks.c.chunk_index == index)
                 .values(micro_count=micro_count)
             )
+
+    # ---- uploads kept in the database
+
+    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        """The blocks of an upload kept with its job, in order (nothing: none kept)."""
+        block = -1
+        while True:
+            query = (
+                sa.select(upload_blocks.c.block, upload_blocks.c.data)
+                .where(upload_blocks.c.upload_id == upload_id, upload_blocks.c.block > block)
+                .order_by(upload_blocks.c.block)
+                .limit(8)
+            )
+            async with self.engine.connect() as connection:
+                rows = (await connection.execute(query)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield bytes(row[1])
+            block = rows[-1][0]
+
+    async def sweep_upload_blocks(self) -> int:
+        """Delete the blocks of uploads no unfinished job needs (what a crash left)."""
+        needed = sa.select(jobs.c.upload_id).where(
+            jobs.c.upload_id.is_not(None), jobs.c.status.not_in([s.value for s in FINISHED])
+        )
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                upload_blocks.delete().where(upload_blocks.c.upload_id.not_in(needed))
+            )
+        return int(result.rowcount)
 
     # ---- retention
 
@@ -401,10 +691,73 @@ class JobStore:
             ).all()
             ids = [row[0] for row in rows]
             if ids:
+                await connection.execute(_upload_of(jobs.c.id.in_(ids)))
                 for table in (job_events, micro_results, chunks):
                     await connection.execute(table.delete().where(table.c.job_id.in_(ids)))
                 await connection.execute(jobs.delete().where(jobs.c.id.in_(ids)))
         return [row[1] for row in rows]
+
+
+async def _append_last(connection: AsyncConnection, job_id: str, name: str, data: str) -> None:
+    """`name` after the job's last event, unless that one ended the job already."""
+    last = (
+        await connection.execute(
+            sa.select(job_events.c.seq, job_events.c.name)
+            .where(job_events.c.job_id == job_id)
+            .order_by(job_events.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    if last is not None and last[1] in TERMINAL_EVENTS:
+        return
+    seq = -1 if last is None else int(last[0])
+    await connection.execute(
+        job_events.insert().values(job_id=job_id, seq=seq + 1, name=name, data=data)
+    )
+
+
+async def _write_blocks(connection: AsyncConnection, upload_id: str, path: Path) -> None:
+    with path.open("rb") as file:
+        block = 0
+        while data := file.read(UPLOAD_BLOCK_BYTES):
+            await connection.execute(
+                upload_blocks.insert().values(upload_id=upload_id, block=block, data=data)
+            )
+            block += 1
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite database URL (None: not SQLite, or in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def single_writer(url: str) -> Iterator[None]:
+    """SQLite: one orchestrator per database file. An exclusive lock on `<file>.lock`, held
+    for the app's life (migrations run under it), refuses a second process on the same file
+    with a message that says what to do; PostgreSQL: nothing to hold."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another orchestrator already uses the SQLite job table {path} (it holds "
+                f"{lock}): SQLite serves one orchestrator; for several replicas set "
+                "ORCHESTRATOR_DATABASE_URL=postgresql://..., or give this one its own file"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

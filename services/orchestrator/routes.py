@@ -195,7 +195,7 @@ def _sse(event_id: int, name: str, data: BaseModel) -> ServerSentEvent:
 @router.get("/internal/uploads/{upload_id}", include_in_schema=False)
 async def uploaded_media(upload_id: str, store: Store) -> FileResponse:
     """An upload of a running job, with range support: how the chunk workers read it."""
-    path = store.path_of(upload_id)
+    path = await store.local(upload_id)
     if path is None:
         raise MediaUnavailableError("no such upload (its job has ended)", param="upload_id")
     return FileResponse(path, media_type="application/octet-stream")

@@ -3,25 +3,32 @@
     client ──multipart──> receive(): the file part is written to <store>/<id> as it arrives
                           (never held in memory; the size cap and free disk are checked first
                           and while writing); other fields are kept (small, capped)
-    workers <──GET /internal/uploads/<id> (Range)── the store, exactly like a media host
+    workers <──GET /internal/uploads/<id> (Range)── local(): the store, like a media host
     the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
 
 An upload becomes a job's `media_url` (`internal_url`), so it is checked, probed, planned and cut
 into macro chunks across the workers like any URL. Ids are random (128 bits): the internal route
 serves nothing that wasn't uploaded for a running job.
+
+Several replicas (PostgreSQL): an async job's upload is also kept in the database with its job
+(job_store.py), and `source` reads it back. A replica asked for an upload it does not have (the
+one that received it died, or the job moved) writes it from there into its own store once, then
+serves the file; such copies, and the received files of async jobs that ended elsewhere, are
+`shared` and go at the next `sweep_copies` once their job has ended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -59,14 +66,28 @@ class UploadForm:
         return values[-1] if values else None
 
 
+class UploadSource(Protocol):
+    """Where uploads of async jobs are kept for every replica (the job table, PostgreSQL)."""
+
+    def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...
+
+
 class MediaStore:
     def __init__(
-        self, root: Path, internal_url: str, max_upload_bytes: int, min_free_bytes: int
+        self,
+        root: Path,
+        internal_url: str,
+        max_upload_bytes: int,
+        min_free_bytes: int,
+        source: UploadSource | None = None,
     ) -> None:
         self.root = root
         self.internal_url = internal_url.rstrip("/")
         self.max_upload_bytes = max_upload_bytes
         self.min_free_bytes = min_free_bytes
+        self.source = source
+        self._shared: set[str] = set()
+        self._restoring: dict[str, asyncio.Task[Path | None]] = {}
 
     def sweep(self, older_than_sec: float = 0.0, keep: Collection[str] = ()) -> int:
         """Remove uploads left behind (by a crash), except `keep`: those of async jobs that
@@ -76,6 +97,8 @@ class MediaStore:
         cutoff = time.time() - older_than_sec
         for path in self.root.iterdir():
             if path.name in keep:
+                if self.source is not None:
+                    self._shared.add(path.name)
                 continue
             if _ID.match(path.name.removesuffix(".part")) and path.stat().st_mtime <= cutoff:
                 path.unlink(missing_ok=True)
@@ -84,9 +107,59 @@ class MediaStore:
             logger.info("removed %d uploads left from an earlier run", removed)
         return removed
 
+    def share(self, upload_id: str) -> None:
+        """The upload is kept in the database too: its job may end on another replica, so
+        this copy goes at a `sweep_copies` after that."""
+        self._shared.add(upload_id)
+
+    def sweep_copies(self, keep: Collection[str]) -> int:
+        """Remove shared copies whose job has ended (`keep`: uploads of unfinished jobs)."""
+        done = [upload_id for upload_id in self._shared if upload_id not in keep]
+        for upload_id in done:
+            self.discard(upload_id)
+        return len(done)
+
     def url(self, upload: Upload) -> str:
         """Where the workers (and the orchestrator's own checks) read the upload."""
-        return f"{self.internal_url}/internal/uploads/{upload.id}"
+        return self.url_of(upload.id)
+
+    def url_of(self, upload_id: str) -> str:
+        return f"{self.internal_url}/internal/uploads/{upload_id}"
+
+    async def local(self, upload_id: str) -> Path | None:
+        """The upload's file in this store; one kept in the database is written here first
+        (once, however many readers ask at the same time)."""
+        path = self.path_of(upload_id)
+        if path is not None or self.source is None or not _ID.match(upload_id):
+            return path
+        task = self._restoring.get(upload_id)
+        if task is None:
+            task = asyncio.create_task(self._restore(upload_id))
+            self._restoring[upload_id] = task
+            task.add_done_callback(lambda _: self._restoring.pop(upload_id, None))
+        return await asyncio.shield(task)
+
+    async def _restore(self, upload_id: str) -> Path | None:
+        assert self.source is not None
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / upload_id
+        part = path.with_suffix(".part")
+        size = 0
+        try:
+            with part.open("wb") as file:
+                async for block in self.source.read_upload(upload_id):
+                    file.write(block)
+                    size += len(block)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        if not size:
+            part.unlink(missing_ok=True)
+            return None
+        part.rename(path)
+        self._shared.add(upload_id)
+        logger.info("upload %s (%d bytes) copied from the database", upload_id, size)
+        return path
 
     def path_of(self, upload_id: str) -> Path | None:
         if not _ID.match(upload_id):
@@ -103,6 +176,12 @@ class MediaStore:
         if upload is not None:
             upload.path.unlink(missing_ok=True)
             upload.path.with_suffix(".part").unlink(missing_ok=True)
+            self._shared.discard(upload.id)
+
+    def discard(self, upload_id: str) -> None:
+        """Remove an upload by id (an async job's, when it ends), if this store has it."""
+        if _ID.match(upload_id):
+            self.remove(Upload(upload_id, self.root / upload_id))
 
     async def receive(self, request: Request, file_field: str = "file") -> UploadForm:
         """Parse a multipart/form-data request, streaming `file_field` to the store."""

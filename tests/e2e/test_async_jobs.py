@@ -296,7 +296,11 @@ def test_an_orchestrator_killed_mid_job_resumes_it_on_restart_redoing_nothing_ke
     env = {}
     if database == "postgresql":
         env["ORCHESTRATOR_DATABASE_URL"] = request.getfixturevalue("postgres").url
-    stack = start_stack(tmp_path, model_cache_dir, **env)
+    # A stable name: the restarted orchestrator takes its job back at once (a new, unique
+    # name would wait for the dead one's lease to lapse).
+    stack = start_stack(
+        tmp_path, model_cache_dir, ORCHESTRATOR_INSTANCE_ID="orchestrator-stable", **env
+    )
     orchestrator = stack.service("orchestrator")
     url = long_media.url("speech_400s.mp3")
     try:
@@ -365,3 +369,42 @@ def test_sigterm_hands_running_jobs_back_and_the_next_start_finishes_them(
     assert info.status == "succeeded", info.error
     assert info.result is not None
     assert_every_micro_chunk_once(info.result)
+
+
+def test_a_job_that_keeps_killing_its_orchestrator_ends_failed_and_is_not_run_again(
+    tmp_path: Path, model_cache_dir: Path, long_media: MediaServer
+) -> None:
+    """ORCHESTRATOR_JOB_MAX_ATTEMPTS=2: the orchestrator dies twice while running the job (as
+    it would on a file that makes it run out of memory); at the next start the job ends
+    `failed`, saying why, its followers get an `error` event, and nothing runs it again."""
+    stack = start_stack(
+        tmp_path, model_cache_dir, ORCHESTRATOR_JOB_MAX_ATTEMPTS="2",
+        ORCHESTRATOR_INSTANCE_ID="orchestrator-stable",
+    )  # fmt: skip
+    orchestrator = stack.service("orchestrator")
+    try:
+        submitted = submit(stack, media_url=long_media.url("speech_400s.mp3"), params=PARAMS)
+        done = 0.0
+        for _ in range(2):
+            deadline = time.monotonic() + 60
+            while (progress := job(stack, submitted.id).progress.done_sec) <= done:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            done = progress
+            assert orchestrator.process is not None
+            orchestrator.process.kill()
+            orchestrator.process.wait()
+            orchestrator.stop()
+            orchestrator.start()
+            stack.wait_ready(60)
+        info = wait_finished(stack, submitted.id, timeout_sec=30)
+        stream = events(stack, submitted.id)
+        time.sleep(2)  # a claim loop round or two later: still failed, not claimed again
+        again = job(stack, submitted.id)
+    finally:
+        stack.stop()
+    assert info.status == "failed" and info.error is not None
+    assert "stopped its orchestrator 2 times" in str(info.error["message"])
+    assert [e[0] for e in stream] == list(range(len(stream)))
+    assert stream[-1][1] == "error" and [e[1] for e in stream].count("header") == 1
+    assert again.status == "failed" and again.finished_at == info.finished_at

@@ -1,18 +1,28 @@
-"""The job table on real databases, SQLite and PostgreSQL alike: claims, leases, cancels,
-events, the plan as run, retention."""
+"""The job table on real databases, SQLite and PostgreSQL alike: claims, leases and their
+fencing, attempts, fairness across keys, cancels, events, the plan as run, uploads kept with
+their jobs, retention."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import JobStore, StoredEvent
-from shared.schemas import MicroChunkReport, MicroChunkResult, TimeSpan
+from services.orchestrator.job_store import (
+    UPLOAD_BLOCK_BYTES,
+    JobStore,
+    Lease,
+    LeaseLost,
+    StoredEvent,
+    upload_blocks,
+)
+from shared.schemas import JobStatus, MicroChunkReport, MicroChunkResult, TimeSpan
 from tests.support.postgres import PostgresServer
 
 
@@ -30,15 +40,25 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield job_store
     finally:
         async with job_store.engine.begin() as connection:
-            for table in ("micro_results", "chunks", "job_events", "jobs"):
+            for table in ("micro_results", "chunks", "job_events", "upload_blocks", "jobs"):
                 await connection.exec_driver_sql(f"DELETE FROM {table}")
         await job_store.close()
 
 
-async def add(store: JobStore, *ids: str) -> None:
+async def add(store: JobStore, *ids: str, owner: str = "owner") -> None:
     for job_id in ids:
-        await store.create(job_id, "owner", "{}", None, None)
+        await store.create(job_id, owner, "{}", None, None)
         await asyncio.sleep(0.01)  # distinct created_at: claims go oldest first
+
+
+async def claim_one(store: JobStore, instance: str, lease_sec: float = 30) -> Lease:
+    claims = await store.claim(instance, lease_sec, 1)
+    assert len(claims.leases) == 1, claims
+    return claims.leases[0]
+
+
+def ids(leases: list[Lease]) -> list[str]:
+    return [lease.job_id for lease in leases]
 
 
 def micro(start: float) -> MicroChunkResult:
@@ -49,26 +69,29 @@ def micro(start: float) -> MicroChunkResult:
 async def test_two_replicas_claiming_at_once_never_get_the_same_job(store: JobStore) -> None:
     await add(store, "a", "b", "c", "d")
     first, second = await asyncio.gather(store.claim("one", 30, 3), store.claim("two", 30, 3))
-    assert not set(first) & set(second)
+    assert not set(ids(first.leases)) & set(ids(second.leases))
     later = await store.claim("two", 30, 4)  # a replica that lost a race finds the rest
-    assert sorted(first + second + later) == ["a", "b", "c", "d"]
+    claimed = ids(first.leases) + ids(second.leases) + ids(later.leases)
+    assert sorted(claimed) == ["a", "b", "c", "d"]
 
 
 async def test_a_job_whose_claim_lapsed_is_taken_by_another_replica(store: JobStore) -> None:
     await add(store, "a")
-    assert await store.claim("dead", 0.2, 1) == ["a"]
-    assert await store.claim("alive", 30, 1) == []  # still claimed
+    await claim_one(store, "dead", 0.2)
+    assert (await store.claim("alive", 30, 1)).leases == []  # still claimed
     await asyncio.sleep(0.3)
-    assert await store.claim("alive", 30, 1) == ["a"]
+    taken = await claim_one(store, "alive")
     row = await store.get("a")
     assert row is not None and row["lease_owner"] == "alive"
+    assert row["lease_token"] == taken.token
 
 
 async def test_released_jobs_are_queued_again_oldest_first(store: JobStore) -> None:
     await add(store, "a", "b")
-    assert await store.claim("one", 30, 2) == ["a", "b"]
-    assert await store.release("one") == 2
-    assert await store.claim("two", 30, 1) == ["a"]
+    claims = await store.claim("one", 30, 2)
+    assert ids(claims.leases) == ["a", "b"]
+    assert await store.release(claims.leases) == 2
+    assert ids((await store.claim("two", 30, 1)).leases) == ["a"]
 
 
 async def test_cancel_is_immediate_when_queued_and_flagged_when_running(store: JobStore) -> None:
@@ -76,34 +99,210 @@ async def test_cancel_is_immediate_when_queued_and_flagged_when_running(store: J
     assert await store.cancel_queued("queued")
     row = await store.get("queued")
     assert row is not None and row["status"] == "cancelled"
-    assert await store.claim("one", 30, 5) == ["running"]
+    lease = await claim_one(store, "one")
+    assert lease.job_id == "running"
     assert not await store.cancel_queued("running")
     await store.request_cancel("running")
-    assert await store.renew("one", ["running"], 30) == {"running"}
+    renewal = await store.renew([lease], 30)
+    assert renewal.cancel == {"running"} and renewal.lost == set()
+
+
+# ---- fencing: a replica that lost its lease writes nothing more -----------------------------
+
+
+async def test_a_stalled_owner_can_write_nothing_once_another_replica_took_the_job(
+    store: JobStore,
+) -> None:
+    """The stalled replica's every write is refused (LeaseLost) and leaves no trace: its events,
+    progress, micro chunks, chunk marks, hand-back and final status; its renewal says lost."""
+    await add(store, "a")
+    stalled = await claim_one(store, "stalled", 0.2)
+    await store.append_events(stalled, [StoredEvent(0, "header", "{}")])
+    await asyncio.sleep(0.3)
+    owner = await claim_one(store, "owner")
+    span = TimeSpan(start_sec=0, end_sec=30)
+    writes = [
+        store.append_events(stalled, [StoredEvent(1, "segment", "{}")], done_sec=99.0),
+        store.update_running(stalled, total_sec=1.0),
+        store.stored_chunk(stalled, 0, span),
+        store.store_micro(stalled, 0, 0, micro(0)),
+        store.finish_chunk(stalled, 0, 1),
+        store.finish(stalled, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}"),
+    ]
+    for write in writes:
+        with pytest.raises(LeaseLost):
+            await write
+    assert await store.release([stalled]) == 0
+    assert (await store.renew([stalled], 30)).lost == {"a"}
+    assert (await store.renew([owner], 30)).lost == set()
+    row = await store.get("a")
+    assert row is not None
+    assert (row["status"], row["lease_owner"], row["done_sec"]) == ("running", "owner", 0.0)
+    assert row["total_sec"] is None and row["result"] is None
+    assert [e.name for e in await store.events_after("a", -1)] == ["header"]
+    # The new owner's writes go on; its chunk is its own.
+    assert await store.stored_chunk(owner, 0, span) == ([], False)
+    await store.append_events(owner, [StoredEvent(1, "segment", "{}")])
+
+
+async def test_a_failed_job_is_never_overwritten_by_its_stalled_former_owner(
+    store: JobStore,
+) -> None:
+    await add(store, "a")
+    stalled = await claim_one(store, "stalled", 0.2)
+    await asyncio.sleep(0.3)
+    owner = await claim_one(store, "owner")
+    await store.finish(owner, JobStatus.FAILED, event=("error", "{}"), error='{"message": "x"}')
+    with pytest.raises(LeaseLost):
+        await store.finish(stalled, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}")
+    row = await store.get("a")
+    assert row is not None and row["status"] == "failed" and row["result"] is None
+    assert [e.name for e in await store.events_after("a", -1)] == ["error"]
+
+
+async def test_two_processes_with_one_instance_id_cannot_both_run_a_job(store: JobStore) -> None:
+    """The second takes back 'its' jobs at start and claims them again: the first one's lease
+    is void from then on."""
+    await add(store, "a")
+    first = await claim_one(store, "same")
+    assert await store.take_back("same") == 1
+    second = await claim_one(store, "same")
+    assert second.token != first.token
+    with pytest.raises(LeaseLost):
+        await store.append_events(first, [StoredEvent(0, "header", "{}")])
+    await store.append_events(second, [StoredEvent(0, "header", "{}")])
+
+
+async def test_a_replica_stopped_in_the_middle_of_a_write_blocks_no_other_claim(
+    store: JobStore,
+) -> None:
+    """PostgreSQL: a transaction left open on a job's row (its replica got SIGSTOP between two
+    statements) is skipped by the claims of others instead of making them wait for it."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time by design")
+    await add(store, "a", "b")
+    async with store.engine.connect() as stalled:
+        transaction = await stalled.begin()
+        await stalled.execute(sa.text("UPDATE jobs SET updated_at = 0 WHERE id = 'a'"))
+        claims = await asyncio.wait_for(store.claim("other", 30, 2), 5)
+        assert ids(claims.leases) == ["b"]
+        await transaction.rollback()
+    assert ids((await store.claim("other", 30, 1)).leases) == ["a"]
+
+
+# ---- attempts -------------------------------------------------------------------------------
+
+
+async def test_a_job_that_keeps_stopping_its_orchestrator_fails_and_is_never_claimed_again(
+    store: JobStore,
+) -> None:
+    """Crashed twice (a lapsed lease, a take-back at restart): with two attempts allowed, the
+    third claim fails it instead, with an error event that ends its log."""
+    await add(store, "bomb", "fine")
+    first = await store.claim("one", 0.2, 1, max_attempts=2)
+    assert ids(first.leases) == ["bomb"]
+    await store.append_events(first.leases[0], [StoredEvent(0, "header", "{}")])
+    await asyncio.sleep(0.3)  # lease lapsed: the replica died
+    assert ids((await store.claim("two", 30, 1, max_attempts=2)).leases) == ["bomb"]
+    assert await store.take_back("two") == 1  # restarted after a crash
+    claims = await store.claim("three", 30, 2, max_attempts=2)
+    assert claims.exhausted == ["bomb"] and ids(claims.leases) == ["fine"]
+    row = await store.get("bomb")
+    assert row is not None and row["status"] == "failed" and row["lease_owner"] is None
+    message = json.loads(row["error"])["message"]
+    assert "stopped its orchestrator 2 times" in message
+    assert "ORCHESTRATOR_JOB_MAX_ATTEMPTS" in message
+    log = await store.events_after("bomb", -1)
+    assert [(e.seq, e.name) for e in log] == [(0, "header"), (1, "error")]
+    assert json.loads(log[-1].data)["error"]["message"] == message
+    await asyncio.sleep(0.05)
+    assert (await store.claim("four", 30, 5, max_attempts=2)).leases == []
+
+
+async def test_a_graceful_hand_back_is_not_an_attempt(store: JobStore) -> None:
+    await add(store, "a")
+    for _ in range(3):
+        claims = await store.claim("one", 30, 1, max_attempts=1)
+        assert ids(claims.leases) == ["a"] and not claims.exhausted
+        assert await store.release(claims.leases) == 1
+    row = await store.get("a")
+    assert row is not None and row["attempts"] == 0 and row["status"] == "queued"
+
+
+# ---- fairness and the per-key count ---------------------------------------------------------
+
+
+async def test_claims_go_first_to_the_key_with_the_fewest_running_jobs(store: JobStore) -> None:
+    await add(store, "a1", "a2", "a3", "a4", owner="a")
+    await add(store, "b1", owner="b")
+    await add(store, "a5", owner="a")
+    await add(store, "c1", owner="c")
+    # Nobody runs anything: a's oldest, then b's and c's (a now runs one), then a's next.
+    assert ids((await store.claim("one", 30, 4)).leases) == ["a1", "b1", "c1", "a2"]
+    await add(store, "b2", owner="b")
+    # a runs 2, b and c 1 each: b's next (c has nothing queued), before a's older jobs.
+    assert ids((await store.claim("two", 30, 2)).leases) == ["b2", "a3"]
+
+
+async def test_queued_and_running_jobs_are_counted_per_key(store: JobStore) -> None:
+    await add(store, "a1", "a2", "a3", owner="a")
+    await add(store, "b1", owner="b")
+    await claim_one(store, "one")
+    assert await store.cancel_queued("a3")
+    assert (await store.active_jobs("a"), await store.active_jobs("b")) == (2, 1)
+    assert await store.active_jobs("nobody") == 0
+
+
+# ---- events ---------------------------------------------------------------------------------
 
 
 async def test_events_are_numbered_and_read_after_an_id(store: JobStore) -> None:
     await add(store, "a")
-    await store.append_events("a", [StoredEvent(i, "segment", f'{{"n": {i}}}') for i in range(5)])
-    await store.append_event("a", "cancelled", "{}")
+    lease = await claim_one(store, "one")
+    await store.append_events(lease, [StoredEvent(i, "segment", f'{{"n": {i}}}') for i in range(5)])
+    await store.finish(lease, JobStatus.CANCELLED, event=("cancelled", "{}"))
     after = await store.events_after("a", 2)
     assert [e.seq for e in after] == [3, 4, 5] and after[-1].name == "cancelled"
+    await store.append_event("a", "cancelled", "{}")  # a job's log ends once
+    assert len(await store.events_after("a", -1)) == 6
+
+
+async def test_the_last_event_ids_of_many_jobs_come_in_one_query(store: JobStore) -> None:
+    await add(store, "a", "b")
+    lease = await claim_one(store, "one")
+    await store.append_events(lease, [StoredEvent(i, "segment", "{}") for i in range(3)])
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        seqs = await store.last_event_seqs(["a", "b", "deleted"])
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert seqs == {"a": 2, "b": -1}
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+# ---- the plan as run ------------------------------------------------------------------------
 
 
 async def test_kept_micro_chunks_come_back_unless_the_span_changed(store: JobStore) -> None:
     await add(store, "a")
+    lease = await claim_one(store, "one")
     span = TimeSpan(start_sec=0, end_sec=30)
-    assert await store.stored_chunk("a", 0, span) == ([], False)
-    await store.store_micro("a", 0, 0, micro(0))
-    await store.store_micro("a", 0, 1, micro(10))
-    assert await store.stored_chunk("a", 0, span) == ([micro(0), micro(10)], False)
-    await store.store_micro("a", 0, 2, micro(20))
-    await store.finish_chunk("a", 0, 3)
-    kept, complete = await store.stored_chunk("a", 0, span)
+    assert await store.stored_chunk(lease, 0, span) == ([], False)
+    await store.store_micro(lease, 0, 0, micro(0))
+    await store.store_micro(lease, 0, 1, micro(10))
+    assert await store.stored_chunk(lease, 0, span) == ([micro(0), micro(10)], False)
+    await store.store_micro(lease, 0, 2, micro(20))
+    await store.finish_chunk(lease, 0, 3)
+    kept, complete = await store.stored_chunk(lease, 0, span)
     assert len(kept) == 3 and complete
     moved = TimeSpan(start_sec=0, end_sec=31)
-    assert await store.stored_chunk("a", 0, moved) == ([], False)
-    assert await store.stored_chunk("a", 0, moved) == ([], False)
+    assert await store.stored_chunk(lease, 0, moved) == ([], False)
+    assert await store.stored_chunk(lease, 0, moved) == ([], False)
 
 
 async def test_a_chunk_whose_last_micro_chunk_was_kept_is_complete_without_its_footer(
@@ -112,12 +311,68 @@ async def test_a_chunk_whose_last_micro_chunk_was_kept_is_complete_without_its_f
     """Killed between a chunk's last micro chunk and its footer: the micro chunks tile the
     chunk, so the last one kept says it was complete, and it is not sent to a worker again."""
     await add(store, "a")
+    lease = await claim_one(store, "one")
     span = TimeSpan(start_sec=0, end_sec=30)
-    await store.stored_chunk("a", 0, span)
+    await store.stored_chunk(lease, 0, span)
     for index, start in enumerate((0, 10, 20)):
-        await store.store_micro("a", 0, index, micro(start))
-    kept, complete = await store.stored_chunk("a", 0, span)
+        await store.store_micro(lease, 0, index, micro(start))
+    kept, complete = await store.stored_chunk(lease, 0, span)
     assert len(kept) == 3 and complete
+
+
+# ---- uploads kept with their jobs -----------------------------------------------------------
+
+
+async def blocks(store: JobStore) -> int:
+    async with store.engine.connect() as connection:
+        count = await connection.scalar(sa.select(sa.func.count()).select_from(upload_blocks))
+    return int(count or 0)
+
+
+async def test_an_async_jobs_upload_is_kept_in_postgresql_until_the_job_ends(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """PostgreSQL: the bytes go in with the job (any replica reads them back) and go with its
+    end; SQLite (one replica) keeps only the media store's file."""
+    media = (tmp_path / "upload").open("wb")
+    media.write(bytes(range(256)) * (UPLOAD_BLOCK_BYTES // 256 * 2 + 3))  # 2 blocks and a bit
+    media.close()
+    upload_id = "ab" * 16
+    await store.create("a", "owner", "{}", upload_id, None, upload_path=tmp_path / "upload")
+    read = b"".join([block async for block in store.read_upload(upload_id)])
+    if not store.keeps_uploads:
+        assert read == b"" and await blocks(store) == 0
+        return
+    assert read == (tmp_path / "upload").read_bytes() and await blocks(store) == 3
+    assert await store.sweep_upload_blocks() == 0  # its job has not ended
+    lease = await claim_one(store, "one")
+    await store.finish(lease, JobStatus.SUCCEEDED, result="{}")
+    assert await blocks(store) == 0
+    # What a crash left behind (blocks whose job ended without removing them) is swept.
+    async with store.engine.begin() as connection:
+        await connection.execute(upload_blocks.insert().values(upload_id="cd" * 16, block=0,
+                                                               data=b"x"))  # fmt: skip
+    assert await store.sweep_upload_blocks() == 1
+
+
+async def test_a_cancelled_or_exhausted_jobs_upload_blocks_go_too(
+    store: JobStore, tmp_path: Path
+) -> None:
+    if not store.keeps_uploads:
+        pytest.skip("SQLite keeps no upload blocks")
+    (tmp_path / "upload").write_bytes(b"media")
+    await store.create("a", "o", "{}", "ab" * 16, None, upload_path=tmp_path / "upload")
+    await store.create("b", "o", "{}", "cd" * 16, None, upload_path=tmp_path / "upload")
+    assert await blocks(store) == 2
+    assert await store.cancel_queued("a")
+    assert await blocks(store) == 1
+    await store.claim("one", 0.1, 1, max_attempts=1)
+    await asyncio.sleep(0.2)
+    assert (await store.claim("two", 30, 1, max_attempts=1)).exhausted == ["b"]
+    assert await blocks(store) == 0
+
+
+# ---- retention ------------------------------------------------------------------------------
 
 
 async def test_retention_deletes_old_finished_jobs_with_everything_they_own(
@@ -127,7 +382,7 @@ async def test_retention_deletes_old_finished_jobs_with_everything_they_own(
     await store.update("old", status="succeeded", finished_at=time.time() - 100)
     await store.update("new", status="failed", finished_at=time.time())
     await store.update("running", status="running")
-    await store.append_events("old", [StoredEvent(0, "header", "{}")])
+    await store.append_event("old", "header", "{}")
     assert await store.delete_finished_before(time.time() - 50) == [None]
     assert await store.get("old") is None and await store.events_after("old", -1) == []
     assert await store.get("new") is not None and await store.get("running") is not None

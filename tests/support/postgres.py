@@ -35,6 +35,12 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
+    def create_database(self, name: str) -> str:
+        """A new, empty database on this server (a test's own job table); its URL."""
+        self._run(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                  "-U", "postgres", name)  # fmt: skip
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
     def _run(self, *command: str) -> None:
         subprocess.run([*self._as, *command], check=True, capture_output=True, timeout=120)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.stack import LOCAL_NETWORKS, LocalStack, free_port
+from services.stack import LOCAL_NETWORKS, LocalStack, ServiceProcess, free_port
 
 
 def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: str) -> LocalStack:
@@ -28,3 +28,30 @@ def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: s
     )
     stack.start(timeout_sec=120)
     return stack
+
+
+def add_orchestrator(stack: LocalStack, name: str, **env: str) -> ServiceProcess:
+    """One more orchestrator process beside `stack`'s, sharing its workers (and its job table
+    when that is PostgreSQL), on its own port, with its own upload directory
+    (`<log_dir>/<name>-uploads`) and log; `env` overrides its settings. It is stopped with the
+    stack."""
+    assert stack.log_dir is not None
+    first = stack.service("orchestrator")
+    port = free_port()
+    process = ServiceProcess(
+        name,
+        "services.orchestrator",
+        port,
+        {
+            **first.env,
+            "ORCHESTRATOR_PORT": str(port),
+            "ORCHESTRATOR_UPLOAD_DIR": str(stack.log_dir / f"{name}-uploads"),
+            **env,
+        },
+        stack.host,
+        stack.log_dir / f"{name}.log",
+    )
+    stack.services.append(process)
+    process.start()
+    stack.wait_ready(120)
+    return process

@@ -325,20 +325,29 @@ def test_merge_follows_compose_rules() -> None:
 # ---- Kubernetes --------------------------------------------------------------------------------
 
 
-def test_every_manifest_parses_and_each_service_has_deployment_service_and_autoscaler() -> None:
-    manifests = load_k8s()
-    assert any(path.parts[-2:] == ("gpu", "kustomization.yaml") for path in manifests)
-    base = [
+def _docs(manifests: dict[Path, list[Doc]], folder: str) -> list[Doc]:
+    return [
         doc
         for path, docs in manifests.items()
-        if "base" in path.parts
+        if folder in path.parts
         for doc in docs
         if doc["kind"] != "Kustomization"
     ]
+
+
+def test_every_manifest_parses_and_each_service_has_deployment_service_and_autoscaler() -> None:
+    """The stateless services scale in the base; the orchestrator does only with PostgreSQL
+    (overlays/postgres), so its autoscaler lives there."""
+    manifests = load_k8s()
+    assert any(path.parts[-2:] == ("gpu", "kustomization.yaml") for path in manifests)
+    base = _docs(manifests, "base")
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in base}
     for name in ("orchestrator", "chunk-worker", "whisper"):
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"):
+        for kind in ("Deployment", "Service", "ConfigMap"):
             assert (kind, name) in kinds
+    assert ("HorizontalPodAutoscaler", "chunk-worker") in kinds
+    assert ("HorizontalPodAutoscaler", "whisper") in kinds
+    assert ("HorizontalPodAutoscaler", "orchestrator") not in kinds
     services = {doc["metadata"]["name"]: doc["spec"] for doc in base if doc["kind"] == "Service"}
     # Headless, so DNS returns every ready pod and the clients spread the load themselves.
     assert services["chunk-worker"]["clusterIP"] == "None"
@@ -349,6 +358,62 @@ def test_every_manifest_parses_and_each_service_has_deployment_service_and_autos
         if d["kind"] == "HorizontalPodAutoscaler" and d["metadata"]["name"] == "whisper"
     )
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "whisper_queue_depth"
+
+
+def test_without_postgresql_one_orchestrator_keeps_its_jobs_on_a_volume_and_drains() -> None:
+    """SQLite serves one orchestrator: one replica, replaced (not rolled) so two pods never
+    share the file, on a persistent volume (the job table and queued uploads survive a
+    rescheduled pod); SIGTERM: a pause until the Service stops routing, then time to hand
+    running jobs back."""
+    base = _docs(load_k8s(), "base")
+    deployment = next(
+        d for d in base if d["kind"] == "Deployment" and d["metadata"]["name"] == "orchestrator"
+    )
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    data = volumes[next(name for name, path in mounts.items() if path == "/var/lib/whisperfleet")]
+    claim = data["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in {(d["kind"], d["metadata"]["name"]) for d in base}
+    dockerfile = (ROOT / "services/orchestrator/Dockerfile").read_text()
+    assert "ORCHESTRATOR_DATABASE_URL=sqlite:////var/lib/whisperfleet/" in dockerfile
+    config = next(d for d in base if d["kind"] == "ConfigMap" and d["metadata"]["name"] ==
+                  "orchestrator")  # fmt: skip
+    assert config["data"]["ORCHESTRATOR_UPLOAD_DIR"].startswith("/var/lib/whisperfleet/")
+    pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and int(pause[1]) >= 3
+    # preStop, uvicorn's 5 s for requests in flight, then the hand-back
+    assert pod["terminationGracePeriodSeconds"] >= int(pause[1]) + 5 + 20
+
+
+def test_the_postgresql_overlay_requires_the_database_and_scales_the_orchestrator() -> None:
+    manifests = load_k8s()
+    folder = ROOT / K8S_DIR / "overlays" / "postgres"
+    kustomization = manifests[folder / "kustomization.yaml"][0]
+    assert "../../base" in kustomization["resources"]
+    deleted = [load_yaml_text(p["patch"]) for p in kustomization["patches"] if "patch" in p]
+    assert {"$patch": "delete", "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "orchestrator-data"}} in deleted  # fmt: skip
+    overlay = _docs(manifests, "postgres")
+    patch = next(d for d in overlay if d["kind"] == "Deployment")
+    assert patch["spec"]["replicas"] >= 2
+    assert patch["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in patch["spec"]["template"]["spec"]["containers"][0]["env"]}
+    secret = env["ORCHESTRATOR_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert secret["name"] == "whisperfleet-database" and secret["optional"] is False
+    volume = patch["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["persistentVolumeClaim"] is None and "emptyDir" in volume
+    hpa = next(d for d in overlay if d["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "orchestrator"
+    assert hpa["spec"]["minReplicas"] >= 2
+
+
+def load_yaml_text(text: str) -> Doc:
+    loaded: Doc = yaml.safe_load(text)
+    return loaded
 
 
 def test_the_kubernetes_check_catches_a_typo_and_a_wrong_probe(tmp_path: Path) -> None:

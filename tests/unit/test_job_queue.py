@@ -1,20 +1,33 @@
 """The job queue's bookkeeping on a real SQLite job table, without workers: cancelling a
-queued job, and the event log carrying on across a restart."""
+queued job, the event log carrying on across a restart, a run that lost its lease stopping
+without a trace, and followers woken by one watcher query instead of polling each."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.job_queue import JobQueue, _Recorder
-from services.orchestrator.job_store import JobStore, StoredEvent
+from services.orchestrator.job_store import JobStore, Lease, StoredEvent
 from services.orchestrator.uploads import MediaStore
+from shared.schemas import (
+    JobRequest,
+    JobStatus,
+    MicroChunkReport,
+    MicroChunkResult,
+    StreamHeader,
+    TranscribeRequest,
+)
 
 
 @pytest.fixture
@@ -47,13 +60,16 @@ async def test_cancelling_a_queued_job_ends_its_events_and_removes_its_upload(
 
 async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobStore) -> None:
     await store.create("job_1", "anonymous", "{}", None, None)
+    first_run = (await store.claim("me", 30, 1)).leases[0]
     kept = ["header", "progress", "segment", "segment", "progress"]
     progress = iter([10.0, 20.0])
-    await store.append_events("job_1", [
+    await store.append_events(first_run, [
         StoredEvent(i, name, json.dumps({"done_sec": next(progress)} if name == "progress" else {}))
         for i, name in enumerate(kept)
     ])  # fmt: skip
-    recorder = _Recorder(store, "job_1", asyncio.Event())
+    assert await store.take_back("me") == 1  # killed, restarted
+    second_run = (await store.claim("me", 30, 1)).leases[0]
+    recorder = _Recorder(store, second_run, lambda: None)
     await recorder.load()
     # The second run replays the header, both segments and progress up to 20 s, then goes on.
     replay = [("header", {}), ("progress", {"done_sec": 10.0}), ("segment", {}),
@@ -76,12 +92,13 @@ async def test_a_running_job_whose_task_ends_without_a_word_is_still_cancelled(
     """A cancel that lands before the job's task reaches its own handling (its first steps
     read the table) must not leave it `running` until the lease lapses."""
     await store.create("job_1", "anonymous", "{}", None, None)
-    assert await store.claim("me", 30, 1) == ["job_1"]
+    lease = (await store.claim("me", 30, 1)).leases[0]
     settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
     media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
     async with httpx.AsyncClient() as client:
         queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
         queue._running["job_1"] = asyncio.create_task(asyncio.sleep(30))  # records nothing
+        queue._leases["job_1"] = lease
         row = await queue.cancel("job_1")
         events = [event.name async for event in queue.events("job_1", -1)]
     assert row is not None and row["status"] == "cancelled" and row["lease_owner"] is None
@@ -92,16 +109,16 @@ async def test_cancelling_another_replicas_job_waits_for_it_to_stop(
     store: JobStore, tmp_path: Path
 ) -> None:
     await store.create("job_1", "anonymous", "{}", None, None)
-    assert await store.claim("other", 30, 1) == ["job_1"]
+    lease = (await store.claim("other", 30, 1)).leases[0]
     settings = OrchestratorSettings(database_url="sqlite://", instance_id="me", job_lease_sec=3)
     media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
 
     async def other_replica_stops_it() -> None:
         for _ in range(100):  # its renewals, until one sees the flag
-            if await store.renew("other", ["job_1"], 30):
+            if (await store.renew([lease], 30)).cancel:
                 break
             await asyncio.sleep(0.05)
-        await store.update("job_1", status="cancelled", lease_owner=None)
+        await store.finish(lease, JobStatus.CANCELLED, event=("cancelled", "{}"))
 
     async with httpx.AsyncClient() as client:
         queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
@@ -109,3 +126,130 @@ async def test_cancelling_another_replicas_job_waits_for_it_to_stop(
         row = await queue.cancel("job_1")
         await other
     assert row is not None and row["status"] == "cancelled"
+
+
+# ---- a replica that lost its lease ----------------------------------------------------------
+
+
+class PausedRunner:
+    """A job that sends its header, then waits for `go` before keeping a micro chunk."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def checked(self, request: TranscribeRequest, duration_sec: float, *, own_media: bool) -> Any:
+        return request
+
+    async def events(self, job: Any, log: Any) -> AsyncIterator[Any]:
+        yield StreamHeader(media_url=job.media_url, input_duration_sec=30, macro_chunks=[])
+        self.started.set()
+        await self.go.wait()
+        report = MicroChunkReport(start_sec=0, end_sec=10, num_segments=0)
+        await log.record(0, 0, MicroChunkResult(micro_chunk=report, segments=[]))
+        raise AssertionError("a write after the lease was lost went through")
+
+
+async def stalled_queue(
+    store: JobStore, tmp_path: Path, client: httpx.AsyncClient
+) -> tuple[JobQueue, PausedRunner, Lease]:
+    """Replica `me` runs job_1 and stalls past its lease; replica `other` takes the job."""
+    request = JobRequest(media_url="https://example.com/a.mp3")
+    await store.create("job_1", "anonymous", request.model_dump_json(), None, None, 30.0)
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me", job_lease_sec=2)
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    runner = PausedRunner()
+    queue = JobQueue(store, runner, media, client, settings)  # type: ignore[arg-type]
+    await queue._claim(1)
+    await asyncio.wait_for(runner.started.wait(), 5)
+    async with store.engine.begin() as connection:  # the lease lapses while `me` stalls
+        await connection.exec_driver_sql("UPDATE jobs SET lease_until = 0")
+    other = (await store.claim("other", 30, 1)).leases
+    assert [lease.job_id for lease in other] == ["job_1"]
+    return queue, runner, other[0]
+
+
+async def assert_untouched_since_the_takeover(store: JobStore) -> None:
+    row = await store.get("job_1")
+    assert row is not None
+    assert (row["status"], row["lease_owner"], row["error"]) == ("running", "other", None)
+    assert [e.name for e in await store.events_after("job_1", -1)] == ["header"]
+    async with store.engine.connect() as connection:
+        assert await connection.scalar(sa.text("SELECT count(*) FROM micro_results")) == 0
+
+
+async def test_a_run_whose_lease_was_taken_stops_at_its_next_write_without_a_trace(
+    store: JobStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No micro chunk, no `error` event, no `failed` status over the new owner's run."""
+    async with httpx.AsyncClient() as client:
+        queue, runner, _ = await stalled_queue(store, tmp_path, client)
+        task = queue._running["job_1"]
+        with caplog.at_level(logging.WARNING):
+            runner.go.set()  # the stalled replica wakes up and writes
+            await asyncio.wait_for(task, 5)
+    assert "job_1: another replica holds it now" in caplog.text
+    assert "job_1" not in queue._running
+    await assert_untouched_since_the_takeover(store)
+
+
+async def test_a_renewal_that_finds_the_lease_taken_stops_the_run_without_a_trace(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """A run waiting on its workers writes nothing for a while: the renewal stops it."""
+    async with httpx.AsyncClient() as client:
+        queue, _, _ = await stalled_queue(store, tmp_path, client)
+        task = queue._running["job_1"]
+        await queue._renew()
+        await asyncio.wait_for(asyncio.shield(task), 5)
+        await queue.stop()  # a hand-back now touches nothing either
+    assert not task.cancelled()  # it returned: stopped, not shut down
+    await assert_untouched_since_the_takeover(store)
+
+
+# ---- followers --------------------------------------------------------------------------------
+
+
+async def test_many_followers_of_another_replicas_job_cost_one_query_per_interval(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """Eight readers of a job another replica runs: while nothing happens, one query for all of
+    them every interval (polling each reader cost two queries per reader every 0.5 s); a new
+    event reaches all of them, and the job's last event ends every stream."""
+    await store.create("job_1", "anonymous", "{}", None, None)
+    other = (await store.claim("other", 30, 1)).leases[0]
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    selects: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings, watch_interval_sec=0.25)  # type: ignore[arg-type]
+        watcher = asyncio.create_task(queue.watcher.run())
+
+        async def follow() -> list[str]:
+            return [event.name async for event in queue.events("job_1", -1)]
+
+        readers = [asyncio.create_task(follow()) for _ in range(8)]
+        await asyncio.sleep(0.4)  # every reader has read the empty log and waits
+        sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+        await asyncio.sleep(1.0)
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+        assert 2 <= len(selects) <= 6, selects
+        await store.append_events(other, [StoredEvent(0, "header", "{}")])
+        await store.finish(other, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}")
+        names = await asyncio.wait_for(asyncio.gather(*readers), 5)
+        watcher.cancel()
+    assert names == [["header", "footer"]] * 8
+
+
+def test_two_processes_on_one_host_get_distinct_instance_ids_by_default() -> None:
+    """Two orchestrators on one host used to share the hostname as their id and hand each
+    other's jobs back at start."""
+    first, second = (OrchestratorSettings(database_url="sqlite://") for _ in range(2))
+    assert first.instance_id != second.instance_id
+    assert first.instance_id.startswith(socket.gethostname() + "-")
+    assert OrchestratorSettings(instance_id="orchestrator-0").instance_id == "orchestrator-0"

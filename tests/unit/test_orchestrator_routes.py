@@ -199,3 +199,42 @@ async def test_jobs_need_the_api_key_and_each_key_sees_only_its_own(tmp_path: Pa
     assert mine.status_code == 200 and mine.json()["id"] == "job_a"
     assert_error(theirs, 404, "not_found")
     assert listed.json()["data"] == []
+
+
+async def test_a_key_with_its_cap_of_queued_jobs_gets_429_before_its_upload_is_read(
+    tmp_path: Path,
+) -> None:
+    """ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY counts queued and running async jobs per key: the
+    key at its cap is refused before its body is read (no file lands in the store); another
+    key is not."""
+    app = create_app(settings(tmp_path, api_keys="a,b", max_queued_jobs_per_key=2))
+    async with serve(app) as client:
+        queue = app.state.job_queue
+        await queue.stop()  # nothing claims: the jobs stay queued
+        for job_id in ("job_1", "job_2"):
+            await queue.store.create(job_id, app.state.gate.identify("Bearer a"), "{}", None, None)
+        full = await client.post(
+            "/v1/jobs",
+            files={"file": ("a.wav", b"RIFF" + bytes(100_000), "audio/wav")},
+            headers={"Authorization": "Bearer a"},
+        )
+        other = await client.post(
+            "/v1/jobs",
+            json={"media_url": "http://127.0.0.1:9/a.mp3"},
+            headers={"Authorization": "Bearer b"},
+        )
+    assert_error(full, 429, "rate_limit_exceeded", "2 async jobs",
+                 "ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY")  # fmt: skip
+    assert int(full.headers["retry-after"]) >= 1
+    assert list((tmp_path / "uploads").iterdir()) == []
+    assert_error(other, 422, "media_address_refused")  # checked, not capped
+
+
+async def test_a_second_orchestrator_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
+    async with serve(create_app(settings(tmp_path))):
+        with pytest.raises(RuntimeError, match="SQLite serves one orchestrator") as refused:
+            async with serve(create_app(settings(tmp_path))):
+                pass
+        assert "ORCHESTRATOR_DATABASE_URL=postgresql://" in str(refused.value)
+    async with serve(create_app(settings(tmp_path))) as client:  # the first one let go
+        assert (await client.get("/healthz")).status_code == 200

@@ -1,8 +1,11 @@
-"""The media store: multipart streamed to disk, caps, free disk, ranges back, cleanup."""
+"""The media store: multipart streamed to disk, caps, free disk, ranges back, cleanup, and
+uploads another replica received, copied from the database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -139,3 +142,46 @@ def test_sweep_removes_what_a_crash_left_and_nothing_else(tmp_path: Path) -> Non
 @pytest.mark.parametrize("upload_id", ["../etc/passwd", "A" * 32, "abc", ""])
 def test_only_upload_ids_name_files(tmp_path: Path, upload_id: str) -> None:
     assert make_store(tmp_path).path_of(upload_id) is None
+
+
+class Blocks:
+    """The job table's upload blocks, in memory; counts how often each upload is read."""
+
+    def __init__(self, uploads: dict[str, bytes]) -> None:
+        self.uploads = uploads
+        self.reads: dict[str, int] = {}
+
+    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        self.reads[upload_id] = self.reads.get(upload_id, 0) + 1
+        data = self.uploads.get(upload_id, b"")
+        for start in range(0, len(data), 4):
+            await asyncio.sleep(0)  # other readers arrive meanwhile
+            yield data[start : start + 4]
+
+
+async def test_an_upload_another_replica_received_is_copied_here_once_and_served(
+    tmp_path: Path,
+) -> None:
+    upload_id = "ab" * 16
+    source = Blocks({upload_id: b"the media bytes"})
+    store = MediaStore(tmp_path / "store", "http://o:8000", 1 << 20, 0, source=source)
+    paths = await asyncio.gather(*(store.local(upload_id) for _ in range(5)))
+    assert paths == [tmp_path / "store" / upload_id] * 5
+    assert paths[0] is not None and paths[0].read_bytes() == b"the media bytes"
+    assert source.reads == {upload_id: 1}
+    assert await store.local(upload_id) == paths[0] and source.reads[upload_id] == 1
+    assert await store.local("cd" * 16) is None  # kept nowhere: nothing written
+    assert await store.local("../etc/passwd") is None
+    assert sorted(p.name for p in store.root.iterdir()) == [upload_id]
+
+
+async def test_shared_copies_go_once_their_job_has_ended(tmp_path: Path) -> None:
+    restored, received, running = "ab" * 16, "cd" * 16, "ef" * 16
+    source = Blocks({restored: b"x", running: b"y"})
+    store = MediaStore(tmp_path / "store", "http://o:8000", 1 << 20, 0, source=source)
+    await store.local(restored)
+    await store.local(running)
+    (store.root / received).write_bytes(b"z")
+    store.share(received)  # an async job's upload, kept in the database too
+    assert store.sweep_copies(keep={running}) == 2
+    assert [p.name for p in store.root.iterdir()] == [running]

@@ -1,0 +1,44 @@
+"""A fleet of replicas: lease tokens (fencing), attempts, uploads kept in the database.
+
+- `jobs.lease_token`: a random token per claim; every write of a running job names it, so a
+  replica that lost its claim (it stalled past its lease) can no longer touch the job.
+- `jobs.attempts`: claims that did not end cleanly; past ORCHESTRATOR_JOB_MAX_ATTEMPTS a job
+  fails instead of being claimed again (a file that kills its orchestrator every time).
+- `upload_blocks`: an async job's upload in fixed-size blocks (PostgreSQL), so any replica can
+  serve it to the workers when the one that received it is gone.
+- an index on (owner, status): the per-key count of queued and running jobs at submit.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("lease_token", sa.String(32)))
+        batch.add_column(sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
+    op.create_index("ix_jobs_owner_status", "jobs", ["owner", "status"])
+    op.create_table(
+        "upload_blocks",
+        sa.Column("upload_id", sa.String(64), primary_key=True),
+        sa.Column("block", sa.Integer, primary_key=True),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("upload_blocks")
+    op.drop_index("ix_jobs_owner_status", "jobs")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("attempts")
+        batch.drop_column("lease_token")
