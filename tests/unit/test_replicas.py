@@ -104,17 +104,19 @@ async def test_a_slow_probe_does_not_eject_a_busy_replica() -> None:
 async def test_replicas_start_trusted_and_a_failed_one_is_reprobed_within_a_second() -> None:
     ready = {"a": True, "b": False}
     probes: list[str] = []
+    first_round = asyncio.Event()
 
     def handle(request: httpx.Request) -> httpx.Response:
         probes.append(request.url.host)
+        if len(probes) == 2:
+            first_round.set()
         return httpx.Response(200 if ready[request.url.host] else 503)
 
     pool = ReplicaPool(["http://a", "http://b"])
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
         task = asyncio.create_task(pool.maintain(http, interval_sec=0.05))
-        async with asyncio.timeout(5):  # the first round resolves names: slow on a busy machine
-            while len(probes) < 2:
-                await asyncio.sleep(0.001)
+        # The first round resolves names first: slow on a busy machine.
+        await asyncio.wait_for(first_round.wait(), timeout=5)
         # The probe at start only counts (readiness): a peer still booting isn't ejected.
         assert sorted(probes) == ["a", "b"] and pool.ready == 1
         assert {pool.pick().url for _ in range(50)} == {"http://a", "http://b"}
