@@ -2,9 +2,10 @@
 
 With `ORCHESTRATOR_API_KEYS` (or `ORCHESTRATOR_API_KEYS_FILE`) set, every public endpoint wants
 `Authorization: Bearer <key>`, as OpenAI's SDKs send it; the key is compared with every
-configured key in constant time. Health checks stay open; the chunk workers read uploads from
-`/internal/uploads/<random id>` without one. `ORCHESTRATOR_MAX_JOBS_PER_KEY` caps the jobs one
-key (or, without keys, everyone together) runs at once: beyond it, 429 with Retry-After.
+configured key in constant time. Health checks stay open; `/internal/uploads/<id>` takes the
+fleet credential instead (shared/fleet.py), never a key. `ORCHESTRATOR_MAX_JOBS_PER_KEY` caps
+the jobs one key (or, without keys, everyone together) runs at once: beyond it, 429 with
+Retry-After.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import httpx
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.job_store import JobStore, StoredEvent
-from services.orchestrator.jobs import EVENT_NAMES, JobRunner, Transcript
+from services.orchestrator.jobs import EVENT_NAMES, JobRunner, OwnUpload, Transcript
 from services.orchestrator.uploads import MediaStore, Upload
 from services.orchestrator.webhooks import deliver
 from shared.aio import cancel_and_wait
@@ -329,12 +329,12 @@ class JobQueue:
         try:
             request = JobRequest.model_validate_json(row["request"])
             transcribe = TranscribeRequest(media_url=request.media_url, params=request.params)
-            own_media = row["upload_id"] is not None
+            upload = OwnUpload(row["upload_id"]) if row["upload_id"] else None
             if row["total_sec"] is None:  # not checked at submit (a job from an older version)
-                job = await self.runner.prepare(transcribe, own_media=own_media)
+                job = await self.runner.prepare(transcribe, upload=upload)
                 await self.store.update(job_id, total_sec=job.duration_sec)
             else:  # checked at submit: no second probe
-                job = self.runner.checked(transcribe, row["total_sec"], own_media=own_media)
+                job = self.runner.checked(transcribe, row["total_sec"], upload=upload)
             transcript = Transcript()
             async for event in self.runner.events(job, _StoreLog(self.store, job_id)):
                 transcript.add(event)

@@ -3,12 +3,13 @@
     client ──multipart──> receive(): the file part is written to <store>/<id> as it arrives
                           (never held in memory; the size cap and free disk are checked first
                           and while writing); other fields are kept (small, capped)
-    workers <──GET /internal/uploads/<id> (Range)── the store, exactly like a media host
+    workers <──GET /internal/uploads/<id> (Range, the fleet credential)── the store
     the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
 
-An upload becomes a job's `media_url` (`internal_url`), so it is checked, probed, planned and cut
-into macro chunks across the workers like any URL. Ids are random (128 bits): the internal route
-serves nothing that wasn't uploaded for a running job.
+The orchestrator checks and probes an upload at its own URL (`url()`), like any media URL;
+the workers are sent its id and read it from their `CHUNK_WORKER_ORCHESTRATOR_URLS`. The
+internal route wants the fleet credential (shared/fleet.py), and serves nothing that wasn't
+uploaded for a running job.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class MediaStore:
         return removed
 
     def url(self, upload: Upload) -> str:
-        """Where the workers (and the orchestrator's own checks) read the upload."""
+        """Where this orchestrator reads the upload back (range check, probe)."""
         return f"{self.internal_url}/internal/uploads/{upload.id}"
 
     def path_of(self, upload_id: str) -> Path | None:
