@@ -82,7 +82,7 @@ class ServiceProcess:
     name: str
     module: str
     port: int
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the fleet secret
     host: str = "127.0.0.1"
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
@@ -138,7 +138,7 @@ class LocalStack:
     """Extra environment for every service (e.g. WHISPER_MODEL=random-tiny)."""
     log_dir: Path | None = None
     """Write each service's output to `<log_dir>/<name>.log` instead of this terminal."""
-    fleet_secret: str = ""
+    fleet_secret: str = field(default="", repr=False)
     """The secret every service is given (`*_FLEET_SECRET`); default: $WHISPERFLEET_FLEET_SECRET,
     else a new random one. Tests send it to call a worker or the model server directly."""
     services: list[ServiceProcess] = field(init=False, default_factory=list)

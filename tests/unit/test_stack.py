@@ -38,3 +38,5 @@ def test_every_service_gets_one_fleet_secret_made_per_start(
     assert worker["CHUNK_WORKER_ORCHESTRATOR_URLS"] == first.url
     monkeypatch.setenv(FLEET_SECRET_VARIABLE, "one-the-environment-gives")
     assert LocalStack().fleet_secret == "one-the-environment-gives"
+    stack = LocalStack()
+    assert stack.fleet_secret not in repr(stack)  # a failing test prints the stack
