@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -34,6 +33,7 @@ import httpx
 from scripts.speech import Block, synthesise, write_manifest, write_mp3
 from services.stack import LOCAL_NETWORKS, LocalStack, free_port
 from services.whisper_gpu.model_store import packaged_model_dir
+from shared.cpus import available_cpus
 from tests.support.media_server import MediaServer
 from tests.support.real_models import audio_16k
 from tests.support.scoring import HypSegment, Score, bootstrap_interval, near_cuts, score, wer_of
@@ -105,7 +105,7 @@ def run_faster_whisper(system: str, model_dir: Path, path: Path, language: str |
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(
-        str(model_dir), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 2
+        str(model_dir), device="cpu", compute_type="int8", cpu_threads=available_cpus()
     )
     audio = audio_16k(str(path.resolve()))
     transcribe: Callable[..., Any] = model.transcribe
@@ -232,6 +232,7 @@ def main() -> None:
             "WHISPER_MODEL": args.model,
             "WHISPER_MODEL_CACHE_DIR": str(cache),
             "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the local media host
+            "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,
         },
         log_dir=Path(tempfile.mkdtemp(prefix="bench-accuracy-")),
     )
@@ -254,7 +255,7 @@ def main() -> None:
         verdicts += report(path.stem, manifest, scored)
     plot(rows, RESULTS / "accuracy.png")
     print(
-        f"\nmodel {args.model} (int8), {os.cpu_count()} cores; plot: {RESULTS / 'accuracy.png'}\n"
+        f"\nmodel {args.model} (int8), {available_cpus()} CPUs; plot: {RESULTS / 'accuracy.png'}\n"
     )
     print("\n".join(verdicts))
 

@@ -219,20 +219,20 @@ def fetch_options(proxy: RangeProxy | None) -> FetchOptions:
 
 
 LOCAL = ["127.0.0.0/8"]
-"""What the requests let workers reach: the benchmark's media host on this machine."""
+"""What the workers (and the probe) may reach: the benchmark's media host on this machine."""
 
 
 @asynccontextmanager
 async def worker(whisper: WhisperClient) -> AsyncIterator[ChunkTranscriber]:
     """The worker's core as the app builds it (worker defaults: its own media access and range
     proxy, so a file's index is fetched once per worker), with a fake model client."""
-    access = MediaAccess(read_timeout_sec=30.0, keep_bytes=32 << 20)
-    try:
+    access = MediaAccess(
+        AddressPolicy.parse(LOCAL), [], {}, read_timeout_sec=30.0, keep_bytes=32 << 20
+    )
+    async with access:
         yield ChunkTranscriber(
             whisper, access, fetch_options(None), MAX_INFLIGHT_CLIPS, WorkerMetrics()
         )
-    finally:
-        await access.aclose()
 
 
 @asynccontextmanager
@@ -293,7 +293,6 @@ async def whole_file(
                 start_sec=low,
                 end_sec=high,
                 smoothing_num_samples=SMOOTHING,
-                allowed_networks=LOCAL,
             )
             for low, high in windows
         ]
@@ -311,7 +310,6 @@ async def whole_file(
                 start_sec=span.start_sec,
                 end_sec=span.end_sec,
                 params=params(),
-                allowed_networks=LOCAL,
             )
             reports = [item.micro_chunk async for item in worker.stream(request)]
             return [report.end_sec for report in reports[:-1]]
@@ -355,7 +353,6 @@ async def first_chunk(
                 start_sec=start,
                 end_sec=start + MACRO_SEC,
                 params=params(),
-                allowed_networks=LOCAL,
             )
             began = time.perf_counter()
             task = asyncio.create_task(drain(transcriber.stream(request)))
@@ -396,7 +393,6 @@ async def rss_probe(url: str, start_sec: float, end_sec: float) -> None:
             start_sec=start_sec,
             end_sec=end_sec,
             params=params(),
-            allowed_networks=LOCAL,
         )
         baseline = _status_kib("VmRSS")
         count = 0

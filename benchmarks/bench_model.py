@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -27,7 +27,9 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
 from services.stack import ServiceProcess, free_port
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
+from shared import fleet
 from shared.audio import pcm16_to_wav
+from shared.cpus import available_cpus
 
 MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "speech_200s.mp3"
 RATE = 16000
@@ -105,10 +107,14 @@ async def through_server(
             response.raise_for_status()
             latencies.append(time.perf_counter() - t0)
 
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with httpx.AsyncClient(timeout=600, headers=fleet.headers(SECRET)) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         return time.perf_counter() - started, latencies
+
+
+SECRET = secrets.token_urlsafe(32)
+"""The model server's fleet secret for this run (the benchmark is its only client)."""
 
 
 def start_server(
@@ -128,6 +134,7 @@ def start_server(
             "WHISPER_MAX_BATCH_SIZE": str(batch),
             "WHISPER_BEAM_SIZE": str(BEAM),
             "WHISPER_TEMPERATURE_FALLBACK": "false",
+            "WHISPER_FLEET_SECRET": SECRET,
         },
         log_path=cache / "bench-whisper.log",
     )
@@ -151,7 +158,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--latency-clips", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=available_cpus())
     parser.add_argument(
         "--server-replicas",
         type=int,

@@ -93,6 +93,7 @@ def main() -> None:
             "ORCHESTRATOR_UPLOAD_DIR": str(folder / "uploads"),
             "ORCHESTRATOR_DATABASE_URL": f"sqlite:///{folder / 'jobs.db'}",
             "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the local media host
+            "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,
         },
         log_dir=folder,
     )

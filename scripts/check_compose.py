@@ -22,7 +22,9 @@ Compose merges the keys these files use). For every service:
 
 Kubernetes (deploy/k8s): every manifest parses; each container's environment (inline or from a
 ConfigMap) names only Settings fields; probes and ports match the app; kustomizations list files
-that exist.
+that exist; every service takes its fleet secret from the `whisperfleet-fleet` Secret (not
+optional), and NetworkPolicies admit only the orchestrator's pods to the chunk workers and only
+the workers' pods to the model server.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import logging
 import os
 import re
 import sys
@@ -67,6 +70,8 @@ DEFAULT_OVERRIDES: dict[str, str] = {
 
 FOLLOWS: dict[str, str] = {
     "ORCHESTRATOR_MODEL_NAME": "WHISPER_MODEL",  # /v1/models lists what the model server runs
+    # The workers' own address rule: the orchestrator's networks, set once.
+    "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS": "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS",
 }
 """Settings tuned by another service's variable, so that one variable sets both."""
 
@@ -80,11 +85,11 @@ GPU_OVERLAY_ENV = frozenset(
 )
 GPU_OVERLAY_KEYS = frozenset({"build", "image", "environment", "deploy"})
 
-SERVICE_URL_FIELDS: dict[str, tuple[str, str]] = {
-    "orchestrator": ("worker_urls", "chunk_worker"),
-    "chunk_worker": ("whisper_urls", MODEL_PACKAGE),
+SERVICE_URL_FIELDS: dict[str, list[tuple[str, str]]] = {
+    "orchestrator": [("worker_urls", "chunk_worker")],
+    "chunk_worker": [("whisper_urls", MODEL_PACKAGE), ("orchestrator_urls", PUBLIC_PACKAGE)],
 }
-"""Package -> (its Settings field of peer base URLs, the package those URLs must reach)."""
+"""Package -> [(its Settings field of peer base URLs, the package those URLs must reach)]."""
 
 K8S_CONTAINERS: dict[str, str] = {
     "orchestrator": "orchestrator",
@@ -92,6 +97,13 @@ K8S_CONTAINERS: dict[str, str] = {
     "whisper": MODEL_PACKAGE,
 }
 """Kubernetes container name -> package."""
+
+K8S_FLEET_SECRET = "whisperfleet-fleet"
+"""The Secret every Deployment takes its `*_FLEET_SECRET` from."""
+
+K8S_CALLERS: dict[str, str] = {"chunk-worker": "orchestrator", "whisper": "chunk-worker"}
+"""Internal Deployment -> the only Deployment whose pods may connect to it (NetworkPolicy)."""
+K8S_NAME_LABEL = "app.kubernetes.io/name"
 
 
 # ---- the services, as the code defines them --------------------------------------------------
@@ -151,11 +163,17 @@ def service_code(package: str) -> ServiceCode | None:
 
 @cache
 def get_routes(package: str) -> frozenset[str]:
-    """Paths the app answers with GET (building the app runs no lifespan: no model is loaded)."""
+    """Paths the app answers with GET (building the app runs no lifespan: no model is loaded;
+    its start-up warnings, such as a missing fleet secret, are about this shell, not the files)."""
     code = service_code(package)
     if code is None:
         return frozenset()
-    paths: dict[str, dict[str, Any]] = code.app_factory().openapi()["paths"]
+    logging.disable(logging.WARNING)
+    try:
+        app = code.app_factory()
+    finally:
+        logging.disable(logging.NOTSET)
+    paths: dict[str, dict[str, Any]] = app.openapi()["paths"]
     return frozenset(path for path, methods in paths.items() if "get" in methods)
 
 
@@ -507,10 +525,18 @@ def _check_ports_and_health(
                     f"(it has {', '.join(sorted(HEALTH_PATHS & routes))})",
                 )
 
-    url_field = SERVICE_URL_FIELDS.get(service.code.package)
-    if url_field is None:
-        return
-    field_name, target_package = url_field
+    for field_name, target_package in SERVICE_URL_FIELDS.get(service.code.package, []):
+        _check_peer_urls(service, services, field_name, target_package, problem)
+
+
+def _check_peer_urls(
+    service: _Service,
+    services: Mapping[str, _Service],
+    field_name: str,
+    target_package: str,
+    problem: Callable[[str, str], None],
+) -> None:
+    name, settings = service.name, service.settings
     for url in getattr(settings, field_name):
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -671,6 +697,7 @@ def check_kubernetes(root: Path = ROOT) -> Report:
         for _, doc in docs
         if doc.get("kind") == "ConfigMap"
     }
+    _check_network_policies([doc for _, doc in docs], report)
     for path, doc in docs:
         rel = path.relative_to(root)
         if doc.get("kind") == "Kustomization" or path.name == "kustomization.yaml":
@@ -724,6 +751,8 @@ def _check_k8s_container(
                 f"{where}: {key} is not a setting of "
                 f"{code.settings_cls.__name__}{_suggest(key, fields)}"
             )
+    if "image" in container:  # a full container, not a patch
+        _check_fleet_secret(where, container, code, report)
     port = int(code.settings_cls.model_fields["port"].get_default())
     port = int(env.get(code.env_name("port"), port))
     ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
@@ -740,6 +769,50 @@ def _check_k8s_container(
             report.problems.append(f"{where}: {kind} path {path} should be {wanted}")
         if probe_port not in (port, *(name for name in ports if name)):
             report.problems.append(f"{where}: {kind} port {probe_port} is not {port}")
+
+
+def _check_fleet_secret(
+    where: str, container: Mapping[str, Any], code: ServiceCode, report: Report
+) -> None:
+    name = code.env_name("fleet_secret")
+    items = [item for item in container.get("env") or [] if item.get("name") == name]
+    ref = ((items[0].get("valueFrom") or {}).get("secretKeyRef") or {}) if items else {}
+    if ref.get("name") != K8S_FLEET_SECRET or ref.get("optional"):
+        report.problems.append(
+            f"{where}: {name} must come from the Secret {K8S_FLEET_SECRET} (secretKeyRef, not "
+            "optional): without it the service refuses every internal call"
+        )
+
+
+def _check_network_policies(docs: list[dict[str, Any]], report: Report) -> None:
+    policies = [doc for doc in docs if doc.get("kind") == "NetworkPolicy"]
+    for target, caller in K8S_CALLERS.items():
+        selecting = [
+            policy
+            for policy in policies
+            if ((policy.get("spec") or {}).get("podSelector") or {}).get("matchLabels")
+            == {K8S_NAME_LABEL: target}
+        ]
+        if not selecting:
+            report.problems.append(
+                f"{K8S_DIR}: no NetworkPolicy selects the {target} pods: only the {caller} "
+                "pods may connect to them"
+            )
+        for policy in selecting:
+            spec = policy.get("spec") or {}
+            name = (policy.get("metadata") or {}).get("name")
+            peers = [peer for rule in spec.get("ingress") or [] for peer in rule.get("from") or []]
+            open_rule = any(not rule.get("from") for rule in spec.get("ingress") or [])
+            allowed = {"podSelector": {"matchLabels": {K8S_NAME_LABEL: caller}}}
+            if (
+                "Ingress" not in (spec.get("policyTypes") or [])
+                or open_rule
+                or any(peer != allowed for peer in peers)
+            ):
+                report.problems.append(
+                    f"{K8S_DIR}: NetworkPolicy {name} admits more than the {caller} pods to "
+                    f"the {target} pods"
+                )
 
 
 # ---- command line --------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 
 Starts the model server, the chunk workers and the orchestrator, each as its own process with
 its settings passed by environment variables, waits until every one answers `/readyz`, prints the
-orchestrator URL and stops them all on Ctrl-C (or when any of them dies).
+orchestrator URL and stops them all on Ctrl-C (or when any of them dies). The services share a
+fleet secret made for this start (`secrets.token_urlsafe`), unless `WHISPERFLEET_FLEET_SECRET`
+gives one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import ctypes
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +31,8 @@ from services.whisper_gpu.config import WhisperSettings
 
 LOCAL_NETWORKS = "127.0.0.0/8,::1"
 """What `make run` lets media URLs reach besides the internet: this machine."""
+FLEET_SECRET_VARIABLE = "WHISPERFLEET_FLEET_SECRET"
+"""The environment variable that gives the stack its fleet secret (Compose reads it too)."""
 
 
 def _die_with_parent() -> None:
@@ -77,7 +82,7 @@ class ServiceProcess:
     name: str
     module: str
     port: int
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the fleet secret
     host: str = "127.0.0.1"
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
@@ -133,17 +138,30 @@ class LocalStack:
     """Extra environment for every service (e.g. WHISPER_MODEL=random-tiny)."""
     log_dir: Path | None = None
     """Write each service's output to `<log_dir>/<name>.log` instead of this terminal."""
+    fleet_secret: str = field(default="", repr=False)
+    """The secret every service is given (`*_FLEET_SECRET`); default: $WHISPERFLEET_FLEET_SECRET,
+    else a new random one. Tests send it to call a worker or the model server directly."""
     services: list[ServiceProcess] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         def log(name: str) -> Path | None:
             return self.log_dir / f"{name}.log" if self.log_dir else None
 
+        self.fleet_secret = (
+            self.fleet_secret
+            or os.environ.get(FLEET_SECRET_VARIABLE, "")
+            or secrets.token_urlsafe(32)
+        )
         whisper = ServiceProcess(
             "whisper_gpu",
             "services.whisper_gpu",
             self.whisper_port,
-            {"WHISPER_HOST": self.host, "WHISPER_PORT": str(self.whisper_port), **self.env},
+            {
+                "WHISPER_HOST": self.host,
+                "WHISPER_PORT": str(self.whisper_port),
+                "WHISPER_FLEET_SECRET": self.fleet_secret,
+                **self.env,
+            },
             self.host,
             log("whisper_gpu"),
         )
@@ -157,6 +175,8 @@ class LocalStack:
                     "CHUNK_WORKER_HOST": self.host,
                     "CHUNK_WORKER_PORT": str(port),
                     "CHUNK_WORKER_WHISPER_URLS": whisper.url,
+                    "CHUNK_WORKER_ORCHESTRATOR_URLS": self.url,
+                    "CHUNK_WORKER_FLEET_SECRET": self.fleet_secret,
                     **self.env,
                 },
                 self.host,
@@ -172,6 +192,7 @@ class LocalStack:
                 "ORCHESTRATOR_HOST": self.host,
                 "ORCHESTRATOR_PORT": str(self.port),
                 "ORCHESTRATOR_WORKER_URLS": ",".join(w.url for w in workers),
+                "ORCHESTRATOR_FLEET_SECRET": self.fleet_secret,
                 "ORCHESTRATOR_MODEL_NAME": self.env.get(
                     "WHISPER_MODEL", os.environ.get("WHISPER_MODEL", WhisperSettings().model)
                 ),
@@ -251,12 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env: dict[str, str] = {}
-    if "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS" not in os.environ:
-        env["ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"] = LOCAL_NETWORKS
+    networks = os.environ.get("ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS")
+    if networks is None:
+        networks = env["ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"] = LOCAL_NETWORKS
         print(
             f"media URLs on this machine are allowed (ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS="
             f"{LOCAL_NETWORKS}); set that variable to change it"
         )
+    if "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS" not in os.environ:
+        env["CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS"] = networks  # their own rule: the same one
     stack = LocalStack(
         port=args.port,
         workers=args.workers,

@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from shared.errors import (
     NotReadyError,
+    UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     WhisperfleetError,
@@ -184,6 +185,12 @@ class ServiceClient:
 
     def _response_error(self, response: httpx.Response) -> Exception:
         error = error_from_body(response.status_code, response.content, source=self.name)
+        if response.status_code == 401:
+            # The fleet credential (shared/fleet.py), not the end client's key: a 502 for them.
+            return UpstreamError(
+                f"{self.name} refused this service's fleet credential ({error.message}); every "
+                "service must be given the same fleet secret"
+            )
         if response.status_code not in _RETRYABLE_STATUS:
             return error
         error.retry_after_sec = _retry_after(response) or error.retry_after_sec

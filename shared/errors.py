@@ -3,6 +3,9 @@
     WhisperfleetError (500 internal_error)
     ├── BadRequestError (400 bad_request)                    OpenAI API: a value we don't offer
     ├── UnauthorizedError (401 invalid_api_key)              no or a wrong API key
+    │   └── FleetCredentialError (401 invalid_fleet_credential)
+    │                                                        an internal call without the fleet
+    │                                                        secret (shared/fleet.py)
     ├── NotFoundError (404 not_found)                        no such job (or not the caller's)
     ├── ConflictError (409 conflict)                         a job's result asked for too early
     ├── RateLimitedError (429 rate_limit_exceeded)           too many jobs of one key at once
@@ -82,6 +85,10 @@ class UnauthorizedError(WhisperfleetError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "WWW-Authenticate": "Bearer"}
+
+
+class FleetCredentialError(UnauthorizedError):
+    code = "invalid_fleet_credential"
 
 
 class NotFoundError(WhisperfleetError):
@@ -176,9 +183,11 @@ def _all_subclasses(cls: type[WhisperfleetError]) -> list[type[WhisperfleetError
     return found
 
 
-_BY_CODE: dict[str, type[WhisperfleetError]] = {
-    cls.code: cls for cls in _all_subclasses(WhisperfleetError)
-}
+def _class_for(code: str) -> type[WhisperfleetError]:
+    """The class of an error code, among every subclass defined so far: some live in other
+    modules (`media_host.MediaAddressRefusedError`), defined after this one is imported."""
+    by_code = {cls.code: cls for cls in _all_subclasses(WhisperfleetError)}
+    return by_code.get(code, UpstreamError)
 
 
 def error_from_body(status_code: int, content: bytes, *, source: str) -> WhisperfleetError:
@@ -194,7 +203,7 @@ def error_from_body(status_code: int, content: bytes, *, source: str) -> Whisper
         if status_code == 504:
             return UpstreamTimeoutError(message)
         return UpstreamError(message)
-    cls = _BY_CODE.get(detail.code, UpstreamError)
+    cls = _class_for(detail.code)
     if cls is WhisperfleetError:
         cls = UpstreamError
     if issubclass(cls, UpstreamUnavailableError):

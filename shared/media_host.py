@@ -61,17 +61,21 @@ class MediaAddressRefusedError(InvalidRequestError):
 class AddressPolicy:
     allowed: tuple[IPNetwork, ...] = ()
     """Networks reachable even though they are not public."""
+    setting: str = SETTING
+    """The setting that lists them, named in a refusal (each service has its own)."""
 
     @classmethod
-    def parse(cls, networks: Iterable[str]) -> AddressPolicy:
+    def parse(cls, networks: Iterable[str], setting: str = SETTING) -> AddressPolicy:
         """From CIDRs such as '127.0.0.0/8' or '::1' (ValueError on anything else)."""
         return cls(
-            tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks if n.strip())
+            tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks if n.strip()),
+            setting,
         )
 
     @classmethod
     def anywhere(cls) -> AddressPolicy:
-        """For URLs the services make themselves (the orchestrator's own uploads)."""
+        """For URLs a service makes from its own settings, never a client's: uploads, read
+        from an orchestrator with the fleet credential."""
         return cls((ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
 
     @property
@@ -108,7 +112,7 @@ class AddressPolicy:
         raise MediaAddressRefusedError(
             f"{host} resolves to {', '.join(reasons) or 'no address'}: the server does not "
             f"fetch media from loopback, private, link-local, multicast or reserved addresses "
-            f"unless {SETTING} allows them",
+            f"unless {self.setting} allows them",
             param="media_url",
         )
 

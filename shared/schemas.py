@@ -7,12 +7,11 @@ chunk worker -> whisper server) use the types further down.
 
 from __future__ import annotations
 
-import ipaddress
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.languages import normalize_language
 from shared.streams import StreamTypes
@@ -36,12 +35,8 @@ def _require_http_url(value: str) -> str:
 MediaUrl = Annotated[str, AfterValidator(_require_http_url)]
 
 
-def _cidrs(values: list[str]) -> list[str]:
-    return [str(ipaddress.ip_network(value, strict=False)) for value in values]
-
-
-Networks = Annotated[list[str], AfterValidator(_cidrs)]
-"""CIDRs such as '10.0.0.0/8' or '::1'."""
+UploadId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+"""An upload in an orchestrator's media store (128 random bits, hex)."""
 
 
 class _Strict(BaseModel):
@@ -195,17 +190,29 @@ class TranscribeOutput(BaseModel):
 # -- orchestrator -> chunk worker -------------------------------------------------------------
 
 
-class ChunkRequest(_Strict):
-    """Transcribe `[start_sec, end_sec)` of `media_url`."""
+class _Media(_Strict):
+    """Where an internal request's media is: a client's URL, fetched under the worker's own
+    address rule (`CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS`), or an upload, read from an
+    orchestrator (`CHUNK_WORKER_ORCHESTRATOR_URLS`) with the fleet credential. Exactly one."""
 
-    media_url: MediaUrl
+    media_url: MediaUrl | None = None
+    upload_id: UploadId | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.media_url is None) == (self.upload_id is None):
+            raise ValueError("give exactly one of media_url and upload_id")
+        return self
+
+
+class ChunkRequest(_Media):
+    """Transcribe `[start_sec, end_sec)` of the media."""
+
     start_sec: Seconds
     end_sec: Seconds
     params: TranscribeParams = Field(default_factory=TranscribeParams)
     first_micro_chunk_sec: float | None = Field(None, ge=5.0, le=MAX_CLIP_SEC)
     """A shorter first micro chunk (the job's first words); None: like the others."""
-    allowed_networks: Networks = Field(default_factory=list)
-    """Non-public networks the media may be on (the orchestrator's address policy)."""
 
 
 class MicroChunkResult(BaseModel):
@@ -227,15 +234,12 @@ CHUNK_STREAM: StreamTypes[MicroChunkResult, BaseModel, ChunkStreamFooter] = Stre
 """`POST /v1/chunks/stream` on a chunk worker: micro chunk results in timeline order."""
 
 
-class SilenceRequest(_Strict):
-    """Find the quietest instant of `media_url` within `[start_sec, end_sec)`."""
+class SilenceRequest(_Media):
+    """Find the quietest instant of the media within `[start_sec, end_sec)`."""
 
-    media_url: MediaUrl
     start_sec: Seconds
     end_sec: Seconds
     smoothing_num_samples: int = Field(3200, ge=160, le=16000)
-    allowed_networks: Networks = Field(default_factory=list)
-    """Non-public networks the media may be on (the orchestrator's address policy)."""
 
 
 class SilenceResult(BaseModel):
@@ -300,6 +304,8 @@ class StreamHeader(BaseModel):
     """First event of `POST /v1/transcribe/stream` (`event: header`)."""
 
     media_url: str
+    """The request's media URL, or `upload:<file name>` for an uploaded file (`upload:<id>`
+    in an async job's events: the name is not kept); never where the fleet reads it."""
     input_duration_sec: float
     macro_chunks: list[TimeSpan]
 

@@ -1,58 +1,134 @@
-"""A worker's ways to media hosts: one guarded client and range proxy per address policy.
+"""A worker's two ways to media, each a guarded client and its own range proxy.
 
-The orchestrator says, with every chunk and silence request, which networks its media may be
-on (`ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS`; anywhere for its own uploads). Each policy gets its
-own `shared.media_host` client and its own `RangeProxy`, so a page cached under one policy is
-never served under another; there are only ever a few (one per orchestrator setting, plus
-uploads).
+    media_url ──> clients' media: the worker's own address rule
+                  (`CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS`, never taken from a request)
+    upload_id ──> an orchestrator's `/internal/uploads/<id>` (`CHUNK_WORKER_ORCHESTRATOR_URLS`,
+                  the next one when one can't be reached), with the fleet credential
+
+The credential goes only to the orchestrators: the client for clients' media never carries it.
+Both proxies live as long as the worker (one page cache each, `range_cache_mb` apiece).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
+from types import TracebackType
 
 import httpx
 
 from services.chunk_worker.range_proxy import RangeProxy
+from shared.errors import (
+    MediaUnavailableError,
+    UpstreamError,
+    UpstreamUnavailableError,
+    error_from_body,
+)
 from shared.media_host import AddressPolicy, media_client
+from shared.schemas import ChunkRequest, SilenceRequest
+
+ORCHESTRATORS_SETTING = "CHUNK_WORKER_ORCHESTRATOR_URLS"
 
 
 class MediaAccess:
     def __init__(
-        self, read_timeout_sec: float, keep_bytes: int, reconnect_delay_max_sec: int = 4
+        self,
+        policy: AddressPolicy,
+        orchestrator_urls: Sequence[str],
+        fleet_headers: dict[str, str],
+        read_timeout_sec: float,
+        keep_bytes: int,
+        reconnect_delay_max_sec: int = 4,
     ) -> None:
+        self.policy = policy
+        self.orchestrator_urls = [url.rstrip("/") for url in orchestrator_urls]
+        self.fleet_headers = fleet_headers
         self.read_timeout_sec = read_timeout_sec
         self.keep_bytes = keep_bytes
         self.reconnect_delay_max_sec = reconnect_delay_max_sec
-        self._proxies: dict[tuple[str, ...], RangeProxy] = {}
         self._stack = contextlib.AsyncExitStack()
-        self._lock = asyncio.Lock()
+        self._preferred = 0
+        self.media: RangeProxy | None = None
+        self.uploads: RangeProxy | None = None
+        self._uploads_http: httpx.AsyncClient | None = None
 
-    async def proxy(self, networks: Sequence[str]) -> RangeProxy:
-        """The range proxy (and client) for media under this policy, started on first use."""
-        key = tuple(sorted(networks))
-        if key not in self._proxies:
-            async with self._lock:
-                if key not in self._proxies:
-                    self._proxies[key] = await self._start(AddressPolicy.parse(key))
-        return self._proxies[key]
-
-    async def _start(self, policy: AddressPolicy) -> RangeProxy:
+    async def __aenter__(self) -> MediaAccess:
         timeout = httpx.Timeout(self.read_timeout_sec, connect=min(10.0, self.read_timeout_sec))
-        http = await self._stack.enter_async_context(media_client(policy, timeout))
-        proxy = RangeProxy(
-            http,
-            keep_bytes=self.keep_bytes,
-            reconnect_delay_max_sec=self.reconnect_delay_max_sec,
-        )
-        return await self._stack.enter_async_context(proxy)
+        media_http = await self._stack.enter_async_context(media_client(self.policy, timeout))
+        self.media = await self._stack.enter_async_context(self._proxy(media_http))
+        # The orchestrators' addresses come from this worker's settings, not from a request.
+        uploads_http = media_client(AddressPolicy.anywhere(), timeout)
+        uploads_http.headers.update(self.fleet_headers)
+        self._uploads_http = await self._stack.enter_async_context(uploads_http)
+        self.uploads = await self._stack.enter_async_context(self._proxy(uploads_http))
+        return self
 
-    @property
-    def proxies(self) -> list[RangeProxy]:
-        return list(self._proxies.values())
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-        self._proxies.clear()
+        self.media = self.uploads = self._uploads_http = None
+
+    def _proxy(self, http: httpx.AsyncClient) -> RangeProxy:
+        return RangeProxy(
+            http, keep_bytes=self.keep_bytes, reconnect_delay_max_sec=self.reconnect_delay_max_sec
+        )
+
+    async def source(self, request: ChunkRequest | SilenceRequest) -> tuple[RangeProxy, str]:
+        """The proxy to read the request's media through, and the URL to read."""
+        assert self.media is not None and self.uploads is not None, "not started"
+        if request.upload_id is None:
+            assert request.media_url is not None
+            return self.media, request.media_url
+        return self.uploads, await self.upload_url(request.upload_id)
+
+    async def upload_url(self, upload_id: str) -> str:
+        """The upload's URL at the first orchestrator that answers for it (the one that
+        answered last time is asked first)."""
+        assert self._uploads_http is not None, "not started"
+        count = len(self.orchestrator_urls)
+        failures = []
+        for step in range(count):
+            index = (self._preferred + step) % count
+            base = self.orchestrator_urls[index]
+            url = f"{base}/internal/uploads/{upload_id}"
+            try:
+                headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
+                async with self._uploads_http.stream("GET", url, headers=headers) as response:
+                    status = response.status_code
+                    content = await response.aread() if status >= 400 else b""
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failures.append(f"{base} ({type(exc).__name__})")
+                continue
+            except httpx.HTTPError as exc:
+                raise UpstreamUnavailableError(
+                    f"the orchestrator at {base} failed while its upload was checked "
+                    f"({type(exc).__name__}); check {ORCHESTRATORS_SETTING}",
+                    retry_after_sec=1,
+                ) from exc
+            self._preferred = index
+            if status < 400:
+                return url
+            if status == 401:
+                refusal = error_from_body(status, content, source="the orchestrator").message
+                raise UpstreamError(
+                    f"the orchestrator at {base} refused this worker's fleet credential "
+                    f"({refusal}); CHUNK_WORKER_FLEET_SECRET must be the fleet's secret"
+                )
+            if status in (404, 422):
+                raise MediaUnavailableError(
+                    f"upload {upload_id} is not at the orchestrator (its job has ended)",
+                    param="upload_id",
+                )
+            raise UpstreamError(f"the orchestrator at {base} answered HTTP {status} for an upload")
+        raise UpstreamUnavailableError(
+            f"no orchestrator could be reached for upload {upload_id}: {', '.join(failures)}; "
+            f"check {ORCHESTRATORS_SETTING}",
+            retry_after_sec=1,
+        )

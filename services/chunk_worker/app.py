@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,24 +15,38 @@ from services.chunk_worker.config import ChunkWorkerSettings
 from services.chunk_worker.media import FetchOptions
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
+from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WhisperClient
+from shared.media_host import AddressPolicy
 from shared.replicas import ReplicaPool
+
+NETWORKS_SETTING = "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS"
+SECRET_SETTING = "CHUNK_WORKER_FLEET_SECRET"
 
 
 def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
     from services.chunk_worker.routes import router
 
     settings = settings or ChunkWorkerSettings()
+    secret = fleet.load_secret(settings.fleet_secret, settings.fleet_secret_file, SECRET_SETTING)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=settings.max_inflight_clips * 4)
         timeout = httpx.Timeout(settings.whisper_deadline_sec, connect=5.0)
-        access = MediaAccess(settings.media_read_timeout_sec, settings.range_cache_mb << 20)
+        access = MediaAccess(
+            AddressPolicy.parse(settings.allowed_media_networks, NETWORKS_SETTING),
+            settings.orchestrator_urls,
+            fleet.headers(secret),
+            settings.media_read_timeout_sec,
+            settings.range_cache_mb << 20,
+        )
         async with (
-            httpx.AsyncClient(timeout=timeout, limits=limits) as whisper_http,
-            contextlib.aclosing(access),
+            httpx.AsyncClient(
+                timeout=timeout, limits=limits, headers=fleet.headers(secret)
+            ) as whisper_http,
+            access,
         ):
             pool = ReplicaPool(settings.whisper_urls)
             whisper = WhisperClient(
@@ -71,6 +84,7 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
                 maintenance.cancel()
 
     app = FastAPI(title="Whisperfleet chunk worker", version="0.1.0", lifespan=lifespan)
+    fleet.install(app, secret, SECRET_SETTING, fleet.all_but_probes)
     install_error_handlers(app)
     app.include_router(
         health_router(

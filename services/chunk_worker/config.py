@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.config import split_urls
+from shared.config import empty_is_unset, networks, split_urls
 
 
 class ChunkWorkerSettings(BaseSettings):
@@ -15,6 +16,22 @@ class ChunkWorkerSettings(BaseSettings):
 
     whisper_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8002"]
     """Base URLs of the model server replicas, comma-separated."""
+    allowed_media_networks: Annotated[list[str], NoDecode] = []
+    """Non-public networks media URLs may point into, comma-separated CIDRs; empty: none (a URL
+    or redirect resolving to a loopback, private, link-local, multicast or reserved address is
+    refused). The worker's own rule, never taken from a request: set it like the
+    orchestrator's `ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS` (`make run` sets `127.0.0.0/8,::1`)."""
+    orchestrator_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8000"]
+    """Where uploads are read (`/internal/uploads/<id>`, with the fleet credential): the
+    orchestrators' base URLs, comma-separated, tried in turn when one can't be reached."""
+    fleet_secret: SecretStr | None = None
+    """The secret the whole fleet shares (at least 16 characters): the orchestrator must send
+    it (`Authorization: Bearer`) to use this worker, and the worker sends it to the model
+    server and to the orchestrator's uploads. Unset (and no file): every call but the health
+    checks is refused."""
+    fleet_secret_file: Path | None = None
+    """A file whose first line is the fleet secret (a mounted Secret), if `fleet_secret` is
+    unset."""
     whisper_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
     """How often model server names are re-resolved (scaled replicas join) and probed."""
     max_inflight_clips: int = Field(8, ge=1, le=256)
@@ -40,4 +57,6 @@ class ChunkWorkerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=0, le=65535)
 
-    _split_urls = field_validator("whisper_urls", mode="before")(split_urls)
+    _split_urls = field_validator("whisper_urls", "orchestrator_urls", mode="before")(split_urls)
+    _networks = field_validator("allowed_media_networks", mode="before")(networks)
+    _unset = field_validator("fleet_secret", "fleet_secret_file", mode="before")(empty_is_unset)

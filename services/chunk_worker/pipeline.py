@@ -124,15 +124,17 @@ class ChunkTranscriber:
         self.max_inflight_clips = max_inflight_clips
         self.metrics = metrics
 
-    async def _fetch_for(self, networks: list[str]) -> FetchOptions:
-        """Fetch options reading through the range proxy of the request's address policy."""
-        return replace(self.fetch, proxy=await self.access.proxy(networks))
+    async def _open(self, request: ChunkRequest | SilenceRequest) -> tuple[FetchOptions, str]:
+        """Fetch options reading through the range proxy for the request's media (a client's
+        URL or an upload: `access.py`), and the URL to read."""
+        proxy, url = await self.access.source(request)
+        return replace(self.fetch, proxy=proxy), url
 
     async def prepare(self, request: ChunkRequest) -> SeekMode:
         """Check the media before anything streams, so a bad URL gets a real HTTP status."""
-        fetch = await self._fetch_for(request.allowed_networks)
+        fetch, url = await self._open(request)
         assert fetch.proxy is not None
-        return await sniff_media(fetch.proxy, request.media_url)
+        return await sniff_media(fetch.proxy, url)
 
     async def stream(
         self, request: ChunkRequest, mode: SeekMode | None = None
@@ -201,10 +203,10 @@ class ChunkTranscriber:
                 task.add_done_callback(in_flight.discard)
                 sent.put_nowait(task)
 
-        fetch = await self._fetch_for(request.allowed_networks)
+        fetch, url = await self._open(request)
 
         async def produce() -> None:
-            source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, fetch)
+            source = PcmSource(url, request.start_sec, request.end_sec, mode, fetch)
             try:
                 # FFmpeg's -t can overshoot by a sample: never let a range reach into the next.
                 remaining = source.expected_samples
@@ -236,10 +238,10 @@ class ChunkTranscriber:
             await cancel_and_wait([producer, *in_flight])
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
-        fetch = await self._fetch_for(request.allowed_networks)
+        fetch, url = await self._open(request)
         assert fetch.proxy is not None
-        mode = await sniff_media(fetch.proxy, request.media_url)
-        source = PcmSource(request.media_url, request.start_sec, request.end_sec, mode, fetch)
+        mode = await sniff_media(fetch.proxy, url)
+        source = PcmSource(url, request.start_sec, request.end_sec, mode, fetch)
         async with source:
             samples = np.concatenate([block async for block in source.blocks()])
         split = quietest_point(samples, 0, len(samples), request.smoothing_num_samples)

@@ -18,10 +18,13 @@ from services.orchestrator.job_queue import JobQueue
 from services.orchestrator.job_store import JobStore, single_writer
 from services.orchestrator.jobs import JobRunner, MediaClients
 from services.orchestrator.uploads import MediaStore
+from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WorkerClient
 from shared.media_host import AddressPolicy, media_client
 from shared.replicas import ReplicaPool
+
+SECRET_SETTING = "ORCHESTRATOR_FLEET_SECRET"
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
@@ -31,6 +34,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     from services.orchestrator.routes import router
 
     settings = settings or OrchestratorSettings()
+    secret = fleet.load_secret(settings.fleet_secret, settings.fleet_secret_file, SECRET_SETTING)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,11 +42,15 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         policy = AddressPolicy.parse(settings.allowed_media_networks)
         probe_timeout = httpx.Timeout(settings.probe_timeout_sec)
+        own_media = media_client(AddressPolicy.anywhere(), probe_timeout)
+        own_media.headers.update(fleet.headers(secret))  # for its own uploads only
         async with (
             contextlib.AsyncExitStack() as held,
-            httpx.AsyncClient(timeout=worker_timeout, limits=limits) as worker_http,
+            httpx.AsyncClient(
+                timeout=worker_timeout, limits=limits, headers=fleet.headers(secret)
+            ) as worker_http,
             media_client(policy, probe_timeout) as public_media,
-            media_client(AddressPolicy.anywhere(), probe_timeout) as own_media,
+            own_media,
             media_client(policy, httpx.Timeout(10.0)) as webhook_http,
         ):
             pool = ReplicaPool(settings.worker_urls)
@@ -73,7 +81,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             app.state.settings = settings
             app.state.worker_pool = pool
             app.state.media_store = store
-            media = MediaClients(public_media, policy, own_media)
+            media = MediaClients(public_media, policy, own_media, fleet.headers(secret))
             app.state.jobs = runner = JobRunner(workers, media, settings)
             app.state.job_queue = queue = JobQueue(job_store, runner, store, webhook_http, settings)
             maintenance = asyncio.create_task(
@@ -94,6 +102,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         "JSON, subtitles, Server-Sent Events, or through OpenAI's audio API.",
         lifespan=lifespan,
     )
+    fleet.install(app, secret, SECRET_SETTING, fleet.internal_only)
     install_error_handlers(app)
     app.add_middleware(GateMiddleware, settings=settings)  # Host, key, type, size: before the body
     # Ready when a chunk worker is, which is when a model server is.

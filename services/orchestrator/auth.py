@@ -3,9 +3,10 @@
 With `ORCHESTRATOR_API_KEYS` (or `ORCHESTRATOR_API_KEYS_FILE`) set, every public endpoint wants
 `Authorization: Bearer <key>`, as OpenAI's SDKs send it; the key is compared with every
 configured key in constant time, before any byte of the request's body is read (the gate
-middleware, gate.py, calls `Gate.identify`). Health checks and `/internal/` are outside the
-gate. `ORCHESTRATOR_MAX_JOBS_PER_KEY` caps the jobs one
-key (or, without keys, everyone together) runs at once: beyond it, 429 with Retry-After.
+middleware, gate.py, calls `Gate.identify`). Health checks stay open; `/internal/uploads/<id>`
+takes the fleet credential instead (shared/fleet.py), never a key. `ORCHESTRATOR_MAX_JOBS_PER_KEY`
+caps the jobs one key (or, without keys, everyone together) runs at once: beyond it, 429 with
+Retry-After.
 """
 
 from __future__ import annotations

@@ -7,12 +7,11 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.orchestrator.gate import parse_host
-from shared.config import split_list, split_urls
-from shared.media_host import AddressPolicy
+from shared.config import empty_is_unset, networks, split_list, split_urls
 
 
 def _default_upload_dir() -> Path:
@@ -35,7 +34,7 @@ class OrchestratorSettings(BaseSettings):
     """Non-public networks media URLs may point into, comma-separated CIDRs (e.g.
     `10.1.0.0/16,127.0.0.0/8`); empty: none, so a media URL (or a redirect) that resolves to a
     loopback, private, link-local, multicast or reserved address is refused. `make run` sets
-    `127.0.0.0/8,::1`. Chunk workers get the same rule with every request."""
+    `127.0.0.0/8,::1`. Chunk workers have their own (`CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS`)."""
     worker_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8001"]
     """Base URLs of the chunk worker replicas, comma-separated."""
     worker_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
@@ -73,9 +72,6 @@ class OrchestratorSettings(BaseSettings):
     """Largest upload accepted (413 beyond it); a media URL has no such limit."""
     upload_min_free_mb: int = Field(1024, ge=0)
     """Free disk the media store keeps: an upload that would leave less is refused (507)."""
-    internal_url: str | None = None
-    """How the chunk workers reach this orchestrator, for uploads (default
-    `http://<host>:<port>`; behind replicas or NAT set this replica's own address)."""
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     """Keys that may use the public API (`Authorization: Bearer <key>`), comma-separated;
     empty (and no file): the API is open."""
@@ -122,6 +118,14 @@ class OrchestratorSettings(BaseSettings):
     back the jobs it was running at once, instead of after `job_lease_sec`; two processes with
     one name then hand each other's jobs back at start (which fencing makes harmless, but
     wasteful)."""
+    fleet_secret: SecretStr | None = None
+    """The secret the whole fleet shares (at least 16 characters): sent to the chunk workers
+    (`Authorization: Bearer`), and wanted from them for `/internal/uploads`, which takes it and
+    no API key. Unset (and no file): workers refuse this orchestrator and uploads can't be
+    read."""
+    fleet_secret_file: Path | None = None
+    """A file whose first line is the fleet secret (a mounted Secret), if `fleet_secret` is
+    unset."""
     webhook_secret: str | None = Field(None, repr=False)
     """Key of the `X-Whisperfleet-Signature` HMAC-SHA256 over each webhook (timestamp, a dot,
     the body); unset: webhooks are sent unsigned."""
@@ -142,9 +146,9 @@ class OrchestratorSettings(BaseSettings):
 
     @property
     def own_url(self) -> str:
-        if self.internal_url:
-            return self.internal_url
+        """Where this orchestrator reads its own uploads back (range check, probe)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)
@@ -159,17 +163,7 @@ class OrchestratorSettings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name (with an optional :port)")
         return hosts
 
-    @field_validator("api_keys_file", "internal_url", "webhook_secret", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        """`VAR=` (what Compose passes for an unset `${VAR:-}`) means not set."""
-        return None if value == "" else value
-
-    @field_validator("allowed_media_networks", mode="before")
-    @classmethod
-    def _networks(cls, value: object) -> list[str]:
-        items = value.split(",") if isinstance(value, str) else list(value or [])  # type: ignore[call-overload]
-        try:
-            return AddressPolicy.parse(str(item) for item in items).networks
-        except ValueError as exc:
-            raise ValueError(f"not a CIDR network list ({exc}), e.g. 10.0.0.0/8,::1") from None
+    _unset = field_validator(
+        "api_keys_file", "webhook_secret", "fleet_secret", "fleet_secret_file", mode="before"
+    )(empty_is_unset)
+    _networks = field_validator("allowed_media_networks", mode="before")(networks)

@@ -1,8 +1,10 @@
 """Where a job's media comes from: a URL in a JSON body, or a file uploaded with the request.
 
-Both end as a `TranscribeRequest` whose `media_url` the rest of the pipeline reads; an upload's
-is the media store's internal URL, so uploads fan out across the workers exactly like URLs.
-Whoever takes an `Intake` must `close()` it when the job ends: that removes the upload.
+Both end as a `TranscribeRequest`; an upload's `media_url` is where this orchestrator reads
+it back (its own URL, with the fleet credential), and `own_upload` tells the job runner to
+send the workers its id instead (they read it from `CHUNK_WORKER_ORCHESTRATOR_URLS`) and to
+show clients its name. Whoever takes an `Intake` must `close()` it when the job ends: that
+removes the upload.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from services.orchestrator.jobs import OwnUpload
 from services.orchestrator.uploads import MediaStore, Upload, UploadForm
 from shared.errors import InvalidRequestError, PayloadTooLargeError, validation_error_body
 from shared.schemas import TranscribeParams, TranscribeRequest
@@ -24,9 +27,11 @@ class Intake:
     store: MediaStore
 
     @property
-    def own_media(self) -> bool:
-        """The media is this orchestrator's own upload (no address rule applies to it)."""
-        return self.upload is not None
+    def own_upload(self) -> OwnUpload | None:
+        """The media as an upload of this orchestrator's (no address rule applies to it)."""
+        if self.upload is None:
+            return None
+        return OwnUpload(self.upload.id, self.upload.filename)
 
     def close(self) -> None:
         self.store.remove(self.upload)

@@ -43,7 +43,7 @@ from services.orchestrator.job_store import (
     LeaseLost,
     StoredEvent,
 )
-from services.orchestrator.jobs import EVENT_NAMES, JobRunner, Transcript
+from services.orchestrator.jobs import EVENT_NAMES, JobRunner, OwnUpload, Transcript
 from services.orchestrator.uploads import MediaStore, Upload
 from services.orchestrator.webhooks import deliver
 from shared.aio import cancel_and_wait
@@ -410,15 +410,15 @@ class JobQueue:
         try:
             request = JobRequest.model_validate_json(row["request"])
             media_url = request.media_url
-            if row["upload_id"]:  # served by this replica (the one that took it may be gone)
-                media_url = self.media_store.url_of(row["upload_id"])
+            upload = OwnUpload(row["upload_id"]) if row["upload_id"] else None
+            if upload is not None:  # read back here (the replica that took it may be gone)
+                media_url = self.media_store.url_of(upload.id)
             transcribe = TranscribeRequest(media_url=media_url, params=request.params)
-            own_media = row["upload_id"] is not None
             if row["total_sec"] is None:  # not checked at submit (a job from an older version)
-                job = await self.runner.prepare(transcribe, own_media=own_media)
+                job = await self.runner.prepare(transcribe, upload=upload)
                 await self.store.update_running(lease, total_sec=job.duration_sec)
             else:  # checked at submit: no second probe
-                job = self.runner.checked(transcribe, row["total_sec"], own_media=own_media)
+                job = self.runner.checked(transcribe, row["total_sec"], upload=upload)
             transcript = Transcript()
             async for event in self.runner.events(job, _StoreLog(self.store, lease)):
                 transcript.add(event)

@@ -59,7 +59,7 @@ async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) 
         checked = TranscribeRequest(
             media_url=intake.request.media_url, params=intake.request.params
         )
-        job = await queue.runner.prepare(checked, own_media=intake.own_media)
+        job = await queue.runner.prepare(checked, upload=intake.own_upload)
         info = await queue.submit(who, intake.request, intake.upload, job.duration_sec)
     except BaseException:
         intake.close()

@@ -46,14 +46,40 @@ from shared.schemas import (
 
 
 @dataclass(frozen=True)
+class OwnUpload:
+    """A job's media when it was uploaded: the workers read it by id from an orchestrator
+    (with the fleet credential); clients see it by name, never by where it is read."""
+
+    id: str
+    filename: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"upload:{self.filename or self.id}"
+
+
+@dataclass(frozen=True)
 class Job:
     """A checked job, ready to run."""
 
     request: TranscribeRequest
     duration_sec: float
     started_at: float
-    allowed_networks: list[str]
-    """Where its media may be (the address policy the workers apply too)."""
+    upload: OwnUpload | None = None
+    """Set when the media is an upload (`request.media_url` is then this orchestrator's own
+    read-back URL, which workers and clients never see)."""
+
+    @property
+    def media(self) -> dict[str, str]:
+        """How a chunk or silence request names the media."""
+        if self.upload is not None:
+            return {"upload_id": self.upload.id}
+        return {"media_url": self.request.media_url}
+
+    @property
+    def media_name(self) -> str:
+        """What clients are shown (the stream's header)."""
+        return self.upload.name if self.upload is not None else self.request.media_url
 
 
 BOUNDARY_SEARCHES_AT_ONCE = 2
@@ -137,17 +163,22 @@ class ChunkLog(Protocol):
 @dataclass(frozen=True)
 class MediaClients:
     """The orchestrator's media-host clients: one under the address rule for clients' URLs,
-    one without it for its own uploads."""
+    one for reading its own uploads back (its own URL, with the fleet credential, which a
+    client's media host never sees)."""
 
     public: httpx.AsyncClient
     public_policy: AddressPolicy
     own: httpx.AsyncClient
+    fleet_headers: dict[str, str] = field(default_factory=dict)
 
-    def policy_for(self, own_media: bool) -> AddressPolicy:
-        return AddressPolicy.anywhere() if own_media else self.public_policy
+    def policy_for(self, upload: OwnUpload | None) -> AddressPolicy:
+        return AddressPolicy.anywhere() if upload is not None else self.public_policy
 
-    def client_for(self, own_media: bool) -> httpx.AsyncClient:
-        return self.own if own_media else self.public
+    def client_for(self, upload: OwnUpload | None) -> httpx.AsyncClient:
+        return self.own if upload is not None else self.public
+
+    def headers_for(self, upload: OwnUpload | None) -> dict[str, str]:
+        return self.fleet_headers if upload is not None else {}
 
 
 class JobRunner:
@@ -161,14 +192,19 @@ class JobRunner:
         self.media = media
         self.settings = settings
 
-    async def prepare(self, request: TranscribeRequest, *, own_media: bool = False) -> Job:
-        """Range check and duration: what can fail before output starts. `own_media`: the URL
-        is this orchestrator's own (an upload), not a client's, so no address rule applies."""
+    async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None = None) -> Job:
+        """Range check and duration: what can fail before output starts. `upload`: the media
+        is this orchestrator's own (read back at `request.media_url` with the fleet
+        credential), not a client's, so no address rule applies."""
         started = time.perf_counter()
-        policy = self.media.policy_for(own_media)
-        await check_range_support(self.media.client_for(own_media), request.media_url)
+        policy = self.media.policy_for(upload)
+        await check_range_support(self.media.client_for(upload), request.media_url)
         duration = await asyncio.to_thread(
-            probe_duration, request.media_url, policy, self.settings.probe_timeout_sec
+            probe_duration,
+            request.media_url,
+            policy,
+            self.settings.probe_timeout_sec,
+            self.media.headers_for(upload),
         )
         longest = self.settings.max_duration_sec
         if longest and duration > longest:
@@ -177,22 +213,22 @@ class JobRunner:
                 "(ORCHESTRATOR_MAX_DURATION_SEC)",
                 param="media_url",
             )
-        return Job(request, duration, started, policy.networks)
+        return Job(request, duration, started, upload)
 
-    def checked(self, request: TranscribeRequest, duration_sec: float, *, own_media: bool) -> Job:
+    def checked(
+        self, request: TranscribeRequest, duration_sec: float, *, upload: OwnUpload | None
+    ) -> Job:
         """A job whose media `prepare` checked earlier (an async job, at submit)."""
-        policy = self.media.policy_for(own_media)
-        return Job(request, duration_sec, time.perf_counter(), policy.networks)
+        return Job(request, duration_sec, time.perf_counter(), upload)
 
     async def find_boundary(self, job: Job, low: float, high: float) -> float:
         """The quietest instant in `[low, high)`, found by a chunk worker."""
         params = job.request.params
         request = SilenceRequest(
-            media_url=job.request.media_url,
+            **job.media,
             start_sec=low,
             end_sec=high,
             smoothing_num_samples=params.silence_detection_smoothing_num_samples,
-            allowed_networks=job.allowed_networks,
         )
         return (await self.workers.find_silence(request)).split_sec
 
@@ -204,7 +240,7 @@ class JobRunner:
         params = job.request.params
         nominal = nominal_boundaries(job.duration_sec, params.macro_chunk_size_sec)
         yield StreamHeader(
-            media_url=job.request.media_url,
+            media_url=job.media_name,
             input_duration_sec=job.duration_sec,
             macro_chunks=spans_from_boundaries(job.duration_sec, nominal),
         )
@@ -276,12 +312,11 @@ class JobRunner:
         log: ChunkLog | None = None,
     ) -> None:
         chunk = ChunkRequest(
-            media_url=job.request.media_url,
+            **job.media,
             start_sec=span.start_sec,
             end_sec=span.end_sec,
             params=job.request.params,
             first_micro_chunk_sec=self._first_micro_chunk_sec(job) if index == 0 else None,
-            allowed_networks=job.allowed_networks,
         )
         try:
             stored, complete = await log.stored(index, span) if log else ([], False)
@@ -325,9 +360,11 @@ class JobRunner:
             return None
         return min(max(wanted, 5.0), job.request.params.micro_chunk_size_sec)
 
-    async def run(self, request: TranscribeRequest, *, own_media: bool = False) -> TranscribeOutput:
+    async def run(
+        self, request: TranscribeRequest, *, upload: OwnUpload | None = None
+    ) -> TranscribeOutput:
         """The whole job as one response: the streamed events, collected."""
-        job = await self.prepare(request, own_media=own_media)
+        job = await self.prepare(request, upload=upload)
         transcript = Transcript()
         async for event in self.events(job):
             transcript.add(event)

@@ -109,7 +109,7 @@ async def _answer(
     if options.stream:
         return await event_stream(request, jobs, intake, _text_events, held)
     async with held:
-        work = jobs.run(intake.request, own_media=intake.own_media)
+        work = jobs.run(intake.request, upload=intake.own_upload)
         output = await cancel_on_disconnect(request, work)
     text = render(output, options.response_format, task=task, words=options.words)
     return Response(text, media_type=MEDIA_TYPES[options.response_format])

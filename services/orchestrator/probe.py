@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import av
 import httpx
@@ -48,13 +49,24 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
     raise status_error(status)
 
 
-def probe_duration(url: str, policy: AddressPolicy, timeout_sec: float) -> float:
+def _client(
+    policy: AddressPolicy, timeout_sec: float, headers: Mapping[str, str] | None
+) -> httpx.Client:
+    http = sync_media_client(policy, timeout_sec)
+    http.headers.update(headers or {})
+    return http
+
+
+def probe_duration(
+    url: str, policy: AddressPolicy, timeout_sec: float, headers: Mapping[str, str] | None = None
+) -> float:
     """Duration in seconds of the media's audio, read with PyAV (blocking; run in a thread).
 
-    PyAV reads a `MediaFile` (range requests through the media-host seam), never the URL."""
+    PyAV reads a `MediaFile` (range requests through the media-host seam), never the URL.
+    `headers` go with every read (the fleet credential, for the orchestrator's own uploads)."""
     try:
         with (
-            sync_media_client(policy, timeout_sec) as http,
+            _client(policy, timeout_sec, headers) as http,
             av.open(MediaFile(http, url), mode="r", timeout=timeout_sec) as container,
         ):
             audio = container.streams.audio

@@ -88,7 +88,7 @@ async def transcribe(
     async with gate.job_slot(who):
         intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
         try:
-            work = jobs.run(intake.request, own_media=intake.own_media)
+            work = jobs.run(intake.request, upload=intake.own_upload)
             return await cancel_on_disconnect(request, work)
         finally:
             intake.close()
@@ -136,7 +136,7 @@ async def event_stream(
     with ids and pings; an error mid-stream is an `error` event. What the job holds (`held`:
     its upload, its job slot) is let go when the stream ends, whatever ends it."""
     try:
-        job = await jobs.prepare(intake.request, own_media=intake.own_media)
+        job = await jobs.prepare(intake.request, upload=intake.own_upload)
     except BaseException:
         await held.aclose()
         raise
@@ -194,7 +194,8 @@ def _sse(event_id: int, name: str, data: BaseModel) -> ServerSentEvent:
 
 @router.get("/internal/uploads/{upload_id}", include_in_schema=False)
 async def uploaded_media(upload_id: str, store: Store) -> FileResponse:
-    """An upload of a running job, with range support: how the chunk workers read it."""
+    """An upload of a running job, with range support: how the chunk workers read it. Only
+    with the fleet credential (`shared.fleet.FleetGate`), never an API key."""
     path = await store.local(upload_id)
     if path is None:
         raise MediaUnavailableError("no such upload (its job has ended)", param="upload_id")

@@ -3,12 +3,13 @@
     client ──multipart──> receive(): the file part is written to <store>/<id> as it arrives
                           (never held in memory; the size cap and free disk are checked first
                           and while writing); other fields are kept (small, capped)
-    workers <──GET /internal/uploads/<id> (Range)── local(): the store, like a media host
+    workers <──GET /internal/uploads/<id> (Range, the fleet credential)── local(): the store
     the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
 
-An upload becomes a job's `media_url` (`internal_url`), so it is checked, probed, planned and cut
-into macro chunks across the workers like any URL. Ids are random (128 bits): the internal route
-serves nothing that wasn't uploaded for a running job.
+The orchestrator checks and probes an upload at its own URL (`url()`), like any media URL;
+the workers are sent its id and read it from their `CHUNK_WORKER_ORCHESTRATOR_URLS`. The
+internal route wants the fleet credential (shared/fleet.py), and serves nothing that wasn't
+uploaded for a running job.
 
 Several replicas (PostgreSQL): an async job's upload is also kept in the database with its job
 (job_store.py), and `source` reads it back. A replica asked for an upload it does not have (the
@@ -120,7 +121,7 @@ class MediaStore:
         return len(done)
 
     def url(self, upload: Upload) -> str:
-        """Where the workers (and the orchestrator's own checks) read the upload."""
+        """Where this orchestrator reads the upload back (range check, probe)."""
         return self.url_of(upload.id)
 
     def url_of(self, upload_id: str) -> str:

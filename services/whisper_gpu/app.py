@@ -16,12 +16,15 @@ from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.engine import PreparedClip, WhisperEngine, decode_clip
 from services.whisper_gpu.loading import ModelUnavailableError, choose_placement, load_model
 from services.whisper_gpu.metrics import ModelMetrics
+from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
 from shared.schemas import ClipOptions, ClipTranscription
 from shared.vad import Span
 
 logger = logging.getLogger(__name__)
+
+SECRET_SETTING = "WHISPER_FLEET_SECRET"
 
 
 def _terminate_process() -> None:
@@ -103,6 +106,7 @@ def create_app(
     from services.whisper_gpu.routes import router
 
     settings = settings or WhisperSettings()
+    secret = fleet.load_secret(settings.fleet_secret, settings.fleet_secret_file, SECRET_SETTING)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +121,7 @@ def create_app(
             await holder.close()
 
     app = FastAPI(title="Whisperfleet model server", version="0.1.0", lifespan=lifespan)
+    fleet.install(app, secret, SECRET_SETTING, fleet.all_but_probes)
     install_error_handlers(app)
     app.include_router(
         health_router("whisper_gpu", lambda r: r.app.state.models.not_ready_reason())

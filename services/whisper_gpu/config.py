@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.config import empty_is_unset
 
 
 def _default_cache_dir() -> Path:
@@ -28,10 +30,12 @@ class WhisperSettings(BaseSettings):
     compute_type: str = "auto"
     """CTranslate2 compute type; `auto` is float16 on CUDA and int8 on CPU."""
     cpu_threads: int = Field(0, ge=0, le=256)
-    """Threads per model replica on CPU; 0 = the cores divided among the replicas."""
+    """Threads per model replica on CPU; 0 = the CPUs this process may use (its affinity and
+    its container's CPU quota, not the node's cores) divided among the replicas."""
     num_workers: int = Field(0, ge=0, le=16)
     """Model replicas in this process that run batches in parallel; 0 = auto: one on CUDA,
-    one per core (at most 4) on CPU, where independent replicas beat one replica's threads."""
+    one per usable CPU (at most 4) on CPU, where independent replicas beat one replica's
+    threads."""
     beam_size: int = Field(5, ge=1, le=10)
     """Beam width for decoding."""
     temperature_fallback: bool | None = None
@@ -52,5 +56,14 @@ class WhisperSettings(BaseSettings):
     start of every job (what a streaming client waits for) goes first; 0 = arrival order."""
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Largest accepted request body."""
+    fleet_secret: SecretStr | None = None
+    """The secret the whole fleet shares (at least 16 characters): chunk workers must send it
+    (`Authorization: Bearer`) for `/v1/clips` and `/metrics`. Unset (and no file): every call
+    but the health checks is refused."""
+    fleet_secret_file: Path | None = None
+    """A file whose first line is the fleet secret (a mounted Secret), if `fleet_secret` is
+    unset."""
     host: str = "127.0.0.1"
     port: int = Field(8002, ge=0, le=65535)
+
+    _unset = field_validator("fleet_secret", "fleet_secret_file", mode="before")(empty_is_unset)

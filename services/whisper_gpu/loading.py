@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 from faster_whisper import WhisperModel
@@ -18,6 +17,7 @@ from faster_whisper import WhisperModel
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.model_store import PACKAGED_MODELS, packaged_model_dir
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
+from shared.cpus import available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ def choose_placement(settings: WhisperSettings, cores: int | None = None) -> Pla
     so a replica per core (each single-threaded) gives more clips per second, and no worse
     single-clip latency, than one replica using every core (see `make bench-model`); and each
     replica takes one clip at a time (20 min of speech with `base` on 2 cores: 46 s at batch 1,
-    48 s at 2, 52 s at 4, 61 s at 8)."""
-    cores = cores or os.cpu_count() or 1
+    48 s at 2, 52 s at 4, 61 s at 8). `cores`: the CPUs this process may use (its affinity and
+    its container's quota: `shared.cpus`), not the node's."""
+    cores = cores or available_cpus()
     device = settings.device
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"

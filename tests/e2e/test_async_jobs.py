@@ -28,7 +28,7 @@ from services.stack import LocalStack
 from shared.schemas import JobInfo, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scrape
 from tests.support.stack import start_stack
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -126,7 +126,7 @@ def synchronous(stack: LocalStack, media_url: str) -> TranscribeOutput:
 def clips_sent(stack: LocalStack) -> float:
     workers = [s for s in stack.services if s.name.startswith("chunk_worker")]
     return sum(
-        metric(httpx.get(f"{w.url}/metrics").text, "chunk_worker_clips_total") for w in workers
+        metric(scrape(w.url, stack.fleet_secret), "chunk_worker_clips_total") for w in workers
     )
 
 
@@ -229,7 +229,7 @@ def test_a_cancelled_job_stops_its_work(job_stack: LocalStack, long_media: Media
     workers = [s for s in job_stack.services if s.name.startswith("chunk_worker")]
     deadline = time.monotonic() + 10
     while any(
-        metric(httpx.get(f"{w.url}/metrics").text, "chunk_worker_active_chunks") > 0
+        metric(scrape(w.url, job_stack.fleet_secret), "chunk_worker_active_chunks") > 0
         for w in workers
     ):
         assert time.monotonic() < deadline, "a worker still runs a chunk of a cancelled job"

@@ -22,7 +22,7 @@ from shared.schemas import TranscribeOutput
 from tests.conftest import load_manifest
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scrape
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def finished(response: httpx.Response) -> TranscribeOutput:
 
 
 def clips_served(stack: LocalStack) -> float:
-    text = httpx.get(f"{stack.service('whisper_gpu').url}/metrics", timeout=5).text
+    text = scrape(stack.service("whisper_gpu").url, stack.fleet_secret)
     return metric(text, "whisper_requests_total", '{outcome="ok"}')
 
 
@@ -168,7 +168,7 @@ def test_model_server_overload_from_several_jobs_is_absorbed(
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
-    text = httpx.get(f"{stack.service('whisper_gpu').url}/metrics", timeout=10).text
+    text = scrape(stack.service("whisper_gpu").url, stack.fleet_secret, timeout=10)
     assert len(responses) == 3
     for response in responses:
         finished(response)

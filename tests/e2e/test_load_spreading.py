@@ -16,7 +16,7 @@ from services.stack import LocalStack
 from shared.schemas import TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scrape
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +34,8 @@ def long_media(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Pat
     return folder
 
 
-def chunks_served(worker_url: str) -> float:
-    text = httpx.get(f"{worker_url}/metrics").text
+def chunks_served(worker_url: str, fleet_secret: str) -> float:
+    text = scrape(worker_url, fleet_secret)
     served = re.findall(r'^chunk_worker_chunks_total\{outcome="\w+"\} ([0-9.]+)$', text, re.M)
     return sum(float(value) for value in served)
 
@@ -61,7 +61,7 @@ def test_each_of_three_workers_gets_a_fair_share(
         total = len(output.macro_chunks)
         assert total >= 12
         workers = [s for s in stack.services if s.name.startswith("chunk_worker")]
-        shares = [chunks_served(w.url) / total for w in workers]
+        shares = [chunks_served(w.url, stack.fleet_secret) / total for w in workers]
     finally:
         stack.stop()
     assert all(share >= 0.2 for share in shares), shares
@@ -86,7 +86,7 @@ def test_job_completes_when_a_worker_dies_mid_job(
             )
             job.start()
             deadline = time.monotonic() + 60
-            while metric(httpx.get(f"{victim.url}/metrics").text, "chunk_worker_clips_total") < 1:
+            while metric(scrape(victim.url, stack.fleet_secret), "chunk_worker_clips_total") < 1:
                 assert time.monotonic() < deadline and job.is_alive(), "the job ended too soon"
                 time.sleep(0.05)
             assert victim.process is not None

@@ -7,6 +7,7 @@ import base64
 import functools
 import io
 import os
+import secrets
 import subprocess
 import sys
 import wave
@@ -18,11 +19,17 @@ import numpy as np
 import pytest
 
 from services.stack import ServiceProcess, free_port
+from shared import fleet
 from shared.audio import pcm16_to_wav
 from tests.conftest import MEDIA_DIR
 from tests.support.metrics import metric
 
 pytestmark = pytest.mark.e2e
+
+
+SECRET = secrets.token_urlsafe(32)
+"""The fleet secret of the model servers started here; the tests call them as a worker would."""
+HEADERS = fleet.headers(SECRET)
 
 
 def start_model_server(log_dir: Path, model_cache_dir: Path, **env: str) -> ServiceProcess:
@@ -36,6 +43,7 @@ def start_model_server(log_dir: Path, model_cache_dir: Path, **env: str) -> Serv
             "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
             "WHISPER_PORT": str(port),
             "WHISPER_CPU_THREADS": "1",
+            "WHISPER_FLEET_SECRET": SECRET,
             **env,
         },
         log_path=log_dir / f"whisper-{port}.log",
@@ -84,7 +92,7 @@ def speech_wav(seconds: float, seed: int = 0) -> bytes:
 async def post_clips(
     url: str, count: int, seconds: float, client_timeout: float = 60
 ) -> list[httpx.Response | BaseException]:
-    async with httpx.AsyncClient(timeout=client_timeout) as client:
+    async with httpx.AsyncClient(timeout=client_timeout, headers=HEADERS) as client:
         requests = [
             client.post(f"{url}/v1/clips?language=en", content=speech_wav(seconds, i))
             for i in range(count)
@@ -93,10 +101,10 @@ async def post_clips(
 
 
 def test_concurrent_requests_are_batched(model_server: str) -> None:
-    before = httpx.get(f"{model_server}/metrics").text
+    before = httpx.get(f"{model_server}/metrics", headers=HEADERS).text
     responses = asyncio.run(post_clips(model_server, 16, 20.0))
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses)
-    after = httpx.get(f"{model_server}/metrics").text
+    after = httpx.get(f"{model_server}/metrics", headers=HEADERS).text
     clips = metric(after, "whisper_batch_size_sum") - metric(before, "whisper_batch_size_sum")
     batches = metric(after, "whisper_batch_size_count") - metric(before, "whisper_batch_size_count")
     assert clips == 16
@@ -127,7 +135,7 @@ def test_abandoned_requests_never_reach_the_model(tmp_path: Path, model_cache_di
         responses = asyncio.run(post_clips(server.url, sent, 29.0, client_timeout=0.4))
         assert any(isinstance(r, httpx.TimeoutException) for r in responses)
         text = ""
-        with httpx.Client() as client:
+        with httpx.Client(headers=HEADERS) as client:
             for _ in range(100):  # the queue drains: abandoned clips are removed, not run
                 text = client.get(f"{server.url}/metrics").text
                 if (
@@ -148,7 +156,9 @@ def test_abandoned_requests_never_reach_the_model(tmp_path: Path, model_cache_di
 
 def test_seed_style_json_base64_body_is_accepted(model_server: str) -> None:
     body = {"audio_b64": base64.b64encode(speech_wav(2.0)).decode()}
-    response = httpx.post(f"{model_server}/v1/clips?language=en", json=body, timeout=30)
+    response = httpx.post(
+        f"{model_server}/v1/clips?language=en", headers=HEADERS, json=body, timeout=30
+    )
     assert response.status_code == 200, response.text
     assert response.json()["duration_sec"] == pytest.approx(2.0)
 
@@ -164,16 +174,18 @@ def test_seed_style_json_base64_body_is_accepted(model_server: str) -> None:
 def test_bad_clips_get_a_clear_4xx(
     model_server: str, content: bytes, status: int, code: str
 ) -> None:
-    response = httpx.post(f"{model_server}/v1/clips", content=content, timeout=30)
+    response = httpx.post(f"{model_server}/v1/clips", headers=HEADERS, content=content, timeout=30)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
 
 
 def test_bad_base64_and_unknown_language_name_the_parameter(model_server: str) -> None:
-    bad_b64 = httpx.post(f"{model_server}/v1/clips", json={"audio_b64": "%%%"}, timeout=30)
+    bad_b64 = httpx.post(
+        f"{model_server}/v1/clips", headers=HEADERS, json={"audio_b64": "%%%"}, timeout=30
+    )
     assert bad_b64.status_code == 422 and bad_b64.json()["error"]["param"] == "audio_b64"
     bad_language = httpx.post(
-        f"{model_server}/v1/clips?language=xx", content=speech_wav(1.0), timeout=30
+        f"{model_server}/v1/clips?language=xx", headers=HEADERS, content=speech_wav(1.0), timeout=30
     )
     assert bad_language.status_code == 422
     assert "language" in bad_language.json()["error"]["message"]
@@ -182,7 +194,9 @@ def test_bad_base64_and_unknown_language_name_the_parameter(model_server: str) -
 def test_oversized_body_is_a_413(tmp_path: Path, model_cache_dir: Path) -> None:
     server = start_model_server(tmp_path, model_cache_dir, WHISPER_MAX_BODY_BYTES="100000")
     try:
-        response = httpx.post(f"{server.url}/v1/clips", content=speech_wav(10.0), timeout=30)
+        response = httpx.post(
+            f"{server.url}/v1/clips", headers=HEADERS, content=speech_wav(10.0), timeout=30
+        )
     finally:
         server.stop()
     assert response.status_code == 413

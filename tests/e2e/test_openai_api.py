@@ -15,7 +15,7 @@ import pytest
 
 from services.stack import LocalStack
 from tests.support.media_server import MediaServer
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scrape
 from tests.support.real_models import audio_16k, manifest
 from tests.support.scoring import normalise
 
@@ -171,7 +171,7 @@ def test_models_lists_the_served_model(english_stack: LocalStack) -> None:
 def test_an_upload_fans_out_across_the_workers_and_is_removed(
     english_stack: LocalStack, media_dir: Path
 ) -> None:
-    before = [httpx.get(f"{w.url}/metrics").text for w in english_stack.services[1:-1]]
+    before = [scrape(w.url, english_stack.fleet_secret) for w in english_stack.services[1:-1]]
     with (media_dir / MEDIA).open("rb") as file:
         response = httpx.post(
             f"{english_stack.url}/v1/transcribe",
@@ -183,7 +183,7 @@ def test_an_upload_fans_out_across_the_workers_and_is_removed(
     output = response.json()
     chunks = len(output["macro_chunks"])
     assert chunks == 5 and output["segments"]  # 182 s in chunks of at most 45 s
-    after = [httpx.get(f"{w.url}/metrics").text for w in english_stack.services[1:-1]]
+    after = [scrape(w.url, english_stack.fleet_secret) for w in english_stack.services[1:-1]]
     served = [
         metric(a, "chunk_worker_chunks_total", '{outcome="ok"}')
         - metric(b, "chunk_worker_chunks_total", '{outcome="ok"}')

@@ -15,7 +15,7 @@ import pytest
 
 from services.stack import LocalStack
 from tests.support.media_server import MediaServer
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scrape
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
@@ -168,7 +168,7 @@ def test_client_disconnect_cancels_the_job_everywhere(
                     break
             queued = 0.0
             for _ in range(100):  # every chunk running, clips waiting: then hang up
-                queued = metric(httpx.get(f"{whisper}/metrics").text, "whisper_queue_depth")
+                queued = metric(scrape(whisper, busy.fleet_secret), "whisper_queue_depth")
                 if queued >= 4:
                     break
                 time.sleep(0.1)
@@ -177,7 +177,7 @@ def test_client_disconnect_cancels_the_job_everywhere(
         deadline = time.monotonic() + 15
         text = ""
         while time.monotonic() < deadline:
-            text = httpx.get(f"{whisper}/metrics").text
+            text = scrape(whisper, busy.fleet_secret)
             if metric(text, "whisper_queue_depth") == 0 and not children_named(workers, "ffmpeg"):
                 break
             time.sleep(0.2)
@@ -185,7 +185,7 @@ def test_client_disconnect_cancels_the_job_everywhere(
         assert not children_named(workers, "ffmpeg"), "FFmpeg still running"
         ran = metric(text, "whisper_batch_size_count")
         time.sleep(1.5)
-        after = metric(httpx.get(f"{whisper}/metrics").text, "whisper_batch_size_count")
+        after = metric(scrape(whisper, busy.fleet_secret), "whisper_batch_size_count")
         assert after <= ran + 1, "the model kept working after the client left"
     finally:
         busy.stop()

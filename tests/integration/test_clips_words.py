@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 
 from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
+from shared import fleet
 from shared.audio import pcm16_to_wav
 from shared.schemas import ClipTranscription
 from tests.support.real_models import audio_16k, faster_whisper, manifest
@@ -31,11 +33,16 @@ MEDIA = "words_en_180s"
 @contextlib.asynccontextmanager
 async def model_server(model_cache_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The model server app with its lifespan (model loading, batcher), called in-process."""
-    settings = WhisperSettings(model="tiny.en", model_cache_dir=model_cache_dir, num_workers=1)
+    secret = secrets.token_urlsafe(32)
+    settings = WhisperSettings(
+        model="tiny.en", model_cache_dir=model_cache_dir, num_workers=1, fleet_secret=secret
+    )
     app: FastAPI = create_app(settings, on_load_failure=lambda: None)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://model") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://model", headers=fleet.headers(secret)
+        ) as client:
             for _ in range(600):
                 if (await client.get("/readyz")).status_code == 200:
                     break

@@ -13,7 +13,11 @@ Routes:
     /slow/<name>      a host that goes silent: a range starting within `?from=`-`?to=` (fractions
                       of the file, default all of it) waits `?delay=` seconds before answering
     /redirect?to=URL  302 to URL
-Every request's served byte count is recorded, so benchmarks can measure bytes fetched.
+    /internal/uploads/<name>
+                      like /media/, but only with the fleet credential (`fleet_secret=`): an
+                      orchestrator's upload read-back, for a worker's tests
+Every request's served byte count is recorded, so benchmarks can measure bytes fetched, and how
+many requests carried an Authorization header (a media host must never see the credential).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.fleet import FleetGate, internal_only
+
 
 @dataclass
 class TrafficLog:
@@ -41,18 +47,22 @@ class TrafficLog:
 
     bytes_by_path: dict[str, int] = field(default_factory=dict)
     requests_by_path: dict[str, int] = field(default_factory=dict)
+    authorized_requests: int = 0
+    """Requests that carried an Authorization header."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, path: str, sent: int, new_request: bool) -> None:
+    def record(self, path: str, sent: int, new_request: bool, authorized: bool = False) -> None:
         with self._lock:
             self.bytes_by_path[path] = self.bytes_by_path.get(path, 0) + sent
             if new_request:
                 self.requests_by_path[path] = self.requests_by_path.get(path, 0) + 1
+                self.authorized_requests += authorized
 
     def reset(self) -> None:
         with self._lock:
             self.bytes_by_path.clear()
             self.requests_by_path.clear()
+            self.authorized_requests = 0
 
 
 class HostVanished(Exception):
@@ -138,7 +148,8 @@ class _CountingMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        self.log.record(path, 0, new_request=True)
+        authorized = any(name == b"authorization" for name, _ in scope["headers"])
+        self.log.record(path, 0, new_request=True, authorized=authorized)
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.body":
@@ -148,7 +159,7 @@ class _CountingMiddleware:
         await self.app(scope, receive, counting_send)
 
 
-def build_app(root: Path, log: TrafficLog) -> ASGIApp:
+def build_app(root: Path, log: TrafficLog, fleet_secret: str | None = None) -> ASGIApp:
     def resolve(request: Request) -> Path | None:
         path = (root / request.path_params["name"]).resolve()
         return path if path.is_file() and root.resolve() in path.parents else None
@@ -214,15 +225,25 @@ def build_app(root: Path, log: TrafficLog) -> ASGIApp:
             Route("/flaky/{name:path}", flaky),
             Route("/slow/{name:path}", slow),
             Route("/redirect", redirect),
+            Route("/internal/uploads/{name:path}", media),
         ]
     )
-    return _CountingMiddleware(app, log)
+    gated = FleetGate(
+        app, secret=fleet_secret, setting="ORCHESTRATOR_FLEET_SECRET", protects=internal_only
+    )
+    return _CountingMiddleware(gated, log)
 
 
 class MediaServer:
     """`with MediaServer(directory) as server: server.url("speech.mp3")`"""
 
-    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fleet_secret: str | None = None,
+    ) -> None:
         self.root = root
         self.host = host
         self.traffic = TrafficLog()
@@ -232,7 +253,7 @@ class MediaServer:
         self._socket.bind((host, port))
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(
-            build_app(root, self.traffic),
+            build_app(root, self.traffic, fleet_secret),
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=1,  # /slow/ responses may still be waiting

@@ -22,6 +22,7 @@ def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: s
             "ORCHESTRATOR_UPLOAD_DIR": str(log_dir / "uploads"),
             "ORCHESTRATOR_DATABASE_URL": f"sqlite:///{log_dir / 'jobs.db'}",
             "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the tests' media host
+            "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,
             **env,
         },
         log_dir=log_dir,

@@ -79,6 +79,21 @@ def test_only_the_orchestrator_is_published_and_workers_scale_by_replicas(base: 
     }
 
 
+def test_every_service_gets_the_one_fleet_secret_compose_requires(base: Doc) -> None:
+    secret = "one-secret-for-the-whole-fleet"
+    services = Interpolator(env={"WHISPERFLEET_FLEET_SECRET": secret}).document(base)["services"]
+    given = {
+        name: value
+        for name, spec in services.items()
+        for key, value in environment(spec).items()
+        if key.endswith("_FLEET_SECRET")
+    }
+    assert given == {"orchestrator": secret, "chunk_worker": secret, "whisper": secret}
+    unset = Interpolator(env={})
+    unset.document(base)
+    assert "WHISPERFLEET_FLEET_SECRET" in unset.required  # compose refuses to start without it
+
+
 # ---- the checker catches mistakes ----------------------------------------------------------
 
 
@@ -345,6 +360,7 @@ def test_every_manifest_parses_and_each_service_has_deployment_service_and_autos
     for name in ("orchestrator", "chunk-worker", "whisper"):
         for kind in ("Deployment", "Service", "ConfigMap"):
             assert (kind, name) in kinds
+        assert ("NetworkPolicy", name) in kinds
     assert ("HorizontalPodAutoscaler", "chunk-worker") in kinds
     assert ("HorizontalPodAutoscaler", "whisper") in kinds
     assert ("HorizontalPodAutoscaler", "orchestrator") not in kinds
@@ -427,3 +443,25 @@ def test_the_kubernetes_check_catches_a_typo_and_a_wrong_probe(tmp_path: Path) -
     problems = "\n".join(check_kubernetes(tmp_path).problems)
     assert "CHUNK_WORKER_WHISPER_URL is not a setting of ChunkWorkerSettings" in problems
     assert "readinessProbe path /health should be /readyz" in problems
+
+
+def test_the_kubernetes_check_wants_the_fleet_secret_and_the_network_policies(
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(ROOT / K8S_DIR, tmp_path / K8S_DIR)
+    base = tmp_path / K8S_DIR / "base"
+    whisper = base / "whisper.yaml"
+    docs = list(yaml.safe_load_all(whisper.read_text()))
+    container = docs[1]["spec"]["template"]["spec"]["containers"][0]
+    container["env"][0]["valueFrom"]["secretKeyRef"]["optional"] = True
+    whisper.write_text(yaml.safe_dump_all(docs))
+    policies = base / "network-policies.yaml"
+    docs = list(yaml.safe_load_all(policies.read_text()))
+    docs[2]["spec"]["ingress"].append({"ports": [{"port": "http"}]})  # whisper: open to all
+    policies.write_text(
+        yaml.safe_dump_all([d for d in docs if d["metadata"]["name"] != "chunk-worker"])
+    )
+    problems = "\n".join(check_kubernetes(tmp_path).problems)
+    assert "container whisper: WHISPER_FLEET_SECRET must come from the Secret" in problems
+    assert "no NetworkPolicy selects the chunk-worker pods" in problems
+    assert "NetworkPolicy whisper admits more than the chunk-worker pods" in problems

@@ -13,6 +13,7 @@ from shared.errors import (
     WhisperfleetError,
     error_from_body,
 )
+from shared.media_host import MediaAddressRefusedError
 
 
 def test_body_has_the_openai_error_shape() -> None:
@@ -53,3 +54,11 @@ def test_a_foreign_body_becomes_an_upstream_error_naming_the_peer(
     error = error_from_body(status, b"<html>oops</html>", source="whisper server")
     assert type(error) is expected
     assert "whisper server" in error.message and "oops" in error.message
+
+
+def test_an_error_class_of_another_module_is_rebuilt_from_a_peers_body() -> None:
+    """Regression: a worker's refusal of a media address reached the end client as a 502
+    `upstream_error`: the code table was built before media_host defined its class."""
+    body = MediaAddressRefusedError("refused", param="media_url").body().model_dump_json()
+    error = error_from_body(422, body.encode(), source="chunk worker")
+    assert type(error) is MediaAddressRefusedError and error.status_code == 422

@@ -81,7 +81,7 @@ class FakeWorkers:
 def job(chunks: int) -> Job:
     params = TranscribeParams(macro_chunk_size_sec=30)
     request = TranscribeRequest(media_url="http://host/a.mp3", params=params)
-    return Job(request, chunks * 30.0, started_at=0.0, allowed_networks=[])
+    return Job(request, chunks * 30.0, started_at=0.0)
 
 
 def runner(workers: FakeWorkers, **settings: float) -> JobRunner:

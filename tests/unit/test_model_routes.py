@@ -13,18 +13,30 @@ import numpy as np
 
 from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
+from shared import fleet
 from shared.audio import pcm16_to_wav
+from tests.support.asgi import serve
 from tests.support.metrics import metric
 from tests.support.real_models import audio_16k
 
+SECRET = "the-fleet-secret-for-these-tests"
+
 
 @contextlib.asynccontextmanager
-async def model_server(cache: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = WhisperSettings(model="random-tiny", model_cache_dir=cache, num_workers=1)
+async def model_server(
+    cache: Path, headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan, and a client sending `headers` (default: the credential)."""
+    settings = WhisperSettings(
+        model="random-tiny", model_cache_dir=cache, num_workers=1, fleet_secret=SECRET
+    )
     app = create_app(settings, on_load_failure=lambda: None)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://model") as client:
+        sent = fleet.headers(SECRET) if headers is None else headers
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://model", headers=sent
+        ) as client:
             for _ in range(300):
                 if (await client.get("/readyz")).status_code == 200:
                     break
@@ -69,3 +81,23 @@ async def test_a_clip_without_speech_is_answered_without_the_model(model_cache_d
         metrics = (await client.get("/metrics")).text
         assert metric(metrics, "whisper_requests_total", '{outcome="no_speech"}') == 1
         assert metric(metrics, "whisper_batch_size_count") == 0
+
+
+async def test_without_the_credential_no_clip_reaches_the_model(model_cache_dir: Path) -> None:
+    speech = wav(audio_16k("speech_40s.wav")[: 16000 * 8])
+    settings = WhisperSettings(
+        model="random-tiny", model_cache_dir=model_cache_dir, num_workers=1, fleet_secret=SECRET
+    )
+    app = create_app(settings, on_load_failure=lambda: None)
+    for headers in ({}, {"Authorization": "Bearer not-the-fleet-secret-at-all"}):
+        async with serve(app, headers=headers) as client:
+            for method, path in (("POST", "/v1/clips?language=en"), ("GET", "/metrics"),
+                                 ("GET", "/openapi.json")):  # fmt: skip
+                response = await client.request(method, path, content=speech)
+                assert response.status_code == 401, (path, response.text)
+                assert "WHISPER_FLEET_SECRET" in response.json()["error"]["message"]
+            assert (await client.get("/healthz")).status_code == 200
+            metrics = app.state.models.metrics.render().decode()
+            assert metric(metrics, "whisper_requests_total", '{outcome="ok"}') == 0
+            assert metric(metrics, "whisper_requests_total", '{outcome="no_speech"}') == 0
+            assert metric(metrics, "whisper_batch_size_count") == 0

@@ -12,6 +12,7 @@ import pytest
 
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
+from shared import fleet
 from tests.support.asgi import serve
 from tests.support.media_server import MediaServer
 
@@ -238,3 +239,31 @@ async def test_a_second_orchestrator_on_one_sqlite_file_refuses_to_start(tmp_pat
         assert "ORCHESTRATOR_DATABASE_URL=postgresql://" in str(refused.value)
     async with serve(create_app(settings(tmp_path))) as client:  # the first one let go
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_an_upload_is_read_back_with_the_fleet_credential_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """`/internal/uploads` is for the fleet: an API key doesn't open it, the fleet secret
+    doesn't open the public API, and without a configured secret nothing opens it."""
+    secret = "the-fleet-secret-for-these-tests"
+    upload = "ab" * 16
+    app = create_app(settings(tmp_path, api_keys="alpha", fleet_secret=secret))
+    async with serve(app) as client:
+        (tmp_path / "uploads" / upload).write_bytes(b"0123456789")
+        path = f"/internal/uploads/{upload}"
+        for authorization in (None, "Bearer alpha", "Bearer not-the-fleet-secret-at-all"):
+            headers = {"Range": "bytes=0-3"}
+            if authorization:
+                headers["Authorization"] = authorization
+            refused = await client.get(path, headers=headers)
+            assert_error(refused, 401, "invalid_fleet_credential", "ORCHESTRATOR_FLEET_SECRET")
+        read = await client.get(path, headers={**fleet.headers(secret), "Range": "bytes=0-3"})
+        assert read.status_code == 206 and read.content == b"0123"
+        not_a_key = await client.get("/v1/models", headers=fleet.headers(secret))
+        assert_error(not_a_key, 401, "invalid_api_key")
+
+    async with serve(create_app(settings(tmp_path / "unset"))) as client:
+        (tmp_path / "unset" / "uploads" / upload).write_bytes(b"0123456789")
+        refused = await client.get(f"/internal/uploads/{upload}", headers=fleet.headers(secret))
+    assert_error(refused, 401, "invalid_fleet_credential", "set ORCHESTRATOR_FLEET_SECRET")
