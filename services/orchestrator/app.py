@@ -66,7 +66,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             )
             # SQLite: this process is the file's one writer (a second one refuses to start).
             held.enter_context(single_writer(settings.async_database_url))
-            job_store = JobStore.connect(settings.async_database_url)
+            job_store = JobStore.connect(
+                settings.async_database_url, idle_transaction_sec=settings.job_lease_sec / 2
+            )
             await job_store.migrate()
             store = MediaStore(
                 settings.upload_dir,

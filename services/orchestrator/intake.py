@@ -4,7 +4,9 @@ Both end as a `TranscribeRequest`; an upload's `media_url` is where this orchest
 it back (its own URL, with the fleet credential), and `own_upload` tells the job runner to
 send the workers its id instead (they read it from `CHUNK_WORKER_ORCHESTRATOR_URLS`) and to
 show clients its name. Whoever takes an `Intake` must `close()` it when the job ends: that
-removes the upload.
+removes the upload. A synchronous job runs `share()` first and `aclose()` at its end: with
+several replicas (PostgreSQL) its upload is kept in the database meanwhile, so a worker whose
+read lands on another replica finds it (an async job's goes in with the job, job_store.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class Intake:
 
     def close(self) -> None:
         self.store.remove(self.upload)
+
+    async def share(self) -> None:
+        await self.store.keep_for_request(self.upload)
+
+    async def aclose(self) -> None:
+        await self.store.release(self.upload)
 
 
 def is_multipart(request: Request) -> bool:

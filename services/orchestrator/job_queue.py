@@ -62,6 +62,13 @@ from shared.schemas import (
 
 logger = logging.getLogger(__name__)
 
+COPY_SWEEP_SEC = 10.0
+"""How soon an upload copied here for the workers goes once its job ended elsewhere (one
+indexed query, made only while there are such copies)."""
+ORPHAN_UPLOAD_SEC = 48 * 3600.0
+"""Upload blocks without an unfinished job are a synchronous request's (which keeps them for
+its life and drops them at its end) until they are this old: then a crash left them."""
+
 __all__ = ["TERMINAL_EVENTS", "JobQueue", "job_info"]
 
 
@@ -295,7 +302,7 @@ class JobQueue:
 
     async def _claim_loop(self) -> None:
         renew_every = self.settings.job_lease_sec / 3
-        last_renew = last_sweep = 0.0
+        last_renew = last_sweep = last_copies = 0.0
         while True:
             self._claim_now.clear()  # set while this round works: the next round comes at once
             try:
@@ -306,6 +313,9 @@ class JobQueue:
                 if now - last_sweep >= 60:
                     last_sweep = now
                     await self._sweep()
+                if self.media_store.has_copies and now - last_copies >= COPY_SWEEP_SEC:
+                    last_copies = now
+                    self.media_store.sweep_copies(keep=await self.store.kept_uploads())
                 free = self.settings.max_running_jobs - len(self._running)
                 if free > 0:
                     await self._claim(free)
@@ -372,8 +382,7 @@ class JobQueue:
             if upload_id:
                 self.media_store.discard(upload_id)
         if self.store.keeps_uploads:
-            await self.store.sweep_upload_blocks()
-            self.media_store.sweep_copies(keep=await self.store.unfinished_uploads())
+            await self.store.sweep_upload_blocks(time.time() - ORPHAN_UPLOAD_SEC)
 
     # ---- one job
 

@@ -114,6 +114,7 @@ upload_blocks = sa.Table(
     sa.Column("upload_id", sa.String(64), primary_key=True),
     sa.Column("block", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, server_default="0"),
 )
 
 
@@ -200,7 +201,10 @@ class JobStore:
         self.engine = engine
 
     @classmethod
-    def connect(cls, url: str) -> JobStore:
+    def connect(cls, url: str, idle_transaction_sec: float | None = None) -> JobStore:
+        """`idle_transaction_sec` (PostgreSQL): the server ends a transaction of ours left idle
+        this long (its replica stalled mid-write, e.g. SIGSTOP), releasing the job's row: the
+        claims of others skip a held row, so a stalled holder must not hold it forever."""
         if url.startswith("sqlite"):
             path = sqlite_path(url)
             if path is not None:
@@ -208,7 +212,13 @@ class JobStore:
             engine = create_async_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_async_engine(url, pool_pre_ping=True)
+            settings = {}
+            if idle_transaction_sec:
+                timeout_ms = str(max(1, round(idle_transaction_sec * 1000)))
+                settings["idle_in_transaction_session_timeout"] = timeout_ms
+            engine = create_async_engine(
+                url, pool_pre_ping=True, connect_args={"server_settings": settings}
+            )
         return cls(engine)
 
     @property
@@ -669,14 +679,37 @@ class JobStore:
                 yield bytes(row[1])
             block = rows[-1][0]
 
-    async def sweep_upload_blocks(self) -> int:
-        """Delete the blocks of uploads no unfinished job needs (what a crash left)."""
+    async def keep_upload(self, upload_id: str, path: Path) -> None:
+        """Keep a synchronous job's upload for every replica, for the life of its request
+        (`drop_upload` at its end; an async job's goes in with the job, `create`)."""
+        async with self.engine.begin() as connection:
+            await _write_blocks(connection, upload_id, path)
+
+    async def drop_upload(self, upload_id: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                upload_blocks.delete().where(upload_blocks.c.upload_id == upload_id)
+            )
+
+    async def kept_uploads(self) -> set[str]:
+        """The uploads the database holds: those of unfinished jobs and running requests."""
+        query = sa.select(upload_blocks.c.upload_id).where(upload_blocks.c.block == 0)
+        async with self.engine.connect() as connection:
+            return {row[0] for row in (await connection.execute(query)).all()}
+
+    async def sweep_upload_blocks(self, written_before: float) -> int:
+        """Delete the blocks of uploads no unfinished job needs (what a crash left), written
+        before `written_before`: a synchronous job's upload has no job row, and is left alone
+        for as long as such a request may run."""
         needed = sa.select(jobs.c.upload_id).where(
             jobs.c.upload_id.is_not(None), jobs.c.status.not_in([s.value for s in FINISHED])
         )
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                upload_blocks.delete().where(upload_blocks.c.upload_id.not_in(needed))
+                upload_blocks.delete().where(
+                    upload_blocks.c.upload_id.not_in(needed),
+                    upload_blocks.c.created_at < written_before,
+                )
             )
         return int(result.rowcount)
 
@@ -717,11 +750,14 @@ async def _append_last(connection: AsyncConnection, job_id: str, name: str, data
 
 
 async def _write_blocks(connection: AsyncConnection, upload_id: str, path: Path) -> None:
+    now = time.time()
     with path.open("rb") as file:
         block = 0
         while data := file.read(UPLOAD_BLOCK_BYTES):
             await connection.execute(
-                upload_blocks.insert().values(upload_id=upload_id, block=block, data=data)
+                upload_blocks.insert().values(
+                    upload_id=upload_id, block=block, data=data, created_at=now
+                )
             )
             block += 1
 

@@ -100,9 +100,10 @@ async def _answer(
     await held.enter_async_context(slot)
     try:
         form = await store.receive(request)
-        held.callback(store.remove, form.upload)
+        held.push_async_callback(store.release, form.upload)
         options = OpenAIOptions.from_form(form, task=task)
         intake = intake_from_form(form, options.params, store)
+        await intake.share()
     except BaseException:
         await held.aclose()
         raise

@@ -88,10 +88,11 @@ async def transcribe(
     async with gate.job_slot(who):
         intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
         try:
+            await intake.share()
             work = jobs.run(intake.request, upload=intake.own_upload)
             return await cancel_on_disconnect(request, work)
         finally:
-            intake.close()
+            await intake.aclose()
 
 
 @router.post(
@@ -111,10 +112,11 @@ async def transcribe_stream(
     await held.enter_async_context(gate.job_slot(who))
     try:
         intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
+        held.push_async_callback(intake.aclose)
+        await intake.share()
     except BaseException:
         await held.aclose()
         raise
-    held.callback(intake.close)
     return await event_stream(request, jobs, intake, job_events, held)
 
 

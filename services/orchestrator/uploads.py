@@ -68,9 +68,13 @@ class UploadForm:
 
 
 class UploadSource(Protocol):
-    """Where uploads of async jobs are kept for every replica (the job table, PostgreSQL)."""
+    """Where uploads are kept for every replica (the job table, PostgreSQL)."""
 
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...
+
+    async def keep_upload(self, upload_id: str, path: Path) -> None: ...
+
+    async def drop_upload(self, upload_id: str) -> None: ...
 
 
 class MediaStore:
@@ -108,13 +112,30 @@ class MediaStore:
             logger.info("removed %d uploads left from an earlier run", removed)
         return removed
 
+    async def keep_for_request(self, upload: Upload | None) -> None:
+        """A synchronous job's upload, kept for every replica too (the workers' reads go to
+        any of them) until `release`."""
+        if upload is not None and self.source is not None:
+            await self.source.keep_upload(upload.id, upload.path)
+
+    async def release(self, upload: Upload | None) -> None:
+        """The end of a synchronous job's upload: here and, if kept, for every replica."""
+        self.remove(upload)
+        if upload is not None and self.source is not None:
+            await self.source.drop_upload(upload.id)
+
     def share(self, upload_id: str) -> None:
         """The upload is kept in the database too: its job may end on another replica, so
         this copy goes at a `sweep_copies` after that."""
         self._shared.add(upload_id)
 
+    @property
+    def has_copies(self) -> bool:
+        return bool(self._shared)
+
     def sweep_copies(self, keep: Collection[str]) -> int:
-        """Remove shared copies whose job has ended (`keep`: uploads of unfinished jobs)."""
+        """Remove shared copies whose job has ended (`keep`: the uploads the database still
+        holds, for unfinished jobs and running requests)."""
         done = [upload_id for upload_id in self._shared if upload_id not in keep]
         for upload_id in done:
             self.discard(upload_id)

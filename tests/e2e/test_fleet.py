@@ -1,7 +1,7 @@
 """Two orchestrators on one PostgreSQL job table, sharing the chunk workers and the model server
 (real processes, random model), with a short lease: a replica killed mid-job, a replica stopped
-(SIGSTOP) past its lease and resumed, and a replica that received upload jobs killed and
-restarted with an empty disk.
+(SIGSTOP) past its lease and resumed, a replica that received upload jobs killed and restarted
+with an empty disk, and a synchronous upload whose workers read it from the other replica.
 
 For every job: it ends exactly once (one webhook), its event log is gap-free (ids 0..N, one
 header, one terminal event, each segment once) and its transcript is an undisturbed run's.
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.job_store import TERMINAL_EVENTS, JobStore, upload_blocks
-from services.stack import LocalStack, ServiceProcess
+from services.stack import LocalStack, ServiceProcess, free_port
 from shared.schemas import JobInfo, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
@@ -91,16 +91,22 @@ def fleet(
     tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path, postgres: PostgresServer
 ) -> Iterator[Fleet]:
     database_url = postgres.create_database("fleet")
+    ports = free_port(), free_port()
     stack = start_stack(  # the second orchestrator inherits all but its name, port, uploads
         tmp_path_factory.mktemp("fleet"),
         model_cache_dir,
+        port=ports[0],
+        # The workers read uploads from the first orchestrator that answers, as from a Service.
+        CHUNK_WORKER_ORCHESTRATOR_URLS=",".join(f"http://127.0.0.1:{port}" for port in ports),
         ORCHESTRATOR_DATABASE_URL=database_url,
         ORCHESTRATOR_JOB_LEASE_SEC=str(LEASE_SEC),
         ORCHESTRATOR_MAX_RUNNING_JOBS="1",
         ORCHESTRATOR_INSTANCE_ID="orch-a",
     )
     try:
-        second = add_orchestrator(stack, "orchestrator_b", ORCHESTRATOR_INSTANCE_ID="orch-b")
+        second = add_orchestrator(
+            stack, "orchestrator_b", port=ports[1], ORCHESTRATOR_INSTANCE_ID="orch-b"
+        )
         with WebhookReceiver() as hooks:
             orchestrators = {"orch-a": stack.service("orchestrator"), "orch-b": second}
             yield Fleet(stack, database_url, hooks, orchestrators)
@@ -207,6 +213,32 @@ def assert_ran_once(
     assert [json.loads(d.body)["status"] for d in hooks] == ["succeeded"]
 
 
+def test_a_synchronous_upload_is_served_by_the_replica_the_workers_reach(
+    fleet: Fleet, media_dir: Path, reference: TranscribeOutput
+) -> None:
+    """The workers read uploads from the first orchestrator that answers (a Service may send
+    them to any replica): an upload sent with `/v1/transcribe` to the second is kept in the
+    database for the request's life, copied by the first when the workers ask it, and gone
+    from the database when the answer is out. (First in this module: once a replica has been
+    killed the workers prefer the other, which would then serve its own upload.)"""
+    receiver = fleet.orchestrators["orch-b"]
+    with (media_dir / MEDIA).open("rb") as file:
+        response = httpx.post(
+            f"{receiver.url}/v1/transcribe",
+            files={"file": (MEDIA, file, "audio/mpeg")},
+            data={"params": json.dumps(PARAMS)},
+            timeout=300,
+        )
+    assert response.status_code == 200, response.text
+    output = TranscribeOutput.model_validate(response.json())
+    assert [(s.start_time_sec, s.text) for s in output.segments] == [
+        (s.start_time_sec, s.text) for s in reference.segments
+    ]
+    assert "copied from the database" in fleet.orchestrators["orch-a"].log_tail(400)
+    assert fleet.upload_blocks() == 0
+    assert list(Path(receiver.env["ORCHESTRATOR_UPLOAD_DIR"]).iterdir()) == []
+
+
 def test_a_replica_killed_mid_job_loses_it_to_the_other_which_finishes_it(
     fleet: Fleet, media_server: MediaServer, reference: TranscribeOutput
 ) -> None:
@@ -294,6 +326,10 @@ def test_upload_jobs_of_a_replica_that_died_with_its_disk_complete_elsewhere(
         info = finished(survivor.url, job_id)
         assert_ran_once(fleet, survivor.url, job_id, reference, info)
     assert fleet.upload_blocks() == 0
-    for orchestrator in fleet.orchestrators.values():
-        folder = Path(orchestrator.env["ORCHESTRATOR_UPLOAD_DIR"])
-        assert not folder.exists() or list(folder.iterdir()) == []
+    # Copies the workers were served from go once their job ended (within COPY_SWEEP_SEC).
+    folders = [Path(o.env["ORCHESTRATOR_UPLOAD_DIR"]) for o in fleet.orchestrators.values()]
+    wait_for(
+        "the upload directories empty",
+        lambda: all(not folder.exists() or not any(folder.iterdir()) for folder in folders),
+        20,
+    )

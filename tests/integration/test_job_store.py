@@ -190,6 +190,32 @@ async def test_a_replica_stopped_in_the_middle_of_a_write_blocks_no_other_claim(
     assert ids((await store.claim("other", 30, 1)).leases) == ["a"]
 
 
+async def test_a_transaction_a_stalled_replica_left_open_is_ended_by_the_server(
+    postgres: PostgresServer,
+) -> None:
+    """Skipping a held row is only half: the stalled holder's transaction must end, or its
+    job could never be claimed again. The server ends it after `idle_transaction_sec`."""
+    url = OrchestratorSettings(database_url=postgres.url).async_database_url
+    stalled_store = JobStore.connect(url, idle_transaction_sec=0.5)
+    other = JobStore.connect(url)
+    try:
+        await other.migrate()
+        await add(other, "held")
+        async with stalled_store.engine.connect() as stalled:
+            await stalled.begin()
+            await stalled.execute(sa.text("UPDATE jobs SET updated_at = 0 WHERE id = 'held'"))
+            assert (await other.claim("other", 30, 1)).leases == []  # held: skipped
+            await asyncio.sleep(1.5)
+            assert ids((await other.claim("other", 30, 1)).leases) == ["held"]
+            with pytest.raises(sa.exc.DBAPIError):  # its transaction was ended under it
+                await stalled.execute(sa.text("SELECT 1"))
+    finally:
+        async with other.engine.begin() as connection:
+            await connection.exec_driver_sql("DELETE FROM jobs")
+        await stalled_store.close()
+        await other.close()
+
+
 # ---- attempts -------------------------------------------------------------------------------
 
 
@@ -344,7 +370,7 @@ async def test_an_async_jobs_upload_is_kept_in_postgresql_until_the_job_ends(
         assert read == b"" and await blocks(store) == 0
         return
     assert read == (tmp_path / "upload").read_bytes() and await blocks(store) == 3
-    assert await store.sweep_upload_blocks() == 0  # its job has not ended
+    assert await store.sweep_upload_blocks(time.time() + 1) == 0  # its job has not ended
     lease = await claim_one(store, "one")
     await store.finish(lease, JobStatus.SUCCEEDED, result="{}")
     assert await blocks(store) == 0
@@ -352,7 +378,27 @@ async def test_an_async_jobs_upload_is_kept_in_postgresql_until_the_job_ends(
     async with store.engine.begin() as connection:
         await connection.execute(upload_blocks.insert().values(upload_id="cd" * 16, block=0,
                                                                data=b"x"))  # fmt: skip
-    assert await store.sweep_upload_blocks() == 1
+    assert await store.sweep_upload_blocks(time.time()) == 1
+
+
+async def test_a_synchronous_jobs_upload_is_kept_until_dropped_and_ages_out_if_left(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """A synchronous request's upload has no job row: the sweep leaves it alone while young
+    (the request may still run) and takes it once older than the cutoff (a crash left it)."""
+    if not store.keeps_uploads:
+        pytest.skip("SQLite keeps no upload blocks")
+    (tmp_path / "upload").write_bytes(b"media" * 1000)
+    await store.keep_upload("ab" * 16, tmp_path / "upload")
+    await store.keep_upload("cd" * 16, tmp_path / "upload")
+    assert await store.kept_uploads() == {"ab" * 16, "cd" * 16}
+    read = b"".join([block async for block in store.read_upload("ab" * 16)])
+    assert read == (tmp_path / "upload").read_bytes()
+    assert await store.sweep_upload_blocks(time.time() - 3600) == 0
+    await store.drop_upload("ab" * 16)
+    assert await store.kept_uploads() == {"cd" * 16}
+    assert await store.sweep_upload_blocks(time.time() + 1) == 1
+    assert await store.kept_uploads() == set()
 
 
 async def test_a_cancelled_or_exhausted_jobs_upload_blocks_go_too(

@@ -7,11 +7,13 @@ from pathlib import Path
 from services.stack import LOCAL_NETWORKS, LocalStack, ServiceProcess, free_port
 
 
-def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: str) -> LocalStack:
+def start_stack(
+    log_dir: Path, model_cache_dir: Path, workers: int = 2, port: int | None = None, **env: str
+) -> LocalStack:
     """The stack with the random offline model; `env` overrides any service setting. Uploads
-    go to `<log_dir>/uploads`."""
+    go to `<log_dir>/uploads`. `port`: the orchestrator's (default: a free one)."""
     stack = LocalStack(
-        port=free_port(),
+        port=port or free_port(),
         workers=workers,
         whisper_port=free_port(),
         worker_ports=[free_port() for _ in range(workers)],
@@ -31,14 +33,16 @@ def start_stack(log_dir: Path, model_cache_dir: Path, workers: int = 2, **env: s
     return stack
 
 
-def add_orchestrator(stack: LocalStack, name: str, **env: str) -> ServiceProcess:
+def add_orchestrator(
+    stack: LocalStack, name: str, port: int | None = None, **env: str
+) -> ServiceProcess:
     """One more orchestrator process beside `stack`'s, sharing its workers (and its job table
     when that is PostgreSQL), on its own port, with its own upload directory
     (`<log_dir>/<name>-uploads`) and log; `env` overrides its settings. It is stopped with the
     stack."""
     assert stack.log_dir is not None
     first = stack.service("orchestrator")
-    port = free_port()
+    port = port or free_port()
     process = ServiceProcess(
         name,
         "services.orchestrator",

@@ -21,7 +21,7 @@ from services.orchestrator.app import create_app
 from services.orchestrator.auth import Gate
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.gate import parse_host
-from services.orchestrator.jobs import Job, JobEvent
+from services.orchestrator.jobs import Job, JobEvent, OwnUpload
 from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
 from tests.support.asgi import serve
 from tests.unit.test_orchestrator_routes import assert_error, settings
@@ -289,8 +289,8 @@ class EndlessJob:
         self.work_cancelled = asyncio.Event()
         self.slots_held_at_cancel: int | None = None
 
-    async def prepare(self, request: TranscribeRequest, *, own_media: bool = False) -> Job:
-        return Job(request, 3600.0, time.monotonic(), [])
+    async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None = None) -> Job:
+        return Job(request, 3600.0, time.monotonic(), upload)
 
     async def events(self, job: Job) -> AsyncIterator[JobEvent]:
         async def work() -> None:

@@ -138,7 +138,7 @@ class PausedRunner:
         self.started = asyncio.Event()
         self.go = asyncio.Event()
 
-    def checked(self, request: TranscribeRequest, duration_sec: float, *, own_media: bool) -> Any:
+    def checked(self, request: TranscribeRequest, duration_sec: float, *, upload: Any) -> Any:
         return request
 
     async def events(self, job: Any, log: Any) -> AsyncIterator[Any]:

@@ -158,6 +158,31 @@ class Blocks:
             await asyncio.sleep(0)  # other readers arrive meanwhile
             yield data[start : start + 4]
 
+    async def keep_upload(self, upload_id: str, path: Path) -> None:
+        self.uploads[upload_id] = await asyncio.to_thread(path.read_bytes)
+
+    async def drop_upload(self, upload_id: str) -> None:
+        del self.uploads[upload_id]
+
+
+async def test_a_synchronous_jobs_upload_is_kept_for_every_replica_until_released(
+    tmp_path: Path,
+) -> None:
+    """A request's upload goes into the shared source before its job runs (a worker's read
+    may land on another replica) and leaves it, and this store, when the request ends."""
+    source = Blocks({})
+    here = MediaStore(tmp_path / "here", "http://o:8000", 1 << 20, 0, source=source)
+    there = MediaStore(tmp_path / "there", "http://o:8000", 1 << 20, 0, source=source)
+    here.root.mkdir()
+    upload = Upload("ab" * 16, here.root / ("ab" * 16), 5)
+    upload.path.write_bytes(b"media")
+    await here.keep_for_request(upload)
+    copy = await there.local(upload.id)
+    assert copy is not None and copy.read_bytes() == b"media"
+    await here.release(upload)
+    assert source.uploads == {} and not upload.path.exists()
+    assert there.sweep_copies(keep=source.uploads.keys()) == 1 and not copy.exists()
+
 
 async def test_an_upload_another_replica_received_is_copied_here_once_and_served(
     tmp_path: Path,

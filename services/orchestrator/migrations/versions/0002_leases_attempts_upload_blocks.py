@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("upload_id", sa.String(64), primary_key=True),
         sa.Column("block", sa.Integer, primary_key=True),
         sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False, server_default="0"),
     )
 
 
