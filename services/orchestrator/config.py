@@ -26,9 +26,10 @@ class OrchestratorSettings(BaseSettings):
 
     allowed_media_networks: Annotated[list[str], NoDecode] = []
     """Non-public networks media URLs may point into, comma-separated CIDRs (e.g.
-    `10.1.0.0/16,127.0.0.0/8`); empty: none, so a media URL (or a redirect) that resolves to a
-    loopback, private, link-local, multicast or reserved address is refused. `make run` sets
-    `127.0.0.0/8,::1`. Chunk workers get the same rule with every request."""
+    `10.1.0.0/16,127.0.0.0/8`); empty: none, so a media URL (or a redirect) that resolves to
+    any address that is not public (loopback, private, carrier-grade NAT, link-local,
+    documentation, NAT64 local-use ...) is refused. `make run` sets `127.0.0.0/8,::1`. Chunk
+    workers get the same rule with every request."""
     worker_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8001"]
     """Base URLs of the chunk worker replicas, comma-separated."""
     worker_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
