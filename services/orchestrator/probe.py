@@ -1,12 +1,18 @@
-"""Checking a media URL before any work starts: range support and duration."""
+"""Checking a media URL before any work starts: range support, container and duration.
+
+PyAV reads a `MediaFile` held to the demuxer the first bytes name (`shared.containers`), with
+every nested open refused: a playlist or manifest can't make the probe fetch anything.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import av
 import httpx
 
+from shared.containers import DEMUXER_OPTIONS, SNIFF_BYTES, read_after_tag, sniff_container
 from shared.errors import MediaHostError, RangeNotSupportedError, UnsupportedMediaError
 from shared.media_host import (
     AddressPolicy,
@@ -48,28 +54,60 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
     raise status_error(status)
 
 
+class NestedOpenRefusedError(UnsupportedMediaError):
+    """The data asked FFmpeg to open another URL or file (a playlist's entry, a reference)."""
+
+
+def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> Any:
+    """PyAV's `io_open`: FFmpeg opens every URL or file named inside the data through it
+    (segments, references); none is ever opened."""
+    raise NestedOpenRefusedError(
+        "media_url refers to other files or URLs (a playlist or a reference); this server reads "
+        "one self-contained file: give the URL of the media itself",
+        param="media_url",
+    )
+
+
 def probe_duration(url: str, policy: AddressPolicy, timeout_sec: float) -> float:
     """Duration in seconds of the media's audio, read with PyAV (blocking; run in a thread).
 
-    PyAV reads a `MediaFile` (range requests through the media-host seam), never the URL."""
+    PyAV reads a `MediaFile` (range requests through the media-host seam), never the URL, with
+    the demuxer the first bytes name (`shared.containers`: anything else is a 415) and every
+    nested open refused."""
+    name = "media"
     try:
-        with (
-            sync_media_client(policy, timeout_sec) as http,
-            av.open(MediaFile(http, url), mode="r", timeout=timeout_sec) as container,
-        ):
-            audio = container.streams.audio
-            if not audio:
-                raise UnsupportedMediaError("media_url has no audio stream", param="media_url")
-            # The audio stream's own duration first: a container's is its longest stream's, and
-            # a video whose audio ends early would otherwise plan a range past the audio.
-            duration = None
-            if audio[0].duration and audio[0].time_base:
-                duration = float(audio[0].duration * audio[0].time_base)
-            elif container.duration:
-                duration = container.duration / 1_000_000
+        with sync_media_client(policy, timeout_sec) as http:
+            media = MediaFile(http, url)
+            head = media.read(SNIFF_BYTES) or b""
+            tag_end = read_after_tag(head)
+            if tag_end is not None:
+                media.seek(tag_end)
+                head = (media.read(SNIFF_BYTES) or b"").lstrip(b"\x00")
+            container = sniff_container(head)
+            name = container.name
+            media.seek(0)
+            with av.open(
+                media,
+                mode="r",
+                format=container.demuxer,
+                container_options=DEMUXER_OPTIONS.get(container.demuxer, {}),
+                timeout=timeout_sec,
+                io_open=_refuse_nested_open,
+            ) as opened:
+                audio = opened.streams.audio
+                if not audio:
+                    raise UnsupportedMediaError("media_url has no audio stream", param="media_url")
+                # The audio stream's own duration first: a container's is its longest stream's,
+                # and a video whose audio ends early would otherwise plan a range past the audio.
+                duration = None
+                if audio[0].duration and audio[0].time_base:
+                    duration = float(audio[0].duration * audio[0].time_base)
+                elif opened.duration:
+                    duration = opened.duration / 1_000_000
     except av.error.InvalidDataError as exc:
         raise UnsupportedMediaError(
-            "media_url is not an audio or video file FFmpeg can read", param="media_url"
+            f"media_url is not a {name} file FFmpeg can read (corrupt or truncated?)",
+            param="media_url",
         ) from exc
     except av.error.FFmpegError as exc:
         raise MediaHostError(f"probing media_url failed: {exc}") from exc
