@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -210,9 +210,21 @@ class JobRunner:
         )
         inbox: asyncio.Queue[_Message] = asyncio.Queue()
         slots = asyncio.Semaphore(self.settings.max_concurrent_chunks)
+        # Chunks planned but not finished: the running ones and a few queued to take a free
+        # slot at once. The plan waits beyond that, so tasks never pile up ahead of the work.
+        unfinished = asyncio.Semaphore(
+            self.settings.max_concurrent_chunks + 2 * BOUNDARY_SEARCHES_AT_ONCE
+        )
         first_heard = asyncio.Event()
         merger = OrderedMerger(job.duration_sec)
-        tasks = [asyncio.create_task(self._plan(job, inbox, first_heard))]
+        tasks: set[asyncio.Task[None]] = set()
+
+        def start(work: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(work)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        start(self._plan(job, inbox, first_heard, unfinished))
         try:
             while not merger.done:
                 message = await inbox.get()
@@ -220,21 +232,19 @@ class JobRunner:
                     raise message
                 if isinstance(message, _Planned):
                     index = merger.add_chunk(message.span)
-                    chunk = self._run_chunk(
-                        job, index, message.span, inbox, slots, first_heard, log
-                    )
-                    tasks.append(asyncio.create_task(chunk))
+                    start(self._run_chunk(job, index, message.span, inbox, slots, first_heard, log))
                     continue
                 if isinstance(message, _PlanComplete):
                     events = merger.plan_complete()
                 elif isinstance(message, _ChunkDone):
+                    unfinished.release()
                     events = merger.finish(message.index)
                 else:
                     events = merger.push(*message)
                 for event in events:
                     yield event
         finally:
-            await cancel_and_wait(tasks)
+            await cancel_and_wait(list(tasks))
         elapsed = time.perf_counter() - job.started_at
         yield StreamFooter(
             input_duration_sec=job.duration_sec,
@@ -245,7 +255,11 @@ class JobRunner:
         )
 
     async def _plan(
-        self, job: Job, inbox: asyncio.Queue[_Message], first_heard: asyncio.Event
+        self,
+        job: Job,
+        inbox: asyncio.Queue[_Message],
+        first_heard: asyncio.Event,
+        unfinished: asyncio.Semaphore,
     ) -> None:
         async def find(low: float, high: float) -> float:
             return await self.find_boundary(job, low, high)
@@ -260,6 +274,7 @@ class JobRunner:
                 after_first=lambda: self._head_start(first_heard),
             )
             async for span in spans:
+                await unfinished.acquire()
                 inbox.put_nowait(_Planned(span))
             inbox.put_nowait(_PlanComplete())
         except Exception as exc:  # handed to the generator, which raises it
