@@ -8,6 +8,8 @@
                        certifi's roots; no environment proxies
     MediaFile          a seekable file over range requests, for PyAV (which then never opens a
                        URL itself; FFmpeg reads through the chunk worker's range proxy)
+    Deadline           one time limit for a whole check: every read of a `MediaFile` and of
+                       its client's connections waits at most the time left
     transfer_attempts(), async_transfer_attempts()
                        the retry rule for a transfer the host cut (reset, closed early,
                        refused): tried again after 0, 1 and 3 s; the chunk worker's range
@@ -29,6 +31,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -206,9 +209,77 @@ class _GuardedAsyncBackend(httpcore.AnyIOBackend):
         return await super().connect_tcp(address, port, timeout, local_address, socket_options)
 
 
+class Deadline:
+    """One overall time limit for a whole check (every connection, request and read of it):
+    a read waits at most the time left, and once it has passed the next one fails. Shared
+    with a blocking thread, which `expire()` stops at its next read (its caller left)."""
+
+    def __init__(self, seconds: float, setting: str) -> None:
+        self.seconds = seconds
+        self.setting = setting
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    @property
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+    def expire(self) -> None:
+        self.at = min(self.at, time.monotonic())
+
+    def error(self) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(
+            f"checking media_url took longer than {self.seconds:g} s ({self.setting}): the "
+            "media host sends too slowly; serve the file from a host that answers promptly",
+            param="media_url",
+        )
+
+    def check(self) -> None:
+        if self.passed:
+            raise self.error()
+
+    def cap(self, timeout: float | None) -> float:
+        """`timeout` (None: none), but never past the deadline (the error once it passed)."""
+        self.check()
+        left = self.left()
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most until the deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: Deadline) -> None:
+        self.stream = stream
+        self.deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self.deadline.cap(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self.deadline.cap(timeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = self.stream.start_tls(ssl_context, server_hostname, self.deadline.cap(timeout))
+        return _DeadlineStream(tls, self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
 class _GuardedSyncBackend(httpcore.SyncBackend):
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, deadline: Deadline | None = None) -> None:
         self.policy = policy
+        self.deadline = deadline
 
     def connect_tcp(
         self,
@@ -224,7 +295,11 @@ class _GuardedSyncBackend(httpcore.SyncBackend):
         except OSError as exc:
             raise httpcore.ConnectError(f"could not resolve {name}: {exc}") from exc
         address = self.policy.check(name, [str(info[4][0]) for info in infos])
-        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+        if self.deadline is None:
+            return super().connect_tcp(address, port, timeout, local_address, socket_options)
+        timeout = self.deadline.cap(timeout)
+        stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
 
 
 def tls_context() -> ssl.SSLContext:
@@ -253,12 +328,15 @@ def media_client(
     )
 
 
-def sync_media_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
-    """The same for blocking code (PyAV's reads, in a thread)."""
+def sync_media_client(
+    policy: AddressPolicy, timeout: float, deadline: Deadline | None = None
+) -> httpx.Client:
+    """The same for blocking code (PyAV's reads, in a thread); with a `deadline`, no
+    connection, read or write waits past it."""
     context = tls_context()
     transport = httpx.HTTPTransport(verify=context)
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=context, network_backend=_GuardedSyncBackend(policy)
+        ssl_context=context, network_backend=_GuardedSyncBackend(policy, deadline)
     )
     return httpx.Client(
         transport=transport,
@@ -346,13 +424,22 @@ def _timeout_of(exc: httpx.TimeoutException) -> str:
 
 class MediaFile(io.RawIOBase):
     """A media URL as a seekable, read-only file (range requests, read ahead in blocks), so
-    PyAV can probe it without opening the URL itself."""
+    PyAV can probe it without opening the URL itself. With a `deadline` (give the client the
+    same one), every response is streamed and checked against it as each piece arrives, so a
+    host that drips a byte at a time can't hold the reader past it."""
 
-    def __init__(self, client: httpx.Client, url: str, block: int = 256 * 1024) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        url: str,
+        block: int = 256 * 1024,
+        deadline: Deadline | None = None,
+    ) -> None:
         super().__init__()
         self.client = client
         self.url = url
         self.block = block
+        self.deadline = deadline
         self.position = 0
         self.size: int | None = None
         self._buffer = b""
@@ -398,18 +485,35 @@ class MediaFile(io.RawIOBase):
         try:
             for attempt in transfer_attempts():
                 with attempt:
-                    response = self.client.get(self.url, headers=headers)
+                    status, content_range, body = self._get(headers)
         except httpx.HTTPError as exc:
+            if self.deadline is not None and self.deadline.passed:
+                raise self.deadline.error() from exc
             raise transport_error(exc) from exc
-        if response.status_code == 416:
+        if status == 416:
             self._buffer, self._buffer_start = b"", offset
             return
-        if response.status_code != 206:
-            raise status_error(response.status_code)
-        total = response.headers.get("content-range", "").rpartition("/")[2]
+        if status != 206:
+            raise status_error(status)
+        total = content_range.rpartition("/")[2]
         if total.isdigit():
             self.size = int(total)
-        self._buffer, self._buffer_start = response.content, offset
+        self._buffer, self._buffer_start = body, offset
+
+    def _get(self, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        """(status, Content-Range, body) of one request, the body checked against the
+        deadline piece by piece."""
+        if self.deadline is not None:
+            self.deadline.check()
+        with self.client.stream("GET", self.url, headers=headers) as response:
+            if response.status_code != 206:
+                return response.status_code, "", b""
+            pieces = []
+            for piece in response.iter_bytes():
+                pieces.append(piece)
+                if self.deadline is not None:
+                    self.deadline.check()
+            return 206, response.headers.get("content-range", ""), b"".join(pieces)
 
     def _size(self) -> int | None:
         if self.size is None:

@@ -1,6 +1,7 @@
 """Running a job: check the media, plan, fan out to the chunk workers, merge, report.
 
-    prepare   range check, duration (everything that can fail before output starts)
+    prepare   range check, container, duration, size (everything that can fail before output
+              starts: probe.py, under one deadline)
     events    header ─┬─ planning task: macro chunks in order, each as soon as its end is known
                       ├─ one task per macro chunk: POST /v1/chunks, a typed stream of results
                       └─ the merger turns their results into segments in timeline order
@@ -25,7 +26,7 @@ import httpx
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.merger import MergeEvent, OrderedMerger
 from services.orchestrator.planning import nominal_boundaries, plan_spans, spans_from_boundaries
-from services.orchestrator.probe import check_range_support, probe_duration
+from services.orchestrator.probe import probe_media
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
 from shared.errors import PayloadTooLargeError
@@ -166,10 +167,14 @@ class JobRunner:
         is this orchestrator's own (an upload), not a client's, so no address rule applies."""
         started = time.perf_counter()
         policy = self.media.policy_for(own_media)
-        await check_range_support(self.media.client_for(own_media), request.media_url)
-        duration = await asyncio.to_thread(
-            probe_duration, request.media_url, policy, self.settings.probe_timeout_sec
+        probe = await probe_media(
+            self.media.client_for(own_media),
+            request.media_url,
+            policy,
+            self.settings.probe_timeout_sec,
+            self.settings.probe_deadline_sec,
         )
+        duration = probe.duration_sec
         longest = self.settings.max_duration_sec
         if longest and duration > longest:
             raise PayloadTooLargeError(

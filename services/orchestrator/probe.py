@@ -1,21 +1,39 @@
-"""Checking a media URL before any work starts: range support, container and duration.
+"""Checking a media URL before any work starts: range support, container, duration, size.
 
-PyAV reads a `MediaFile` held to the demuxer the first bytes name (`shared.containers`), with
-every nested open refused: a playlist or manifest can't make the probe fetch anything.
+    probe_media  one deadline over all of it ─┬─ check_range_support (async, one GET)
+                                              └─ probe_duration in a thread of its own: PyAV
+                                                 reads a `MediaFile` under the same deadline,
+                                                 held to the sniffed demuxer
+
+Every read waits at most the time left, so a host that drips a byte every few seconds costs
+one thread until the deadline, never a thread of a shared pool: a few of them can't delay
+anyone else's probe. A duration the file's size can't hold is a forged or corrupt header
+(`check_declared_duration`), refused before a plan is made for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from typing import Any
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import av
 import httpx
 
 from shared.containers import DEMUXER_OPTIONS, SNIFF_BYTES, read_after_tag, sniff_container
-from shared.errors import MediaHostError, RangeNotSupportedError, UnsupportedMediaError
+from shared.errors import (
+    CorruptMediaError,
+    MediaHostError,
+    RangeNotSupportedError,
+    UnsupportedMediaError,
+)
 from shared.media_host import (
     AddressPolicy,
+    Deadline,
     MediaFile,
     async_transfer_attempts,
     status_error,
@@ -23,7 +41,25 @@ from shared.media_host import (
     transport_error,
 )
 
+T = TypeVar("T")
+
 _CONTENT_RANGE = re.compile(r"bytes\s+0-0/(\d+|\*)")
+DEADLINE_SETTING = "ORCHESTRATOR_PROBE_DEADLINE_SEC"
+MIN_BITRATE_BPS = 100.0
+"""The lowest average bitrate a real recording has. Speech codecs go down to Codec2's 700
+bit/s; silence under DTX costs less but never nothing: AMR's file format takes a byte per
+20 ms frame even for no data (400 bit/s; 600 s of AMR-NB noise with DTX measured 653 bit/s),
+and WebRTC's Opus DTX sends a packet every 400 ms, about 200 bit/s with its container. A
+declared duration whose implied average is below 100 bit/s (12.5 bytes a second, 45 KB an
+hour), 4x under all of these, is a header that lies: a 300 KB file claiming 1e9 s is at
+0.0024 bit/s."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    size_bytes: int | None
+    """The file's size as the range check's Content-Range said (None: not said)."""
+    duration_sec: float
 
 
 async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
@@ -68,16 +104,18 @@ def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> Any:
     )
 
 
-def probe_duration(url: str, policy: AddressPolicy, timeout_sec: float) -> float:
+def probe_duration(
+    url: str, policy: AddressPolicy, timeout_sec: float, deadline: Deadline | None = None
+) -> float:
     """Duration in seconds of the media's audio, read with PyAV (blocking; run in a thread).
 
     PyAV reads a `MediaFile` (range requests through the media-host seam), never the URL, with
     the demuxer the first bytes name (`shared.containers`: anything else is a 415) and every
-    nested open refused."""
+    nested open refused. With a `deadline`, no read waits past it (504 naming the setting)."""
     name = "media"
     try:
-        with sync_media_client(policy, timeout_sec) as http:
-            media = MediaFile(http, url)
+        with sync_media_client(policy, timeout_sec, deadline) as http:
+            media = MediaFile(http, url, deadline=deadline)
             head = media.read(SNIFF_BYTES) or b""
             tag_end = read_after_tag(head)
             if tag_end is not None:
@@ -86,12 +124,13 @@ def probe_duration(url: str, policy: AddressPolicy, timeout_sec: float) -> float
             container = sniff_container(head)
             name = container.name
             media.seek(0)
+            left = timeout_sec if deadline is None else max(0.001, deadline.cap(timeout_sec))
             with av.open(
                 media,
                 mode="r",
                 format=container.demuxer,
                 container_options=DEMUXER_OPTIONS.get(container.demuxer, {}),
-                timeout=timeout_sec,
+                timeout=left,
                 io_open=_refuse_nested_open,
             ) as opened:
                 audio = opened.streams.audio
@@ -116,3 +155,70 @@ def probe_duration(url: str, policy: AddressPolicy, timeout_sec: float) -> float
             "could not determine the duration of media_url (a live stream?)", param="media_url"
         )
     return duration
+
+
+def check_declared_duration(duration_sec: float, size_bytes: int | None) -> None:
+    """A duration the file's size can't hold (below `MIN_BITRATE_BPS`) is a corrupt or forged
+    header: CorruptMediaError (422). Skipped when the size is unknown."""
+    if size_bytes is None or duration_sec <= 0:
+        return
+    bitrate = size_bytes * 8 / duration_sec
+    if bitrate < MIN_BITRATE_BPS:
+        raise CorruptMediaError(
+            f"media_url's header says it lasts {duration_sec:.0f} s, but at {size_bytes} "
+            f"bytes that would be {bitrate:.3g} bit/s, below any real recording's "
+            f"{MIN_BITRATE_BPS:g} bit/s: the file is corrupt or its duration is forged",
+            param="media_url",
+        )
+
+
+async def in_own_thread(function: Callable[[], T], on_cancel: Callable[[], None]) -> T:
+    """`function()` in a new thread of its own (not a pool's, so a stuck one holds nobody
+    else's); `on_cancel()` when the caller leaves first, to make it stop soon."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = function(), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="media-probe", daemon=True).start()
+    try:
+        return await done
+    except asyncio.CancelledError:
+        on_cancel()
+        raise
+
+
+async def probe_media(
+    http: httpx.AsyncClient,
+    url: str,
+    policy: AddressPolicy,
+    timeout_sec: float,
+    deadline_sec: float,
+) -> Probe:
+    """Range check, container and duration, all within `deadline_sec` (504 naming
+    `DEADLINE_SETTING` beyond it), and the duration checked against the size."""
+    deadline = Deadline(deadline_sec, DEADLINE_SETTING)
+    try:
+        async with asyncio.timeout(deadline.left()):
+            size = await check_range_support(http, url)
+    except TimeoutError:
+        raise deadline.error() from None
+    duration = await in_own_thread(
+        lambda: probe_duration(url, policy, timeout_sec, deadline), deadline.expire
+    )
+    check_declared_duration(duration, size)
+    return Probe(size, duration)
