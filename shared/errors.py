@@ -12,6 +12,7 @@
     ├── InvalidRequestError (422 invalid_request)
     │   ├── MediaUnavailableError (422 media_unavailable)    media host answered 4xx
     │   ├── RangeNotSupportedError (422 range_not_supported) media host ignores Range
+    │   ├── CorruptMediaError (422 corrupt_media)            header the file can't hold
     │   └── InvalidAudioError (422 invalid_audio)            empty / too long clip
     ├── PayloadTooLargeError (413 payload_too_large)        upload or body over its cap
     ├── UnsupportedMediaError (415 unsupported_media)        not decodable / no audio stream
@@ -121,6 +122,10 @@ class MediaUnavailableError(InvalidRequestError):
 
 class RangeNotSupportedError(InvalidRequestError):
     code = "range_not_supported"
+
+
+class CorruptMediaError(InvalidRequestError):
+    code = "corrupt_media"
 
 
 class InvalidAudioError(InvalidRequestError):

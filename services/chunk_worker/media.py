@@ -1,6 +1,6 @@
 """Fetching one time range of remote media as 16 kHz mono PCM, with FFmpeg.
 
-    sniff_media ──> SeekMode ──> ffmpeg_command ──> PcmSource (FFmpeg subprocess, WAV on stdout)
+    sniff_media ──> MediaFormat ──> ffmpeg_command ──> PcmSource (FFmpeg, WAV on stdout)
                                                       │ reads through
                                                 RangeProxy (loopback HTTP, page cache) ──> origin
 
@@ -8,7 +8,9 @@ FFmpeg runs as an asyncio subprocess and streams PCM as it decodes, so the first
 leaves long before the range is fetched, and back-pressure from the reader pauses FFmpeg (and
 the download). Only the range is fetched: the seek goes *before* `-i` (an input seek, which
 turns into HTTP range requests), starts a short pre-roll early and trims it on the output side,
-which is sample-exact and warms up AAC/Opus decoders. How to seek comes from the first bytes:
+which is sample-exact and warms up AAC/Opus decoders. The first bytes say which demuxer
+FFmpeg is held to (`-f`, from `shared.containers`' list of single-file containers: a
+playlist or manifest is refused before FFmpeg runs) and how to seek:
 
     INPUT       -ss S-p -i URL -ss p -t D             index or bisection seek, output-side trim
     FAST_MP3    -fflags +fastseek, as INPUT           CBR MP3: byte offset from the bitrate
@@ -26,10 +28,10 @@ heard, LFE included (FFmpeg's own `-ac 1` drops LFE and weights the rest).
 FFmpeg exits 0 when a seek fails or a file is truncated, so a window that comes back short is
 an error, and FFmpeg's stderr (or the proxy's record of the origin) says which one
 (`classify_ffmpeg_failure`). FFmpeg never opens a media host's URL: it reads a loopback URL of
-the worker's `RangeProxy`, which fetches through `shared.media_host` (address guard, TLS,
-errors), asks the origin for little more than FFmpeg reads, and keeps each file's index for
-the next window. The measurements behind each choice are in `../shared/notes/media-io.md` and
-`benchmarks/bench_media.py`.
+the worker's `RangeProxy` (`-protocol_whitelist http,tcp`: no other URL and no file), which
+fetches through `shared.media_host` (address guard, TLS, errors), asks the origin for little
+more than FFmpeg reads, and keeps each file's index for the next window. The measurements
+behind each choice are in `../shared/notes/media-io.md` and `benchmarks/bench_media.py`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.chunk_worker.range_proxy import ProxyLease, RangeProxy, reconnect_delays
+from shared.containers import (
+    ADTS,
+    DEMUXER_OPTIONS,
+    MATROSKA,
+    MP3,
+    SNIFF_BYTES,
+    Container,
+    id3v2_length,
+    mpeg_bitrates,
+    read_after_tag,
+    sniff_container,
+)
 from shared.errors import (
     MediaHostError,
     MediaUnavailableError,
@@ -57,8 +71,6 @@ from shared.schemas import SAMPLE_RATE_HZ
 logger = logging.getLogger(__name__)
 
 BYTES_PER_SAMPLE = 2
-SNIFF_BYTES = 8192
-"""Enough for an ID3 header and a few MPEG frames; a larger ID3 tag costs one more request."""
 TIMESTAMP_HOLE_SEC = 0.02
 """Timestamp jumps at least this long are filled with silence (or dropped, if backwards)."""
 PROXY_RECEIVE_BUFFER_BYTES = 16384
@@ -76,118 +88,44 @@ class SeekMode(enum.Enum):
 
 # -- sniffing ----------------------------------------------------------------------------------
 
-_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
-_MPEG_BITRATES_KBPS = {
-    (3, 3): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (3, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (3, 1): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (2, 3): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (2, 1): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MPEG_SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+@dataclass(frozen=True)
+class MediaFormat:
+    """What the first bytes say: the demuxer FFmpeg is held to, and how to seek."""
+
+    container: Container
+    mode: SeekMode
 
 
-def id3v2_length(head: bytes) -> int:
-    """Bytes taken by the ID3v2 tags at the start of `head` (may exceed `len(head)`)."""
-    offset = 0
-    while head[offset : offset + 3] == b"ID3" and len(head) >= offset + 10:
-        size_bytes = head[offset + 6 : offset + 10]
-        size = 0
-        for byte in size_bytes:
-            size = (size << 7) | (byte & 0x7F)
-        footer = 10 if head[offset + 5] & 0x10 else 0
-        offset += 10 + size + footer
-    return offset
+def sniff_format(head: bytes) -> MediaFormat:
+    """The container (UnsupportedMediaError for anything not on `shared.containers`' list)
+    and the seek mode, from the first bytes of the file (or the bytes after its ID3 tag)."""
+    container = sniff_container(head)
+    if container is MATROSKA:
+        return MediaFormat(container, SeekMode.MATROSKA)
+    if container is ADTS:
+        return MediaFormat(container, SeekMode.SEQUENTIAL)  # raw AAC: no index, no bitrate
+    if container is MP3:
+        body = head[id3v2_length(head) :]
+        bitrates = mpeg_bitrates(body.lstrip(b"\x00") if head.startswith(b"ID3") else body)
+        if bitrates is not None and len(bitrates) == 1:
+            return MediaFormat(container, SeekMode.FAST_MP3)
+        return MediaFormat(container, SeekMode.SEQUENTIAL)  # VBR: TOC seeks land seconds off
+    return MediaFormat(container, SeekMode.INPUT)
 
 
-def _mpeg_frame(head: bytes, offset: int) -> tuple[int, int] | None:
-    """(bitrate in kbps, frame length) of an MPEG audio frame header at `offset`, if valid."""
-    if len(head) < offset + 4 or head[offset] != 0xFF or head[offset + 1] & 0xE0 != 0xE0:
-        return None
-    version = (head[offset + 1] >> 3) & 0x3  # 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5
-    layer = (head[offset + 1] >> 1) & 0x3  # 3: I, 2: II, 1: III
-    bitrate_index = head[offset + 2] >> 4
-    rate_index = (head[offset + 2] >> 2) & 0x3
-    padding = (head[offset + 2] >> 1) & 0x1
-    if version == 1 or layer == 0 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    bitrate = _MPEG_BITRATES_KBPS[(3 if version == 3 else 2, layer)][bitrate_index]
-    rate = _MPEG_SAMPLE_RATES[version][rate_index]
-    if layer == 3:
-        length = (12 * bitrate * 1000 // rate + padding) * 4
-    elif layer == 1 and version != 3:
-        length = 72 * bitrate * 1000 // rate + padding
-    else:
-        length = 144 * bitrate * 1000 // rate + padding
-    return bitrate, length
-
-
-def _is_adts(head: bytes, offset: int) -> bool:
-    """An ADTS (raw AAC) header at `offset`, confirmed by the next one where the data allows."""
-    if len(head) < offset + 7 or head[offset] != 0xFF or head[offset + 1] & 0xF6 != 0xF0:
-        return False
-    length = ((head[offset + 3] & 0x3) << 11) | (head[offset + 4] << 3) | (head[offset + 5] >> 5)
-    if length < 7:
-        return False
-    following = offset + length
-    return len(head) < following + 2 or (
-        head[following] == 0xFF and head[following + 1] & 0xF6 == 0xF0
-    )
-
-
-def _sniff_mpeg(body: bytes) -> SeekMode | None:
-    """FAST_MP3 for constant-bitrate MPEG audio, SEQUENTIAL for VBR; None if not MPEG audio."""
-    first = _mpeg_frame(body, 0)
-    if first is None:
-        return None
-    if b"Xing" in body[: first[1]] or b"VBRI" in body[: first[1]]:
-        return SeekMode.SEQUENTIAL  # VBR header: TOC seeks land seconds off
-    bitrates: set[int] = set()
-    offset, frames = first[1] if b"Info" in body[: first[1]] else 0, 0
-    while (frame := _mpeg_frame(body, offset)) is not None:
-        bitrates.add(frame[0])
-        offset += frame[1]
-        frames += 1
-    if frames == 0 or (frames == 1 and offset < len(body)):
-        return None  # a lone sync word followed by something else: not MPEG audio
-    return SeekMode.FAST_MP3 if len(bitrates) == 1 else SeekMode.SEQUENTIAL
-
-
-def sniff_seek_mode(head: bytes) -> SeekMode:
-    """Choose how to seek from the first bytes of the file (or the bytes after its ID3 tag)."""
-    if head.startswith(_EBML_MAGIC):
-        return SeekMode.MATROSKA
-    tagged = head.startswith(b"ID3")
-    body = head[id3v2_length(head) :]
-    if tagged:
-        body = body.lstrip(b"\x00")  # padding after the tag
-    if _is_adts(body, 0):
-        return SeekMode.SEQUENTIAL  # raw AAC: no index, no bitrate to seek by
-    return _sniff_mpeg(body) or SeekMode.INPUT
-
-
-async def sniff_media(proxy: RangeProxy, url: str) -> SeekMode:
-    """Fetch the first bytes of `url` and pick the seek mode (errors map to the hierarchy).
+async def sniff_media(proxy: RangeProxy, url: str) -> MediaFormat:
+    """Fetch the first bytes of `url` and sniff them (errors map to the hierarchy).
 
     The bytes come through the range proxy and stay in its cache, where FFmpeg's first read
     finds them.
     """
-
-    async def read(offset: int) -> bytes:
-        data = await proxy.read(url, offset, SNIFF_BYTES)
-        if not data and offset == 0:
-            raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
-        return data
-
-    head = await read(0)
-    if not head:
-        raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
-    tag_end = id3v2_length(head)
-    if len(head) == SNIFF_BYTES and tag_end > SNIFF_BYTES // 2:
+    head = await proxy.read(url, 0, SNIFF_BYTES)
+    tag_end = read_after_tag(head)
+    if tag_end is not None:
         # An ID3 tag (cover art) hides the first frames: look right after it.
-        return sniff_seek_mode((await read(tag_end)).lstrip(b"\x00"))
-    return sniff_seek_mode(head)
+        return sniff_format((await proxy.read(url, tag_end, SNIFF_BYTES)).lstrip(b"\x00"))
+    return sniff_format(head)
 
 
 @dataclass(frozen=True)
@@ -205,11 +143,18 @@ class FetchOptions:
     local file may be read without one."""
 
 
+PROXY_PROTOCOLS = "http,tcp"
+"""What FFmpeg may open to read the proxy's loopback URL (its http protocol runs over tcp), and
+nothing else: no file, no other scheme (the demuxer is forced too: see `shared.containers`)."""
+FILE_PROTOCOLS = "file"
+"""What FFmpeg may open to read a local file (tests and benchmarks)."""
+
+
 def ffmpeg_command(
     url: str,
     start_sec: float,
     end_sec: float,
-    mode: SeekMode,
+    media: MediaFormat,
     options: FetchOptions,
     *,
     via_proxy: bool = False,
@@ -219,10 +164,13 @@ def ffmpeg_command(
     The WAV keeps the source's channels (`PcmSource` averages them). `via_proxy`: `url` is a
     `RangeProxy` lease, which retries the origin itself and sizes the origin's requests, so
     FFmpeg makes open-ended requests with a small receive buffer and never reconnects. A media
-    URL is only ever read that way: FFmpeg doesn't open URLs of media hosts itself.
+    URL is only ever read that way: FFmpeg doesn't open URLs of media hosts itself. FFmpeg is
+    held to the sniffed demuxer (`-f`) and to the protocols that reading `url` needs
+    (`-protocol_whitelist`), so nothing in the data makes it open another URL or a file.
     """
     if not via_proxy and url.startswith(("http://", "https://")):
         raise ValueError("media URLs are read through the range proxy, never by FFmpeg itself")
+    mode = media.mode
     duration = end_sec - start_sec
     if mode is SeekMode.SEQUENTIAL:
         input_seek, output_seek = 0.0, start_sec
@@ -249,6 +197,10 @@ def ffmpeg_command(
         command += ["-flags2", "+skip_manual"]
     if input_seek > 0:
         command += ["-ss", f"{input_seek:.6f}"]
+    command += ["-protocol_whitelist", PROXY_PROTOCOLS if via_proxy else FILE_PROTOCOLS]
+    command += ["-f", media.container.demuxer]
+    for name, value in DEMUXER_OPTIONS.get(media.container.demuxer, {}).items():
+        command += [f"-{name}", value]
     command += ["-i", url]
     # Holes and overlaps in the timestamps (lost or damaged packets, priming dropped mid-file)
     # become silence or are dropped, so sample n is always at `start_sec + n / 16000` s.
@@ -384,12 +336,12 @@ class PcmSource:
     """
 
     def __init__(
-        self, url: str, start_sec: float, end_sec: float, mode: SeekMode, options: FetchOptions
+        self, url: str, start_sec: float, end_sec: float, media: MediaFormat, options: FetchOptions
     ) -> None:
         self.url = url
         self.start_sec = start_sec
         self.end_sec = end_sec
-        self.mode = mode
+        self.media = media
         self.options = options
         self.command: list[str] = []
         self.samples_read = 0
@@ -412,12 +364,12 @@ class PcmSource:
         if proxy is not None and self.url.startswith(("http://", "https://")):
             self.lease = proxy.lease(self.url)
             self.command = ffmpeg_command(
-                self.lease.local_url, self.start_sec, self.end_sec, self.mode, self.options,
+                self.lease.local_url, self.start_sec, self.end_sec, self.media, self.options,
                 via_proxy=True,
             )  # fmt: skip
         else:
             self.command = ffmpeg_command(
-                self.url, self.start_sec, self.end_sec, self.mode, self.options
+                self.url, self.start_sec, self.end_sec, self.media, self.options
             )
         try:
             self._process = await asyncio.create_subprocess_exec(

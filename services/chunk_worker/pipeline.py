@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from services.chunk_worker.access import MediaAccess
-from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
+from services.chunk_worker.media import FetchOptions, MediaFormat, PcmSource, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.silence import latest_pause, quietest_point
 from shared.aio import cancel_and_wait
@@ -130,14 +130,14 @@ class ChunkTranscriber:
         proxy, url = await self.access.source(request)
         return replace(self.fetch, proxy=proxy), url
 
-    async def prepare(self, request: ChunkRequest) -> SeekMode:
+    async def prepare(self, request: ChunkRequest) -> MediaFormat:
         """Check the media before anything streams, so a bad URL gets a real HTTP status."""
         fetch, url = await self._open(request)
         assert fetch.proxy is not None
         return await sniff_media(fetch.proxy, url)
 
     async def stream(
-        self, request: ChunkRequest, mode: SeekMode | None = None
+        self, request: ChunkRequest, media: MediaFormat | None = None
     ) -> AsyncIterator[MicroChunkResult]:
         """Yield each micro chunk's result as soon as it and every earlier one are done.
 
@@ -146,8 +146,8 @@ class ChunkTranscriber:
         client went away) cancels the producer, which kills FFmpeg, and every clip in flight,
         which withdraws them from the model server's queue.
         """
-        if mode is None:
-            mode = await self.prepare(request)
+        if media is None:
+            media = await self.prepare(request)
         params = request.params
         first = request.first_micro_chunk_sec
         chunker = MicroChunker(
@@ -206,7 +206,7 @@ class ChunkTranscriber:
         fetch, url = await self._open(request)
 
         async def produce() -> None:
-            source = PcmSource(url, request.start_sec, request.end_sec, mode, fetch)
+            source = PcmSource(url, request.start_sec, request.end_sec, media, fetch)
             try:
                 # FFmpeg's -t can overshoot by a sample: never let a range reach into the next.
                 remaining = source.expected_samples
@@ -240,8 +240,8 @@ class ChunkTranscriber:
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
         fetch, url = await self._open(request)
         assert fetch.proxy is not None
-        mode = await sniff_media(fetch.proxy, url)
-        source = PcmSource(url, request.start_sec, request.end_sec, mode, fetch)
+        media = await sniff_media(fetch.proxy, url)
+        source = PcmSource(url, request.start_sec, request.end_sec, media, fetch)
         async with source:
             samples = np.concatenate([block async for block in source.blocks()])
         split = quietest_point(samples, 0, len(samples), request.smoothing_num_samples)

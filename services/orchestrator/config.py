@@ -32,9 +32,10 @@ class OrchestratorSettings(BaseSettings):
 
     allowed_media_networks: Annotated[list[str], NoDecode] = []
     """Non-public networks media URLs may point into, comma-separated CIDRs (e.g.
-    `10.1.0.0/16,127.0.0.0/8`); empty: none, so a media URL (or a redirect) that resolves to a
-    loopback, private, link-local, multicast or reserved address is refused. `make run` sets
-    `127.0.0.0/8,::1`. Chunk workers have their own (`CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS`)."""
+    `10.1.0.0/16,127.0.0.0/8`); empty: none, so a media URL (or a redirect) that resolves to
+    any address that is not public (loopback, private, carrier-grade NAT, link-local,
+    documentation, NAT64 local-use ...) is refused. `make run` sets `127.0.0.0/8,::1`. Chunk
+    workers have their own (`CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS`)."""
     worker_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8001"]
     """Base URLs of the chunk worker replicas, comma-separated."""
     worker_refresh_sec: float = Field(10.0, ge=0.5, le=3600.0)
@@ -52,7 +53,12 @@ class OrchestratorSettings(BaseSettings):
     """The job's first micro chunk is cut by this length (in a pause of its second half), so
     the first words come back sooner; 0 = as long as the others."""
     probe_timeout_sec: float = Field(30.0, gt=0)
-    """Longest wait for the media host while checking range support and probing the duration."""
+    """Longest wait for any one answer or read from the media host while checking range support
+    and probing the duration (a host silent this long: 504)."""
+    probe_deadline_sec: float = Field(60.0, gt=0, le=3600.0)
+    """Longest time the whole check of a media URL (range check and probe together) may take,
+    however the host trickles its bytes (504 beyond it). Each probe runs in a thread of its
+    own that ends by this deadline, so slow hosts hold no pool that other requests need."""
     worker_deadline_sec: float = Field(3600.0, gt=0)
     """Longest time one macro chunk may take, retries included."""
     worker_retry_attempts: int = Field(3, ge=1, le=20)
@@ -80,8 +86,11 @@ class OrchestratorSettings(BaseSettings):
     max_jobs_per_key: int = Field(0, ge=0, le=10_000)
     """Jobs one key (or, without keys, everyone) may run at once; 0 = no limit. Beyond it: 429
     with Retry-After."""
-    max_duration_sec: float = Field(0.0, ge=0.0)
-    """Longest media accepted, in seconds (413 beyond it); 0 = no limit."""
+    max_duration_sec: float = Field(172_800.0, ge=0.0)
+    """Longest media accepted, in seconds (413 beyond it): 48 h by default. 0 disables the cap
+    explicitly; a header's duration is then believed as far as the file's size allows (below
+    100 bit/s it is refused as forged), and the job's header event lists a span for every
+    macro chunk of it."""
     max_request_kb: int = Field(1024, ge=1, le=1_000_000)
     """Largest JSON request body (413 beyond it); uploads have their own cap."""
     max_render_mb: int = Field(64, ge=1, le=4096)

@@ -1,6 +1,7 @@
 """Running a job: check the media, plan, fan out to the chunk workers, merge, report.
 
-    prepare   range check, duration (everything that can fail before output starts)
+    prepare   range check, container, duration, size (everything that can fail before output
+              starts: probe.py, under one deadline)
     events    header ─┬─ planning task: macro chunks in order, each as soon as its end is known
                       ├─ one task per macro chunk: POST /v1/chunks, a typed stream of results
                       └─ the merger turns their results into segments in timeline order
@@ -16,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.merger import MergeEvent, OrderedMerger
 from services.orchestrator.planning import nominal_boundaries, plan_spans, spans_from_boundaries
-from services.orchestrator.probe import check_range_support, probe_duration
+from services.orchestrator.probe import probe_media
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
 from shared.errors import PayloadTooLargeError
@@ -198,14 +199,15 @@ class JobRunner:
         credential), not a client's, so no address rule applies."""
         started = time.perf_counter()
         policy = self.media.policy_for(upload)
-        await check_range_support(self.media.client_for(upload), request.media_url)
-        duration = await asyncio.to_thread(
-            probe_duration,
+        probe = await probe_media(
+            self.media.client_for(upload),
             request.media_url,
             policy,
             self.settings.probe_timeout_sec,
+            self.settings.probe_deadline_sec,
             self.media.headers_for(upload),
         )
+        duration = probe.duration_sec
         longest = self.settings.max_duration_sec
         if longest and duration > longest:
             raise PayloadTooLargeError(
@@ -246,9 +248,21 @@ class JobRunner:
         )
         inbox: asyncio.Queue[_Message] = asyncio.Queue()
         slots = asyncio.Semaphore(self.settings.max_concurrent_chunks)
+        # Chunks planned but not finished: the running ones and a few queued to take a free
+        # slot at once. The plan waits beyond that, so tasks never pile up ahead of the work.
+        unfinished = asyncio.Semaphore(
+            self.settings.max_concurrent_chunks + 2 * BOUNDARY_SEARCHES_AT_ONCE
+        )
         first_heard = asyncio.Event()
         merger = OrderedMerger(job.duration_sec)
-        tasks = [asyncio.create_task(self._plan(job, inbox, first_heard))]
+        tasks: set[asyncio.Task[None]] = set()
+
+        def start(work: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(work)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        start(self._plan(job, inbox, first_heard, unfinished))
         try:
             while not merger.done:
                 message = await inbox.get()
@@ -256,21 +270,19 @@ class JobRunner:
                     raise message
                 if isinstance(message, _Planned):
                     index = merger.add_chunk(message.span)
-                    chunk = self._run_chunk(
-                        job, index, message.span, inbox, slots, first_heard, log
-                    )
-                    tasks.append(asyncio.create_task(chunk))
+                    start(self._run_chunk(job, index, message.span, inbox, slots, first_heard, log))
                     continue
                 if isinstance(message, _PlanComplete):
                     events = merger.plan_complete()
                 elif isinstance(message, _ChunkDone):
+                    unfinished.release()
                     events = merger.finish(message.index)
                 else:
                     events = merger.push(*message)
                 for event in events:
                     yield event
         finally:
-            await cancel_and_wait(tasks)
+            await cancel_and_wait(list(tasks))
         elapsed = time.perf_counter() - job.started_at
         yield StreamFooter(
             input_duration_sec=job.duration_sec,
@@ -281,7 +293,11 @@ class JobRunner:
         )
 
     async def _plan(
-        self, job: Job, inbox: asyncio.Queue[_Message], first_heard: asyncio.Event
+        self,
+        job: Job,
+        inbox: asyncio.Queue[_Message],
+        first_heard: asyncio.Event,
+        unfinished: asyncio.Semaphore,
     ) -> None:
         async def find(low: float, high: float) -> float:
             return await self.find_boundary(job, low, high)
@@ -296,6 +312,7 @@ class JobRunner:
                 after_first=lambda: self._head_start(first_heard),
             )
             async for span in spans:
+                await unfinished.acquire()
                 inbox.put_nowait(_Planned(span))
             inbox.put_nowait(_PlanComplete())
         except Exception as exc:  # handed to the generator, which raises it

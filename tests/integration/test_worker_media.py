@@ -18,8 +18,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from services.chunk_worker.media import FetchOptions, PcmSource, SeekMode, sniff_media
+from services.chunk_worker.media import FetchOptions, MediaFormat, PcmSource, SeekMode, sniff_media
 from services.chunk_worker.range_proxy import RangeProxy
+from shared.containers import FLAC, MP3, WAV
 from shared.errors import (
     MediaHostError,
     MediaUnavailableError,
@@ -125,13 +126,13 @@ async def fetch(
     start: float,
     end: float,
     options: FetchOptions,
-    mode: SeekMode | None = None,
+    media: MediaFormat | None = None,
 ) -> np.ndarray:
     """What a worker's PcmSource delivers for `[start, end)` of `url`."""
-    if mode is None:
+    if media is None:
         assert options.proxy is not None
-        mode = await sniff_media(options.proxy, url)
-    async with PcmSource(url, start, end, mode, options) as source:
+        media = await sniff_media(options.proxy, url)
+    async with PcmSource(url, start, end, media, options) as source:
         blocks = [block async for block in source.blocks()]
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
 
@@ -157,7 +158,7 @@ async def test_raw_adts_aac_is_decoded_from_the_start_and_still_exact(
 ) -> None:
     url = scratch_host.url("raw.aac")  # no index to seek by
     assert options.proxy is not None
-    assert await sniff_media(options.proxy, url) is SeekMode.SEQUENTIAL
+    assert (await sniff_media(options.proxy, url)).mode is SeekMode.SEQUENTIAL
     window = await fetch(http, url, 11.37, 17.37, options)
     lag, likeness = lag_and_likeness(whole(scratch / "raw.aac"), window.astype(np.float64),
                                      round(11.37 * RATE))  # fmt: skip
@@ -204,7 +205,7 @@ async def test_missing_media_is_reported_as_unavailable(
         await sniff_media(options.proxy, url)
     # Gone between the sniff and FFmpeg's own requests:
     with pytest.raises(MediaUnavailableError, match="404"):
-        await fetch(http, url, 5.0, 10.0, options, mode=SeekMode.FAST_MP3)
+        await fetch(http, url, 5.0, 10.0, options, MediaFormat(MP3, SeekMode.FAST_MP3))
 
 
 @pytest.mark.parametrize(("start", "end"), [(10.0, 30.0), (30.0, 35.0)])
@@ -298,7 +299,7 @@ async def test_cancelling_a_read_kills_ffmpeg_and_reaps_it(
     host: MediaServer, http: httpx.AsyncClient, options: FetchOptions
 ) -> None:
     url = host.url("speech_40s.flac")
-    source = PcmSource(url, 2.0, 38.0, SeekMode.INPUT, options)
+    source = PcmSource(url, 2.0, 38.0, MediaFormat(FLAC, SeekMode.INPUT), options)
     first_block = asyncio.Event()
     pids: list[int] = []
 
@@ -322,7 +323,8 @@ async def test_cancelling_a_read_kills_ffmpeg_and_reaps_it(
 async def test_leaving_the_loop_early_kills_ffmpeg_and_reaps_it(
     host: MediaServer, http: httpx.AsyncClient, options: FetchOptions
 ) -> None:
-    async with PcmSource(host.url("speech_40s.wav"), 1.0, 39.0, SeekMode.INPUT, options) as source:
+    url = host.url("speech_40s.wav")
+    async with PcmSource(url, 1.0, 39.0, MediaFormat(WAV, SeekMode.INPUT), options) as source:
         pid = source.pid
         async for _ in source.blocks():
             break

@@ -12,6 +12,9 @@ Routes:
                       out is closed mid-body
     /slow/<name>      a host that goes silent: a range starting within `?from=`-`?to=` (fractions
                       of the file, default all of it) waits `?delay=` seconds before answering
+    /drip/<name>      a host that trickles: answers a range with honest 206 headers, then sends
+                      its body one byte every `?every=` seconds (default 1); each drip's end
+                      (the client left) is kept in `TrafficLog.drips_ended`
     /redirect?to=URL  302 to URL
     /internal/uploads/<name>
                       like /media/, but only with the fleet credential (`fleet_secret=`): an
@@ -28,13 +31,14 @@ import re
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,6 +53,10 @@ class TrafficLog:
     requests_by_path: dict[str, int] = field(default_factory=dict)
     authorized_requests: int = 0
     """Requests that carried an Authorization header."""
+    dripping: int = 0
+    """/drip/ responses still sending."""
+    drips_ended: list[float] = field(default_factory=list)
+    """When each /drip/ response stopped (time.monotonic())."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, path: str, sent: int, new_request: bool, authorized: bool = False) -> None:
@@ -216,6 +224,37 @@ def build_app(root: Path, log: TrafficLog, fleet_secret: str | None = None) -> A
                 await asyncio.sleep(0.1)
         return FileResponse(path)
 
+    async def drip(request: Request) -> Response:
+        path = resolve(request)
+        if path is None:
+            return Response("not found", status_code=404)
+        data = path.read_bytes()
+        match = _RANGE.match(request.headers.get("range") or "")
+        first = int(match.group(1)) if match else 0
+        last = (
+            min(int(match.group(2)), len(data) - 1) if match and match.group(2) else len(data) - 1
+        )
+        every = float(request.query_params.get("every", "1"))
+
+        async def trickle() -> AsyncIterator[bytes]:
+            with log._lock:
+                log.dripping += 1
+            try:
+                for position in range(first, last + 1):
+                    yield data[position : position + 1]
+                    await asyncio.sleep(every)
+            finally:
+                with log._lock:
+                    log.dripping -= 1
+                    log.drips_ended.append(time.monotonic())
+
+        headers = {
+            "content-length": str(last - first + 1),
+            "content-range": f"bytes {first}-{last}/{len(data)}",
+            "accept-ranges": "bytes",
+        }
+        return StreamingResponse(trickle(), status_code=206, headers=headers)
+
     app = Starlette(
         routes=[
             Route("/media/{name:path}", media),
@@ -224,6 +263,7 @@ def build_app(root: Path, log: TrafficLog, fleet_secret: str | None = None) -> A
             Route("/drop/{name:path}", drop),
             Route("/flaky/{name:path}", flaky),
             Route("/slow/{name:path}", slow),
+            Route("/drip/{name:path}", drip),
             Route("/redirect", redirect),
             Route("/internal/uploads/{name:path}", media),
         ]

@@ -173,3 +173,23 @@ async def test_a_resumed_job_redoes_no_kept_micro_chunk_and_ends_as_an_uninterru
     assert sorted(r.start_sec for r in workers.requests) == [30, 60]  # chunk 0 not asked for
     assert sorted(log.recorded) == [(1, 1), (2, 0), (2, 1)]  # only what is new
     assert sorted(log.completed) == [1, 2]
+
+
+async def test_the_plan_waits_for_the_chunks_so_tasks_dont_pile_up_ahead_of_the_work() -> None:
+    """A long job (or a header claiming one) never has more than the running chunks and a few
+    queued ones as tasks: the plan waits for chunks to finish before planning more."""
+    workers = FakeWorkers()
+    most = 0
+    original = workers.transcribe_chunk
+
+    async def counting(request: ChunkRequest) -> AsyncIterator[MicroChunkResult]:
+        nonlocal most
+        most = max(most, len(asyncio.all_tasks()))
+        async for item in original(request):
+            yield item
+
+    workers.transcribe_chunk = counting  # type: ignore[method-assign]
+    events = [e async for e in runner(workers, max_concurrent_chunks=4).events(job(200))]
+    assert sum(isinstance(e, MacroChunkReport) for e in events) == 200
+    # 4 running + 4 queued chunks, the plan and its 4 searches, the test itself
+    assert most <= 4 + 4 + 1 + 4 + 2, most

@@ -15,16 +15,27 @@ import httpx
 import pytest
 
 from services.chunk_worker.media import (
-    SNIFF_BYTES,
     FetchOptions,
+    MediaFormat,
     SeekMode,
     classify_ffmpeg_failure,
     ffmpeg_command,
-    id3v2_length,
+    sniff_format,
     sniff_media,
-    sniff_seek_mode,
 )
 from services.chunk_worker.range_proxy import RangeProxy, reconnect_delays
+from shared.containers import (
+    ADTS,
+    FLAC,
+    MATROSKA,
+    MOV,
+    MP3,
+    OGG,
+    SNIFF_BYTES,
+    WAV,
+    Container,
+    id3v2_length,
+)
 from shared.errors import (
     MediaHostError,
     MediaUnavailableError,
@@ -44,25 +55,27 @@ def head(name: str, size: int = SNIFF_BYTES) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("name", "mode"),
+    ("name", "container", "mode"),
     [
-        ("speech_40s.cbr.mp3", SeekMode.FAST_MP3),
-        ("speech_40s.left-only.stereo.mp3", SeekMode.FAST_MP3),
-        ("speech_200s.mp3", SeekMode.FAST_MP3),
-        ("speech_40s.vbr.mp3", SeekMode.SEQUENTIAL),
-        ("speech_40s.wav", SeekMode.INPUT),
-        ("speech_40s.flac", SeekMode.INPUT),
-        ("speech_40s.opus", SeekMode.INPUT),
-        ("speech_40s.faststart.m4a", SeekMode.INPUT),
-        ("speech_40s.moovend.m4a", SeekMode.INPUT),
-        ("speech_40s.6ch.m4a", SeekMode.INPUT),
-        ("speech_40s.mp4", SeekMode.INPUT),
-        ("speech_40s.webm", SeekMode.MATROSKA),
-        ("speech_40s.mkv", SeekMode.MATROSKA),
+        ("speech_40s.cbr.mp3", MP3, SeekMode.FAST_MP3),
+        ("speech_40s.left-only.stereo.mp3", MP3, SeekMode.FAST_MP3),
+        ("speech_200s.mp3", MP3, SeekMode.FAST_MP3),
+        ("speech_40s.vbr.mp3", MP3, SeekMode.SEQUENTIAL),
+        ("speech_40s.wav", WAV, SeekMode.INPUT),
+        ("speech_40s.flac", FLAC, SeekMode.INPUT),
+        ("speech_40s.opus", OGG, SeekMode.INPUT),
+        ("speech_40s.faststart.m4a", MOV, SeekMode.INPUT),
+        ("speech_40s.moovend.m4a", MOV, SeekMode.INPUT),
+        ("speech_40s.6ch.m4a", MOV, SeekMode.INPUT),
+        ("speech_40s.mp4", MOV, SeekMode.INPUT),
+        ("speech_40s.webm", MATROSKA, SeekMode.MATROSKA),
+        ("speech_40s.mkv", MATROSKA, SeekMode.MATROSKA),
     ],
 )
-def test_sniffing_picks_the_seek_mode_of_every_committed_format(name: str, mode: SeekMode) -> None:
-    assert sniff_seek_mode(head(name)) is mode
+def test_sniffing_picks_the_demuxer_and_seek_mode_of_every_committed_format(
+    name: str, container: Container, mode: SeekMode
+) -> None:
+    assert sniff_format(head(name)) == MediaFormat(container, mode)
 
 
 def id3_tag(body_size: int, footer: bool = False) -> bytes:
@@ -83,7 +96,8 @@ def test_id3_length_counts_every_tag_and_its_footer() -> None:
 
 
 def test_cbr_mp3_behind_an_id3_tag_and_padding_is_fast_seekable() -> None:
-    assert sniff_seek_mode(id3_tag(300) + b"\x00" * 700 + mp3_frames()[:6000]) is SeekMode.FAST_MP3
+    media = sniff_format(id3_tag(300) + b"\x00" * 700 + mp3_frames()[:6000])
+    assert media == MediaFormat(MP3, SeekMode.FAST_MP3)
 
 
 def test_mp3_without_a_vbr_header_but_varying_bitrates_decodes_sequentially() -> None:
@@ -92,7 +106,7 @@ def test_mp3_without_a_vbr_header_but_varying_bitrates_decodes_sequentially() ->
         header = bytes([0xFF, 0xFB, bitrate_index << 4, 0x00])
         bitrate = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192)[bitrate_index]
         frames += header + b"\x00" * (144 * bitrate * 1000 // 44100 - 4)
-    assert sniff_seek_mode(bytes(frames)) is SeekMode.SEQUENTIAL
+    assert sniff_format(bytes(frames)) == MediaFormat(MP3, SeekMode.SEQUENTIAL)
 
 
 def test_raw_adts_aac_decodes_sequentially() -> None:
@@ -101,21 +115,28 @@ def test_raw_adts_aac_decodes_sequentially() -> None:
         header[5] = ((length & 0x7) << 5) | 0x1F
         return bytes(header) + b"\x00" * (length - 7)
 
-    assert sniff_seek_mode(frame(300) + frame(280) + frame(310)) is SeekMode.SEQUENTIAL
-    assert sniff_seek_mode(id3_tag(60) + frame(300) + frame(280)) is SeekMode.SEQUENTIAL
+    sequential = MediaFormat(ADTS, SeekMode.SEQUENTIAL)
+    assert sniff_format(frame(300) + frame(280) + frame(310)) == sequential
+    assert sniff_format(id3_tag(60) + frame(300) + frame(280)) == sequential
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "words"),
     [
-        bytes(range(256)) * 16,  # arbitrary bytes
-        b"\xff\xfb\x90\x00" + b"not an mpeg stream" * 50,  # one sync word, then nothing
-        b"RIFF\x00\x00\x00\x00WAVEfmt ",
-        b"",
+        (bytes(range(256)) * 16, "not audio or video"),  # arbitrary bytes
+        (b"\xff\xfb\x90\x00" + b"not an mpeg stream" * 50, "not audio or video"),  # one sync word
+        (b"#EXTM3U\n#EXTINF:10,\nhttp://cdn.example/a.ts\n", "HLS playlist"),
+        (b"", "empty"),
     ],
 )
-def test_anything_else_is_left_to_ffmpeg_with_an_input_seek(data: bytes) -> None:
-    assert sniff_seek_mode(data) is SeekMode.INPUT
+def test_anything_else_is_refused_before_ffmpeg_runs(data: bytes, words: str) -> None:
+    """FFmpeg is never left to guess (its guesses include playlists that open other URLs)."""
+    with pytest.raises(UnsupportedMediaError, match=words):
+        sniff_format(data)
+
+
+def test_a_bare_wav_header_is_read_with_an_input_seek() -> None:
+    assert sniff_format(b"RIFF\x00\x00\x00\x00WAVEfmt ") == MediaFormat(WAV, SeekMode.INPUT)
 
 
 @dataclass
@@ -177,7 +198,7 @@ async def behind_proxy(origin: Origin) -> AsyncIterator[RangeProxy]:
 async def test_sniffing_looks_past_an_id3_tag_bigger_than_the_sniff() -> None:
     origin = Origin(id3_tag(200_000) + mp3_frames())
     async with behind_proxy(origin) as proxy:
-        assert await sniff_media(proxy, URL) is SeekMode.FAST_MP3
+        assert await sniff_media(proxy, URL) == MediaFormat(MP3, SeekMode.FAST_MP3)
     starts = [first for first, _ in origin.requests]
     assert starts[0] == 0 and any(a <= 200_010 <= b for a, b in origin.requests)
     assert all(f < SNIFF_BYTES or f > 200_010 - 8192 for f in starts)  # the tag isn't read
@@ -226,6 +247,10 @@ async def test_an_unreachable_host_is_a_media_host_error() -> None:
 OPTIONS = FetchOptions(ffmpeg_path="ffmpeg", preroll_sec=2.0)
 LEASE_URL = "http://127.0.0.1:4567/0123abcd"
 """What FFmpeg is given: a range proxy lease for the media URL."""
+INPUT = MediaFormat(MOV, SeekMode.INPUT)
+FAST_MP3 = MediaFormat(MP3, SeekMode.FAST_MP3)
+SEQUENTIAL = MediaFormat(MP3, SeekMode.SEQUENTIAL)
+MKV = MediaFormat(MATROSKA, SeekMode.MATROSKA)
 
 
 def value_after(command: list[str], flag: str, occurrence: int = 0) -> str:
@@ -234,7 +259,7 @@ def value_after(command: list[str], flag: str, occurrence: int = 0) -> str:
 
 
 def test_input_seek_goes_before_the_input_and_the_preroll_is_trimmed_after_it() -> None:
-    command = ffmpeg_command(LEASE_URL, 13.37, 73.37, SeekMode.INPUT, OPTIONS, via_proxy=True)
+    command = ffmpeg_command(LEASE_URL, 13.37, 73.37, INPUT, OPTIONS, via_proxy=True)
     i = command.index("-i")
     first_ss, second_ss = (j for j, part in enumerate(command) if part == "-ss")
     assert first_ss < i < second_ss
@@ -250,26 +275,26 @@ def test_input_seek_goes_before_the_input_and_the_preroll_is_trimmed_after_it() 
 
 
 def test_a_window_starting_inside_the_preroll_seeks_on_the_output_only() -> None:
-    command = ffmpeg_command(LEASE_URL, 0.5, 10.0, SeekMode.INPUT, OPTIONS, via_proxy=True)
+    command = ffmpeg_command(LEASE_URL, 0.5, 10.0, INPUT, OPTIONS, via_proxy=True)
     assert command.count("-ss") == 1
     assert command.index("-ss") > command.index("-i")
     assert float(value_after(command, "-ss")) == pytest.approx(0.5)
 
 
 def test_fast_mp3_seek_is_enabled_before_the_input() -> None:
-    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, SeekMode.FAST_MP3, OPTIONS, via_proxy=True)
+    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, FAST_MP3, OPTIONS, via_proxy=True)
     assert command.index("+fastseek") < command.index("-i")
 
 
 def test_sequential_decoding_never_seeks_the_input() -> None:
-    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, SeekMode.SEQUENTIAL, OPTIONS, via_proxy=True)
+    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, SEQUENTIAL, OPTIONS, via_proxy=True)
     assert command.count("-ss") == 1
     assert command.index("-ss") > command.index("-i")
     assert float(value_after(command, "-ss")) == pytest.approx(100.0)
 
 
 def test_matroska_keeps_timestamps_and_trims_in_the_filter_graph() -> None:
-    command = ffmpeg_command(LEASE_URL, 13.37, 20.0, SeekMode.MATROSKA, OPTIONS, via_proxy=True)
+    command = ffmpeg_command(LEASE_URL, 13.37, 20.0, MKV, OPTIONS, via_proxy=True)
     i = command.index("-i")
     for flag in ("-copyts", "-seek_timestamp", "-noaccurate_seek", "-flags2"):
         assert command.index(flag) < i
@@ -279,16 +304,39 @@ def test_matroska_keeps_timestamps_and_trims_in_the_filter_graph() -> None:
     assert "asetpts=PTS-13.370000/TB" in graph and "first_pts=0" in graph
 
 
+@pytest.mark.parametrize("media", [INPUT, FAST_MP3, SEQUENTIAL, MKV], ids=lambda m: m.mode.value)
+def test_ffmpeg_is_held_to_the_sniffed_demuxer_and_the_proxys_protocols(media: MediaFormat) -> None:
+    """Left to guess, FFmpeg would run the HLS, DASH or concat demuxer on a playlist and fetch
+    the URLs (or read the files) it names, past the address guard."""
+    command = ffmpeg_command(LEASE_URL, 100.0, 130.0, media, OPTIONS, via_proxy=True)
+    i = command.index("-i")
+    assert command.count("-protocol_whitelist") == 1 and command.index("-protocol_whitelist") < i
+    assert value_after(command, "-protocol_whitelist") == "http,tcp"
+    assert command.index("-f") < i and value_after(command, "-f") == media.container.demuxer
+    local = ffmpeg_command("/data/talk.mp3", 10.0, 20.0, media, OPTIONS)
+    assert value_after(local, "-protocol_whitelist") == "file"
+    assert value_after(local, "-f") == media.container.demuxer
+
+
+def test_mov_never_follows_external_data_references() -> None:
+    command = ffmpeg_command(LEASE_URL, 10.0, 20.0, INPUT, OPTIONS, via_proxy=True)
+    assert command.index("-enable_drefs") < command.index("-i")
+    assert value_after(command, "-enable_drefs") == "0"
+    assert "-enable_drefs" not in ffmpeg_command(
+        LEASE_URL, 10.0, 20.0, MKV, OPTIONS, via_proxy=True
+    )
+
+
 def test_ffmpeg_is_never_handed_a_media_hosts_url() -> None:
     with pytest.raises(ValueError, match="range proxy"):
-        ffmpeg_command(URL, 10.0, 20.0, SeekMode.INPUT, OPTIONS)
-    local_file = ffmpeg_command("/data/talk.mp3", 10.0, 20.0, SeekMode.INPUT, OPTIONS)
+        ffmpeg_command(URL, 10.0, 20.0, INPUT, OPTIONS)
+    local_file = ffmpeg_command("/data/talk.mp3", 10.0, 20.0, INPUT, OPTIONS)
     assert value_after(local_file, "-i") == "/data/talk.mp3"
 
 
 def test_through_the_proxy_ffmpeg_neither_reconnects_nor_bounds_its_requests() -> None:
     local = "http://127.0.0.1:4567/0123abcd"
-    command = ffmpeg_command(local, 10.0, 20.0, SeekMode.INPUT, OPTIONS, via_proxy=True)
+    command = ffmpeg_command(local, 10.0, 20.0, INPUT, OPTIONS, via_proxy=True)
     for flag in ("-reconnect", "-request_size", "-initial_request_size", "-tls_verify"):
         assert flag not in command
     assert value_after(command, "-i") == local

@@ -33,22 +33,98 @@ ONLY_127_0_0_1 = AddressPolicy.parse(["127.0.0.1/32"])
     [
         ("127.0.0.1", "loopback"),
         ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
         ("192.168.0.1", "private"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("100.127.255.254", "carrier-grade NAT"),
         ("169.254.169.254", "link-local"),
+        ("192.0.0.1", "IETF protocol assignments"),
+        ("192.0.0.170", "IETF protocol assignments"),  # NAT64 discovery
+        ("192.0.2.1", "documentation"),
+        ("198.51.100.7", "documentation"),
+        ("203.0.113.9", "documentation"),
+        ("198.18.0.1", "benchmarking"),
+        ("198.19.255.1", "benchmarking"),
+        ("192.88.99.1", "6to4 relay anycast"),
         ("224.0.0.1", "multicast"),
         ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "broadcast"),
         ("0.0.0.0", "unspecified"),
+        ("0.1.2.3", "unspecified"),
+        ("::", "unspecified"),
         ("::1", "loopback"),
         ("fe80::1", "link-local"),
-        ("fc00::1", "private"),
-        ("::ffff:127.0.0.1", "loopback"),
+        ("fc00::1", "unique-local"),
+        ("fd12:3456::1", "unique-local"),
+        ("fec0::1", "site-local"),
+        ("ff02::1", "multicast"),
+        ("2001:db8::1", "documentation"),
+        ("3fff::1", "documentation"),
+        ("100::1", "discard-only"),
+        ("5f00::1", "SRv6 segment identifiers"),
+        ("2001:2::1", "IETF protocol assignments"),
+        ("4000::1", "reserved"),  # outside 2000::/3, the only global unicast space
+        ("::8.8.8.8", "IPv4-compatible"),
+        ("::ffff:0:808:808", "IPv4-translated"),
+        ("64:ff9b:1::808:808", "NAT64 local-use"),
+        # an IPv6 address that leads to an IPv4 one is judged by where it leads
+        ("::ffff:127.0.0.1", "IPv4-mapped 127.0.0.1: loopback"),
+        ("::ffff:100.64.0.1", "IPv4-mapped 100.64.0.1: carrier-grade NAT"),
+        ("64:ff9b::a9fe:a9fe", "NAT64 169.254.169.254: link-local"),
+        ("64:ff9b::6440:1", "NAT64 100.64.0.1: carrier-grade NAT"),
+        ("2002:a00:1::1", "6to4 10.0.0.1: private"),
+        ("2002:c612:1::1", "6to4 198.18.0.1: benchmarking"),
+        ("2001:0:5db8:d822:0:f227:f5ff:fffe", "Teredo client 10.0.0.1: private"),
+        ("2001:0:c000:201:0:f227:f7f7:f7f7", "Teredo server 192.0.2.1: documentation"),
     ],
 )
-def test_non_public_addresses_are_refused_by_default(address: str, kind: str) -> None:
+def test_every_address_that_is_not_public_is_refused_naming_its_kind(
+    address: str, kind: str
+) -> None:
+    """Pure: no connection is made. Python's own `is_global` varies by release (3.11.7 calls
+    fec0::/10, 64:ff9b:1::/48 and 6to4 of a private address global)."""
     policy = AddressPolicy()
-    assert policy.refusal(ipaddress.ip_address(address)) is not None
-    with pytest.raises(MediaAddressRefusedError, match="ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"):
+    assert policy.refusal(ipaddress.ip_address(address)) == kind
+    with pytest.raises(MediaAddressRefusedError, match="ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS") as e:
         policy.check("media.example", [address])
+    assert f"{ipaddress.ip_address(address)} ({kind})" in str(e.value)
+    assert "only from public addresses" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "100.63.255.255",  # just below carrier-grade NAT
+        "100.128.0.0",  # just above
+        "198.20.0.1",  # just above benchmarking
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",  # IPv4-mapped public
+        "64:ff9b::808:808",  # NAT64 of a public address
+        "2002:808:808::1",  # 6to4 of a public address
+        "2001:0:808:808:0:f227:f7f7:f7f7",  # Teredo: public server and client
+    ],
+)
+def test_public_addresses_pass(address: str) -> None:
+    assert AddressPolicy().refusal(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize(
+    ("network", "address"),
+    [
+        ("100.64.0.0/10", "100.64.12.34"),
+        ("198.18.0.0/15", "198.18.0.1"),
+        ("64:ff9b::/96", "64:ff9b::a00:1"),  # the NAT64 network itself
+        ("10.0.0.0/8", "64:ff9b::a00:1"),  # or the network it leads to
+        ("127.0.0.0/8", "::ffff:127.0.0.1"),
+        ("fc00::/7", "fd00::1"),
+    ],
+)
+def test_a_configured_network_allows_what_it_holds(network: str, address: str) -> None:
+    policy = AddressPolicy.parse([network])
+    assert policy.refusal(ipaddress.ip_address(address)) is None
+    assert policy.check("media.internal", [address]) == address
 
 
 def test_public_addresses_and_allowed_networks_pass() -> None:

@@ -92,3 +92,38 @@ async def test_closing_the_plan_early_cancels_the_searches() -> None:
     await anext(spans)
     await spans.aclose()
     assert cancelled == 4  # the searches in flight when the client left
+
+
+async def test_a_plan_for_a_claimed_billion_seconds_makes_a_few_tasks_not_millions() -> None:
+    """A forged header (1e9 s: 3.3 million macro chunks) once made every boundary search up
+    front; the plan makes them as it reaches them, a few ahead, whatever the duration."""
+    in_flight = 0
+    most = 0
+    searched = 0
+
+    async def find(low: float, high: float) -> float:
+        nonlocal in_flight, most, searched
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.001)
+        in_flight -= 1
+        searched += 1
+        return (low + high) / 2
+
+    tasks_before = len(asyncio.all_tasks())
+    started = time.monotonic()
+    spans = plan_spans(1e9, 300.0, 5.0, find, concurrency=2)
+    for _ in range(20):
+        span = await anext(spans)
+        assert len(asyncio.all_tasks()) - tasks_before <= 4  # 2 * concurrency search tasks
+    await spans.aclose()
+    assert span.start_sec == pytest.approx(19 * 300.0, abs=5) and most <= 2
+    assert searched <= 20 + 4
+    assert time.monotonic() - started < 2
+
+
+async def test_a_grid_plan_for_a_claimed_billion_seconds_is_lazy_too() -> None:
+    spans = plan_spans(1e9, 300.0, 0.0, None, concurrency=2)
+    first = await anext(spans)
+    assert first.start_sec == 0 and first.end_sec == pytest.approx(300.0, abs=1e-3)
+    await spans.aclose()
