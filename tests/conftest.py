@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.stack import LocalStack
+from tests.support.hostile_media import write_manifests
 from tests.support.media_server import MediaServer
 from tests.support.postgres import PostgresServer, postgres_bin
 from tests.support.stack import start_stack
@@ -103,4 +104,25 @@ def postgres() -> Iterator[PostgresServer]:
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     with PostgresServer(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    """A host the address rule refuses (127.0.0.2: loopback, outside the tests' policy) that
+    records every request: what hostile media points at, so it must see none (one per module:
+    a module may leave requests on it on purpose)."""
+    with MediaServer(tmp_path_factory.mktemp("refused"), host="127.0.0.2") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hostile(
+    tmp_path_factory: pytest.TempPathFactory, refused: MediaServer
+) -> Iterator[MediaServer]:
+    """Serves playlists and manifests (tests/support/hostile_media.py) whose entries point at
+    `refused` and at a local file."""
+    directory = tmp_path_factory.mktemp("hostile")
+    write_manifests(directory, refused.base_url, MEDIA_DIR / "speech_40s.wav")
+    with MediaServer(directory) as server:
         yield server

@@ -19,7 +19,7 @@ import pytest
 
 from services.stack import LocalStack
 from shared.schemas import TranscribeOutput
-from tests.support.hostile_media import MANIFESTS, write_manifests
+from tests.support.hostile_media import MANIFESTS
 from tests.support.media_server import MediaServer
 from tests.support.stack import start_stack
 
@@ -43,22 +43,6 @@ def guarded(
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    with MediaServer(tmp_path_factory.mktemp("refused"), host="127.0.0.2") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hostile(
-    tmp_path_factory: pytest.TempPathFactory, refused: MediaServer, media_dir: Path
-) -> Iterator[MediaServer]:
-    directory = tmp_path_factory.mktemp("hostile")
-    write_manifests(directory, refused.base_url, media_dir / "speech_40s.wav")
-    with MediaServer(directory) as server:
-        yield server
 
 
 def rss_mb(stack: LocalStack) -> float:

@@ -12,6 +12,7 @@ import pytest
 from services.stack import LocalStack, free_port
 from shared.schemas import TranscribeOutput
 from tests.conftest import in_pause, load_manifest
+from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
 from tests.support.stack import start_stack
 
@@ -20,14 +21,6 @@ pytestmark = pytest.mark.e2e
 
 def transcribe(stack: LocalStack, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{stack.url}/v1/transcribe", json=body, timeout=300)
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    for word in words:
-        assert word in error["message"], error
 
 
 def test_transcript_of_minutes_of_speech_is_ordered_complete_and_timed(

@@ -24,8 +24,7 @@ from shared.containers import MOV, MP3, Container
 from shared.errors import UnsupportedMediaError, WhisperfleetError
 from shared.media_host import AddressPolicy, media_client
 from shared.schemas import SAMPLE_RATE_HZ
-from tests.conftest import MEDIA_DIR
-from tests.support.hostile_media import MANIFESTS, write_manifests
+from tests.support.hostile_media import MANIFESTS
 from tests.support.media_server import MediaServer
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -66,22 +65,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
         ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration=4",
                *output, str(root / name))  # fmt: skip
     with MediaServer(root) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    with MediaServer(tmp_path_factory.mktemp("refused"), host="127.0.0.2") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hostile(
-    tmp_path_factory: pytest.TempPathFactory, refused: MediaServer
-) -> Iterator[MediaServer]:
-    directory = tmp_path_factory.mktemp("hostile")
-    write_manifests(directory, refused.base_url, MEDIA_DIR / "speech_40s.wav")
-    with MediaServer(directory) as server:
         yield server
 
 

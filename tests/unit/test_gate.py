@@ -24,7 +24,8 @@ from services.orchestrator.gate import parse_host
 from services.orchestrator.jobs import Job, JobEvent, OwnUpload
 from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
 from tests.support.asgi import serve
-from tests.unit.test_orchestrator_routes import assert_error, settings
+from tests.support.errors import assert_error
+from tests.unit.test_orchestrator_routes import settings
 
 MB = 1_000_000
 TRANSCRIBE = {"media_url": "http://example.invalid/talk.mp3"}

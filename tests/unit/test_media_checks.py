@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
 from tests.support.asgi import serve
-from tests.support.hostile_media import MANIFESTS, write_manifests
+from tests.support.errors import assert_error
+from tests.support.hostile_media import MANIFESTS
 from tests.support.media_server import MediaServer
 
 FORGED = "forged_duration_1e9s.webm"
@@ -38,30 +38,6 @@ def settings(tmp_path: Path, **values: object) -> OrchestratorSettings:
 def host(media_dir: Path) -> Iterator[MediaServer]:
     with MediaServer(media_dir) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    with MediaServer(tmp_path_factory.mktemp("refused"), host="127.0.0.2") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hostile(
-    tmp_path_factory: pytest.TempPathFactory, refused: MediaServer, media_dir: Path
-) -> Iterator[MediaServer]:
-    directory = tmp_path_factory.mktemp("hostile")
-    write_manifests(directory, refused.base_url, media_dir / "speech_40s.wav")
-    with MediaServer(directory) as server:
-        yield server
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    for word in words:
-        assert word in error["message"], error
 
 
 def test_the_duration_cap_is_48_hours_unless_set() -> None:

@@ -14,6 +14,7 @@ from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
 from shared import fleet
 from tests.support.asgi import serve
+from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
 
 
@@ -30,14 +31,6 @@ def settings(tmp_path: Path, **values: object) -> OrchestratorSettings:
 def host(media_dir: Path) -> Iterator[MediaServer]:
     with MediaServer(media_dir) as server:
         yield server
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    for word in words:
-        assert word in error["message"], error
 
 
 async def test_a_media_url_on_this_machine_is_refused_by_default(

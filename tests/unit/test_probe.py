@@ -30,7 +30,7 @@ from services.orchestrator.probe import (
 from shared.errors import CorruptMediaError, UnsupportedMediaError, UpstreamTimeoutError
 from shared.media_host import AddressPolicy, media_client
 from tests.conftest import MEDIA_DIR
-from tests.support.hostile_media import write_manifests
+from tests.support.hostile_media import MANIFESTS
 from tests.support.media_server import MediaServer
 
 POLICY = AddressPolicy.parse(["127.0.0.1/32"])
@@ -40,23 +40,6 @@ POLICY = AddressPolicy.parse(["127.0.0.1/32"])
 def host() -> Iterator[MediaServer]:
     with MediaServer(MEDIA_DIR) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    """The host playlists point at: loopback, but not in POLICY; it only records."""
-    with MediaServer(tmp_path_factory.mktemp("refused"), host="127.0.0.2") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hostile(
-    tmp_path_factory: pytest.TempPathFactory, refused: MediaServer
-) -> Iterator[tuple[MediaServer, dict[str, str]]]:
-    directory = tmp_path_factory.mktemp("hostile")
-    manifests = write_manifests(directory, refused.base_url, MEDIA_DIR / "speech_40s.wav")
-    with MediaServer(directory) as server:
-        yield server, manifests
 
 
 @pytest.fixture
@@ -81,16 +64,15 @@ async def test_a_probe_reads_size_and_duration_of_real_media(
     "name", ["attack.mpd", "attack.m3u8", "attack_file.m3u8", "attack.ffconcat"]
 )
 async def test_playlists_and_manifests_are_refused_and_nothing_they_name_is_fetched(
-    hostile: tuple[MediaServer, dict[str, str]],
+    hostile: MediaServer,
     refused: MediaServer,
     http: httpx.AsyncClient,
     name: str,
 ) -> None:
-    server, manifests = hostile
     with pytest.raises(UnsupportedMediaError) as raised:
-        await probe_media(http, server.url(name), POLICY, 30.0, 60.0)
+        await probe_media(http, hostile.url(name), POLICY, 30.0, 60.0)
     assert raised.value.status_code == 415
-    assert manifests[name] in str(raised.value)
+    assert MANIFESTS[name] in str(raised.value)
     assert "give the URL of the media itself" in str(raised.value)
     assert refused.traffic.requests_by_path == {}
 
