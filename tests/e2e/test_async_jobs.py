@@ -29,6 +29,7 @@ from shared.schemas import JobInfo, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric, scrape
+from tests.support.sse import job_events
 from tests.support.stack import start_stack
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -97,23 +98,7 @@ def wait_finished(stack: LocalStack, job_id: str, timeout_sec: float = 180) -> J
 def events(
     stack: LocalStack, job_id: str, last_event_id: int | None = None, stop_after: int | None = None
 ) -> list[tuple[int, str, dict[str, Any]]]:
-    """(id, event, data) of the job's stream, all of it or the first `stop_after` events."""
-    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-    found: list[tuple[int, str, dict[str, Any]]] = []
-    event_id, name = -1, ""
-    url = f"{stack.url}/v1/jobs/{job_id}/events"
-    with httpx.stream("GET", url, headers=headers, timeout=120) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("id:"):
-                event_id = int(line.removeprefix("id:").strip())
-            elif line.startswith("event:"):
-                name = line.removeprefix("event:").strip()
-            elif line.startswith("data:"):
-                found.append((event_id, name, json.loads(line.removeprefix("data:"))))
-                if stop_after is not None and len(found) >= stop_after:
-                    break
-    return found
+    return job_events(stack.url, job_id, last_event_id, stop_after)
 
 
 def synchronous(stack: LocalStack, media_url: str) -> TranscribeOutput:

@@ -32,6 +32,7 @@ from shared.schemas import JobInfo, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
 from tests.support.postgres import PostgresServer
+from tests.support.sse import job_events
 from tests.support.stack import add_orchestrator, start_stack
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -168,21 +169,6 @@ def finished(url: str, job_id: str, timeout_sec: float = 180) -> JobInfo:
     return wait_for(f"{job_id} finished", poll, timeout_sec)
 
 
-def event_log(url: str, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-    found: list[tuple[int, str, dict[str, Any]]] = []
-    event_id, name = -1, ""
-    with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=60) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("id:"):
-                event_id = int(line.removeprefix("id:").strip())
-            elif line.startswith("event:"):
-                name = line.removeprefix("event:").strip()
-            elif line.startswith("data:"):
-                found.append((event_id, name, json.loads(line.removeprefix("data:"))))
-    return found
-
-
 def assert_ran_once(
     fleet: Fleet, url: str, job_id: str, reference: TranscribeOutput, info: JobInfo
 ) -> None:
@@ -195,7 +181,7 @@ def assert_ran_once(
     ]
     assert ours.macro_chunks == theirs.macro_chunks
     assert_every_micro_chunk_once(ours)
-    log = event_log(url, job_id)
+    log = job_events(url, job_id)
     names = [name for _, name, _ in log]
     assert [event_id for event_id, _, _ in log] == list(range(len(log)))
     assert names.count("header") == 1 and names[0] == "header"

@@ -16,6 +16,7 @@ import pytest
 from services.stack import LOCAL_NETWORKS, LocalStack
 from shared import fleet
 from tests.support.media_server import MediaServer
+from tests.support.sse import parse_sse
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
@@ -40,13 +41,7 @@ def strict_workers(
 
 
 def sse(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
-    found, name = [], ""
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            name = line.removeprefix("event:").strip()
-        elif line.startswith("data:"):
-            found.append((name, json.loads(line.removeprefix("data:"))))
-    return found
+    return [(event.name, event.data) for event in parse_sse(response.iter_lines())]
 
 
 def test_workers_and_the_model_server_refuse_callers_without_the_credential(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,38 +13,10 @@ import pytest
 from services.stack import LocalStack
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric, scrape
+from tests.support.sse import Event, parse_sse
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class Event:
-    id: str | None
-    name: str
-    data: dict[str, Any]
-
-
-def parse_sse(lines: Iterator[str], comments: list[str]) -> Iterator[Event]:
-    event_id: str | None = None
-    name = "message"
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                yield Event(event_id, name, json.loads("\n".join(data)))
-            event_id, name, data = None, "message", []
-        elif line.startswith(":"):
-            comments.append(line)
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "id":
-                event_id = value
-            elif field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
 
 
 def stream_events(url: str, body: dict[str, Any]) -> tuple[list[Event], list[str], httpx.Headers]:
