@@ -231,6 +231,7 @@ class JobQueue:
             request.webhook_url,
             duration_sec,
             upload_path=upload.path if upload is not None else None,
+            upload_name=upload.filename if upload is not None else None,
         )
         if upload is not None and self.store.keeps_uploads:
             self.media_store.share(upload.id)
@@ -419,7 +420,7 @@ class JobQueue:
         try:
             request = JobRequest.model_validate_json(row["request"])
             media_url = request.media_url
-            upload = OwnUpload(row["upload_id"]) if row["upload_id"] else None
+            upload = OwnUpload(row["upload_id"], row["upload_name"]) if row["upload_id"] else None
             if upload is not None:  # read back here (the replica that took it may be gone)
                 media_url = self.media_store.url_of(upload.id)
             transcribe = TranscribeRequest(media_url=media_url, params=request.params)

@@ -70,6 +70,7 @@ jobs = sa.Table(
     sa.Column("owner", sa.String(64), nullable=False),
     sa.Column("request", sa.Text, nullable=False),
     sa.Column("upload_id", sa.String(64)),
+    sa.Column("upload_name", sa.String(255)),
     sa.Column("webhook_url", sa.Text),
     sa.Column("webhook", sa.Text),
     sa.Column("done_sec", sa.Float, nullable=False, default=0.0),
@@ -249,9 +250,11 @@ class JobStore:
         webhook_url: str | None,
         total_sec: float | None = None,
         upload_path: Path | None = None,
+        upload_name: str | None = None,
     ) -> dict[str, Any]:
         """A queued job. With `upload_path` and a database that keeps uploads, the upload's
-        bytes are written in the same transaction: the job never exists without its media."""
+        bytes are written in the same transaction: the job never exists without its media.
+        `upload_name`: the uploaded file's name, what the job's events show for it."""
         now = time.time()
         row = {
             "id": job_id,
@@ -261,6 +264,7 @@ class JobStore:
             "owner": owner,
             "request": request_json,
             "upload_id": upload_id,
+            "upload_name": upload_name[:255] if upload_name else None,
             "webhook_url": webhook_url,
             "done_sec": 0.0,
             "total_sec": total_sec,

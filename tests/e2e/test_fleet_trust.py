@@ -118,7 +118,7 @@ def test_an_upload_is_read_through_the_credential_and_never_shown_by_its_interna
     with httpx.stream("GET", f"{stack.url}/v1/jobs/{job_id}/events", timeout=60) as response:
         events = sse(response)
     header = next(data for name, data in events if name == "header")
-    assert header["media_url"] == f"upload:{stored.name}"
+    assert header["media_url"] == "upload:talk.mp3"  # its name, not where it is read
     assert all("/internal/" not in json.dumps(data) for _, data in events)
     assert list(uploads.iterdir()) == []
 

@@ -4,8 +4,9 @@
   replica that lost its claim (it stalled past its lease) can no longer touch the job.
 - `jobs.attempts`: claims that did not end cleanly; past ORCHESTRATOR_JOB_MAX_ATTEMPTS a job
   fails instead of being claimed again (a file that kills its orchestrator every time).
-- `upload_blocks`: an async job's upload in fixed-size blocks (PostgreSQL), so any replica can
-  serve it to the workers when the one that received it is gone.
+- `jobs.upload_name`: the uploaded file's name, what the job's events show for its media.
+- `upload_blocks`: an upload in fixed-size blocks (PostgreSQL), so any replica can serve it to
+  the workers (the one that received it may be gone, or not the one they reach).
 - an index on (owner, status): the per-key count of queued and running jobs at submit.
 
 Revision ID: 0002
@@ -27,6 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("lease_token", sa.String(32)))
         batch.add_column(sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("upload_name", sa.String(255)))
     op.create_index("ix_jobs_owner_status", "jobs", ["owner", "status"])
     op.create_table(
         "upload_blocks",
@@ -41,5 +43,6 @@ def downgrade() -> None:
     op.drop_table("upload_blocks")
     op.drop_index("ix_jobs_owner_status", "jobs")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("upload_name")
         batch.drop_column("attempts")
         batch.drop_column("lease_token")
