@@ -490,7 +490,7 @@ class MediaFile(io.RawIOBase):
         try:
             for attempt in transfer_attempts():
                 with attempt:
-                    status, content_range, body = self._get(headers)
+                    status, content_range, body = self._get(headers, count)
         except httpx.HTTPError as exc:
             if self.deadline is not None and self.deadline.passed:
                 raise self.deadline.error() from exc
@@ -505,20 +505,23 @@ class MediaFile(io.RawIOBase):
             self.size = int(total)
         self._buffer, self._buffer_start = body, offset
 
-    def _get(self, headers: dict[str, str]) -> tuple[int, str, bytes]:
-        """(status, Content-Range, body) of one request, the body checked against the
-        deadline piece by piece."""
+    def _get(self, headers: dict[str, str], count: int) -> tuple[int, str, bytes]:
+        """(status, Content-Range, body) of one request for `count` bytes, the body checked
+        against the deadline piece by piece and cut at `count`: a host that sends more than
+        the range it was asked for (an endless body) can't fill the orchestrator's memory."""
         if self.deadline is not None:
             self.deadline.check()
         with self.client.stream("GET", self.url, headers=headers) as response:
             if response.status_code != 206:
                 return response.status_code, "", b""
-            pieces = []
+            body = bytearray()
             for piece in response.iter_bytes():
-                pieces.append(piece)
+                body += piece[: count - len(body)]
+                if len(body) >= count:
+                    break  # the rest, if the host sends more, is never read
                 if self.deadline is not None:
                     self.deadline.check()
-            return 206, response.headers.get("content-range", ""), b"".join(pieces)
+            return 206, response.headers.get("content-range", ""), bytes(body)
 
     def _size(self) -> int | None:
         if self.size is None:

@@ -66,15 +66,16 @@ async def deliver(
         if secret:
             headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
         try:
-            response = await client.post(url, content=body, headers=headers)
+            # Only the status is wanted: the receiver's body is never read (it could be endless).
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                status = response.status_code
         except WhisperfleetError as exc:  # refused by the address guard: final
             return WebhookOutcome(delivered=False, attempts=tries, error=exc.message)
         except httpx.HTTPError as exc:
             raise _Retry(None, f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
         if status == 429 or status >= 500:
             raise _Retry(status, f"HTTP {status}")
-        ok = response.is_success
+        ok = 200 <= status < 300
         return WebhookOutcome(
             delivered=ok, attempts=tries, status_code=status, error=None if ok else f"HTTP {status}"
         )

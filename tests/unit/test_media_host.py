@@ -199,3 +199,25 @@ def test_failures_read_as_media_errors() -> None:
     assert timed_out.status_code == 504 and "sent nothing for 2.5 s" in timed_out.message
     assert isinstance(transport_error(httpx.TooManyRedirects("loop")), MediaUnavailableError)
     assert "http:// or https://" in transport_error(httpx.UnsupportedProtocol("ftp")).message
+
+
+def test_a_host_that_sends_more_than_the_range_asked_for_is_read_no_further() -> None:
+    """Regression: the probe kept every byte of a 206 answer, so a host sending an endless
+    body buffered 2.6 GB in 4 s in the orchestrator. Now a read stops at what it asked for."""
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 65536
+            assert sent < 16 << 20, "the probe read 16 MiB of a 256 KiB range"
+            yield bytes(65536)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Range": "bytes 0-262143/262144"}
+        return httpx.Response(206, headers=headers, content=endless())
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        media = MediaFile(client, "http://media.example/a.mp3", block=262144)
+        assert len(media.read(1000)) == 1000
+    assert sent <= 262144 + 65536

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -55,3 +56,23 @@ async def test_an_unreachable_receiver_is_given_up_after_the_attempts() -> None:
         outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 3, 0.001)
     assert not outcome.delivered and outcome.attempts == 3
     assert outcome.error is not None and "ConnectError" in outcome.error
+
+
+async def test_a_receivers_endless_answer_is_not_read() -> None:
+    """Only the status counts: a receiver answering with an endless body can't fill memory."""
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 65536
+            assert sent < 16 << 20, "the receiver's answer was read"
+            yield bytes(65536)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 1, 0.001)
+    assert outcome.delivered and outcome.status_code == 200
+    assert sent <= 65536
