@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
+
+import anyio
 
 from shared.errors import WhisperfleetError
 
@@ -59,3 +61,15 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
         task.cancel()
     if pending:
         await asyncio.wait(pending)
+
+
+async def finish_shielded(
+    close: Callable[[], Awaitable[object]], timeout_sec: float = 30.0
+) -> None:
+    """Run `close()` to its end even when the caller is being cancelled, for at most
+    `timeout_sec`. A stream's cleanup runs in a `finally` of a task group that was cancelled
+    (its reader left: sse-starlette cancels its scope), where anyio re-delivers the cancellation
+    at every await: a cleanup that awaits (removing an upload kept in the database) would stop
+    at its first step, leaving it behind."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(timeout_sec):
+        await close()

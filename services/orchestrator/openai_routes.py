@@ -27,6 +27,7 @@ from services.orchestrator.intake import intake_from_form
 from services.orchestrator.jobs import JobEvent
 from services.orchestrator.routes import ERRORS, Jobs, Store, event_stream
 from services.orchestrator.uploads import UploadForm
+from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError
 from shared.formats import MEDIA_TYPES, render
@@ -109,9 +110,11 @@ async def _answer(
         raise
     if options.stream:
         return await event_stream(request, jobs, intake, _text_events, held)
-    async with held:
+    try:
         work = jobs.run(intake.request, upload=intake.own_upload)
         output = await cancel_on_disconnect(request, work)
+    finally:
+        await finish_shielded(held.aclose)
     text = render(output, options.response_format, task=task, words=options.words)
     return Response(text, media_type=MEDIA_TYPES[options.response_format])
 

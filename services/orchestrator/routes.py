@@ -20,6 +20,7 @@ from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.intake import Intake, take_request
 from services.orchestrator.jobs import EVENT_NAMES, JobEvent, JobRunner
 from services.orchestrator.uploads import MediaStore
+from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import ErrorBody, InvalidRequestError, MediaUnavailableError, WhisperfleetError
 from shared.formats import FORMATS, MEDIA_TYPES, render
@@ -92,7 +93,7 @@ async def transcribe(
             work = jobs.run(intake.request, upload=intake.own_upload)
             return await cancel_on_disconnect(request, work)
         finally:
-            await intake.aclose()
+            await finish_shielded(intake.aclose)
 
 
 @router.post(
@@ -157,7 +158,7 @@ async def event_stream(
         except WhisperfleetError as exc:
             yield _sse(next(ids), "error", exc.body())
         finally:
-            await held.aclose()
+            await finish_shielded(held.aclose)
 
     return EventStream(events(), request.app.state.settings)
 

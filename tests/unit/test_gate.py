@@ -329,11 +329,32 @@ def multipart(boundary: str, audio: bytes) -> bytes:
     )
 
 
+class SlowSource:
+    """Where an upload is kept for every replica; dropping it takes a moment (a database)."""
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self.dropped: list[str] = []
+
+    def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        raise AssertionError("not read here")
+
+    async def keep_upload(self, upload_id: str, path: Path) -> None:
+        self.kept.append(upload_id)
+
+    async def drop_upload(self, upload_id: str) -> None:
+        await asyncio.sleep(0.05)
+        self.dropped.append(upload_id)
+
+
+@pytest.mark.parametrize("leaving", ["stops reading", "disconnects"])
 async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_freed(
-    tmp_path: Path,
+    tmp_path: Path, leaving: str
 ) -> None:
     """The ASGI server's send blocks once the reader's TCP window is full; after the send
-    timeout the stream is dropped: the job's work cancelled, its slot and upload let go."""
+    timeout the stream is dropped: the job's work cancelled, its slot and upload let go. The
+    same when the reader disconnects (sse-starlette cancels the stream's scope; the upload's
+    copy for the fleet is let go of anyway: regression, its await used to be cut short)."""
     app = create_app(settings(tmp_path, api_keys="k", max_jobs_per_key=1, sse_send_timeout_sec=0.3))
     async with serve(app):
         job = app.state.jobs = EndlessJob(app.state.settings, app.state.gate)
@@ -354,6 +375,9 @@ async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_fr
         async def receive() -> Message:
             if messages:
                 return messages.pop(0)
+            if leaving == "disconnects":
+                await window_full.wait()
+                return {"type": "http.disconnect"}
             await asyncio.Event().wait()  # connected, silent
             raise AssertionError
 
@@ -361,8 +385,13 @@ async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_fr
             sent.append(message)
             if len(sent) > 3:  # a few events fit in the buffers, then the send blocks
                 window_full.set()
-                await asyncio.Event().wait()
+                if leaving == "stops reading":
+                    await asyncio.Event().wait()
 
+        # The fleet's copy of the upload (PostgreSQL): let go of with an await, which the
+        # dropped stream's cancelled scope used to cut short.
+        shared = SlowSource()
+        app.state.media_store.source = shared
         started = time.monotonic()
         stream = asyncio.create_task(app(scope, receive, send))
         await asyncio.wait_for(window_full.wait(), 5)
@@ -372,6 +401,7 @@ async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_fr
         assert job.work_cancelled.is_set()
         assert job.slots_held_at_cancel == 1  # the work stopped before its slot was let go
         assert list((tmp_path / "uploads").iterdir()) == []
+        assert shared.kept and shared.dropped == shared.kept
         assert app.state.gate._running == {}
         assert elapsed < 0.3 + 2.0, elapsed
         # The key's one slot is free again: another job of it is not refused.
