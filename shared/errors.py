@@ -6,6 +6,7 @@
     │   └── FleetCredentialError (401 invalid_fleet_credential)
     │                                                        an internal call without the fleet
     │                                                        secret (shared/fleet.py)
+    ├── ForbiddenError (403 cross_site_request)              a browser page of another site
     ├── NotFoundError (404 not_found)                        no such job (or not the caller's)
     ├── ConflictError (409 conflict)                         a job's result asked for too early
     ├── RateLimitedError (429 rate_limit_exceeded)           too many jobs of one key at once
@@ -90,6 +91,12 @@ class UnauthorizedError(WhisperfleetError):
 
 class FleetCredentialError(UnauthorizedError):
     code = "invalid_fleet_credential"
+
+
+class ForbiddenError(WhisperfleetError):
+    status_code = 403
+    code = "cross_site_request"
+    type = "invalid_request_error"
 
 
 class NotFoundError(WhisperfleetError):

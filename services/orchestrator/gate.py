@@ -5,6 +5,7 @@ decided before any byte of it is read.
        │                          its static files, /docs, /openapi.json
        │ /v1/...
        ├─ 1. Host in ORCHESTRATOR_ALLOWED_HOSTS (or a loopback name)?      400, names the setting
+       │     a browser page of another site (Origin, Sec-Fetch-Site)?      403
        ├─ 2. API key (auth.Gate.identify)                                  401, OpenAI's shape
        ├─ 3. a body? of the route's type (application/json, multipart)     415, says what to send
        ├─ 4. Content-Length over the route's cap?                          413
@@ -16,9 +17,12 @@ a dependency came after the body (a 200 MB body without a key was read to its en
 the connection (`Connection: close`), so the server doesn't drain what the client still sends.
 
 The order: the Host first (a page that rebinds its own name to this server learns nothing, not
-even whether keys are on); the key before anything about the body (a caller without one costs
-a header parse); the type before the size (a cross-site `text/plain` post is refused whatever
-its size: browsers send JSON only as a CORS-simple type, so this closes cross-site posts).
+even whether keys are on), and with it the page's own origin: a browser says which page sent a
+request (`Origin`, `Sec-Fetch-Site`), and a page of another site may not use the API (a form
+posts `multipart/form-data` across sites without asking, and the API sends no CORS headers,
+so no other site's page has a use for it); programs (curl, the SDKs) send neither header.
+Then the key before anything about the body (a caller without one costs a header parse); the
+type before the size (a `text/plain` post is refused whatever its size).
 
 One place decides: the key's identity goes into the request's state for the `Caller`
 dependency (auth.py), and the body caps are this module's; `read_capped` (intake.py) and the
@@ -38,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.api import error_response
 from shared.errors import (
     BadRequestError,
+    ForbiddenError,
     PayloadTooLargeError,
     UnsupportedMediaError,
     WhisperfleetError,
@@ -98,6 +103,16 @@ class HostAllowList:
         self.anything = "*" in configured
         entries = (parse_host(host) for host in (*LOOPBACK_HOSTS, *configured) if host != "*")
         self._entries = {entry for entry in entries if entry is not None}
+        named = (parse_host(host) for host in configured if host != "*")
+        self._configured = {entry for entry in named if entry is not None}
+
+    def configured(self, value: str) -> bool:
+        """`value` is a host name configured by name (the origin of the server's own page
+        behind a proxy that rewrites Host); `*` and the loopback names don't count."""
+        parsed = parse_host(value)
+        if parsed is None:
+            return False
+        return parsed in self._configured or (parsed[0], None) in self._configured
 
     def allows(self, value: str) -> bool:
         if self.anything:
@@ -125,6 +140,44 @@ class HostAllowList:
                     "names are always allowed)",
                     param="Host",
                 )
+
+
+CROSS_SITE = ("cross-site", "same-site")
+"""`Sec-Fetch-Site` values of a request a page of another origin made (another port of this
+machine is `same-site`: another program's page)."""
+
+
+def check_origin(hosts: HostAllowList, host: str, origin: str | None, fetch_site: str) -> None:
+    """403 for a request a browser made for a page of another origin: `Sec-Fetch-Site` says
+    so, or `Origin` names neither this request's Host nor a configured host name."""
+    if fetch_site.strip().lower() in CROSS_SITE:
+        raise _cross_site(fetch_site.strip().lower())
+    if origin is None:
+        return
+    scheme, _, authority = origin.strip().lower().partition("://")
+    if scheme not in ("http", "https") or not authority:
+        raise _cross_site(f"Origin {origin[:60]!r}")
+    default_port = "443" if scheme == "https" else "80"
+    if _authority(authority, default_port) == _authority(host.strip().lower(), default_port):
+        return
+    if hosts.configured(authority):
+        return
+    raise _cross_site(f"Origin {origin[:60]!r}")
+
+
+def _authority(value: str, default_port: str) -> str:
+    parsed = parse_host(value)
+    if parsed is None:
+        return value
+    return f"{parsed[0]}:{parsed[1] or default_port}"
+
+
+def _cross_site(what: str) -> ForbiddenError:
+    return ForbiddenError(
+        f"a web page of another site may not use this API ({what}); call it from a program, "
+        "or from the server's own page",
+        param="Origin",
+    )
 
 
 @dataclass(frozen=True)
@@ -217,6 +270,12 @@ class GateMiddleware:
         headers = Headers(scope=scope)
         try:
             self.hosts.check(headers.getlist("host"))
+            check_origin(
+                self.hosts,
+                headers.get("host", ""),
+                headers.get("origin"),
+                headers.get("sec-fetch-site", ""),
+            )
             keys: Gate = scope["app"].state.gate
             scope.setdefault("state", {})["caller"] = keys.identify(headers.get("authorization"))
             cap = self.bodies.check(path, headers)

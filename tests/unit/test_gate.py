@@ -106,6 +106,40 @@ async def test_a_star_allows_any_host(tmp_path: Path) -> None:
     assert response.status_code == 200
 
 
+async def test_a_page_of_another_site_may_not_use_the_api(tmp_path: Path) -> None:
+    """Regression: a multipart form is a CORS-simple request, so any page the user opened could
+    post jobs to a keyless local stack (Host: localhost is allowed). Browsers say which page
+    sent a request; programs send neither header and are served."""
+    app = create_app(settings(tmp_path, allowed_hosts="transcribe.example"))
+    form = {"media_url": TRANSCRIBE["media_url"]}
+    refused = [
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://localhost:3000"},  # another program's page on this machine
+        {"Origin": "null"},  # a sandboxed frame, a file:// page
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:8000"},
+    ]
+    served = [
+        {},  # curl, the SDKs
+        {"Origin": "http://localhost:8000", "Sec-Fetch-Site": "same-origin"},  # our own page
+        {"Origin": "http://LOCALHOST:8000"},
+        {"Origin": "https://transcribe.example"},  # our page behind a proxy that rewrites Host
+    ]
+    async with serve(app) as client:
+        for headers in refused:
+            body = Body(10 * MB)
+            response = await client.post(
+                "/v1/jobs", content=body, headers=json_headers(Host="localhost:8000", **headers)
+            )
+            assert_error(response, 403, "cross_site_request", "another site")
+            assert body.pulled == 0
+            posted = await client.post("/v1/jobs", data=form, headers=headers)
+            assert posted.status_code == 403, headers
+        for headers in served:
+            response = await client.get("/v1/models", headers={"Host": "localhost:8000", **headers})
+            assert response.status_code == 200, (headers, response.text)
+
+
 async def test_health_internal_routes_the_page_and_docs_are_outside_the_gate(
     tmp_path: Path,
 ) -> None:
