@@ -59,6 +59,10 @@ class OrchestratorSettings(BaseSettings):
     """Longest time the whole check of a media URL (range check and probe together) may take,
     however the host trickles its bytes (504 beyond it). Each probe runs in a thread of its
     own that ends by this deadline, so slow hosts hold no pool that other requests need."""
+    max_probes: int = Field(32, ge=1, le=10_000)
+    """Media checks whose probe thread may run at once on this replica (each probe reads in a
+    thread of its own, which ends by its deadline); more wait for one within their deadline,
+    then get 503 with Retry-After. Bounds the threads a flood of slow hosts can hold."""
     worker_deadline_sec: float = Field(3600.0, gt=0)
     """Longest time one macro chunk may take, retries included."""
     worker_retry_attempts: int = Field(3, ge=1, le=20)

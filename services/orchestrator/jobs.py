@@ -192,6 +192,7 @@ class JobRunner:
         self.workers = workers
         self.media = media
         self.settings = settings
+        self.probe_slots = asyncio.Semaphore(settings.max_probes)
 
     async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None = None) -> Job:
         """Range check and duration: what can fail before output starts. `upload`: the media
@@ -206,6 +207,7 @@ class JobRunner:
             self.settings.probe_timeout_sec,
             self.settings.probe_deadline_sec,
             self.media.headers_for(upload),
+            self.probe_slots,
         )
         duration = probe.duration_sec
         longest = self.settings.max_duration_sec

@@ -28,6 +28,7 @@ from shared.containers import DEMUXER_OPTIONS, SNIFF_BYTES, read_after_tag, snif
 from shared.errors import (
     CorruptMediaError,
     MediaHostError,
+    OverloadedError,
     RangeNotSupportedError,
     UnsupportedMediaError,
 )
@@ -45,6 +46,7 @@ T = TypeVar("T")
 
 _CONTENT_RANGE = re.compile(r"bytes\s+0-0/(\d+|\*)")
 DEADLINE_SETTING = "ORCHESTRATOR_PROBE_DEADLINE_SEC"
+SLOTS_SETTING = "ORCHESTRATOR_MAX_PROBES"
 MIN_BITRATE_BPS = 100.0
 """The lowest average bitrate a real recording has. Speech codecs go down to Codec2's 700
 bit/s; silence under DTX costs less but never nothing: AMR's file format takes a byte per
@@ -178,9 +180,14 @@ def check_declared_duration(duration_sec: float, size_bytes: int | None) -> None
         )
 
 
-async def in_own_thread(function: Callable[[], T], on_cancel: Callable[[], None]) -> T:
+async def in_own_thread(
+    function: Callable[[], T],
+    on_cancel: Callable[[], None],
+    on_end: Callable[[], None] = lambda: None,
+) -> T:
     """`function()` in a new thread of its own (not a pool's, so a stuck one holds nobody
-    else's); `on_cancel()` when the caller leaves first, to make it stop soon."""
+    else's); `on_cancel()` when the caller leaves first, to make it stop soon; `on_end()` on
+    the event loop once the thread has ended (whether or not anyone still waits)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
 
@@ -199,6 +206,7 @@ async def in_own_thread(function: Callable[[], T], on_cancel: Callable[[], None]
             result, error = None, exc
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(settle, result, error)
+            loop.call_soon_threadsafe(on_end)
 
     threading.Thread(target=run, name="media-probe", daemon=True).start()
     try:
@@ -208,6 +216,13 @@ async def in_own_thread(function: Callable[[], T], on_cancel: Callable[[], None]
         raise
 
 
+def _no_slot() -> OverloadedError:
+    return OverloadedError(
+        f"every media check slot of this server is busy ({SLOTS_SETTING}); retry shortly",
+        retry_after_sec=5,
+    )
+
+
 async def probe_media(
     http: httpx.AsyncClient,
     url: str,
@@ -215,18 +230,29 @@ async def probe_media(
     timeout_sec: float,
     deadline_sec: float,
     headers: Mapping[str, str] | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> Probe:
     """Range check, container and duration, all within `deadline_sec` (504 naming
     `DEADLINE_SETTING` beyond it), and the duration checked against the size. `headers` go
-    with the probe's reads (the range check's client carries its own)."""
+    with the probe's reads (the range check's client carries its own). `slots` bounds the
+    probe threads alive at once: one is held until its thread has ended, not just until its
+    caller left; a probe that gets none within its deadline is a 503."""
     deadline = Deadline(deadline_sec, DEADLINE_SETTING)
     try:
         async with asyncio.timeout(deadline.left()):
             size = await check_range_support(http, url)
     except TimeoutError:
         raise deadline.error() from None
+    if slots is not None:
+        try:
+            async with asyncio.timeout(max(0.0, deadline.left())):
+                await slots.acquire()
+        except TimeoutError:
+            raise _no_slot() from None
     duration = await in_own_thread(
-        lambda: probe_duration(url, policy, timeout_sec, deadline, headers), deadline.expire
+        lambda: probe_duration(url, policy, timeout_sec, deadline, headers),
+        deadline.expire,
+        slots.release if slots is not None else lambda: None,
     )
     check_declared_duration(duration, size)
     return Probe(size, duration)

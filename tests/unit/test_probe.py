@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -27,7 +28,12 @@ from services.orchestrator.probe import (
     probe_duration,
     probe_media,
 )
-from shared.errors import CorruptMediaError, UnsupportedMediaError, UpstreamTimeoutError
+from shared.errors import (
+    CorruptMediaError,
+    OverloadedError,
+    UnsupportedMediaError,
+    UpstreamTimeoutError,
+)
 from shared.media_host import AddressPolicy, media_client
 from tests.conftest import MEDIA_DIR
 from tests.support.hostile_media import MANIFESTS
@@ -191,3 +197,31 @@ async def test_a_host_slow_to_answer_the_range_check_is_cut_at_the_deadline(
     with pytest.raises(UpstreamTimeoutError, match=DEADLINE_SETTING):
         await probe_media(http, slow, POLICY, 30.0, 1.5)
     assert time.monotonic() - started < 2.5
+
+
+async def test_probe_threads_are_bounded_and_a_slot_is_held_until_its_thread_ends(
+    host: MediaServer, http: httpx.AsyncClient
+) -> None:
+    """Each probe's thread ends by its deadline, but a flood of slow hosts could still start
+    thousands: `slots` bounds them. A check that gets no slot within its deadline is a 503,
+    and a slot comes back when its thread has ended, not when its caller left."""
+    slots = asyncio.Semaphore(2)
+    drip = host.url("speech_40s.wav", route="drip") + "?every=0.3"
+    drippers = [
+        asyncio.create_task(probe_media(http, drip, POLICY, 30.0, 60.0, slots=slots))
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.5)
+    threads = sum(t.name == "media-probe" for t in threading.enumerate())
+    assert threads >= 2 and slots.locked()
+    with pytest.raises(OverloadedError, match="ORCHESTRATOR_MAX_PROBES") as refused:
+        await probe_media(http, host.url("speech_40s.cbr.mp3"), POLICY, 30.0, 1.0, slots=slots)
+    assert refused.value.status_code == 503
+    assert sum(t.name == "media-probe" for t in threading.enumerate()) == threads
+    for task in drippers:  # the callers leave; their threads stop at their next read
+        task.cancel()
+    await asyncio.gather(*drippers, return_exceptions=True)
+    alive = sum(t.name == "media-probe" for t in threading.enumerate())
+    assert alive == 0 or slots.locked()  # a thread still reading still holds its slot
+    probe = await probe_media(http, host.url("speech_40s.cbr.mp3"), POLICY, 30.0, 5.0, slots=slots)
+    assert probe.duration_sec == pytest.approx(42.12, abs=0.05)
