@@ -1,12 +1,16 @@
-"""16 kHz mono PCM <-> WAV bytes: how audio crosses the worker -> model server hop."""
+"""16 kHz mono PCM <-> WAV bytes: how audio crosses the worker -> model server hop; any other
+clip a model server is sent is decoded held to its sniffed container (`decode_clip_bytes`)."""
 
 from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Iterator
 
+import av
 import numpy as np
 
+from shared.containers import pyav_options, sniff_bytes
 from shared.schemas import SAMPLE_RATE_HZ
 
 
@@ -35,3 +39,33 @@ def read_pcm16_wav(data: bytes) -> np.ndarray | None:
     if channels > 1:
         samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
     return samples
+
+
+def decode_clip_bytes(data: bytes) -> np.ndarray:
+    """Audio bytes in any container `shared.containers` allows, as 16 kHz mono float32. PyAV
+    is held to the sniffed demuxer and opens nothing the data names (an `ffconcat` body would
+    otherwise make it read the server's own files); 415 for anything else."""
+    container = sniff_bytes(data)
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+    pieces: list[np.ndarray] = []
+    with av.open(
+        io.BytesIO(data), mode="r", metadata_errors="ignore", **pyav_options(container)
+    ) as media:
+        for frame in _valid_frames(media.decode(audio=0)):
+            frame.pts = None  # resampled as one stream: no timestamp checks
+            pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+        pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(pieces).astype(np.float32) / 32768.0
+
+
+def _valid_frames(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    """Skip frames FFmpeg can't decode (a damaged packet), as faster-whisper does."""
+    while True:
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue

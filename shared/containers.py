@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from shared.errors import UnsupportedMediaError
 
@@ -226,6 +227,38 @@ def _refusal(body: bytes) -> UnsupportedMediaError:
         f"media_url is not audio or video in a container this server reads ({known})",
         param="media_url",
     )
+
+
+class NestedOpenRefusedError(UnsupportedMediaError):
+    """The data asked FFmpeg to open another URL or file (a playlist's entry, a reference)."""
+
+
+def refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> Any:
+    """PyAV's `io_open`: FFmpeg opens every URL or file named inside the data through it
+    (segments, references); none is ever opened."""
+    raise NestedOpenRefusedError(
+        "media_url refers to other files or URLs (a playlist or a reference); this server reads "
+        "one self-contained file: give the URL of the media itself",
+        param="media_url",
+    )
+
+
+def pyav_options(container: Container) -> dict[str, Any]:
+    """`av.open` keyword arguments that hold PyAV to `container`: its demuxer forced, the
+    options it must have, and every nested open refused."""
+    return {
+        "format": container.demuxer,
+        "container_options": DEMUXER_OPTIONS.get(container.demuxer, {}),
+        "io_open": refuse_nested_open,
+    }
+
+
+def sniff_bytes(data: bytes) -> Container:
+    """`sniff_container` for a file held whole in memory (a clip sent to the model server)."""
+    tag_end = read_after_tag(data[:SNIFF_BYTES])
+    if tag_end is not None:
+        return sniff_container(data[tag_end : tag_end + SNIFF_BYTES].lstrip(b"\x00"))
+    return sniff_container(data[:SNIFF_BYTES])
 
 
 def read_after_tag(head: bytes) -> int | None:

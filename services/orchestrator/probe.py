@@ -19,12 +19,12 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import av
 import httpx
 
-from shared.containers import DEMUXER_OPTIONS, SNIFF_BYTES, read_after_tag, sniff_container
+from shared.containers import SNIFF_BYTES, pyav_options, read_after_tag, sniff_container
 from shared.errors import (
     CorruptMediaError,
     MediaHostError,
@@ -92,20 +92,6 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
     raise status_error(status)
 
 
-class NestedOpenRefusedError(UnsupportedMediaError):
-    """The data asked FFmpeg to open another URL or file (a playlist's entry, a reference)."""
-
-
-def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> Any:
-    """PyAV's `io_open`: FFmpeg opens every URL or file named inside the data through it
-    (segments, references); none is ever opened."""
-    raise NestedOpenRefusedError(
-        "media_url refers to other files or URLs (a playlist or a reference); this server reads "
-        "one self-contained file: give the URL of the media itself",
-        param="media_url",
-    )
-
-
 def probe_duration(
     url: str,
     policy: AddressPolicy,
@@ -136,10 +122,8 @@ def probe_duration(
             with av.open(
                 media,
                 mode="r",
-                format=container.demuxer,
-                container_options=DEMUXER_OPTIONS.get(container.demuxer, {}),
                 timeout=left,
-                io_open=_refuse_nested_open,
+                **pyav_options(container),
             ) as opened:
                 audio = opened.streams.audio
                 if not audio:

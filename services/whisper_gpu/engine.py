@@ -24,14 +24,12 @@ are in `windows.py`; decoding in `decoding.py`; word times in `alignment.py`; se
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.audio import decode_audio
 
 from services.whisper_gpu.alignment import AlignedWord, align_words
 from services.whisper_gpu.config import WhisperSettings
@@ -44,7 +42,7 @@ from services.whisper_gpu.windows import (
     split_window,
     uncovered_windows,
 )
-from shared.audio import read_pcm16_wav
+from shared.audio import decode_clip_bytes, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
 from shared.schemas import (
     MAX_CLIP_SEC,
@@ -67,13 +65,18 @@ LANGUAGE_CERTAIN = 0.95
 
 
 def decode_clip(body: bytes) -> np.ndarray:
-    """Audio bytes (any format FFmpeg reads) as 16 kHz mono float32, checked for length."""
+    """Audio bytes (WAV, or another single-file container `shared.containers` allows) as
+    16 kHz mono float32, checked for length."""
     if not body:
         raise InvalidAudioError("empty request body: send a WAV clip of at most 30 s")
     audio = read_pcm16_wav(body)
     if audio is None:
         try:
-            audio = decode_audio(io.BytesIO(body), sampling_rate=SAMPLE_RATE_HZ)
+            audio = decode_clip_bytes(body)
+        except UnsupportedMediaError as exc:
+            raise UnsupportedMediaError(
+                f"request body is not a clip this server decodes ({exc.message}); send a WAV clip"
+            ) from exc
         except Exception as exc:
             raise UnsupportedMediaError(
                 f"request body is not decodable audio ({type(exc).__name__}); send a WAV clip"

@@ -9,6 +9,7 @@ import io
 import wave
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -128,7 +129,7 @@ def test_decode_accepts_16k_wav_and_resamples_anything_else() -> None:
     [
         (b"", InvalidAudioError, "empty"),
         (pcm16_to_wav(np.zeros(16000 * 31, dtype=np.int16)), InvalidAudioError, "at most 30"),
-        (b"definitely not audio" * 10, UnsupportedMediaError, "not decodable"),
+        (b"definitely not audio" * 10, UnsupportedMediaError, "not a clip this server decodes"),
     ],
 )
 def test_bad_clips_are_rejected_with_a_clear_reason(
@@ -136,6 +137,33 @@ def test_bad_clips_are_rejected_with_a_clear_reason(
 ) -> None:
     with pytest.raises(error, match=message):
         decode_clip(body)
+
+
+def test_a_clip_that_names_other_files_opens_none_of_them(tmp_path: Path) -> None:
+    """Regression: PyAV guessed the demuxer of a clip, so an `ffconcat` body naming a file on
+    the model server was decoded from that file (42 s of audio came back)."""
+    target = tmp_path / "secret.wav"
+    target.write_bytes(pcm16_to_wav(np.zeros(16000, dtype=np.int16)))
+    for body in (
+        f"ffconcat version 1.0\nfile '{target}'\n".encode(),
+        f"#EXTM3U\n#EXTINF:1,\nfile://{target}\n#EXT-X-ENDLIST\n".encode(),
+    ):
+        with pytest.raises(UnsupportedMediaError, match="send a WAV clip"):
+            decode_clip(body)
+
+
+def test_a_clip_in_another_container_is_decoded_held_to_it(tmp_path: Path) -> None:
+    tone = (np.sin(np.arange(32000) / 5) * 10000).astype(np.int16)
+    flac = tmp_path / "tone.flac"
+    with av.open(str(flac), "w") as out:
+        stream = out.add_stream("flac", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    audio = decode_clip(flac.read_bytes())
+    assert abs(len(audio) - 32000) <= 16
+    assert np.allclose(audio[1000:2000], tone[1000:2000] / 32768.0, atol=1e-4)
 
 
 def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: WhisperEngine) -> None:

@@ -22,12 +22,11 @@ import pytest
 from services.orchestrator.probe import (
     DEADLINE_SETTING,
     MIN_BITRATE_BPS,
-    NestedOpenRefusedError,
-    _refuse_nested_open,
     check_declared_duration,
     probe_duration,
     probe_media,
 )
+from shared.containers import NestedOpenRefusedError, refuse_nested_open
 from shared.errors import (
     CorruptMediaError,
     OverloadedError,
@@ -99,7 +98,7 @@ def test_pyav_opens_nothing_a_playlist_names_even_with_its_demuxer_forced(
     assert refused.traffic.requests_by_path == {"/hls/x.ts": 1}
     refused.traffic.reset()
     with pytest.raises(NestedOpenRefusedError, match="give the URL of the media itself"):
-        av.open(io.BytesIO(playlist.encode()), format="hls", io_open=_refuse_nested_open)
+        av.open(io.BytesIO(playlist.encode()), format="hls", io_open=refuse_nested_open)
     assert refused.traffic.requests_by_path == {}
 
 
