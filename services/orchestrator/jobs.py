@@ -29,7 +29,7 @@ from services.orchestrator.planning import nominal_boundaries, plan_spans, spans
 from services.orchestrator.probe import probe_media
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
-from shared.errors import PayloadTooLargeError
+from shared.errors import NotReadyError, PayloadTooLargeError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -179,7 +179,14 @@ class MediaClients:
         return self.own if upload is not None else self.public
 
     def headers_for(self, upload: OwnUpload | None) -> dict[str, str]:
-        return self.fleet_headers if upload is not None else {}
+        if upload is None:
+            return {}
+        if not self.fleet_headers:  # its own read-back would be refused: say why, not a 401
+            raise NotReadyError(
+                "this orchestrator has no fleet secret, so it can't read uploads back (nor use "
+                "the workers): set ORCHESTRATOR_FLEET_SECRET or ORCHESTRATOR_FLEET_SECRET_FILE"
+            )
+        return self.fleet_headers
 
 
 class JobRunner:

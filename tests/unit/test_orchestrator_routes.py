@@ -260,3 +260,17 @@ async def test_an_upload_is_read_back_with_the_fleet_credential_and_nothing_else
         (tmp_path / "unset" / "uploads" / upload).write_bytes(b"0123456789")
         refused = await client.get(f"/internal/uploads/{upload}", headers=fleet.headers(secret))
     assert_error(refused, 401, "invalid_fleet_credential", "set ORCHESTRATOR_FLEET_SECRET")
+
+
+async def test_an_upload_to_an_orchestrator_without_a_fleet_secret_says_which_setting(
+    tmp_path: Path, media_dir: Path
+) -> None:
+    """Regression: its own read-back was refused by its own gate, and the client, who sent a
+    file, was told `media_url answered HTTP 401`."""
+    async with serve(create_app(settings(tmp_path))) as client:
+        response = await client.post(
+            "/v1/transcribe",
+            files={"file": ("a.wav", (media_dir / "speech_40s.wav").read_bytes(), "audio/wav")},
+        )
+    assert_error(response, 503, "not_ready", "ORCHESTRATOR_FLEET_SECRET")
+    assert list((tmp_path / "uploads").iterdir()) == []
