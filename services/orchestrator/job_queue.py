@@ -8,15 +8,17 @@
                                               └─ result or error, then the webhook
     followers ──> events(): read the log, woken by the run here or by the EventWatcher
 
-A replica renews its claims every `job_lease_sec / 3`; a replica that died stops renewing, and
-another (or itself, restarted under the same `instance_id`: at start it takes back what it
-ran) claims the job again. A resumed job replays what was kept, so its events carry on where
-they stopped: events already kept are not written again (segments and reports come back in the
-same order; progress only moves forward). Every write names the claim's lease: a replica that
-stalled past its lease stops the job at its next write or renewal (`LeaseLost`) and writes
-nothing more. A job whose claims keep ending without a word (it crashes its orchestrator) fails
-after `job_max_attempts`. SIGTERM stops claiming and hands running jobs back, which is not an
-attempt.
+A replica renews its claims every `job_lease_sec / 3` (a failed renewal is retried at the next
+round, a second later); a replica that died stops renewing, and another (or itself, restarted
+under the same `instance_id`: at start it takes back what it ran) claims the job again; a
+running replica never claims a job it runs. A resumed job replays what was kept, so its
+events carry on where they stopped: events already kept are not written again (segments and
+reports come back in the same order; progress only moves forward). Every write names the
+claim's lease: a replica that stalled past its lease stops the job at its next write or
+renewal (`LeaseLost`) and writes nothing more. A job whose claims keep ending without a word
+(it crashes its orchestrator) fails after `job_max_attempts`. SIGTERM stops claiming and hands
+running jobs back, which is not an attempt; one whose cancel was asked for ends `cancelled`
+there instead of waiting again.
 """
 
 from __future__ import annotations

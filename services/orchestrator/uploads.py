@@ -145,7 +145,7 @@ class MediaStore:
         (another replica received it); None: no such upload here or there."""
         path = self.path_of(upload_id)
         if path is not None:
-            return FileResponse(path, media_type="application/octet-stream")
+            return FileResponse(path, media_type=_OCTETS)
         if self.source is None or not _ID.match(upload_id):
             return None
         size = await self.source.upload_size(upload_id)
