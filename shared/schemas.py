@@ -304,8 +304,9 @@ class StreamHeader(BaseModel):
     """First event of `POST /v1/transcribe/stream` (`event: header`)."""
 
     media_url: str
-    """The request's media URL, or `upload:<file name>` for an uploaded file (`upload:<id>`
-    in an async job's events: the name is not kept); never where the fleet reads it."""
+    """The request's media URL, or `upload:<file name>` for an uploaded file (in an async
+    job's events too: the job table keeps the name; `upload:<id>` for a file sent without a
+    name); never where the fleet reads it."""
     input_duration_sec: float
     macro_chunks: list[TimeSpan]
 

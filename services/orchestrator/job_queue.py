@@ -8,15 +8,17 @@
                                               └─ result or error, then the webhook
     followers ──> events(): read the log, woken by the run here or by the EventWatcher
 
-A replica renews its claims every `job_lease_sec / 3`; a replica that died stops renewing, and
-another (or itself, restarted under the same `instance_id`: at start it takes back what it
-ran) claims the job again. A resumed job replays what was kept, so its events carry on where
-they stopped: events already kept are not written again (segments and reports come back in the
-same order; progress only moves forward). Every write names the claim's lease: a replica that
-stalled past its lease stops the job at its next write or renewal (`LeaseLost`) and writes
-nothing more. A job whose claims keep ending without a word (it crashes its orchestrator) fails
-after `job_max_attempts`. SIGTERM stops claiming and hands running jobs back, which is not an
-attempt.
+A replica renews its claims every `job_lease_sec / 3` (a failed renewal is retried at the next
+round, a second later); a replica that died stops renewing, and another (or itself, restarted
+under the same `instance_id`: at start it takes back what it ran) claims the job again; a
+running replica never claims a job it runs. A resumed job replays what was kept, so its
+events carry on where they stopped: events already kept are not written again (segments and
+reports come back in the same order; progress only moves forward). Every write names the
+claim's lease: a replica that stalled past its lease stops the job at its next write or
+renewal (`LeaseLost`) and writes nothing more. A job whose claims keep ending without a word
+(it crashes its orchestrator) fails after `job_max_attempts`. SIGTERM stops claiming and hands
+running jobs back, which is not an attempt; one whose cancel was asked for ends `cancelled`
+there instead of waiting again.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.event_watch import EventWatcher
 from services.orchestrator.job_store import (
     TERMINAL_EVENTS,
+    CapReached,
+    HandBack,
     JobStore,
     Lease,
     LeaseLost,
     StoredEvent,
+    cancelled_event,
 )
 from services.orchestrator.jobs import EVENT_NAMES, JobRunner, OwnUpload, Transcript
 from services.orchestrator.uploads import MediaStore, Upload
@@ -62,9 +67,6 @@ from shared.schemas import (
 
 logger = logging.getLogger(__name__)
 
-COPY_SWEEP_SEC = 10.0
-"""How soon an upload copied here for the workers goes once its job ended elsewhere (one
-indexed query, made only while there are such copies)."""
 ORPHAN_UPLOAD_SEC = 48 * 3600.0
 """Upload blocks without an unfinished job are a synchronous request's (which keeps them for
 its life and drops them at its end) until they are this old: then a crash left them."""
@@ -72,9 +74,12 @@ its life and drops them at its end) until they are this old: then a crash left t
 __all__ = ["TERMINAL_EVENTS", "JobQueue", "job_info"]
 
 
-def _cancelled(job_id: str) -> str:
-    """The data of a job's `cancelled` event."""
-    return json.dumps({"id": job_id, "status": JobStatus.CANCELLED.value})
+def _cap_error(active: int) -> RateLimitedError:
+    return RateLimitedError(
+        f"{active} async jobs of this key are queued or running, the most allowed "
+        "(ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY); retry when one has finished",
+        retry_after_sec=30,
+    )
 
 
 def job_info(row: dict[str, Any], with_result: bool = True) -> JobInfo:
@@ -185,8 +190,9 @@ class JobQueue:
     async def start(self) -> None:
         """Take back what this instance ran when it stopped, and start claiming."""
         taken_back = await self.store.take_back(self.instance)
-        if taken_back:
-            logger.info("resuming %d jobs this instance was running", taken_back)
+        if taken_back.queued:
+            logger.info("resuming %d jobs this instance was running", len(taken_back.queued))
+        await self._handed_back(taken_back)
         self._tasks = [
             asyncio.create_task(self._claim_loop()),
             asyncio.create_task(self.watcher.run()),
@@ -200,41 +206,51 @@ class JobQueue:
         await cancel_and_wait(list(self._running.values()))
         if leases:
             handed = await self.store.release(leases)  # fenced: a lost job is not touched
-            logger.info("handed %d running jobs back to the queue", handed)
+            logger.info("handed %d running jobs back to the queue", len(handed.queued))
+            await self._handed_back(handed)
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
+
+    async def _handed_back(self, handed: HandBack) -> None:
+        """Jobs whose cancel was asked for end at a hand-back, not queued again."""
+        for job_id in handed.cancelled:
+            logger.info("job %s: cancelled at its hand-back (its cancel was asked for)", job_id)
+            row = await self.store.get(job_id)
+            if row is not None:
+                self._ended(row, JobStatus.CANCELLED)
 
     # ---- API
 
     async def check_room(self, owner: str) -> None:
-        """429 when the key (without keys: everyone) has its cap of queued and running jobs."""
+        """429 when the key (without keys: everyone) has its cap of queued and running jobs:
+        early, before a body is read; `submit` counts again, atomically with its insert."""
         cap = self.settings.max_queued_jobs_per_key
-        if not cap:
-            return
-        active = await self.store.active_jobs(owner)
-        if active >= cap:
-            raise RateLimitedError(
-                f"{active} async jobs of this key are queued or running, the most allowed "
-                "(ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY); retry when one has finished",
-                retry_after_sec=30,
-            )
+        if cap:
+            active = await self.store.active_jobs(owner)
+            if active >= cap:
+                raise _cap_error(active)
 
     async def submit(
         self, owner: str, request: JobRequest, upload: Upload | None, duration_sec: float
     ) -> JobInfo:
-        await self.check_room(owner)  # again: the media check took a while
         job_id = "job_" + secrets.token_hex(12)
-        row = await self.store.create(
-            job_id,
-            owner,
-            request.model_dump_json(),
-            upload.id if upload is not None else None,
-            request.webhook_url,
-            duration_sec,
-            upload_path=upload.path if upload is not None else None,
-            upload_name=upload.filename if upload is not None else None,
-        )
+        try:
+            row = await self.store.create(
+                job_id,
+                owner,
+                request.model_dump_json(),
+                upload.id if upload is not None else None,
+                request.webhook_url,
+                duration_sec,
+                upload_path=upload.path if upload is not None else None,
+                upload_name=upload.filename if upload is not None else None,
+                cap=self.settings.max_queued_jobs_per_key,
+            )
+        except CapReached as exc:
+            raise _cap_error(exc.active) from None
         if upload is not None and self.store.keeps_uploads:
-            self.media_store.share(upload.id)
+            # In the database now, where every replica reads it, this one included: a file
+            # kept here would outlive its job if another replica ran it.
+            self.media_store.remove(upload)
         self._claim_now.set()
         return job_info({**row, "started_at": None, "finished_at": None, "error": None,
                          "result": None, "webhook": None})  # fmt: skip
@@ -244,13 +260,13 @@ class JobQueue:
         flagged, and that replica stops it at its next lease renewal (waited for, briefly:
         the answer says `running` if it has not stopped by then)."""
         if await self.store.cancel_queued(job_id):
-            await self.store.append_event(job_id, "cancelled", _cancelled(job_id))
-            self.watcher.wake(job_id)
-            row = await self.store.get(job_id)
-            if row is not None and row["upload_id"]:
-                self.media_store.discard(row["upload_id"])
-            return row
+            return await self._cancelled_while_queued(job_id)
         row = await self.store.request_cancel(job_id)
+        if row is not None and row["status"] == JobStatus.QUEUED.value:
+            # Handed back between the two (a replica's SIGTERM): it waits again, cancel it so.
+            if await self.store.cancel_queued(job_id):
+                return await self._cancelled_while_queued(job_id)
+            row = await self.store.get(job_id)
         task = self._running.get(job_id)
         lease = self._leases.get(job_id)
         if task is None and row is not None and row["status"] == JobStatus.RUNNING.value:
@@ -274,12 +290,20 @@ class JobQueue:
                 # Cancelled before its task took its first step: nothing ran to record it.
                 self._cancelling.discard(job_id)
                 with contextlib.suppress(LeaseLost):
-                    event = ("cancelled", _cancelled(job_id))
+                    event = ("cancelled", cancelled_event(job_id))
                     await self.store.finish(lease, JobStatus.CANCELLED, event=event)
                 self.watcher.wake(job_id)
                 row = await self.store.get(job_id)
                 if row is not None and row["upload_id"]:
                     self.media_store.discard(row["upload_id"])
+        return row
+
+    async def _cancelled_while_queued(self, job_id: str) -> dict[str, Any] | None:
+        await self.store.append_event(job_id, "cancelled", cancelled_event(job_id))
+        self.watcher.wake(job_id)
+        row = await self.store.get(job_id)
+        if row is not None and row["upload_id"]:
+            self.media_store.discard(row["upload_id"])
         return row
 
     async def events(self, job_id: str, after: int) -> AsyncIterator[StoredEvent]:
@@ -303,20 +327,17 @@ class JobQueue:
 
     async def _claim_loop(self) -> None:
         renew_every = self.settings.job_lease_sec / 3
-        last_renew = last_sweep = last_copies = 0.0
+        last_renew = last_sweep = 0.0
         while True:
             self._claim_now.clear()  # set while this round works: the next round comes at once
             try:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
-                    last_renew = now
                     await self._renew()
+                    last_renew = now  # only once renewed: a failed renewal is retried next round
                 if now - last_sweep >= 60:
                     last_sweep = now
                     await self._sweep()
-                if self.media_store.has_copies and now - last_copies >= COPY_SWEEP_SEC:
-                    last_copies = now
-                    self.media_store.sweep_copies(keep=await self.store.kept_uploads())
                 free = self.settings.max_running_jobs - len(self._running)
                 if free > 0:
                     await self._claim(free)
@@ -348,7 +369,11 @@ class JobQueue:
 
     async def _claim(self, free: int) -> None:
         claims = await self.store.claim(
-            self.instance, self.settings.job_lease_sec, free, self.settings.job_max_attempts
+            self.instance,
+            self.settings.job_lease_sec,
+            free,
+            self.settings.job_max_attempts,
+            exclude=list(self._running),  # ours, even if a lease lapsed while renewals failed
         )
         for lease in claims.leases:
             task = asyncio.create_task(self._run(lease))
@@ -365,7 +390,11 @@ class JobQueue:
             row = await self.store.get(job_id)
             if row is not None:
                 self._ended(row, JobStatus.FAILED)
-        if claims.exhausted:
+        for job_id in claims.cancelled:
+            row = await self.store.get(job_id)
+            if row is not None:
+                self._ended(row, JobStatus.CANCELLED)
+        if claims.exhausted or claims.cancelled:
             self._claim_now.set()  # their places go to the next jobs at once
 
     def _forget(self, job_id: str, task: asyncio.Task[None]) -> None:
@@ -447,7 +476,7 @@ class JobQueue:
                 raise LeaseLost(lease) from None
             if job_id not in self._cancelling:
                 raise  # shutting down: stop() hands the job back
-            await recorder.add("cancelled", _cancelled(job_id))
+            await recorder.add("cancelled", cancelled_event(job_id))
             return JobStatus.CANCELLED, {}
         except Exception as exc:
             error = (

@@ -6,12 +6,14 @@
     job_events      every event the job produced, numbered from 0 (the SSE ids)
     chunks          the plan as run: each macro chunk's span, `micro_count` once it finished
     micro_results   each micro chunk's result as it arrived: what a resumed job does not redo
-    upload_blocks   an async job's upload in 1 MiB blocks (PostgreSQL only), so that every
-                    replica can serve it to the workers
+    upload_blocks   an upload in 1 MiB blocks (PostgreSQL only: an async job's, and a running
+                    request's), so that every replica can serve any range of it to the workers;
+                    every block but the last is full, so block k holds bytes [k MiB, k+1 MiB)
 
 SQLAlchemy Core (async: aiosqlite, asyncpg); the schema is made by Alembic migrations
 (`migrations/`), run at start. Every write is one short transaction, and a claim is a
-conditional UPDATE, so several replicas can share one PostgreSQL database without locks.
+conditional UPDATE, so several replicas can share one PostgreSQL database without locks; the
+one exception is a key's cap of active jobs, counted and inserted under a lock per key (`create`).
 
 Fencing: each claim draws a random `lease_token`, and every write of a running job (events,
 progress, micro chunks, finished chunks, the final status, a hand-back) first updates the job's
@@ -23,10 +25,13 @@ job: no duplicate event, no status written over its new owner's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import json
 import secrets
 import time
+import zlib
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +52,11 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 TERMINAL_EVENTS = ("footer", "error", "cancelled")
 """The last event of every job: success, failure, cancellation."""
 UPLOAD_BLOCK_BYTES = 1 << 20
+"""Part of the schema: a range is found by block number, so changing it needs a migration."""
+_BLOCKS_PER_READ = 4
+_CAP_LOCKS = 7402320
+"""The advisory lock namespace of the per-key caps (the migrations' lock is a one-key lock,
+another key space)."""
 
 metadata = sa.MetaData()
 
@@ -151,6 +161,25 @@ class Claims:
     leases: list[Lease] = field(default_factory=list)
     exhausted: list[str] = field(default_factory=list)
     """Jobs failed instead of claimed: they had stopped their orchestrator too often."""
+    cancelled: list[str] = field(default_factory=list)
+    """Jobs cancelled instead of claimed: their cancel was asked for before their owner died."""
+
+
+@dataclass
+class HandBack:
+    """What a hand-back (a graceful stop, or a restart taking back its jobs) did."""
+
+    queued: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    """Jobs whose cancel had been asked for: ended `cancelled` (with their event), not queued."""
+
+
+class CapReached(Exception):
+    """The owner has its cap of queued and running jobs: nothing was written."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} active jobs")
+        self.active = active
 
 
 @dataclass
@@ -166,6 +195,11 @@ def exhausted_error(attempts: int) -> WhisperfleetError:
         f"the job stopped its orchestrator {attempts} times (crash, kill or out of memory); it "
         "is not run again (ORCHESTRATOR_JOB_MAX_ATTEMPTS)"
     )
+
+
+def cancelled_event(job_id: str) -> str:
+    """The data of a job's `cancelled` event."""
+    return json.dumps({"id": job_id, "status": JobStatus.CANCELLED.value})
 
 
 def _migrate(connection: Connection) -> None:
@@ -197,9 +231,18 @@ def _upload_of(job_ids: sa.ColumnElement[bool]) -> sa.Delete:
     )
 
 
+def _active(owner: str) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).where(
+        jobs.c.owner == owner,
+        jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+    )
+
+
 class JobStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._creating = asyncio.Lock()
+        """SQLite's per-key cap: one orchestrator per file, so one lock in it is enough."""
 
     @classmethod
     def connect(cls, url: str, idle_transaction_sec: float | None = None) -> JobStore:
@@ -251,10 +294,15 @@ class JobStore:
         total_sec: float | None = None,
         upload_path: Path | None = None,
         upload_name: str | None = None,
+        cap: int = 0,
     ) -> dict[str, Any]:
         """A queued job. With `upload_path` and a database that keeps uploads, the upload's
         bytes are written in the same transaction: the job never exists without its media.
-        `upload_name`: the uploaded file's name, what the job's events show for it."""
+        `upload_name`: the uploaded file's name, what the job's events show for it.
+        `cap` (0: none): CapReached, with nothing written, if `owner` has that many queued and
+        running jobs; counted and inserted in one transaction that holds the owner's lock
+        (PostgreSQL: an advisory lock per key; SQLite: this process's), so a burst of submits
+        cannot pass it."""
         now = time.time()
         row = {
             "id": job_id,
@@ -271,10 +319,21 @@ class JobStore:
             "cancel_requested": False,
             "attempts": 0,
         }
-        async with self.engine.begin() as connection:
-            await connection.execute(jobs.insert().values(**row))
+        postgresql = self.engine.dialect.name == "postgresql"
+        serialised = self._creating if cap and not postgresql else contextlib.nullcontext()
+        async with serialised, self.engine.begin() as connection:
             if upload_id is not None and upload_path is not None and self.keeps_uploads:
                 await _write_blocks(connection, upload_id, upload_path)
+            if cap:  # last: the key's lock is held only from here to the commit
+                if postgresql:
+                    key = zlib.crc32(owner.encode()) - (1 << 31)  # a signed 32-bit int
+                    await connection.execute(
+                        sa.select(sa.func.pg_advisory_xact_lock(_CAP_LOCKS, key))
+                    )
+                active = int(await connection.scalar(_active(owner)) or 0)
+                if active >= cap:
+                    raise CapReached(active)
+            await connection.execute(jobs.insert().values(**row))
         return row
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
@@ -298,13 +357,9 @@ class JobStore:
         return [dict(row._mapping) for row in rows]
 
     async def active_jobs(self, owner: str) -> int:
-        """The owner's queued and running jobs (the per-key cap at submit)."""
-        query = sa.select(sa.func.count()).where(
-            jobs.c.owner == owner,
-            jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
-        )
+        """The owner's queued and running jobs (the per-key cap, before a body is read)."""
         async with self.engine.connect() as connection:
-            return int(await connection.scalar(query) or 0)
+            return int(await connection.scalar(_active(owner)) or 0)
 
     async def update(self, job_id: str, **values: Any) -> None:
         """An unfenced write: only for what no lease guards (a finished job's webhook)."""
@@ -323,30 +378,52 @@ class JobStore:
     # ---- claims
 
     async def claim(
-        self, instance: str, lease_sec: float, limit: int, max_attempts: int = 3
+        self,
+        instance: str,
+        lease_sec: float,
+        limit: int,
+        max_attempts: int = 3,
+        exclude: Collection[str] = (),
     ) -> Claims:
         """Up to `limit` jobs for `instance`: queued ones, and running ones whose owner stopped
         renewing its claim (it died). Fair across owners: the next job is always the oldest of
         the owner with the fewest running jobs, so one key's hundred queued jobs don't make
         another's wait. A job already claimed `max_attempts` times without finishing is failed
-        instead, with an `error` event, and never claimed again."""
+        instead, with an `error` event, and never claimed again; one whose cancel was asked for
+        is cancelled instead. `exclude`: the jobs the caller runs, never claimed again by it
+        (a lease that lapsed while its renewals failed is still its own run's)."""
         now = time.time()
         claimable = sa.or_(
             jobs.c.status == JobStatus.QUEUED.value,
             sa.and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until < now),
         )
+        if exclude:
+            claimable = sa.and_(claimable, jobs.c.id.not_in(list(exclude)))
         place = (
             sa.func.row_number()
             .over(partition_by=jobs.c.owner, order_by=(jobs.c.created_at, jobs.c.id))
             .label("place")
         )
         inner = (
-            sa.select(jobs.c.id, jobs.c.owner, jobs.c.created_at, jobs.c.attempts, place)
+            sa.select(
+                jobs.c.id,
+                jobs.c.owner,
+                jobs.c.created_at,
+                jobs.c.attempts,
+                jobs.c.cancel_requested,
+                place,
+            )
             .where(claimable)
             .subquery()
         )
         oldest_per_owner = (
-            sa.select(inner.c.id, inner.c.owner, inner.c.created_at, inner.c.attempts)
+            sa.select(
+                inner.c.id,
+                inner.c.owner,
+                inner.c.created_at,
+                inner.c.attempts,
+                inner.c.cancel_requested,
+            )
             .where(inner.c.place <= limit)
             .order_by(inner.c.created_at, inner.c.id)
         )
@@ -358,18 +435,24 @@ class JobStore:
         async with self.engine.connect() as connection:
             running: dict[str, int] = defaultdict(int)
             running.update({row[0]: int(row[1]) for row in await connection.execute(busy)})
-            waiting: dict[str, deque[tuple[float, str, int]]] = defaultdict(deque)
-            for job_id, owner, created, attempts in await connection.execute(oldest_per_owner):
-                waiting[owner].append((created, job_id, int(attempts)))
+            waiting: dict[str, deque[tuple[float, str, int, bool]]] = defaultdict(deque)
+            for job_id, owner, created, attempts, cancel in await connection.execute(
+                oldest_per_owner
+            ):
+                waiting[owner].append((created, job_id, int(attempts), bool(cancel)))
         claims = Claims()
         while waiting and len(claims.leases) < limit:
             # The owner with the fewest running jobs; ties: the oldest waiting job.
             owner = min(waiting, key=lambda o: (running[o], waiting[o][0]))
-            _, job_id, attempts = waiting[owner].popleft()
+            _, job_id, attempts, cancel = waiting[owner].popleft()
             if not waiting[owner]:
                 del waiting[owner]
+            if cancel:
+                if await self._end_unclaimed(job_id, claimable, JobStatus.CANCELLED):
+                    claims.cancelled.append(job_id)
+                continue
             if attempts >= max_attempts:
-                if await self._exhaust(job_id, claimable, max_attempts):
+                if await self._end_unclaimed(job_id, claimable, JobStatus.FAILED, max_attempts):
                     claims.exhausted.append(job_id)
                 continue
             lease = Lease(job_id, instance, secrets.token_hex(16))
@@ -392,28 +475,43 @@ class JobStore:
                 running[owner] += 1
         return claims
 
-    async def _exhaust(
-        self, job_id: str, claimable: sa.ColumnElement[bool], max_attempts: int
+    async def _end_unclaimed(
+        self,
+        job_id: str,
+        claimable: sa.ColumnElement[bool],
+        status: JobStatus,
+        max_attempts: int = 0,
     ) -> bool:
+        """End a claimable job instead of claiming it: `cancelled` (its cancel was asked for)
+        or `failed` (its attempts ran out), with its last event; its upload's blocks go."""
         now = time.time()
-        error = exhausted_error(max_attempts)
+        condition: sa.ColumnElement[bool]
+        if status == JobStatus.CANCELLED:
+            condition = jobs.c.cancel_requested.is_(True)
+            values: dict[str, Any] = {}
+            event = ("cancelled", cancelled_event(job_id))
+        else:
+            condition = jobs.c.attempts >= max_attempts
+            error = exhausted_error(max_attempts)
+            values = {"error": error.body().error.model_dump_json()}
+            event = ("error", error.body().model_dump_json())
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 jobs.update()
-                .where(_unlocked(job_id), claimable, jobs.c.attempts >= max_attempts)
+                .where(_unlocked(job_id), claimable, condition)
                 .values(
-                    status=JobStatus.FAILED.value,
-                    error=error.body().error.model_dump_json(),
+                    status=status.value,
                     finished_at=now,
                     updated_at=now,
                     lease_owner=None,
                     lease_token=None,
                     lease_until=None,
+                    **values,
                 )
             )
             if result.rowcount != 1:
                 return False
-            await _append_last(connection, job_id, "error", error.body().model_dump_json())
+            await _append_last(connection, job_id, *event)
             await connection.execute(_upload_of(jobs.c.id == job_id))
         return True
 
@@ -436,45 +534,54 @@ class JobStore:
         renewal.lost = {lease.job_id for lease in leases} - held
         return renewal
 
-    async def release(self, leases: Sequence[Lease]) -> int:
+    async def release(self, leases: Sequence[Lease]) -> HandBack:
         """Hand these running jobs back to the queue (a graceful stop): the claim did not fail,
-        so it does not count as an attempt."""
+        so it does not count as an attempt. Fenced: a lease another replica took touches
+        nothing. A job whose cancel was asked for ends `cancelled` instead."""
         if not leases:
-            return 0
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                jobs.update()
-                .where(
-                    jobs.c.lease_token.in_([lease.token for lease in leases]),
-                    jobs.c.status == JobStatus.RUNNING.value,
-                )
-                .values(
-                    status=JobStatus.QUEUED.value,
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_until=None,
-                    attempts=sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
-                    updated_at=time.time(),
-                )
-            )
-        return int(result.rowcount)
+            return HandBack()
+        held = jobs.c.lease_token.in_([lease.token for lease in leases])
+        attempts = sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
+        return await self._hand_back(held, attempts=attempts)
 
-    async def take_back(self, instance: str) -> int:
+    async def take_back(self, instance: str) -> HandBack:
         """At start: queue again what `instance` was running when it stopped without handing
-        its jobs back (killed, crashed, out of memory): those claims count as attempts."""
+        its jobs back (killed, crashed, out of memory): those claims count as attempts. A job
+        whose cancel was asked for ends `cancelled` instead."""
+        return await self._hand_back(jobs.c.lease_owner == instance)
+
+    async def _hand_back(self, held: sa.ColumnElement[bool], **values: Any) -> HandBack:
+        now = time.time()
+        running = sa.and_(held, jobs.c.status == JobStatus.RUNNING.value)
+        handed = HandBack()
         async with self.engine.begin() as connection:
-            result = await connection.execute(
-                jobs.update()
-                .where(jobs.c.lease_owner == instance, jobs.c.status == JobStatus.RUNNING.value)
-                .values(
-                    status=JobStatus.QUEUED.value,
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_until=None,
-                    updated_at=time.time(),
-                )
+            # The rows first, as every write does: a cancel asked for from now on waits for
+            # this transaction (and then finds the job no longer running), one asked for
+            # before is seen below.
+            await connection.execute(jobs.update().where(running).values(updated_at=now))
+            rows = await connection.execute(
+                sa.select(jobs.c.id, jobs.c.cancel_requested).where(running).order_by(jobs.c.id)
             )
-        return int(result.rowcount)
+            for job_id, cancel in rows.all():
+                (handed.cancelled if cancel else handed.queued).append(job_id)
+            unclaimed = {"lease_owner": None, "lease_token": None, "lease_until": None}
+            if handed.cancelled:
+                ids = jobs.c.id.in_(handed.cancelled)
+                await connection.execute(
+                    jobs.update()
+                    .where(ids)
+                    .values(status=JobStatus.CANCELLED.value, finished_at=now, **unclaimed)
+                )
+                for job_id in handed.cancelled:
+                    await _append_last(connection, job_id, "cancelled", cancelled_event(job_id))
+                await connection.execute(_upload_of(ids))
+            if handed.queued:
+                await connection.execute(
+                    jobs.update()
+                    .where(jobs.c.id.in_(handed.queued))
+                    .values(status=JobStatus.QUEUED.value, **unclaimed, **values)
+                )
+        return handed
 
     async def cancel_queued(self, job_id: str) -> bool:
         """Cancel a job that is waiting; False if it is not (running, finished, unknown)."""
@@ -553,17 +660,6 @@ class JobStore:
         """One event after the job's last (a job nobody runs: cancelled while queued)."""
         async with self.engine.begin() as connection:
             await _append_last(connection, job_id, name, data)
-
-    async def last_event_name(self, job_id: str) -> str | None:
-        query = (
-            sa.select(job_events.c.name)
-            .where(job_events.c.job_id == job_id)
-            .order_by(job_events.c.seq.desc())
-            .limit(1)
-        )
-        async with self.engine.connect() as connection:
-            name = await connection.scalar(query)
-        return str(name) if name is not None else None
 
     async def events_after(self, job_id: str, seq: int, limit: int = 1000) -> list[StoredEvent]:
         query = (
@@ -665,23 +761,53 @@ class JobStore:
 
     # ---- uploads kept in the database
 
-    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
-        """The blocks of an upload kept with its job, in order (nothing: none kept)."""
-        block = -1
-        while True:
+    async def upload_size(self, upload_id: str) -> int | None:
+        """The size of an upload kept in the database (None: none kept), from its last block
+        alone (every other one is full)."""
+        query = (
+            sa.select(upload_blocks.c.block, sa.func.length(upload_blocks.c.data))
+            .where(upload_blocks.c.upload_id == upload_id)
+            .order_by(upload_blocks.c.block.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            last = (await connection.execute(query)).first()
+        return None if last is None else int(last[0]) * UPLOAD_BLOCK_BYTES + int(last[1])
+
+    async def read_upload(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes `[start, end)` of an upload kept in the database, from the blocks that hold
+        them only, a few blocks per query, each cut in the database (a 4 KiB read moves 4 KiB,
+        not a MiB). Ends early if the upload is dropped meanwhile."""
+        size = UPLOAD_BLOCK_BYTES
+        block = start // size
+        last = (end - 1) // size
+        offset = sa.cast(upload_blocks.c.block, sa.BigInteger) * size
+        first_byte = sa.case((offset < start, start - offset), else_=0)
+        after_last = sa.case((offset + size > end, end - offset), else_=size)
+        piece = sa.func.substr(
+            upload_blocks.c.data,
+            sa.cast(first_byte + 1, sa.Integer),
+            sa.cast(after_last - first_byte, sa.Integer),
+        )
+        while block <= last:
+            upto = min(block + _BLOCKS_PER_READ - 1, last)
             query = (
-                sa.select(upload_blocks.c.block, upload_blocks.c.data)
-                .where(upload_blocks.c.upload_id == upload_id, upload_blocks.c.block > block)
+                sa.select(upload_blocks.c.block, piece)
+                .where(
+                    upload_blocks.c.upload_id == upload_id,
+                    upload_blocks.c.block.between(block, upto),
+                )
                 .order_by(upload_blocks.c.block)
-                .limit(8)
             )
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(query)).all()
-            if not rows:
+            for number, data in rows:
+                if number != block:
+                    return  # a block is missing: the upload was dropped
+                yield bytes(data)
+                block += 1
+            if block <= upto:
                 return
-            for row in rows:
-                yield bytes(row[1])
-            block = rows[-1][0]
 
     async def keep_upload(self, upload_id: str, path: Path) -> None:
         """Keep a synchronous job's upload for every replica, for the life of its request
@@ -694,12 +820,6 @@ class JobStore:
             await connection.execute(
                 upload_blocks.delete().where(upload_blocks.c.upload_id == upload_id)
             )
-
-    async def kept_uploads(self) -> set[str]:
-        """The uploads the database holds: those of unfinished jobs and running requests."""
-        query = sa.select(upload_blocks.c.upload_id).where(upload_blocks.c.block == 0)
-        async with self.engine.connect() as connection:
-            return {row[0] for row in (await connection.execute(query)).all()}
 
     async def sweep_upload_blocks(self, written_before: float) -> int:
         """Delete the blocks of uploads no unfinished job needs (what a crash left), written

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -196,13 +196,14 @@ def _sse(event_id: int, name: str, data: BaseModel) -> ServerSentEvent:
 
 
 @router.get("/internal/uploads/{upload_id}", include_in_schema=False)
-async def uploaded_media(upload_id: str, store: Store) -> FileResponse:
-    """An upload of a running job, with range support: how the chunk workers read it. Only
-    with the fleet credential (`shared.fleet.FleetGate`), never an API key."""
-    path = await store.local(upload_id)
-    if path is None:
+async def uploaded_media(upload_id: str, request: Request, store: Store) -> Response:
+    """An upload of a running job, with range support: how the chunk workers read it (from
+    this replica's disk, or the database). Only with the fleet credential
+    (`shared.fleet.FleetGate`), never an API key."""
+    response = await store.serve(upload_id, request.headers.get("range"))
+    if response is None:
         raise MediaUnavailableError("no such upload (its job has ended)", param="upload_id")
-    return FileResponse(path, media_type="application/octet-stream")
+    return response
 
 
 class RenderRequest(BaseModel):

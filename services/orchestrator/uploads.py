@@ -3,7 +3,8 @@
     client ──multipart──> receive(): the file part is written to <store>/<id> as it arrives
                           (never held in memory; the size cap and free disk are checked first
                           and while writing); other fields are kept (small, capped)
-    workers <──GET /internal/uploads/<id> (Range, the fleet credential)── local(): the store
+    workers <──GET /internal/uploads/<id> (Range, the fleet credential)── serve(): the file, or
+                          the range from the database (another replica received it)
     the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
 
 The orchestrator checks and probes an upload at its own URL (`url()`), like any media URL;
@@ -11,22 +12,22 @@ the workers are sent its id and read it from their `CHUNK_WORKER_ORCHESTRATOR_UR
 internal route wants the fleet credential (shared/fleet.py), and serves nothing that wasn't
 uploaded for a running job.
 
-Several replicas (PostgreSQL): an async job's upload is also kept in the database with its job
-(job_store.py), and `source` reads it back. A replica asked for an upload it does not have (the
-one that received it died, or the job moved) writes it from there into its own store once, then
-serves the file; such copies, and the received files of async jobs that ended elsewhere, are
-`shared` and go at the next `sweep_copies` once their job has ended.
+Several replicas (PostgreSQL): the workers reach the orchestrators through one address, so a
+worker's read may land on any replica. An upload is also kept in the database (an async job's
+with its job, job_store.py; a synchronous job's for its request's life), and a replica asked for
+one it does not have answers the range from the blocks that hold it (`serve`): nothing is copied
+to its disk, and the request waits for no more than the bytes it asked for. An async job's file
+goes from the receiving replica once its job is written: every replica reads it the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
@@ -34,8 +35,14 @@ from typing import IO, TYPE_CHECKING, Protocol
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
 
-from shared.errors import BadRequestError, InsufficientStorageError, PayloadTooLargeError
+from shared.errors import (
+    BadRequestError,
+    InsufficientStorageError,
+    MediaUnavailableError,
+    PayloadTooLargeError,
+)
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -45,6 +52,8 @@ logger = logging.getLogger(__name__)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_FIELD_BYTES = 64 * 1024
 _MAX_FIELDS = 64
+_OCTETS = "application/octet-stream"
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -70,7 +79,9 @@ class UploadForm:
 class UploadSource(Protocol):
     """Where uploads are kept for every replica (the job table, PostgreSQL)."""
 
-    def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...
+    async def upload_size(self, upload_id: str) -> int | None: ...
+
+    def read_upload(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]: ...
 
     async def keep_upload(self, upload_id: str, path: Path) -> None: ...
 
@@ -91,19 +102,16 @@ class MediaStore:
         self.max_upload_bytes = max_upload_bytes
         self.min_free_bytes = min_free_bytes
         self.source = source
-        self._shared: set[str] = set()
-        self._restoring: dict[str, asyncio.Task[Path | None]] = {}
 
     def sweep(self, older_than_sec: float = 0.0, keep: Collection[str] = ()) -> int:
         """Remove uploads left behind (by a crash), except `keep`: those of async jobs that
-        have not finished, which resume after the restart."""
+        have not finished, which resume after the restart. With a shared source nothing here
+        is kept: the database holds every upload an unfinished job needs."""
         self.root.mkdir(parents=True, exist_ok=True)
         removed = 0
         cutoff = time.time() - older_than_sec
         for path in self.root.iterdir():
-            if path.name in keep:
-                if self.source is not None:
-                    self._shared.add(path.name)
+            if path.name in keep and self.source is None:
                 continue
             if _ID.match(path.name.removesuffix(".part")) and path.stat().st_mtime <= cutoff:
                 path.unlink(missing_ok=True)
@@ -124,23 +132,6 @@ class MediaStore:
         if upload is not None and self.source is not None:
             await self.source.drop_upload(upload.id)
 
-    def share(self, upload_id: str) -> None:
-        """The upload is kept in the database too: its job may end on another replica, so
-        this copy goes at a `sweep_copies` after that."""
-        self._shared.add(upload_id)
-
-    @property
-    def has_copies(self) -> bool:
-        return bool(self._shared)
-
-    def sweep_copies(self, keep: Collection[str]) -> int:
-        """Remove shared copies whose job has ended (`keep`: the uploads the database still
-        holds, for unfinished jobs and running requests)."""
-        done = [upload_id for upload_id in self._shared if upload_id not in keep]
-        for upload_id in done:
-            self.discard(upload_id)
-        return len(done)
-
     def url(self, upload: Upload) -> str:
         """Where this orchestrator reads the upload back (range check, probe)."""
         return self.url_of(upload.id)
@@ -148,40 +139,33 @@ class MediaStore:
     def url_of(self, upload_id: str) -> str:
         return f"{self.internal_url}/internal/uploads/{upload_id}"
 
-    async def local(self, upload_id: str) -> Path | None:
-        """The upload's file in this store; one kept in the database is written here first
-        (once, however many readers ask at the same time)."""
+    async def serve(self, upload_id: str, range_header: str | None) -> Response | None:
+        """The upload for a reader (a worker, this orchestrator's probe), ranges and all: this
+        store's file, or else the range asked for, read from the blocks the database keeps
+        (another replica received it); None: no such upload here or there."""
         path = self.path_of(upload_id)
-        if path is not None or self.source is None or not _ID.match(upload_id):
-            return path
-        task = self._restoring.get(upload_id)
-        if task is None:
-            task = asyncio.create_task(self._restore(upload_id))
-            self._restoring[upload_id] = task
-            task.add_done_callback(lambda _: self._restoring.pop(upload_id, None))
-        return await asyncio.shield(task)
-
-    async def _restore(self, upload_id: str) -> Path | None:
-        assert self.source is not None
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / upload_id
-        part = path.with_suffix(".part")
-        size = 0
-        try:
-            with part.open("wb") as file:
-                async for block in self.source.read_upload(upload_id):
-                    file.write(block)
-                    size += len(block)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
-        if not size:
-            part.unlink(missing_ok=True)
+        if path is not None:
+            return FileResponse(path, media_type=_OCTETS)
+        if self.source is None or not _ID.match(upload_id):
             return None
-        part.rename(path)
-        self._shared.add(upload_id)
-        logger.info("upload %s (%d bytes) copied from the database", upload_id, size)
-        return path
+        size = await self.source.upload_size(upload_id)
+        if size is None:
+            return None
+        return ranged_response(
+            size, range_header, lambda start, end: self._read(upload_id, start, end)
+        )
+
+    async def _read(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        assert self.source is not None
+        position = start
+        async for data in self.source.read_upload(upload_id, start, end):
+            position += len(data)
+            yield data
+        if position != end:  # its job ended meanwhile: the answer must not look complete
+            raise MediaUnavailableError(
+                f"upload {upload_id} was removed while it was read (its job has ended)",
+                param="upload_id",
+            )
 
     def path_of(self, upload_id: str) -> Path | None:
         if not _ID.match(upload_id):
@@ -189,16 +173,10 @@ class MediaStore:
         path = self.root / upload_id
         return path if path.is_file() else None
 
-    def upload_of(self, upload_id: str) -> Upload | None:
-        """A stored upload by id (an async job's, after a restart)."""
-        path = self.path_of(upload_id)
-        return Upload(upload_id, path, path.stat().st_size) if path is not None else None
-
     def remove(self, upload: Upload | None) -> None:
         if upload is not None:
             upload.path.unlink(missing_ok=True)
             upload.path.with_suffix(".part").unlink(missing_ok=True)
-            self._shared.discard(upload.id)
 
     def discard(self, upload_id: str) -> None:
         """Remove an upload by id (an async job's, when it ends), if this store has it."""
@@ -250,6 +228,44 @@ class MediaStore:
             "(ORCHESTRATOR_MAX_UPLOAD_MB); send a media URL instead",
             param="file",
         )
+
+
+def ranged_response(
+    size: int, range_header: str | None, read: Callable[[int, int], AsyncIterator[bytes]]
+) -> Response:
+    """The answer to a GET of `size` bytes that `read(start, end)` streams: 206 with the
+    range and the total size, 200 with everything when no range was asked for, 416 (with the
+    size) when the range starts past the end, as Starlette's FileResponse answers for a file."""
+    headers = {"Accept-Ranges": "bytes"}
+    if range_header is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(read(0, size), media_type=_OCTETS, headers=headers)
+    span = byte_range(range_header, size)
+    if span is None:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    return StreamingResponse(read(start, end), 206, headers, media_type=_OCTETS)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """`[start, end)` of a one-range `Range` header (`bytes=a-b`, `bytes=a-`, `bytes=-n`),
+    its end cut to `size`; None when it starts at or past the end (or asks for the last 0
+    bytes): unsatisfiable. Anything else is a 400 that says what to send."""
+    match = _RANGE.fullmatch(header)
+    first, last = match.groups() if match else ("", "")
+    if not (first or last) or (first and last and int(last) < int(first)):
+        raise BadRequestError(
+            f"Range {header[:100]!r} is not one byte range; send bytes=a-b, bytes=a- or bytes=-n",
+            param="Range",
+        )
+    if not first:
+        start, end = max(size - int(last), 0), size
+        return (start, end) if int(last) > 0 and size > 0 else None
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    return (start, end) if start < size else None
 
 
 class _Receiver:

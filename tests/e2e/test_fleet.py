@@ -1,7 +1,8 @@
 """Two orchestrators on one PostgreSQL job table, sharing the chunk workers and the model server
 (real processes, random model), with a short lease: a replica killed mid-job, a replica stopped
 (SIGSTOP) past its lease and resumed, a replica that received upload jobs killed and restarted
-with an empty disk, and a synchronous upload whose workers read it from the other replica.
+with an empty disk, and a synchronous upload whose workers read it from the other replica
+(range by range from the database: no replica writes a copy of an upload it did not receive).
 
 For every job: it ends exactly once (one webhook), its event log is gap-free (ids 0..N, one
 header, one terminal event, each segment once) and its transcript is an undisturbed run's.
@@ -10,10 +11,13 @@ header, one terminal event, each segment once) and its transcript is an undistur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -132,6 +136,31 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_sec: float) -> T:
     return found
 
 
+@contextlib.contextmanager
+def files_seen(*folders: Path) -> Iterator[set[str]]:
+    """The names of every file that appears in `folders` while the block runs."""
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            for folder in folders:
+                with contextlib.suppress(FileNotFoundError):
+                    seen.update(path.name for path in folder.iterdir())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def upload_dir(orchestrator: ServiceProcess) -> Path:
+    return Path(orchestrator.env["ORCHESTRATOR_UPLOAD_DIR"])
+
+
 def submit(fleet: Fleet, orchestrator: ServiceProcess, media_server: MediaServer) -> str:
     body = {"media_url": media_server.url(MEDIA), "params": PARAMS, "webhook_url": fleet.hooks.url}
     response = httpx.post(f"{orchestrator.url}/v1/jobs", json=body, timeout=60)
@@ -204,11 +233,12 @@ def test_a_synchronous_upload_is_served_by_the_replica_the_workers_reach(
 ) -> None:
     """The workers read uploads from the first orchestrator that answers (a Service may send
     them to any replica): an upload sent with `/v1/transcribe` to the second is kept in the
-    database for the request's life, copied by the first when the workers ask it, and gone
-    from the database when the answer is out. (First in this module: once a replica has been
-    killed the workers prefer the other, which would then serve its own upload.)"""
-    receiver = fleet.orchestrators["orch-b"]
-    with (media_dir / MEDIA).open("rb") as file:
+    database for the request's life, the first answers the workers' range requests from there
+    without writing a file, and it is gone from the database when the answer is out. (First in
+    this module: once a replica has been killed the workers prefer the other, which would then
+    serve its own upload.)"""
+    receiver, reader = fleet.orchestrators["orch-b"], fleet.orchestrators["orch-a"]
+    with (media_dir / MEDIA).open("rb") as file, files_seen(upload_dir(reader)) as written:
         response = httpx.post(
             f"{receiver.url}/v1/transcribe",
             files={"file": (MEDIA, file, "audio/mpeg")},
@@ -220,9 +250,11 @@ def test_a_synchronous_upload_is_served_by_the_replica_the_workers_reach(
     assert [(s.start_time_sec, s.text) for s in output.segments] == [
         (s.start_time_sec, s.text) for s in reference.segments
     ]
-    assert "copied from the database" in fleet.orchestrators["orch-a"].log_tail(400)
+    ranges = re.findall(r'"GET /internal/uploads/[0-9a-f]{32} HTTP/1.1" 206', reader.log_tail(2000))
+    assert len(ranges) > 1, reader.log_tail(40)  # its access log: the workers' range reads
+    assert written == set()  # nothing copied to its disk
     assert fleet.upload_blocks() == 0
-    assert list(Path(receiver.env["ORCHESTRATOR_UPLOAD_DIR"]).iterdir()) == []
+    assert list(upload_dir(receiver).iterdir()) == []
 
 
 def test_a_replica_killed_mid_job_loses_it_to_the_other_which_finishes_it(
@@ -287,9 +319,10 @@ def test_upload_jobs_of_a_replica_that_died_with_its_disk_complete_elsewhere(
 ) -> None:
     """Three upload jobs sent to one replica (one runs there, one on the other, one waits);
     it is killed, its upload directory wiped (a new pod's empty volume) and it restarts: the
-    uploads come from the database, wherever the jobs run, and go when they end."""
+    uploads come from the database, wherever the jobs run, and go when they end. The
+    receiver's files go as soon as their jobs are written; no replica writes one again."""
     receiver = fleet.orchestrators["orch-a"]
-    uploads = Path(receiver.env["ORCHESTRATOR_UPLOAD_DIR"])
+    uploads = upload_dir(receiver)
     job_ids = []
     for _ in range(3):
         with (media_dir / MEDIA).open("rb") as file:
@@ -304,18 +337,15 @@ def test_upload_jobs_of_a_replica_that_died_with_its_disk_complete_elsewhere(
     statuses = Counter(fleet.row(job_id)["status"] for job_id in job_ids)
     assert statuses["queued"] >= 1, statuses
     assert fleet.upload_blocks() > 0
+    assert list(uploads.iterdir()) == []  # in the database, where every replica reads them
     kill(receiver)
     shutil.rmtree(uploads)
-    restart(fleet, receiver)
+    folders = [upload_dir(o) for o in fleet.orchestrators.values()]
     survivor = fleet.orchestrators["orch-b"]
-    for job_id in job_ids:
-        info = finished(survivor.url, job_id)
-        assert_ran_once(fleet, survivor.url, job_id, reference, info)
+    with files_seen(*folders) as written:
+        restart(fleet, receiver)
+        for job_id in job_ids:
+            info = finished(survivor.url, job_id)
+            assert_ran_once(fleet, survivor.url, job_id, reference, info)
     assert fleet.upload_blocks() == 0
-    # Copies the workers were served from go once their job ended (within COPY_SWEEP_SEC).
-    folders = [Path(o.env["ORCHESTRATOR_UPLOAD_DIR"]) for o in fleet.orchestrators.values()]
-    wait_for(
-        "the upload directories empty",
-        lambda: all(not folder.exists() or not any(folder.iterdir()) for folder in folders),
-        20,
-    )
+    assert written == set()  # served from the database: no replica wrote a copy

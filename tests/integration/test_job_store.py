@@ -1,11 +1,13 @@
 """The job table on real databases, SQLite and PostgreSQL alike: claims, leases and their
-fencing, attempts, fairness across keys, cancels, events, the plan as run, uploads kept with
-their jobs, retention."""
+fencing, attempts, fairness across keys and the per-key cap, cancels (and hand-backs of
+cancelled jobs), events, the plan as run, uploads kept with their jobs and read back by range,
+retention."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.job_store import (
     UPLOAD_BLOCK_BYTES,
+    CapReached,
     JobStore,
     Lease,
     LeaseLost,
@@ -90,7 +93,7 @@ async def test_released_jobs_are_queued_again_oldest_first(store: JobStore) -> N
     await add(store, "a", "b")
     claims = await store.claim("one", 30, 2)
     assert ids(claims.leases) == ["a", "b"]
-    assert await store.release(claims.leases) == 2
+    assert (await store.release(claims.leases)).queued == ["a", "b"]
     assert ids((await store.claim("two", 30, 1)).leases) == ["a"]
 
 
@@ -105,6 +108,65 @@ async def test_cancel_is_immediate_when_queued_and_flagged_when_running(store: J
     await store.request_cancel("running")
     renewal = await store.renew([lease], 30)
     assert renewal.cancel == {"running"} and renewal.lost == set()
+
+
+async def assert_cancelled_once(store: JobStore, job_id: str, events: list[str]) -> None:
+    row = await store.get(job_id)
+    assert row is not None
+    assert (row["status"], row["lease_owner"], row["lease_token"]) == ("cancelled", None, None)
+    assert row["finished_at"] is not None
+    log = await store.events_after(job_id, -1)
+    assert [(e.seq, e.name) for e in log] == list(enumerate(events))
+
+
+@pytest.mark.parametrize("hand_back", ["release", "take_back"])
+async def test_a_job_handed_back_with_its_cancel_asked_for_ends_cancelled_not_queued(
+    store: JobStore, tmp_path: Path, hand_back: str
+) -> None:
+    """A cancel asked for while its replica stops (SIGTERM: release; or killed and restarted:
+    take_back) ends the job there, with its `cancelled` event and without its upload; it used
+    to be queued again with the flag set, answered `queued`, then claimed and run until its
+    first renewal. The other job handed back with it is queued as before."""
+    (tmp_path / "upload").write_bytes(b"media")
+    await store.create("a", "o", "{}", "ab" * 16, None, upload_path=tmp_path / "upload")
+    await add(store, "b")
+    claims = await store.claim("me", 30, 2)
+    await store.append_events(claims.leases[0], [StoredEvent(0, "header", "{}")])
+    await store.request_cancel("a")
+    if hand_back == "release":
+        handed = await store.release(claims.leases)
+    else:
+        handed = await store.take_back("me")
+    assert (handed.cancelled, handed.queued) == (["a"], ["b"])
+    await assert_cancelled_once(store, "a", ["header", "cancelled"])
+    assert await store.upload_size("ab" * 16) is None
+    assert await store.active_jobs("o") == 0
+    assert ids((await store.claim("other", 30, 5)).leases) == ["b"]
+
+
+async def test_a_lapsed_job_with_its_cancel_asked_for_is_cancelled_not_claimed(
+    store: JobStore,
+) -> None:
+    """Its replica died after the cancel was asked for: the next claim ends it."""
+    await add(store, "a", "b")
+    dead = await claim_one(store, "dead", 0.2)
+    await store.request_cancel(dead.job_id)
+    await asyncio.sleep(0.3)
+    claims = await store.claim("alive", 30, 2)
+    assert claims.cancelled == ["a"] and ids(claims.leases) == ["b"]
+    await assert_cancelled_once(store, "a", ["cancelled"])
+
+
+async def test_a_replica_never_claims_a_job_it_runs_itself(store: JobStore) -> None:
+    """Its renewals failed (a database blip) until its lease lapsed: the job is still its
+    own run's, which a second claim would void (two tasks for one job); another replica may
+    take it over."""
+    await add(store, "a", "b")
+    mine = await claim_one(store, "me", 0.2)
+    await asyncio.sleep(0.3)
+    assert ids((await store.claim("me", 30, 2, exclude=[mine.job_id])).leases) == ["b"]
+    assert (await store.renew([mine], 30)).lost == set()  # the next renewal keeps it
+    await store.append_events(mine, [StoredEvent(0, "header", "{}")])
 
 
 # ---- fencing: a replica that lost its lease writes nothing more -----------------------------
@@ -132,7 +194,7 @@ async def test_a_stalled_owner_can_write_nothing_once_another_replica_took_the_j
     for write in writes:
         with pytest.raises(LeaseLost):
             await write
-    assert await store.release([stalled]) == 0
+    assert (await store.release([stalled])).queued == []
     assert (await store.renew([stalled], 30)).lost == {"a"}
     assert (await store.renew([owner], 30)).lost == set()
     row = await store.get("a")
@@ -165,7 +227,7 @@ async def test_two_processes_with_one_instance_id_cannot_both_run_a_job(store: J
     is void from then on."""
     await add(store, "a")
     first = await claim_one(store, "same")
-    assert await store.take_back("same") == 1
+    assert (await store.take_back("same")).queued == ["a"]
     second = await claim_one(store, "same")
     assert second.token != first.token
     with pytest.raises(LeaseLost):
@@ -230,7 +292,7 @@ async def test_a_job_that_keeps_stopping_its_orchestrator_fails_and_is_never_cla
     await store.append_events(first.leases[0], [StoredEvent(0, "header", "{}")])
     await asyncio.sleep(0.3)  # lease lapsed: the replica died
     assert ids((await store.claim("two", 30, 1, max_attempts=2)).leases) == ["bomb"]
-    assert await store.take_back("two") == 1  # restarted after a crash
+    assert (await store.take_back("two")).queued == ["bomb"]  # restarted after a crash
     claims = await store.claim("three", 30, 2, max_attempts=2)
     assert claims.exhausted == ["bomb"] and ids(claims.leases) == ["fine"]
     row = await store.get("bomb")
@@ -250,7 +312,7 @@ async def test_a_graceful_hand_back_is_not_an_attempt(store: JobStore) -> None:
     for _ in range(3):
         claims = await store.claim("one", 30, 1, max_attempts=1)
         assert ids(claims.leases) == ["a"] and not claims.exhausted
-        assert await store.release(claims.leases) == 1
+        assert (await store.release(claims.leases)).queued == ["a"]
     row = await store.get("a")
     assert row is not None and row["attempts"] == 0 and row["status"] == "queued"
 
@@ -277,6 +339,28 @@ async def test_queued_and_running_jobs_are_counted_per_key(store: JobStore) -> N
     assert await store.cancel_queued("a3")
     assert (await store.active_jobs("a"), await store.active_jobs("b")) == (2, 1)
     assert await store.active_jobs("nobody") == 0
+
+
+async def test_a_burst_of_submits_at_the_cap_lets_exactly_one_through(store: JobStore) -> None:
+    """Counted and inserted in one transaction under the key's lock: eight submits at once
+    with room for one used to count 2 < 3 each and all get in."""
+    await add(store, "a1", "a2", owner="a")
+    await add(store, "b1", "b2", owner="b")
+
+    async def submit(job_id: str, owner: str) -> bool:
+        try:
+            await store.create(job_id, owner, "{}", None, None, cap=3)
+        except CapReached as exc:
+            assert exc.active == 3
+            return False
+        return True
+
+    burst = [submit(f"a-burst-{n}", "a") for n in range(8)]
+    other = [submit(f"b-burst-{n}", "b") for n in range(8)]
+    results = await asyncio.gather(*burst, *other)
+    assert (sum(results[:8]), sum(results[8:])) == (1, 1)
+    assert (await store.active_jobs("a"), await store.active_jobs("b")) == (3, 3)
+    assert await submit("c1", "c")  # another key has its own room
 
 
 # ---- events ---------------------------------------------------------------------------------
@@ -365,20 +449,59 @@ async def test_an_async_jobs_upload_is_kept_in_postgresql_until_the_job_ends(
     media.close()
     upload_id = "ab" * 16
     await store.create("a", "owner", "{}", upload_id, None, upload_path=tmp_path / "upload")
-    read = b"".join([block async for block in store.read_upload(upload_id)])
     if not store.keeps_uploads:
-        assert read == b"" and await blocks(store) == 0
+        assert await store.upload_size(upload_id) is None and await blocks(store) == 0
         return
-    assert read == (tmp_path / "upload").read_bytes() and await blocks(store) == 3
+    assert await store.upload_size(upload_id) == (tmp_path / "upload").stat().st_size
+    assert await blocks(store) == 3
     assert await store.sweep_upload_blocks(time.time() + 1) == 0  # its job has not ended
     lease = await claim_one(store, "one")
     await store.finish(lease, JobStatus.SUCCEEDED, result="{}")
-    assert await blocks(store) == 0
+    assert await blocks(store) == 0 and await store.upload_size(upload_id) is None
     # What a crash left behind (blocks whose job ended without removing them) is swept.
     async with store.engine.begin() as connection:
         await connection.execute(upload_blocks.insert().values(upload_id="cd" * 16, block=0,
                                                                data=b"x"))  # fmt: skip
     assert await store.sweep_upload_blocks(time.time()) == 1
+
+
+async def read(store: JobStore, upload_id: str, start: int, end: int) -> bytes:
+    return b"".join([piece async for piece in store.read_upload(upload_id, start, end)])
+
+
+async def test_a_range_of_a_kept_upload_is_read_from_the_blocks_that_hold_it(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """Byte for byte the file's, for ranges within a block, across boundaries, in the last
+    partial block, and the whole; each block cut in the database, and only the blocks that
+    hold the range read."""
+    block = UPLOAD_BLOCK_BYTES
+    size = 5 * block + 777  # more blocks than one query reads
+    media = os.urandom(size)
+    (tmp_path / "upload").write_bytes(media)
+    upload_id = "ab" * 16
+    await store.keep_upload(upload_id, tmp_path / "upload")
+    assert await store.upload_size(upload_id) == size
+    spans = [
+        (0, 1), (0, block), (block - 3, block + 3), (block, 2 * block), (7, size - 7),
+        (5 * block, size), (size - 1, size), (2 * block + 5, 2 * block + 6), (0, size),
+    ]  # fmt: skip
+    for start, end in spans:
+        assert await read(store, upload_id, start, end) == media[start:end], (start, end)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        pieces = [piece async for piece in store.read_upload(upload_id, block - 3, block + 3)]
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert [len(piece) for piece in pieces] == [3, 3]  # two blocks, cut to the range
+    assert len([s for s in statements if "upload_blocks" in s]) == 1
+    assert await read(store, "cd" * 16, 0, 10) == b""  # kept nowhere
+    assert await store.upload_size("cd" * 16) is None
 
 
 async def test_a_synchronous_jobs_upload_is_kept_until_dropped_and_ages_out_if_left(
@@ -391,14 +514,13 @@ async def test_a_synchronous_jobs_upload_is_kept_until_dropped_and_ages_out_if_l
     (tmp_path / "upload").write_bytes(b"media" * 1000)
     await store.keep_upload("ab" * 16, tmp_path / "upload")
     await store.keep_upload("cd" * 16, tmp_path / "upload")
-    assert await store.kept_uploads() == {"ab" * 16, "cd" * 16}
-    read = b"".join([block async for block in store.read_upload("ab" * 16)])
-    assert read == (tmp_path / "upload").read_bytes()
+    assert await read(store, "ab" * 16, 0, 5000) == (tmp_path / "upload").read_bytes()
     assert await store.sweep_upload_blocks(time.time() - 3600) == 0
     await store.drop_upload("ab" * 16)
-    assert await store.kept_uploads() == {"cd" * 16}
+    assert await store.upload_size("ab" * 16) is None
+    assert await store.upload_size("cd" * 16) == 5000
     assert await store.sweep_upload_blocks(time.time() + 1) == 1
-    assert await store.kept_uploads() == set()
+    assert await blocks(store) == 0
 
 
 async def test_a_cancelled_or_exhausted_jobs_upload_blocks_go_too(

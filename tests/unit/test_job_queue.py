@@ -1,6 +1,8 @@
 """The job queue's bookkeeping on a real SQLite job table, without workers: cancelling a
 queued job, the event log carrying on across a restart, a run that lost its lease stopping
-without a trace, and followers woken by one watcher query instead of polling each."""
+without a trace, renewals retried, a job never claimed twice by its own replica, hand-backs of
+cancelled jobs, the per-key cap, and followers woken by one watcher query instead of polling
+each."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.responses import StreamingResponse
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.job_queue import JobQueue, _Recorder
-from services.orchestrator.job_store import JobStore, Lease, StoredEvent
-from services.orchestrator.uploads import MediaStore
+from services.orchestrator.job_store import JobStore, Lease, Renewal, StoredEvent
+from services.orchestrator.uploads import MediaStore, Upload
+from shared.errors import RateLimitedError
 from shared.schemas import (
     JobRequest,
     JobStatus,
@@ -67,7 +72,7 @@ async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobSt
         StoredEvent(i, name, json.dumps({"done_sec": next(progress)} if name == "progress" else {}))
         for i, name in enumerate(kept)
     ])  # fmt: skip
-    assert await store.take_back("me") == 1  # killed, restarted
+    assert (await store.take_back("me")).queued == ["job_1"]  # killed, restarted
     second_run = (await store.claim("me", 30, 1)).leases[0]
     recorder = _Recorder(store, second_run, lambda: None)
     await recorder.load()
@@ -205,6 +210,163 @@ async def test_a_renewal_that_finds_the_lease_taken_stops_the_run_without_a_trac
         await queue.stop()  # a hand-back now touches nothing either
     assert not task.cancelled()  # it returned: stopped, not shut down
     await assert_untouched_since_the_takeover(store)
+
+
+# ---- renewals, and a replica's own jobs ------------------------------------------------------
+
+
+async def running_queue(
+    store: JobStore, tmp_path: Path, client: httpx.AsyncClient, **settings: Any
+) -> tuple[JobQueue, PausedRunner, Lease]:
+    """Replica `me` runs job_1 (its upload in the media store) and waits in it."""
+    request = JobRequest(media_url="https://example.com/a.mp3")
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    media.sweep()
+    (media.root / ("ab" * 16)).write_bytes(b"media")
+    await store.create("job_1", "anonymous", request.model_dump_json(), "ab" * 16, None, 30.0)
+    config = OrchestratorSettings(database_url="sqlite://", instance_id="me", **settings)
+    runner = PausedRunner()
+    queue = JobQueue(store, runner, media, client, config)  # type: ignore[arg-type]
+    await queue._claim(1)
+    await asyncio.wait_for(runner.started.wait(), 5)
+    return queue, runner, queue._leases["job_1"]
+
+
+async def test_a_failed_renewal_is_retried_at_the_next_round_not_a_third_of_a_lease_later(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database blip failed a renewal: the next one used to wait `job_lease_sec / 3` (10 s
+    of a 30 s lease), and one more blip let the lease lapse under a running job."""
+    renewals: list[float] = []
+    renew = store.renew
+
+    async def flaky(leases: list[Lease], lease_sec: float) -> Renewal:
+        renewals.append(time.monotonic())
+        if len(renewals) == 1:
+            raise OSError("the database is unreachable")
+        return await renew(leases, lease_sec)
+
+    async with httpx.AsyncClient() as client:
+        queue, _, lease = await running_queue(store, tmp_path, client, job_lease_sec=30)
+        async with store.engine.begin() as connection:
+            await connection.exec_driver_sql("UPDATE jobs SET lease_until = 0")
+        monkeypatch.setattr(store, "renew", flaky)
+        loop = asyncio.create_task(queue._claim_loop())
+
+        async def renewed() -> dict[str, Any] | None:
+            row = await store.get("job_1")
+            return row if row is not None and row["lease_until"] > time.time() + 20 else None
+
+        for _ in range(100):  # 5 s
+            if (row := await renewed()) is not None:
+                break
+            await asyncio.sleep(0.05)
+        loop.cancel()
+        await queue.stop()
+    assert len(renewals) >= 2 and renewals[1] - renewals[0] < 2.5, renewals
+    assert row is not None and row["lease_token"] == lease.token
+
+
+async def test_a_replica_never_claims_a_job_it_is_running(store: JobStore, tmp_path: Path) -> None:
+    """Its lease lapsed while its renewals failed: a claim by the same replica used to take
+    the job again, a second task beside the first (`_running` overwritten) and the first's
+    lease voided."""
+    async with httpx.AsyncClient() as client:
+        queue, _, lease = await running_queue(store, tmp_path, client)
+        task = queue._running["job_1"]
+        async with store.engine.begin() as connection:
+            await connection.exec_driver_sql("UPDATE jobs SET lease_until = 0")
+        try:
+            await queue._claim(1)
+            assert queue._running == {"job_1": task} and queue._leases["job_1"] == lease
+            row = await store.get("job_1")
+            assert row is not None and row["lease_token"] == lease.token and row["attempts"] == 1
+            await queue._renew()
+            assert not task.done()
+        finally:
+            await queue.stop()
+
+
+async def test_a_job_handed_back_at_sigterm_with_its_cancel_asked_for_ends_cancelled(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """Its cancel was asked for through another replica, and this one stopped before its
+    renewal saw it: the job ends `cancelled` with its event and its upload goes, instead of
+    being queued again with the flag set (answered `queued`, then claimed and run until the
+    next owner's first renewal)."""
+    async with httpx.AsyncClient() as client:
+        queue, _, _ = await running_queue(store, tmp_path, client)
+        await store.request_cancel("job_1")
+        await queue.stop()
+        row = await store.get("job_1")
+        assert row is not None and row["status"] == "cancelled" and row["lease_owner"] is None
+        events = [event.name async for event in queue.events("job_1", -1)]
+    assert events == ["header", "cancelled"]
+    assert not (tmp_path / "uploads" / ("ab" * 16)).exists()
+
+
+async def test_a_cancel_that_meets_a_hand_back_cancels_the_job_queued_again(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job was running when the cancel looked for a queued one, and queued again (its
+    replica's SIGTERM) before the cancel flagged it: the answer used to be `queued`, and the
+    job ran."""
+    await store.create("job_1", "anonymous", "{}", None, None)
+    lease = (await store.claim("other", 30, 1)).leases[0]
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    request_cancel = store.request_cancel
+
+    async def after_a_hand_back(job_id: str) -> dict[str, Any] | None:
+        await store.release([lease])
+        return await request_cancel(job_id)
+
+    monkeypatch.setattr(store, "request_cancel", after_a_hand_back)
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        row = await queue.cancel("job_1")
+        assert row is not None and row["status"] == "cancelled"
+        events = [event.name async for event in queue.events("job_1", -1)]
+    assert events == ["cancelled"]
+
+
+# ---- submits ----------------------------------------------------------------------------------
+
+
+async def test_an_upload_kept_in_the_database_leaves_the_receiving_replicas_disk(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every replica reads it from the database, this one too: a file kept here would stay
+    when another replica ran the job (nothing here learns of its end)."""
+    monkeypatch.setattr(JobStore, "keeps_uploads", property(lambda _: True))
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0, source=store)
+    media.sweep()
+    upload = Upload("ab" * 16, media.root / ("ab" * 16), 5, "talk.mp3")
+    upload.path.write_bytes(b"media")
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        info = await queue.submit(
+            "anonymous", JobRequest(media_url=media.url(upload)), upload, 30.0
+        )
+    assert info.status == "queued" and not upload.path.exists()
+    served = await media.serve(upload.id, "bytes=1-3")
+    assert isinstance(served, StreamingResponse) and served.status_code == 206
+    assert b"".join([p async for p in served.body_iterator]) == b"edi"  # type: ignore[misc]
+
+
+async def test_a_submit_past_the_keys_cap_is_a_429(store: JobStore, tmp_path: Path) -> None:
+    settings = OrchestratorSettings(database_url="sqlite://", max_queued_jobs_per_key=2)
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    request = JobRequest(media_url="https://example.com/a.mp3")
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        results = await asyncio.gather(
+            *(queue.submit("key", request, None, 30.0) for _ in range(5)), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, RateLimitedError)]
+    assert len(refused) == 3 and "ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY" in refused[0].message
+    assert refused[0].retry_after_sec == 30
 
 
 # ---- followers --------------------------------------------------------------------------------

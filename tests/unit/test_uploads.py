@@ -1,9 +1,8 @@
 """The media store: multipart streamed to disk, caps, free disk, ranges back, cleanup, and
-uploads another replica received, copied from the database."""
+uploads another replica received, served range by range from the database."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,11 +11,12 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.orchestrator.uploads import MediaStore, Upload
-from shared.errors import WhisperfleetError
+from services.orchestrator.job_store import UPLOAD_BLOCK_BYTES, JobStore
+from services.orchestrator.uploads import MediaStore, Upload, byte_range
+from shared.errors import BadRequestError, MediaUnavailableError, WhisperfleetError
 
 
 def store_app(store: MediaStore) -> Starlette:
@@ -144,69 +144,146 @@ def test_only_upload_ids_name_files(tmp_path: Path, upload_id: str) -> None:
     assert make_store(tmp_path).path_of(upload_id) is None
 
 
-class Blocks:
-    """The job table's upload blocks, in memory; counts how often each upload is read."""
+# ---- uploads another replica received: ranges from the database ------------------------------
 
-    def __init__(self, uploads: dict[str, bytes]) -> None:
-        self.uploads = uploads
-        self.reads: dict[str, int] = {}
+BLOCK = UPLOAD_BLOCK_BYTES
+SIZE = 2 * BLOCK + 1000  # two full blocks and a partial last one
 
-    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
-        self.reads[upload_id] = self.reads.get(upload_id, 0) + 1
-        data = self.uploads.get(upload_id, b"")
-        for start in range(0, len(data), 4):
-            await asyncio.sleep(0)  # other readers arrive meanwhile
-            yield data[start : start + 4]
 
-    async def keep_upload(self, upload_id: str, path: Path) -> None:
-        self.uploads[upload_id] = await asyncio.to_thread(path.read_bytes)
+@pytest.fixture
+async def blocks(tmp_path: Path) -> AsyncIterator[JobStore]:
+    """The job table's upload blocks (SQLite here; the same queries run on PostgreSQL in
+    tests/integration/test_job_store.py)."""
+    store = JobStore.connect(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
 
-    async def drop_upload(self, upload_id: str) -> None:
-        del self.uploads[upload_id]
+
+async def body(response: Response) -> bytes:
+    assert isinstance(response, StreamingResponse)
+    return b"".join([piece async for piece in response.body_iterator])  # type: ignore[misc]
+
+
+RANGES = {  # Range header: bytes [start, end) it asks for
+    "bytes=0-0": (0, 1),
+    "bytes=0-99": (0, 100),
+    f"bytes={BLOCK - 10}-{BLOCK + 9}": (BLOCK - 10, BLOCK + 10),  # across a block boundary
+    f"bytes={BLOCK}-{BLOCK}": (BLOCK, BLOCK + 1),  # a block's first byte
+    f"bytes={BLOCK - 1}-{BLOCK - 1}": (BLOCK - 1, BLOCK),  # a block's last byte
+    f"bytes=5-{2 * BLOCK + 5}": (5, 2 * BLOCK + 6),  # three blocks, cut at both ends
+    f"bytes={2 * BLOCK + 10}-": (2 * BLOCK + 10, SIZE),  # open-ended, in the partial block
+    f"bytes={BLOCK // 2}-": (BLOCK // 2, SIZE),
+    "bytes=-1": (SIZE - 1, SIZE),
+    "bytes=-1500": (SIZE - 1500, SIZE),  # the last bytes, from two blocks
+    f"bytes=-{SIZE * 3}": (0, SIZE),  # more than there is: all of it
+    f"bytes={SIZE - 5}-{SIZE * 2}": (SIZE - 5, SIZE),  # an end past the end is cut to it
+    "Bytes = 7 - 8": (7, 9),
+}
+
+
+async def test_another_replicas_upload_is_served_from_the_database_range_by_range(
+    tmp_path: Path, blocks: JobStore
+) -> None:
+    """Each range comes back byte for byte as the file has it, with the total size, from
+    the blocks alone: nothing is written to this replica's disk."""
+    media = os.urandom(SIZE)
+    (tmp_path / "received").write_bytes(media)
+    upload_id = "ab" * 16
+    await blocks.keep_upload(upload_id, tmp_path / "received")
+    store = MediaStore(tmp_path / "here", "http://o:8000", 1 << 31, 0, source=blocks)
+    for header, (start, end) in RANGES.items():
+        response = await store.serve(upload_id, header)
+        assert response is not None and response.status_code == 206, header
+        assert response.headers["content-range"] == f"bytes {start}-{end - 1}/{SIZE}", header
+        assert response.headers["content-length"] == str(end - start), header
+        assert await body(response) == media[start:end], header
+    whole = await store.serve(upload_id, None)
+    assert whole is not None and whole.status_code == 200
+    assert whole.headers["content-length"] == str(SIZE) and await body(whole) == media
+    for past_the_end in (f"bytes={SIZE}-", f"bytes={SIZE + 10}-{SIZE + 20}", "bytes=-0"):
+        refused = await store.serve(upload_id, past_the_end)
+        assert refused is not None and refused.status_code == 416, past_the_end
+        assert refused.headers["content-range"] == f"bytes */{SIZE}"
+    assert not store.root.exists() or list(store.root.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=5-4", "bytes=0-1,5-6", "bytes=-", "items=0-1", "bytes=a-b", "bytes=²-3",
+               "bytes=" + "9" * 30 + "-"],
+)  # fmt: skip
+def test_a_range_that_is_not_one_byte_range_is_a_400_saying_what_to_send(header: str) -> None:
+    with pytest.raises(BadRequestError, match="send bytes=a-b, bytes=a- or bytes=-n"):
+        byte_range(header, 100)
+
+
+async def test_this_replicas_own_file_is_served_from_disk_and_a_missing_upload_is_none(
+    tmp_path: Path, blocks: JobStore
+) -> None:
+    store = MediaStore(tmp_path / "here", "http://o:8000", 1 << 20, 0, source=blocks)
+    store.root.mkdir()
+    (store.root / ("ab" * 16)).write_bytes(b"media")
+    assert isinstance(await store.serve("ab" * 16, "bytes=0-1"), FileResponse)
+    assert await store.serve("cd" * 16, "bytes=0-1") is None  # kept nowhere
+    assert await store.serve("../etc/passwd", None) is None
+
+
+class Vanishing:
+    """An upload whose blocks are dropped after its first one was read (its job ended)."""
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        return 10
+
+    async def read_upload(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        yield b"01234"
+
+    async def keep_upload(self, upload_id: str, path: Path) -> None: ...
+
+    async def drop_upload(self, upload_id: str) -> None: ...
+
+
+async def test_an_upload_dropped_while_it_is_read_is_not_answered_as_complete(
+    tmp_path: Path,
+) -> None:
+    store = MediaStore(tmp_path / "here", "http://o:8000", 1 << 20, 0, source=Vanishing())
+    response = await store.serve("ab" * 16, None)
+    assert response is not None
+    with pytest.raises(MediaUnavailableError, match="removed while it was read"):
+        await body(response)
 
 
 async def test_a_synchronous_jobs_upload_is_kept_for_every_replica_until_released(
-    tmp_path: Path,
+    tmp_path: Path, blocks: JobStore
 ) -> None:
     """A request's upload goes into the shared source before its job runs (a worker's read
-    may land on another replica) and leaves it, and this store, when the request ends."""
-    source = Blocks({})
-    here = MediaStore(tmp_path / "here", "http://o:8000", 1 << 20, 0, source=source)
-    there = MediaStore(tmp_path / "there", "http://o:8000", 1 << 20, 0, source=source)
+    may land on another replica, which serves it from there) and leaves it, and this store,
+    when the request ends."""
+    here = MediaStore(tmp_path / "here", "http://o:8000", 1 << 20, 0, source=blocks)
+    there = MediaStore(tmp_path / "there", "http://o:8000", 1 << 20, 0, source=blocks)
     here.root.mkdir()
     upload = Upload("ab" * 16, here.root / ("ab" * 16), 5)
     upload.path.write_bytes(b"media")
     await here.keep_for_request(upload)
-    copy = await there.local(upload.id)
-    assert copy is not None and copy.read_bytes() == b"media"
+    served = await there.serve(upload.id, "bytes=1-")
+    assert served is not None and await body(served) == b"edia"
     await here.release(upload)
-    assert source.uploads == {} and not upload.path.exists()
-    assert there.sweep_copies(keep=source.uploads.keys()) == 1 and not copy.exists()
+    assert await blocks.upload_size(upload.id) is None and not upload.path.exists()
+    assert await there.serve(upload.id, "bytes=1-") is None
+    assert not there.root.exists()
 
 
-async def test_an_upload_another_replica_received_is_copied_here_once_and_served(
-    tmp_path: Path,
+def test_with_a_shared_source_the_start_up_sweep_keeps_nothing_here(
+    tmp_path: Path, blocks: JobStore
 ) -> None:
+    """An unfinished async job's upload is in the database: a file of it here (left by a
+    crash between its job's insert and the file's removal) would never go."""
     upload_id = "ab" * 16
-    source = Blocks({upload_id: b"the media bytes"})
-    store = MediaStore(tmp_path / "store", "http://o:8000", 1 << 20, 0, source=source)
-    paths = await asyncio.gather(*(store.local(upload_id) for _ in range(5)))
-    assert paths == [tmp_path / "store" / upload_id] * 5
-    assert paths[0] is not None and paths[0].read_bytes() == b"the media bytes"
-    assert source.reads == {upload_id: 1}
-    assert await store.local(upload_id) == paths[0] and source.reads[upload_id] == 1
-    assert await store.local("cd" * 16) is None  # kept nowhere: nothing written
-    assert await store.local("../etc/passwd") is None
-    assert sorted(p.name for p in store.root.iterdir()) == [upload_id]
-
-
-async def test_shared_copies_go_once_their_job_has_ended(tmp_path: Path) -> None:
-    restored, received, running = "ab" * 16, "cd" * 16, "ef" * 16
-    source = Blocks({restored: b"x", running: b"y"})
-    store = MediaStore(tmp_path / "store", "http://o:8000", 1 << 20, 0, source=source)
-    await store.local(restored)
-    await store.local(running)
-    (store.root / received).write_bytes(b"z")
-    store.share(received)  # an async job's upload, kept in the database too
-    assert store.sweep_copies(keep={running}) == 2
-    assert [p.name for p in store.root.iterdir()] == [running]
+    alone = make_store(tmp_path)
+    alone.root.mkdir(parents=True)
+    (alone.root / upload_id).write_bytes(b"x")
+    assert alone.sweep(keep={upload_id}) == 0  # SQLite: the file is the only copy
+    shared = MediaStore(alone.root, "http://o:8000", 1 << 20, 0, source=blocks)
+    assert shared.sweep(keep={upload_id}) == 1
+    assert list(shared.root.iterdir()) == []
