@@ -875,9 +875,9 @@ async def _append_last(connection: AsyncConnection, job_id: str, name: str, data
 
 async def _write_blocks(connection: AsyncConnection, upload_id: str, path: Path) -> None:
     now = time.time()
-    with path.open("rb") as file:
+    with path.open("rb") as file:  # read in a thread: a 2 GB upload is 2,000 disk reads
         block = 0
-        while data := file.read(UPLOAD_BLOCK_BYTES):
+        while data := await asyncio.to_thread(file.read, UPLOAD_BLOCK_BYTES):
             await connection.execute(
                 upload_blocks.insert().values(
                     upload_id=upload_id, block=block, data=data, created_at=now
