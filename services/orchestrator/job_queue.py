@@ -130,6 +130,9 @@ class _Recorder:
     """Events kept by earlier runs of this job, by name."""
     kept_done_sec: float = -1.0
     seen: dict[str, int] = field(default_factory=dict)
+    last: tuple[str, str] | None = None
+    """The job's terminal event, held back: it is kept with the job's end in one transaction,
+    so no follower sees it while the job still reads `running`."""
 
     async def load(self) -> None:
         seq = -1
@@ -142,6 +145,9 @@ class _Recorder:
         self.next_seq = seq + 1
 
     async def add(self, name: str, data: str) -> None:
+        if name in TERMINAL_EVENTS:
+            self.last = (name, data)
+            return
         ordinal = self.seen.get(name, 0)
         self.seen[name] = ordinal + 1
         done_sec = None
@@ -426,7 +432,7 @@ class JobQueue:
             await recorder.load()
             status, values = await self._outcome(row, lease, recorder)
             self._finishing.add(job_id)
-            await self.store.finish(lease, status, **values)
+            await self.store.finish(lease, status, event=recorder.last, **values)
         except LeaseLost:
             if job_id not in self._lost:
                 logger.warning(

@@ -30,6 +30,7 @@ from shared.schemas import (
     JobStatus,
     MicroChunkReport,
     MicroChunkResult,
+    StreamFooter,
     StreamHeader,
     TranscribeRequest,
 )
@@ -82,6 +83,7 @@ async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobSt
               ("progress", {"done_sec": 30.0}), ("footer", {})]  # fmt: skip
     for name, data in replay:
         await recorder.add(name, json.dumps(data))
+    await store.finish(second_run, JobStatus.SUCCEEDED, event=recorder.last)
     log = await store.events_after("job_1", -1)
     assert [(e.seq, e.name) for e in log] == [
         (0, "header"), (1, "progress"), (2, "segment"), (3, "segment"), (4, "progress"),
@@ -89,6 +91,46 @@ async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobSt
     ]  # fmt: skip
     row = await store.get("job_1")
     assert row is not None and row["done_sec"] == 30.0
+
+
+class EndingRunner:
+    """A job that ends at once; after its footer it looks at what a follower would see."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.seen_after_the_footer: tuple[list[str], str] | None = None
+
+    def checked(self, request: TranscribeRequest, duration_sec: float, *, upload: Any) -> Any:
+        return request
+
+    async def events(self, job: Any, log: Any) -> AsyncIterator[Any]:
+        yield StreamHeader(media_url=job.media_url, input_duration_sec=30, macro_chunks=[])
+        yield StreamFooter(input_duration_sec=30, processing_duration_sec=1, speedup=30,
+                           num_segments=0, languages=[])  # fmt: skip
+        row = await self.store.get("job_1")
+        assert row is not None
+        names = [e.name for e in await self.store.events_after("job_1", -1)]
+        self.seen_after_the_footer = (names, row["status"])
+
+
+async def test_a_follower_never_sees_the_footer_while_the_job_still_reads_running(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """A follower (`whisperfleet watch`) reads the job's status as soon as it sees the last
+    event: that event and the job's end are one transaction, never the event first."""
+    request = JobRequest(media_url="https://example.com/a.mp3")
+    await store.create("job_1", "anonymous", request.model_dump_json(), None, None, 30.0)
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    runner = EndingRunner(store)
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, runner, media, client, settings)  # type: ignore[arg-type]
+        await queue._claim(1)
+        await asyncio.wait_for(queue._running["job_1"], 5)
+    assert runner.seen_after_the_footer == (["header"], "running")
+    row = await store.get("job_1")
+    assert row is not None and row["status"] == "succeeded"
+    assert [e.name for e in await store.events_after("job_1", -1)] == ["header", "footer"]
 
 
 async def test_a_running_job_whose_task_ends_without_a_word_is_still_cancelled(
