@@ -22,6 +22,12 @@ SAMPLE_RATE_HZ = 16000
 MAX_CLIP_SEC = 30.0
 """Whisper's window: the longest clip the model server accepts."""
 
+MAX_SPEAKERS = 32
+"""The most speakers a diarized job may be asked to find."""
+
+MAX_KNOWN_SPEAKERS = 8
+"""The most known speakers (a name and a 2-10 s reference clip each) one job may name."""
+
 Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
@@ -98,6 +104,32 @@ class TranscribeParams(_Strict):
         description="0: beam search, sampling at rising temperatures only where Whisper's "
         "quality checks fail; above 0: sample at this temperature first.",
     )
+    diarize: bool = Field(
+        False,
+        description="Label every segment (and word) with who spoke it: `A`, `B`, ... in order "
+        "of first speech, or a known speaker's name.",
+    )
+    num_speakers: int | None = Field(
+        None, ge=1, le=MAX_SPEAKERS, description="When diarizing: exactly this many speakers."
+    )
+    min_speakers: int | None = Field(
+        None, ge=1, le=MAX_SPEAKERS, description="When diarizing: at least this many speakers."
+    )
+    max_speakers: int | None = Field(
+        None, ge=1, le=MAX_SPEAKERS, description="When diarizing: at most this many speakers."
+    )
+    known_speaker_names: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None,
+        max_length=MAX_KNOWN_SPEAKERS,
+        description="When diarizing: names of speakers whose voice you give in "
+        "`known_speaker_references` (same order); their speech is labelled with the name.",
+    )
+    known_speaker_references: list[str] | None = Field(
+        None,
+        max_length=MAX_KNOWN_SPEAKERS,
+        description="2-10 s of each known speaker's voice alone, as data URLs "
+        "(`data:audio/wav;base64,...`).",
+    )
     macro_chunk_overlap_sec: float = Field(
         0.0,
         ge=0.0,
@@ -122,6 +154,45 @@ class TranscribeParams(_Strict):
     def _known_languages(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else list(dict.fromkeys(map(normalize_language, value)))
 
+    @field_validator("known_speaker_references")
+    @classmethod
+    def _data_urls(cls, value: list[str] | None) -> list[str] | None:
+        for index, reference in enumerate(value or []):
+            if not reference.startswith("data:") or ";base64," not in reference[:200]:
+                raise ValueError(
+                    f"reference {index} must be a data URL of audio "
+                    "(data:audio/wav;base64,... ; 2-10 s of the speaker alone)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _speakers_consistent(self) -> Self:
+        names, references = self.known_speaker_names or [], self.known_speaker_references or []
+        if len(names) != len(references):
+            raise ValueError(
+                f"known_speaker_names ({len(names)}) and known_speaker_references "
+                f"({len(references)}) must name the same speakers, in the same order"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("known_speaker_names must be distinct")
+        if self.num_speakers is not None and (self.min_speakers or self.max_speakers):
+            raise ValueError("give num_speakers, or min_speakers/max_speakers, not both")
+        low, high = self.min_speakers or 1, self.max_speakers or MAX_SPEAKERS
+        if low > high:
+            raise ValueError(f"min_speakers ({low}) is above max_speakers ({high})")
+        asked = names or self.num_speakers or self.min_speakers or self.max_speakers
+        if asked and not self.diarize:
+            raise ValueError("speaker counts and known speakers need `diarize: true`")
+        return self
+
+    def for_workers(self) -> TranscribeParams:
+        """What a chunk worker needs: no reference clips (embedded once per job)."""
+        if not self.known_speaker_references:
+            return self
+        return self.model_copy(
+            update={"known_speaker_references": None, "known_speaker_names": None}
+        )
+
 
 class TranscribeRequest(_Strict):
     """Body of `POST /v1/transcribe` and `POST /v1/transcribe/stream`."""
@@ -140,6 +211,7 @@ class Word(BaseModel):
     end_sec: float
     word: str
     probability: float
+    speaker: str | None = Field(None, description="Who said it, when diarizing.")
 
 
 class Segment(BaseModel):
@@ -156,6 +228,12 @@ class Segment(BaseModel):
     avg_logprob: float | None = Field(None, description="Mean token log-probability.")
     compression_ratio: float | None = Field(None, description="gzip ratio of the decoded text.")
     no_speech_prob: float | None = Field(None, description="Whisper's no-speech probability.")
+    speaker: str | None = Field(
+        None, description="Who spoke, when diarizing: `A`, `B`, ... or a known speaker's name."
+    )
+    overlapping_speakers: list[str] | None = Field(
+        None, description="When diarizing: others heard speaking at the same time."
+    )
 
 
 class TimeSpan(BaseModel):
@@ -184,6 +262,9 @@ class TranscribeOutput(BaseModel):
     speedup: float = Field(description="input_duration_sec / processing_duration_sec")
     macro_chunks: list[MacroChunkReport] = Field(
         default_factory=list, description="How the input was cut: for inspection and debugging."
+    )
+    speakers: list[str] | None = Field(
+        None, description="When diarizing: every speaker's label, in order of first speech."
     )
 
 
@@ -215,11 +296,29 @@ class ChunkRequest(_Media):
     """A shorter first micro chunk (the job's first words); None: like the others."""
 
 
+EMBEDDING_DIM = 192
+"""A voice embedding's length (CAM++)."""
+
+
+class LocalSpeaker(BaseModel):
+    """One voice as one diarization window of a micro chunk hears it: where it speaks
+    (absolute times) and its voice embedding. Which voice it is across the whole file is
+    decided once per job, by clustering every local speaker's embedding."""
+
+    turns: list[TimeSpan]
+    overlap: list[TimeSpan] = Field(default_factory=list)
+    """Where this voice speaks at once with another in the same window."""
+    embedding: list[float] | None = Field(None, min_length=EMBEDDING_DIM, max_length=EMBEDDING_DIM)
+    """L2-normalised; None: too little clean speech to embed (placed by the nearest voice)."""
+
+
 class MicroChunkResult(BaseModel):
     """One item of a chunk worker's stream: a micro chunk and its segments (absolute times)."""
 
     micro_chunk: MicroChunkReport
     segments: list[Segment]
+    speakers: list[LocalSpeaker] | None = None
+    """When diarizing: the voices heard in the micro chunk (None when not asked)."""
 
 
 class ChunkStreamFooter(BaseModel):
@@ -232,6 +331,17 @@ CHUNK_STREAM: StreamTypes[MicroChunkResult, BaseModel, ChunkStreamFooter] = Stre
     item=MicroChunkResult, footer=ChunkStreamFooter
 )
 """`POST /v1/chunks/stream` on a chunk worker: micro chunk results in timeline order."""
+
+
+class SpeakerEmbedRequest(_Strict):
+    """Embed known speakers' reference clips (data URLs) on a chunk worker."""
+
+    references: list[str] = Field(min_length=1, max_length=MAX_KNOWN_SPEAKERS)
+
+
+class SpeakerEmbeddings(BaseModel):
+    embeddings: list[list[float]]
+    """One L2-normalised embedding per reference, in order."""
 
 
 class SilenceRequest(_Media):
@@ -317,6 +427,16 @@ class StreamProgress(BaseModel):
     done_sec: float
     total_sec: float
     segments: int
+
+
+class SpeakerMap(BaseModel):
+    """`event: speakers` (diarized streams, just before the footer): streamed segments carry
+    provisional labels; this maps each to its final label, decided over the whole file."""
+
+    labels: dict[str, str]
+    """Provisional label -> final label."""
+    speakers: list[str]
+    """Final labels in order of first speech."""
 
 
 class StreamFooter(BaseModel):
