@@ -48,6 +48,7 @@ import numpy as np
 from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.media import FetchOptions, PcmSource, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
+from services.chunk_worker.speakers import Speakers
 from services.chunk_worker.pipeline import ChunkTranscriber
 from services.chunk_worker.range_proxy import RangeProxy
 from services.orchestrator.planning import (
@@ -231,7 +232,7 @@ async def worker(whisper: WhisperClient) -> AsyncIterator[ChunkTranscriber]:
     )
     async with access:
         yield ChunkTranscriber(
-            whisper, access, fetch_options(None), MAX_INFLIGHT_CLIPS, WorkerMetrics()
+            whisper, access, fetch_options(None), MAX_INFLIGHT_CLIPS, WorkerMetrics(), Speakers(None)
         )
 
 

@@ -37,6 +37,8 @@ from shared.schemas import (
     MicroChunkResult,
     SilenceRequest,
     SilenceResult,
+    SpeakerEmbeddings,
+    SpeakerEmbedRequest,
 )
 from shared.streams import StreamReader, StreamRemoteError, StreamTruncatedError, StreamTypes
 from shared.vad import Span, format_spans
@@ -318,3 +320,7 @@ class WorkerClient:
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
         return await self.service.call("/v1/silence", request, SilenceResult)
+
+    async def embed_speakers(self, request: SpeakerEmbedRequest) -> SpeakerEmbeddings:
+        """Voice embeddings of known speakers' reference clips."""
+        return await self.service.call("/v1/speakers", request, SpeakerEmbeddings)

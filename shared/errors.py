@@ -183,6 +183,12 @@ class UpstreamTimeoutError(WhisperfleetError):
     type = "timeout_error"
 
 
+class DiarizationUnavailableError(BadRequestError):
+    """Diarization asked of a chunk worker that can't do it (no models, or turned off)."""
+
+    code = "diarization_unavailable"
+
+
 class InsufficientStorageError(WhisperfleetError):
     status_code = 507
     code = "insufficient_storage"

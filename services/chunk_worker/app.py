@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,14 +16,32 @@ from services.chunk_worker.config import ChunkWorkerSettings
 from services.chunk_worker.media import FetchOptions
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
+from services.chunk_worker.speakers import Speakers
 from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WhisperClient
+from shared.diarization.models import load_speaker_models
+from shared.diarization.weights import DiarizationModelsMissing, locate
 from shared.media_host import AddressPolicy
 from shared.replicas import ReplicaPool
 
 NETWORKS_SETTING = "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS"
 SECRET_SETTING = "CHUNK_WORKER_FLEET_SECRET"
+logger = logging.getLogger(__name__)
+
+
+async def _load_speakers(settings: ChunkWorkerSettings) -> Speakers:
+    """The diarization models, or the reason `diarize` requests are refused."""
+    if not settings.diarization:
+        return Speakers(None, "diarization is turned off on this chunk worker "
+                        "(CHUNK_WORKER_DIARIZATION)")  # fmt: skip
+    try:
+        weights = await asyncio.to_thread(locate, settings.models_dir)
+    except DiarizationModelsMissing as exc:
+        logger.warning("diarization unavailable: %s", exc)
+        return Speakers(None, f"this chunk worker has no diarization models: {exc}")
+    models = await asyncio.to_thread(load_speaker_models, weights, settings.diarization_threads)
+    return Speakers(models)
 
 
 def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
@@ -72,8 +91,10 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
             app.state.whisper_pool = pool
             app.state.metrics = metrics
             app.state.media_access = access
+            speakers = await _load_speakers(settings)
+            app.state.speakers = speakers
             app.state.transcriber = ChunkTranscriber(
-                whisper, access, fetch, settings.max_inflight_clips, metrics
+                whisper, access, fetch, settings.max_inflight_clips, metrics, speakers
             )
             maintenance = asyncio.create_task(
                 pool.maintain(whisper_http, settings.whisper_refresh_sec)

@@ -54,6 +54,15 @@ class ChunkWorkerSettings(BaseSettings):
     """Memory the range proxy may keep for file heads and tails (indexes, moov atoms)."""
     media_read_timeout_sec: float = Field(30.0, gt=0)
     """Give up on a media host that sends nothing for this long (FFmpeg reconnects first)."""
+    diarization: bool = True
+    """Serve `diarize` requests: find who speaks in each micro chunk (pyannote segmentation and
+    CAM++ speaker embeddings, ONNX on the CPU). Needs the converted weights in `models_dir`
+    (`make setup`, the image build, or `python -m shared.diarization.weights` put them there);
+    without them, or when off, such requests are a 400 that says so."""
+    models_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "whisperfleet" / "models")
+    """Where the diarization models are cached (the Whisper weights' cache by default)."""
+    diarization_threads: int = Field(1, ge=1, le=64)
+    """CPU threads the diarization models use (one micro chunk at a time per worker)."""
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=0, le=65535)
 

@@ -22,6 +22,7 @@ from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.media import FetchOptions, MediaFormat, PcmSource, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.silence import latest_pause, quietest_point
+from services.chunk_worker.speakers import Speakers
 from shared.aio import cancel_and_wait
 from shared.audio import pcm16_to_wav
 from shared.clients import WhisperClient
@@ -31,6 +32,7 @@ from shared.schemas import (
     ChunkRequest,
     ClipOptions,
     ClipTranscription,
+    LocalSpeaker,
     MicroChunkReport,
     MicroChunkResult,
     Segment,
@@ -107,6 +109,10 @@ class MicroChunker:
         return chunk
 
 
+_Done = tuple[ClipSpan, ClipTranscription | None, list[LocalSpeaker] | None]
+"""A finished micro chunk: its span, transcript (None: no speech) and voices (when diarizing)."""
+
+
 class ChunkTranscriber:
     """Transcribes one time range of a media URL, streaming micro chunk results in order."""
 
@@ -117,12 +123,14 @@ class ChunkTranscriber:
         fetch: FetchOptions,
         max_inflight_clips: int,
         metrics: WorkerMetrics,
+        speakers: Speakers,
     ) -> None:
         self.whisper = whisper
         self.access = access
         self.fetch = fetch
         self.max_inflight_clips = max_inflight_clips
         self.metrics = metrics
+        self.speakers = speakers
 
     async def _open(self, request: ChunkRequest | SilenceRequest) -> tuple[FetchOptions, str]:
         """Fetch options reading through the range proxy for the request's media (a client's
@@ -158,24 +166,25 @@ class ChunkTranscriber:
         options = ClipOptions(
             language=params.language,
             languages=params.languages,
-            word_timestamps=params.word_timestamps,
+            # Diarizing splits segments where the speaker changes: that needs word times (the
+            # orchestrator drops them again unless they were asked for).
+            word_timestamps=params.word_timestamps or params.diarize,
             task=params.task,
             prompt=params.prompt,
             temperature=params.temperature,
         )
         slots = asyncio.Semaphore(self.max_inflight_clips)
-        sent: asyncio.Queue[asyncio.Task[tuple[ClipSpan, ClipTranscription | None]] | None]
-        sent = asyncio.Queue()
-        in_flight: set[asyncio.Task[tuple[ClipSpan, ClipTranscription | None]]] = set()
+        sent: asyncio.Queue[asyncio.Task[_Done] | None] = asyncio.Queue()
+        in_flight: set[asyncio.Task[_Done]] = set()
 
-        async def send(chunk: MicroChunk) -> tuple[ClipSpan, ClipTranscription | None]:
+        async def send(chunk: MicroChunk) -> _Done:
             # Returns the span, not the chunk: a finished clip waiting for its turn to be
             # yielded must not keep its audio alive (a slow reader would pile it up).
             try:
                 speech = await asyncio.to_thread(speech_spans, chunk.samples / 32768.0)
                 if not speech:  # no speech: the model never sees it (Whisper would invent words)
                     self.metrics.clips_without_speech.inc()
-                    return chunk.span, None
+                    return chunk.span, None, [] if params.diarize else None
                 first = int(speech[0][0] * SAMPLE_RATE_HZ)
                 last = int(np.ceil(speech[-1][1] * SAMPLE_RATE_HZ))
                 shifted = [
@@ -190,8 +199,15 @@ class ChunkTranscriber:
                 position = request.start_sec + (chunk.offset_samples + first) / SAMPLE_RATE_HZ
                 wav = pcm16_to_wav(chunk.samples[first:last])
                 self.metrics.clips.inc()
-                result = await self.whisper.transcribe_clip(wav, options, position, shifted)
-                return span, result
+                transcribing = self.whisper.transcribe_clip(wav, options, position, shifted)
+                if not params.diarize:
+                    return span, await transcribing, None
+                chunk_start = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
+                result, voices = await asyncio.gather(
+                    transcribing,
+                    self.speakers.of_micro_chunk(chunk.samples / 32768.0, chunk_start),
+                )
+                return span, result, voices
             finally:
                 slots.release()
 
@@ -224,9 +240,10 @@ class ChunkTranscriber:
         outcome = "cancelled"
         try:
             while (task := await sent.get()) is not None:
-                span, transcription = await task
+                span, transcription, voices = await task
                 self.metrics.audio_seconds.inc(span.num_samples / SAMPLE_RATE_HZ)
-                yield to_result(request.start_sec, request.end_sec, span, transcription)
+                result = to_result(request.start_sec, request.end_sec, span, transcription)
+                yield result.model_copy(update={"speakers": voices})
             await producer  # FFmpeg's failures surface here
             outcome = "ok"
         except Exception:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from services.chunk_worker.pipeline import ChunkTranscriber
+from services.chunk_worker.speakers import Speakers
 from shared.api import CancellingStreamingResponse
 from shared.errors import InvalidRequestError, UpstreamTimeoutError, WhisperfleetError
 from shared.schemas import (
@@ -19,6 +20,8 @@ from shared.schemas import (
     ChunkStreamFooter,
     SilenceRequest,
     SilenceResult,
+    SpeakerEmbeddings,
+    SpeakerEmbedRequest,
 )
 from shared.streams import MEDIA_TYPE, StreamWriter
 
@@ -46,6 +49,8 @@ async def transcribe_chunk(
     """Transcribe `[start_sec, end_sec)` of the media as a typed stream (`shared.streams`):
     one item per micro chunk in timeline order, then a footer; an error frame if it fails."""
     _check_range(body.start_sec, body.end_sec)
+    if body.params.diarize:
+        transcriber.speakers.require()  # a 400 now, not a transcript without speakers
     mode = await transcriber.prepare(body)
     deadline: float = request.app.state.settings.chunk_deadline_sec
 
@@ -75,6 +80,14 @@ async def find_silence(body: SilenceRequest, transcriber: Transcriber) -> Silenc
     """The quietest instant in `[start_sec, end_sec)`: where a macro chunk boundary goes."""
     _check_range(body.start_sec, body.end_sec)
     return await transcriber.find_silence(body)
+
+
+@router.post("/v1/speakers", response_model=SpeakerEmbeddings)
+async def embed_speakers(body: SpeakerEmbedRequest, request: Request) -> SpeakerEmbeddings:
+    """Voice embeddings of known speakers' reference clips (data URLs of 2-10 s audio), so a
+    job can name them; a 400 naming the clip that can't be used."""
+    speakers: Speakers = request.app.state.speakers
+    return SpeakerEmbeddings(embeddings=await speakers.embed_references(body.references))
 
 
 @router.get("/metrics", tags=["health"])

@@ -95,8 +95,9 @@ class OrchestratorSettings(BaseSettings):
     explicitly; a header's duration is then believed as far as the file's size allows (below
     100 bit/s it is refused as forged), and the job's header event lists a span for every
     macro chunk of it."""
-    max_request_kb: int = Field(1024, ge=1, le=1_000_000)
-    """Largest JSON request body (413 beyond it); uploads have their own cap."""
+    max_request_kb: int = Field(4096, ge=1, le=1_000_000)
+    """Largest JSON request body (413 beyond it; known speakers' reference clips ride in it as
+    data URLs: 8 x 10 s of WAV is 3.4 MB); uploads have their own cap."""
     max_render_mb: int = Field(64, ge=1, le=4096)
     """Largest body of `POST /v1/render` (a whole transcript, words included: 48 h of speech
     with words is about 40 MB); 413 beyond it."""

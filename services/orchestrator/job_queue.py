@@ -48,7 +48,7 @@ from services.orchestrator.job_store import (
     StoredEvent,
     cancelled_event,
 )
-from services.orchestrator.jobs import EVENT_NAMES, JobRunner, OwnUpload, Transcript
+from services.orchestrator.jobs import JobRunner, OwnUpload, Transcript, public_event
 from services.orchestrator.uploads import MediaStore, Upload
 from services.orchestrator.webhooks import deliver
 from shared.aio import cancel_and_wait
@@ -467,9 +467,8 @@ class JobQueue:
             transcript = Transcript()
             async for event in self.runner.events(job, _StoreLog(self.store, lease)):
                 transcript.add(event)
-                name = EVENT_NAMES.get(type(event))
-                if name is not None:
-                    await recorder.add(name, event.model_dump_json())
+                if (public := public_event(event)) is not None:
+                    await recorder.add(public[0], public[1].model_dump_json())
             output = transcript.output()
             return JobStatus.SUCCEEDED, {
                 "result": output.model_dump_json(),

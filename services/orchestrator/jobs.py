@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+import numpy as np
+from pydantic import BaseModel
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.merger import MergeEvent, OrderedMerger
 from services.orchestrator.planning import nominal_boundaries, plan_spans, spans_from_boundaries
 from services.orchestrator.probe import probe_media
+from services.orchestrator.speakers import Diarization, JobSpeakers
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
+from shared.diarization.clustering import KnownSpeaker
 from shared.errors import NotReadyError, PayloadTooLargeError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
@@ -37,6 +42,8 @@ from shared.schemas import (
     MicroChunkResult,
     Segment,
     SilenceRequest,
+    SpeakerEmbedRequest,
+    SpeakerMap,
     StreamFooter,
     StreamHeader,
     StreamProgress,
@@ -69,6 +76,8 @@ class Job:
     upload: OwnUpload | None = None
     """Set when the media is an upload (`request.media_url` is then this orchestrator's own
     read-back URL, which workers and clients never see)."""
+    known_speakers: tuple[KnownSpeaker, ...] | None = None
+    """The known speakers' voices, once embedded (None: not yet, or none asked for)."""
 
     @property
     def media(self) -> dict[str, str]:
@@ -87,9 +96,9 @@ BOUNDARY_SEARCHES_AT_ONCE = 2
 """Boundary searches of one job in flight: enough to keep ahead of the chunks they start, few
 enough that the first one (which the first words wait for) doesn't queue behind 20 others."""
 
-JobEvent = StreamHeader | MergeEvent | StreamFooter
+JobEvent = StreamHeader | MergeEvent | Diarization | StreamFooter
 """What a running job yields, in order: header; then segments (timeline order), progress and
-completed macro chunk reports interleaved; then the footer."""
+completed macro chunk reports interleaved; when diarizing, the final speakers; the footer."""
 
 EVENT_NAMES: dict[type, str] = {
     StreamHeader: "header",
@@ -101,6 +110,15 @@ EVENT_NAMES: dict[type, str] = {
 JSON answer)."""
 
 
+def public_event(event: JobEvent) -> tuple[str, BaseModel] | None:
+    """What a client is sent of a job event (Server-Sent Events, an async job's event log):
+    its name and data; None for what stays inside (macro chunk reports)."""
+    if isinstance(event, Diarization):
+        return "speakers", event.speaker_map
+    name = EVENT_NAMES.get(type(event))
+    return None if name is None else (name, event)
+
+
 @dataclass
 class Transcript:
     """A job's events collected into the JSON answer."""
@@ -108,10 +126,14 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     chunks: list[MacroChunkReport] = field(default_factory=list)
     footer: StreamFooter | None = None
+    speakers: list[str] | None = None
 
     def add(self, event: JobEvent) -> None:
         if isinstance(event, Segment):
             self.segments.append(event)
+        elif isinstance(event, Diarization):  # labelled again, with the final speakers
+            self.segments = event.segments
+            self.speakers = event.speaker_map.speakers
         elif isinstance(event, MacroChunkReport):
             self.chunks.append(event)
         elif isinstance(event, StreamFooter):
@@ -125,6 +147,7 @@ class Transcript:
             processing_duration_sec=self.footer.processing_duration_sec,
             speedup=self.footer.speedup,
             macro_chunks=self.chunks,
+            speakers=self.speakers,
         )
 
 
@@ -224,7 +247,24 @@ class JobRunner:
                 "(ORCHESTRATOR_MAX_DURATION_SEC)",
                 param="media_url",
             )
-        return Job(request, duration, started, upload)
+        job = Job(request, duration, started, upload)
+        return await self.with_known_speakers(job)
+
+    async def with_known_speakers(self, job: Job) -> Job:
+        """The job with its known speakers' voices embedded (by a chunk worker: the models are
+        there); a 400 naming a reference clip that can't be used."""
+        params = job.request.params
+        if job.known_speakers is not None or not params.known_speaker_references:
+            return job
+        answer = await self.workers.embed_speakers(
+            SpeakerEmbedRequest(references=params.known_speaker_references)
+        )
+        names = params.known_speaker_names or []
+        known = tuple(
+            KnownSpeaker(name, np.asarray(embedding, dtype=np.float32))
+            for name, embedding in zip(names, answer.embeddings, strict=True)
+        )
+        return dataclasses.replace(job, known_speakers=known)
 
     def checked(
         self, request: TranscribeRequest, duration_sec: float, *, upload: OwnUpload | None
@@ -249,6 +289,8 @@ class JobRunner:
         boundaries moved into pauses) is in its report. With a `log`, micro chunks are kept
         there as they arrive and those kept earlier are not asked for again."""
         params = job.request.params
+        job = await self.with_known_speakers(job)  # an async job's run: not embedded yet
+        speakers = JobSpeakers(params, job.known_speakers or ()) if params.diarize else None
         nominal = nominal_boundaries(job.duration_sec, params.macro_chunk_size_sec)
         yield StreamHeader(
             media_url=job.media_name,
@@ -263,7 +305,7 @@ class JobRunner:
             self.settings.max_concurrent_chunks + 2 * BOUNDARY_SEARCHES_AT_ONCE
         )
         first_heard = asyncio.Event()
-        merger = OrderedMerger(job.duration_sec)
+        merger = OrderedMerger(job.duration_sec, speakers.label if speakers else None)
         tasks: set[asyncio.Task[None]] = set()
 
         def start(work: Coroutine[Any, Any, None]) -> None:
@@ -292,12 +334,17 @@ class JobRunner:
                     yield event
         finally:
             await cancel_and_wait(list(tasks))
+        num_segments = merger.segments
+        if speakers is not None:
+            diarization = await asyncio.to_thread(speakers.finish)
+            num_segments = len(diarization.segments)
+            yield diarization
         elapsed = time.perf_counter() - job.started_at
         yield StreamFooter(
             input_duration_sec=job.duration_sec,
             processing_duration_sec=elapsed,
             speedup=job.duration_sec / elapsed if elapsed > 0 else 0.0,
-            num_segments=merger.segments,
+            num_segments=num_segments,
             languages=list(merger.languages),
         )
 
@@ -341,7 +388,7 @@ class JobRunner:
             **job.media,
             start_sec=span.start_sec,
             end_sec=span.end_sec,
-            params=job.request.params,
+            params=job.request.params.for_workers(),
             first_micro_chunk_sec=self._first_micro_chunk_sec(job) if index == 0 else None,
         )
         try:

@@ -15,6 +15,7 @@ released, the merger is `done`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.schemas import (
@@ -36,8 +37,15 @@ class _Chunk:
 
 
 class OrderedMerger:
-    def __init__(self, duration_sec: float) -> None:
+    def __init__(
+        self,
+        duration_sec: float,
+        relabel: Callable[[MicroChunkResult], list[Segment]] | None = None,
+    ) -> None:
+        """`relabel`: a result's segments as released, called in timeline order (diarization
+        labels and splits them); by default they leave as they came."""
         self.duration_sec = duration_sec
+        self.relabel = relabel
         self._chunks: list[_Chunk] = []
         self._next = 0  # the earliest chunk not yet released in full
         self._released = 0  # results of that chunk already released
@@ -93,7 +101,8 @@ class OrderedMerger:
         while self._next < len(self._chunks):
             chunk = self._chunks[self._next]
             for result in chunk.results[self._released :]:
-                for segment in result.segments:
+                segments = self.relabel(result) if self.relabel else result.segments
+                for segment in segments:
                     self.languages.setdefault(segment.bcp47_key)
                     self.segments += 1
                     events.append(segment)

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from services.orchestrator.auth import Caller, GateDep
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.intake import Intake, take_request
-from services.orchestrator.jobs import EVENT_NAMES, JobEvent, JobRunner
+from services.orchestrator.jobs import JobEvent, JobRunner, public_event
 from services.orchestrator.uploads import MediaStore
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
@@ -106,7 +106,8 @@ async def transcribe_stream(
     request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
 ) -> EventSourceResponse:
     """Server-Sent Events: `header`, then `segment`s in timeline order as soon as they are
-    known, interleaved with `progress`; then `footer` (the JSON endpoint's totals), or `error`.
+    known, interleaved with `progress`; when diarizing, `speakers` (provisional labels -> final,
+    decided over the whole file); then `footer` (the JSON endpoint's totals), or `error`.
     Problems found before the first event (bad URL, no range support, not media) are plain
     HTTP errors, like `/v1/transcribe`'s."""
     held = contextlib.AsyncExitStack()
@@ -123,9 +124,8 @@ async def transcribe_stream(
 
 async def job_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
     async for event in events:
-        name = EVENT_NAMES.get(type(event))
-        if name is not None:
-            yield name, event
+        if (public := public_event(event)) is not None:
+            yield public
 
 
 async def event_stream(

@@ -82,3 +82,20 @@ def test_misuse_is_refused() -> None:
     m.plan_complete()
     with pytest.raises(RuntimeError):
         m.add_chunk(TimeSpan(start_sec=10, end_sec=20))
+
+
+def test_results_are_relabelled_in_timeline_order_whatever_order_chunks_finish_in() -> None:
+    """Diarization's provisional labels go to voices in order of first speech: the relabel
+    hook must see results in timeline order, not arrival order."""
+    seen: list[float] = []
+
+    def relabel(result: MicroChunkResult) -> list[Segment]:
+        seen.append(result.micro_chunk.start_sec)
+        return [s.model_copy(update={"speaker": "A"}) for s in result.segments]
+
+    m = OrderedMerger(20, relabel)
+    m.add_chunk(TimeSpan(start_sec=0, end_sec=10))
+    m.add_chunk(TimeSpan(start_sec=10, end_sec=20))
+    events = m.push(1, result(10, 15)) + m.push(0, result(0, 5)) + m.finish(0) + m.finish(1)
+    assert seen == [0, 10]
+    assert [s.speaker for s in events if isinstance(s, Segment)] == ["A", "A"]

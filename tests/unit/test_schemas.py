@@ -39,3 +39,40 @@ def test_validation_error_names_the_field() -> None:
     assert error.status_code == 422
     assert error.param == "params.micro_chunk_size_sec"
     assert "params.micro_chunk_size_sec" in error.message
+
+
+REFERENCE = "data:audio/wav;base64,UklGRg=="
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"diarize": True, "num_speakers": 0}, "num_speakers"),
+        ({"diarize": True, "max_speakers": 33}, "max_speakers"),
+        ({"diarize": True, "min_speakers": 4, "max_speakers": 2}, "min_speakers (4) is above"),
+        ({"diarize": True, "num_speakers": 2, "max_speakers": 3}, "not both"),
+        ({"num_speakers": 2}, "need `diarize: true`"),
+        ({"diarize": True, "known_speaker_names": ["Ann"]}, "must name the same speakers"),
+        ({"diarize": True, "known_speaker_names": ["Ann", "Ann"],
+          "known_speaker_references": [REFERENCE] * 2}, "distinct"),  # fmt: skip
+        ({"diarize": True, "known_speaker_names": ["Ann"],
+          "known_speaker_references": ["https://example.com/ann.wav"]}, "data URL"),  # fmt: skip
+        ({"diarize": True, "known_speaker_names": [f"n{i}" for i in range(9)],
+          "known_speaker_references": [REFERENCE] * 9}, "at most 8"),  # fmt: skip
+    ],
+)
+def test_speaker_params_out_of_range_or_inconsistent_are_refused_in_words(
+    params: dict[str, object], words: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        TranscribeParams.model_validate(params)
+    assert words in validation_error_body(caught.value.errors()).message
+
+
+def test_workers_are_sent_no_reference_clips() -> None:
+    params = TranscribeParams(
+        diarize=True, known_speaker_names=["Ann"], known_speaker_references=[REFERENCE]
+    )
+    sent = params.for_workers()
+    assert sent.diarize and sent.known_speaker_references is None
+    assert params.known_speaker_references == [REFERENCE]  # the job keeps them

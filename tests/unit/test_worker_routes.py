@@ -17,6 +17,7 @@ from services.chunk_worker.config import ChunkWorkerSettings
 from services.stack import free_port
 from shared import fleet
 from tests.support.asgi import serve
+from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
 
 SECRET = "the-fleet-secret-for-these-tests"
@@ -45,6 +46,7 @@ def worker(**values: object) -> ChunkWorkerSettings:
     defaults: dict[str, object] = {
         "whisper_urls": ["http://127.0.0.1:9"],  # never reached by these tests
         "fleet_secret": SecretStr(SECRET),
+        "diarization": False,
     }
     return ChunkWorkerSettings.model_validate({**defaults, **values})
 
@@ -145,3 +147,23 @@ async def test_no_reachable_orchestrator_is_a_503_naming_the_setting() -> None:
         response = await c.post("/v1/silence", json=span(upload_id=UPLOAD))
     assert response.status_code == 503, response.text
     assert "CHUNK_WORKER_ORCHESTRATOR_URLS" in response.json()["error"]["message"]
+
+
+async def test_diarizing_on_a_worker_that_cannot_is_a_400_before_the_media_is_read(
+    host: MediaServer, tmp_path: Path
+) -> None:
+    """Off, or without its models: a clear 400 naming why, never a transcript without
+    speakers."""
+    before = host.traffic.requests_by_path.get("/media/speech_40s.wav", 0)
+    body = {**span(media_url=host.url("speech_40s.wav")), "params": {"diarize": True}}
+    references = {"references": ["data:audio/wav;base64,AAAA"]}
+    turned_off = worker(allowed_media_networks="127.0.0.0/8")
+    no_models = worker(allowed_media_networks="127.0.0.0/8", diarization=True,
+                       models_dir=tmp_path / "empty")  # fmt: skip
+    for settings, why in ((turned_off, "CHUNK_WORKER_DIARIZATION"), (no_models, "models")):
+        async with serve(create_app(settings), headers=fleet.headers(SECRET)) as client:
+            assert_error(await client.post("/v1/chunks", json=body), 400,
+                         "diarization_unavailable", why)  # fmt: skip
+            assert_error(await client.post("/v1/speakers", json=references), 400,
+                         "diarization_unavailable", why)  # fmt: skip
+    assert host.traffic.requests_by_path.get("/media/speech_40s.wav", 0) == before
