@@ -210,7 +210,9 @@ def _job(client: httpx.Client, job_id: str) -> JobInfo:
 def _format_from(output: Path | None) -> str:
     if output is None:
         return "txt"
-    by_suffix = {ext: fmt for fmt, ext in EXTENSIONS.items() if fmt not in ("text", "verbose_json")}
+    by_suffix: dict[str, str] = {}
+    for fmt, ext in EXTENSIONS.items():
+        by_suffix.setdefault(ext, fmt)  # the first format of a suffix: .json is json
     return by_suffix.get(output.suffix.lstrip(".").lower(), "txt")
 
 

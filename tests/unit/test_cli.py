@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import main
+from services.cli import _format_from, main
 
 
 @pytest.mark.parametrize("columns", ["20", "80", None])
@@ -28,3 +28,13 @@ def test_an_error_line_is_never_wrapped_whatever_the_terminal(
     assert status == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"error: {missing}: no such file (give a local file or an http(s) URL)"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("a.json", "json"), ("a.srt", "srt"), ("a.vtt", "vtt"), ("a.tsv", "tsv"), ("a.txt", "text"),
+     ("a.TXT", "text"), ("a.docx", "txt"), (None, "txt")],
+)  # fmt: skip
+def test_the_output_files_suffix_picks_the_plain_format(name: str | None, fmt: str) -> None:
+    """`.json` is OpenAI's plain json, not verbose_json or diarized_json (which share it)."""
+    assert _format_from(Path(name) if name else None) == fmt
