@@ -168,12 +168,16 @@ def diarized_segment(index: int, segment: Segment) -> dict[str, Any]:
     place in the transcript: the OpenAI stream's `transcript.text.segment` event is the same."""
     return {
         "type": "transcript.text.segment",
-        "id": f"seg_{index}",
+        "id": segment_id(index),
         "start": round(segment.start_time_sec, 3),
         "end": round(segment.end_time_sec, 3),
         "speaker": _label(segment.speaker) if segment.speaker else "",
         "text": segment.text.strip(),
     }
+
+
+def segment_id(index: int) -> str:
+    return f"seg_{index}"
 
 
 def srt(segments: Sequence[Segment]) -> str:
