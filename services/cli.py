@@ -2,6 +2,8 @@
 
     whisperfleet transcribe talk.mp3 -o talk.srt            upload, watch, write subtitles
     whisperfleet transcribe https://host/talk.mp3 --format vtt --language en
+    whisperfleet transcribe call.mp3 --diarize --speakers 2 who spoke when ([A], [B] ...)
+    whisperfleet transcribe call.mp3 --speaker Ann=ann.wav  a known voice, labelled by name
     whisperfleet transcribe long.mp4 --detach               queue it, print the job id, exit
     whisperfleet watch JOB_ID -o long.srt                   follow a job (again), write it
     whisperfleet jobs [--status running]                    the server's recent jobs
@@ -10,13 +12,17 @@
 `transcribe` submits an async job (`POST /v1/jobs`) and follows its events: a progress bar of
 seconds transcribed, with an ETA, and the segments as they arrive go to the terminal (stderr);
 a dropped connection is picked up where it stopped (`Last-Event-ID`); Ctrl-C cancels the job.
-The transcript, in any format of `shared.formats`, goes to `-o` or stdout.
+The transcript, in any format of `shared.formats`, goes to `-o` or stdout. With speakers,
+each live segment shows its (provisional) speaker, `[A] ...`; the labels are decided over the
+whole file at the end, and a line says which changed; the file written has the final ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import mimetypes
 import os
 import sys
 import time
@@ -26,14 +32,28 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from shared.formats import EXTENSIONS, FORMATS, render
-from shared.schemas import JobInfo, JobList, Segment, StreamFooter, StreamProgress
+from shared.schemas import (
+    MAX_SPEAKERS,
+    JobInfo,
+    JobList,
+    Segment,
+    SpeakerMap,
+    StreamFooter,
+    StreamProgress,
+)
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 RECONNECTS = 10
+AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".mpga": "audio/mpeg",
+               ".m4a": "audio/mp4", ".mp4": "audio/mp4", ".aac": "audio/aac",
+               ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
+               ".flac": "audio/flac", ".webm": "audio/webm"}  # fmt: skip
+"""A reference clip's type, from its suffix (sent in its data URL)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +66,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--translate", action="store_true", help="translate into English")
     run.add_argument("--words", action="store_true", help="word timestamps (verbose_json)")
     run.add_argument("--prompt", help="text that guides spelling and style")
+    run.add_argument("--diarize", action="store_true", help="label who speaks: [A], [B], ...")
+    run.add_argument(
+        "--speakers",
+        type=_speaker_count,
+        metavar="N",
+        help="exactly N speakers (implies --diarize)",
+    )
+    run.add_argument(
+        "--speaker",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a known speaker: 2-10 s of their voice alone; repeatable (implies --diarize)",
+    )
     run.add_argument("--webhook", help="a URL the server POSTs the job to when it ends")
     run.add_argument("--detach", action="store_true", help="print the job id and exit")
     _server_options(run)
@@ -117,12 +151,57 @@ def transcribe(client: httpx.Client, args: argparse.Namespace, console: Console)
         params["task"] = "translate"
     if args.prompt:
         params["prompt"] = args.prompt
+    params.update(_speaker_params(args))
     info = _submit(client, args.media, params, args.webhook)
     if args.detach:
         print(info.id)
         console.print(f"queued; follow it with: whisperfleet watch {info.id}")
         return 0
     return follow(client, info.id, args, console, cancel_on_interrupt=True)
+
+
+def _speaker_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SPEAKERS:
+        raise argparse.ArgumentTypeError(f"give a number from 1 to {MAX_SPEAKERS}")
+    return int(value)
+
+
+def _speaker_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Diarization's params; each `--speaker NAME=FILE` read now, so a bad one is an error
+    before anything is sent."""
+    params: dict[str, Any] = {}
+    if args.diarize or args.speakers or args.speaker:
+        params["diarize"] = True
+    if args.speakers:
+        params["num_speakers"] = args.speakers
+    names, references = [], []
+    for given in args.speaker:
+        name, _, file = given.partition("=")
+        if not name.strip() or not file:
+            raise CliError(f"--speaker {given}: give NAME=FILE (a name, then a clip of the voice)")
+        names.append(name.strip())
+        references.append(_data_url(Path(file), given))
+    if names:
+        params["known_speaker_names"] = names
+        params["known_speaker_references"] = references
+    return params
+
+
+def _data_url(path: Path, given: str) -> str:
+    """The clip as a data URL of its audio type (from its suffix)."""
+    kind = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
+    if not kind.startswith(("audio/", "video/")):
+        raise CliError(
+            f"--speaker {given}: {path.suffix or 'no suffix'} is not a known audio type "
+            f"(use {', '.join(sorted(AUDIO_TYPES))})"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"--speaker {given}: can't read {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise CliError(f"--speaker {given}: {path} is empty")
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def follow(
@@ -210,7 +289,9 @@ def _job(client: httpx.Client, job_id: str) -> JobInfo:
 def _format_from(output: Path | None) -> str:
     if output is None:
         return "txt"
-    by_suffix = {ext: fmt for fmt, ext in EXTENSIONS.items() if fmt not in ("text", "verbose_json")}
+    by_suffix: dict[str, str] = {}
+    for fmt, ext in EXTENSIONS.items():
+        by_suffix.setdefault(ext, fmt)  # the first format of a suffix: .json is json
     return by_suffix.get(output.suffix.lstrip(".").lower(), "txt")
 
 
@@ -238,11 +319,17 @@ def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
                         last_id = event_id or last_id
                         if name == "segment":
                             segment = Segment.model_validate(data)
+                            who = f"[{segment.speaker}] " if segment.speaker else ""
                             progress.console.print(
                                 f"[dim]{_clock(segment.start_time_sec)} → "
-                                f"{_clock(segment.end_time_sec)}[/dim] {segment.text.strip()}",
+                                f"{_clock(segment.end_time_sec)}[/dim] "
+                                + escape(who + segment.text.strip()),
                                 highlight=False,
                             )
+                        elif name == "speakers":
+                            changed = _relabelled(SpeakerMap.model_validate(data))
+                            if changed:
+                                progress.console.print(escape(changed), highlight=False)
                         elif name == "progress" and bar is not None:
                             done = StreamProgress.model_validate(data).done_sec
                             progress.update(bar, completed=done)
@@ -261,6 +348,14 @@ def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
                 if attempt == RECONNECTS:
                     raise
                 time.sleep(min(10, 2**attempt))
+
+
+def _relabelled(speakers: SpeakerMap) -> str:
+    """One line for the labels the whole file changed ("" when none did)."""
+    changed = [f"{old} → {new}" for old, new in speakers.labels.items() if old != new]
+    if not changed:
+        return ""
+    return f"speakers, final labels: {', '.join(changed)} (the file written uses these)"
 
 
 def _events(lines: Iterator[str]) -> Iterator[tuple[str | None, str, dict[str, Any]]]:

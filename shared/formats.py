@@ -1,11 +1,26 @@
 """Transcripts as files people use: the one place output formats are made.
 
-    json          {"text": ...}                                      (OpenAI's `json`)
-    verbose_json  task, language, duration, text, segments, words    (OpenAI's `verbose_json`)
-    text / txt    the text, one segment per line
-    srt, vtt      subtitles: cues of at most two lines of 42 characters and 7 s, split at word
-                  times when the words are known (else in proportion to the characters)
-    tsv           start, end (milliseconds) and text, tab-separated, as Whisper's CLI writes
+    json           {"text": ...}                                      (OpenAI's `json`)
+    verbose_json   task, language, duration, text, segments, words    (OpenAI's `verbose_json`)
+    diarized_json  task, duration, text, segments with their speaker, usage
+                                                                      (OpenAI's `diarized_json`)
+    text / txt     the text, one segment per line
+    srt, vtt       subtitles: cues of at most two lines of 42 characters and 7 s, split at word
+                   times when the words are known (else in proportion to the characters)
+    tsv            start, end (milliseconds) and text, tab-separated, as Whisper's CLI writes
+
+Speakers. A diarized transcript (some segment has a `speaker`) shows them in every format but
+json, and a cue never holds two: a segment's words are cut where their speaker changes.
+    text / txt     one line per speaker turn (consecutive segments of one speaker joined), each
+                   prefixed `[A] `: a transcript that reads like a script
+    srt            every cue's first line prefixed `[A] ` (a cue is read alone, after any seek);
+                   the prefix counts towards that line's 42 characters
+    vtt            every cue a WebVTT voice span, `<v A>...</v>` (players may style or show it)
+    tsv            a `speaker` column between `end` and `text`, only when diarized (a plain
+                   transcript keeps Whisper's three columns)
+    verbose_json   `speaker` on each segment and word that has one
+    diarized_json  `speaker` on every segment ("" where none was heard: the SDK wants a string)
+Labels are written on one line (whitespace collapsed); in WebVTT, escaped.
 
 Used by the OpenAI-compatible API, the page (through `POST /v1/render`) and the CLI, so a
 subtitle file looks the same wherever it comes from. Plain functions over the shared schemas.
@@ -13,27 +28,31 @@ subtitle file looks the same wherever it comes from. Plain functions over the sh
 
 from __future__ import annotations
 
+import itertools
 import json
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from shared.schemas import Segment, TranscribeOutput, Word
 
-Format = Literal["json", "verbose_json", "text", "txt", "srt", "vtt", "tsv"]
-FORMATS: tuple[str, ...] = ("json", "verbose_json", "text", "txt", "srt", "vtt", "tsv")
+Format = Literal["json", "verbose_json", "diarized_json", "text", "txt", "srt", "vtt", "tsv"]
+FORMATS: tuple[str, ...] = get_args(Format)
+"""Every format `render` makes: the one list each route and the CLI check against."""
 MEDIA_TYPES: dict[str, str] = {
     "json": "application/json",
     "verbose_json": "application/json",
+    "diarized_json": "application/json",
     "text": "text/plain; charset=utf-8",
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
 }
-EXTENSIONS: dict[str, str] = {"json": "json", "verbose_json": "json", "text": "txt", "txt": "txt",
-                              "srt": "srt", "vtt": "vtt", "tsv": "tsv"}  # fmt: skip
+EXTENSIONS: dict[str, str] = {"json": "json", "verbose_json": "json", "diarized_json": "json",
+                              "text": "txt", "txt": "txt", "srt": "srt", "vtt": "vtt",
+                              "tsv": "tsv"}  # fmt: skip
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -45,6 +64,8 @@ class Cue:
     start_sec: float
     end_sec: float
     lines: tuple[str, ...]
+    """The text as shown, without the speaker (its SRT prefix fits beside the first line)."""
+    speaker: str | None = None
 
 
 def render(
@@ -55,8 +76,10 @@ def render(
         return json.dumps({"text": full_text(output.segments)}, ensure_ascii=False)
     if fmt == "verbose_json":
         return json.dumps(verbose_json(output, task=task, words=words), ensure_ascii=False)
+    if fmt == "diarized_json":
+        return json.dumps(diarized_json(output, task=task), ensure_ascii=False)
     if fmt in ("text", "txt"):
-        return "".join(s.text.strip() + "\n" for s in output.segments if s.text.strip())
+        return text(output.segments)
     if fmt == "srt":
         return srt(output.segments)
     if fmt == "vtt":
@@ -66,12 +89,27 @@ def render(
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
+def diarized(segments: Sequence[Segment]) -> bool:
+    """Whether the transcript was made with speakers (then every format but json shows them)."""
+    return any(s.speaker for s in segments)
+
+
 def full_text(segments: Sequence[Segment]) -> str:
     return " ".join(s.text.strip() for s in segments if s.text.strip())
 
 
+def text(segments: Sequence[Segment]) -> str:
+    """One line per segment; when diarized, one line per speaker turn, `[A] ` first."""
+    spoken = [s for s in segments if s.text.strip()]
+    if not diarized(spoken):
+        return "".join(s.text.strip() + "\n" for s in spoken)
+    turns = itertools.groupby(spoken, key=lambda s: s.speaker)
+    return "".join(f"{_prefix(speaker)}{full_text(list(turn))}\n" for speaker, turn in turns)
+
+
 def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[str, Any]:
-    """OpenAI's verbose_json: segments with Whisper's scores, and words when asked for."""
+    """OpenAI's verbose_json: segments with Whisper's scores, and words when asked for; the
+    speaker on each segment and word that has one."""
     segments = [
         {
             "id": index,
@@ -84,6 +122,7 @@ def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[st
             "avg_logprob": s.avg_logprob if s.avg_logprob is not None else 0.0,
             "compression_ratio": s.compression_ratio if s.compression_ratio is not None else 0.0,
             "no_speech_prob": s.no_speech_prob if s.no_speech_prob is not None else 0.0,
+            **({"speaker": s.speaker} if s.speaker else {}),
         }
         for index, s in enumerate(output.segments)
     ]
@@ -97,18 +136,56 @@ def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[st
     }
     if words:
         body["words"] = [
-            {"word": w.word.strip(), "start": round(w.start_sec, 3), "end": round(w.end_sec, 3)}
+            {
+                "word": w.word.strip(),
+                "start": round(w.start_sec, 3),
+                "end": round(w.end_sec, 3),
+                **({"speaker": w.speaker} if w.speaker else {}),
+            }
             for s in output.segments
             for w in s.words or []
         ]
     return body
 
 
+def diarized_json(output: TranscribeOutput, *, task: str) -> dict[str, Any]:
+    """OpenAI's diarized_json (the SDK's `TranscriptionDiarized`): the text, and each segment
+    with its speaker; usage is the input's duration."""
+    duration = round(output.input_duration_sec, 3)
+    return {
+        "task": task,
+        "duration": duration,
+        "text": full_text(output.segments),
+        "segments": [
+            diarized_segment(index, s) for index, s in enumerate(output.segments) if s.text.strip()
+        ],
+        "usage": {"type": "duration", "seconds": duration},
+    }
+
+
+def diarized_segment(index: int, segment: Segment) -> dict[str, Any]:
+    """One segment of diarized_json (the SDK's `TranscriptionDiarizedSegment`), `index` its
+    place in the transcript: the OpenAI stream's `transcript.text.segment` event is the same."""
+    return {
+        "type": "transcript.text.segment",
+        "id": segment_id(index),
+        "start": round(segment.start_time_sec, 3),
+        "end": round(segment.end_time_sec, 3),
+        "speaker": _label(segment.speaker) if segment.speaker else "",
+        "text": segment.text.strip(),
+    }
+
+
+def segment_id(index: int) -> str:
+    return f"seg_{index}"
+
+
 def srt(segments: Sequence[Segment]) -> str:
     blocks = []
     for number, cue in enumerate(cues(segments), start=1):
         times = f"{_timestamp(cue.start_sec, ',')} --> {_timestamp(cue.end_sec, ',')}"
-        blocks.append(f"{number}\n{times}\n" + "\n".join(cue.lines) + "\n")
+        lines = [_prefix(cue.speaker) + cue.lines[0], *cue.lines[1:]]
+        blocks.append(f"{number}\n{times}\n" + "\n".join(lines) + "\n")
     return "\n".join(blocks)
 
 
@@ -116,39 +193,64 @@ def vtt(segments: Sequence[Segment]) -> str:
     blocks = ["WEBVTT\n"]
     for cue in cues(segments):
         times = f"{_timestamp(cue.start_sec, '.')} --> {_timestamp(cue.end_sec, '.')}"
-        blocks.append(f"{times}\n" + "\n".join(cue.lines) + "\n")
+        payload = "\n".join(cue.lines)
+        if cue.speaker:
+            payload = f"<v {_vtt_escape(_label(cue.speaker))}>{payload}</v>"
+        blocks.append(f"{times}\n{payload}\n")
     return "\n".join(blocks)
 
 
 def tsv(segments: Sequence[Segment]) -> str:
-    rows = ["start\tend\ttext"]
+    """Whisper's start/end/text; a `speaker` column before the text when diarized."""
+    with_speakers = diarized(segments)
+    rows = ["start\tend\tspeaker\ttext" if with_speakers else "start\tend\ttext"]
     for s in segments:
-        text = s.text.strip().replace("\t", " ").replace("\n", " ")
-        rows.append(f"{round(s.start_time_sec * 1000)}\t{round(s.end_time_sec * 1000)}\t{text}")
+        cells = [str(round(s.start_time_sec * 1000)), str(round(s.end_time_sec * 1000))]
+        if with_speakers:
+            cells.append(_label(s.speaker or ""))
+        cells.append(s.text.strip().replace("\t", " ").replace("\n", " "))
+        rows.append("\t".join(cells))
     return "\n".join(rows) + "\n"
 
 
 def cues(segments: Sequence[Segment]) -> list[Cue]:
     """Subtitle cues: each segment split until every piece fits two lines of 42 characters and
-    lasts at most 7 s; cut between words, at their times when known."""
+    lasts at most 7 s; cut between words, at their times when known, and wherever the words'
+    speaker changes."""
     result: list[Cue] = []
     for segment in segments:
         text = " ".join(segment.text.split())
         if not text:
             continue
         words = segment.words or _spread(text, segment.start_time_sec, segment.end_time_sec)
-        result += _split(words)
+        for speaker, run in itertools.groupby(words, key=lambda w: w.speaker or segment.speaker):
+            spoken = list(run)
+            if any(w.word.strip() for w in spoken):
+                result += _split(spoken, speaker)
     return result
 
 
-def _split(words: Sequence[Word]) -> list[Cue]:
+def _split(words: Sequence[Word], speaker: str | None) -> list[Cue]:
     text = " ".join(w.word.strip() for w in words if w.word.strip())
-    lines = textwrap.wrap(text, MAX_LINE_CHARS, break_long_words=False, break_on_hyphens=False)
+    lines = _wrap(text, reserve=min(len(_prefix(speaker)), MAX_LINE_CHARS // 2))
     duration = words[-1].end_sec - words[0].start_sec
     if len(words) > 1 and (len(lines) > MAX_LINES or duration > MAX_CUE_SEC):
         middle = _best_cut(words)
-        return _split(words[:middle]) + _split(words[middle:])
-    return [Cue(words[0].start_sec, max(words[-1].end_sec, words[0].start_sec), tuple(lines))]
+        return _split(words[:middle], speaker) + _split(words[middle:], speaker)
+    end = max(words[-1].end_sec, words[0].start_sec)
+    return [Cue(words[0].start_sec, end, tuple(lines), speaker)]
+
+
+def _wrap(text: str, reserve: int) -> list[str]:
+    """Lines of at most 42 characters, the first `reserve` shorter (room for a prefix)."""
+    lines = textwrap.wrap(
+        text,
+        MAX_LINE_CHARS,
+        initial_indent=" " * reserve,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [lines[0][reserve:], *lines[1:]] if lines else lines
 
 
 def _best_cut(words: Sequence[Word]) -> int:
@@ -177,6 +279,20 @@ def _spread(text: str, start: float, end: float) -> list[Word]:
         words.append(Word(start_sec=cursor, end_sec=cursor + length, word=piece, probability=1.0))
         cursor += length
     return words
+
+
+def _label(speaker: str) -> str:
+    """A speaker's label on one line (a known speaker's name or a label renamed on the page
+    may hold any text)."""
+    return " ".join(speaker.split())
+
+
+def _prefix(speaker: str | None) -> str:
+    return f"[{_label(speaker)}] " if speaker else ""
+
+
+def _vtt_escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _timestamp(seconds: float, decimal: str) -> str:

@@ -2,13 +2,23 @@
 
     POST /v1/audio/transcriptions   multipart: file (or our `url`), model, language, prompt,
                                     response_format, temperature, timestamp_granularities[],
-                                    stream, chunking_strategy, include[]
-    POST /v1/audio/translations     the same, into English (no language, no stream)
+                                    stream, chunking_strategy, include[],
+                                    known_speaker_names[], known_speaker_references[];
+                                    ours: diarize, num_speakers, min_speakers, max_speakers
+    POST /v1/audio/translations     the same, into English (no language, no stream, no
+                                    diarized_json)
     GET  /v1/models                 the served model
 
-Any `model` name maps to the served model. The SDK encodes arrays as `name[]` and objects as
-`name[key]` form fields; both are read here. An upload is streamed to the media store and fans
-out across the chunk workers like a URL; the answer is rendered by `shared.formats`.
+Any `model` name maps to the served model. The SDK encodes arrays as `name[]` (repeated) and
+objects as `name[key]` form fields; both are read here. An upload is streamed to the media store
+and fans out across the chunk workers like a URL; the answer is rendered by `shared.formats`.
+
+Speakers: `response_format=diarized_json` (or `diarize=true`, with any format) diarizes; the
+speaker fields need one of them (a 422 naming the field otherwise). Streamed, as OpenAI streams
+it: a `transcript.text.delta` per segment as it is transcribed, then one `transcript.text.done`;
+with diarized_json each delta names its `segment_id`, and a `transcript.text.segment` per
+segment, with its speaker, comes after the last delta: the job's labels are final only once the
+whole file is heard (the job's `speakers` event), so none is sent that might change.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from services.orchestrator.auth import Caller, GateDep
 from services.orchestrator.intake import intake_from_form
@@ -29,18 +39,21 @@ from services.orchestrator.routes import ERRORS, Jobs, Store, event_stream
 from services.orchestrator.uploads import UploadForm
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
-from shared.errors import BadRequestError
-from shared.formats import MEDIA_TYPES, render
+from shared.errors import BadRequestError, InvalidRequestError
+from shared.formats import FORMATS, MEDIA_TYPES, diarized_segment, render, segment_id
 from shared.languages import normalize_language
-from shared.schemas import Segment, TranscribeParams
+from shared.schemas import Segment, SpeakerMap, TranscribeParams
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
-_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "tsv")
-_UNSUPPORTED_FORMATS = {
-    "diarized_json": "speaker diarization is not supported; use json, text, srt, vtt or "
-    "verbose_json",
+_SPEAKER_FIELDS = {
+    "known_speaker_names": "known_speaker_names[]",
+    "known_speaker_references": "known_speaker_references[]",
+    "num_speakers": "num_speakers",
+    "min_speakers": "min_speakers",
+    "max_speakers": "max_speakers",
 }
+"""Speaker parameters (TranscribeParams' names) and the form fields they come from."""
 _VAD_KEYS = {"type", "prefix_padding_ms", "silence_duration_ms", "threshold"}
 
 
@@ -59,6 +72,21 @@ class ModelList(BaseModel):
 class TextDelta(BaseModel):
     type: str = "transcript.text.delta"
     delta: str
+
+
+class SegmentTextDelta(TextDelta):
+    segment_id: str
+
+
+class TextSegment(BaseModel):
+    """`transcript.text.segment`: a diarized segment (the SDK's `TranscriptionTextSegmentEvent`)."""
+
+    type: str = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    speaker: str
+    text: str
 
 
 class TextDone(BaseModel):
@@ -109,7 +137,10 @@ async def _answer(
         await held.aclose()
         raise
     if options.stream:
-        return await event_stream(request, jobs, intake, _text_events, held)
+        diarized = options.response_format == "diarized_json"
+        return await event_stream(
+            request, jobs, intake, _segment_events if diarized else _text_events, held
+        )
     try:
         work = jobs.run(intake.request, upload=intake.own_upload)
         output = await cancel_on_disconnect(request, work)
@@ -130,6 +161,38 @@ async def _text_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[s
     yield "transcript.text.done", TextDone(text="".join(pieces))
 
 
+async def _segment_events(
+    events: AsyncIterator[JobEvent],
+) -> AsyncIterator[tuple[str, BaseModel]]:
+    """diarized_json streamed: deltas naming their segment as they come; at the end, each
+    segment with its final speaker (the `speakers` event maps the provisional labels), then
+    done. Only the segments' few fields are kept until then, never their words."""
+    pieces: list[str] = []
+    said: list[tuple[int, Segment]] = []
+    final: dict[str, str] = {}
+    index = -1
+    async for event in events:
+        if isinstance(event, SpeakerMap):
+            final = event.labels
+        if not isinstance(event, Segment):
+            continue
+        index += 1
+        if not event.text.strip():
+            continue
+        delta = event.text.strip() if not pieces else " " + event.text.strip()
+        pieces.append(delta)
+        said.append((index, event.model_copy(update={"words": None})))
+        yield "transcript.text.delta", SegmentTextDelta(delta=delta, segment_id=segment_id(index))
+    for index, segment in said:
+        if segment.speaker:
+            segment.speaker = final.get(segment.speaker, segment.speaker)
+        yield (
+            "transcript.text.segment",
+            TextSegment.model_validate(diarized_segment(index, segment)),
+        )
+    yield "transcript.text.done", TextDone(text="".join(pieces))
+
+
 class OpenAIOptions(BaseModel):
     params: TranscribeParams
     response_format: str
@@ -139,11 +202,14 @@ class OpenAIOptions(BaseModel):
     @classmethod
     def from_form(cls, form: UploadForm, *, task: str) -> OpenAIOptions:
         response_format = form.get("response_format") or "json"
-        if response_format in _UNSUPPORTED_FORMATS:
-            raise BadRequestError(_UNSUPPORTED_FORMATS[response_format], param="response_format")
-        if response_format not in _FORMATS:
+        if response_format not in FORMATS:
             raise BadRequestError(
-                f"response_format must be one of {', '.join(_FORMATS)}", param="response_format"
+                f"response_format must be one of {', '.join(FORMATS)}", param="response_format"
+            )
+        if response_format == "diarized_json" and task == "translate":
+            raise BadRequestError(
+                "translations have no diarized_json; diarize with /v1/audio/transcriptions",
+                param="response_format",
             )
         granularities = set(form.fields.get("timestamp_granularities[]", []))
         granularities |= set(form.fields.get("timestamp_granularities", []))
@@ -158,21 +224,69 @@ class OpenAIOptions(BaseModel):
             raise BadRequestError("translations don't stream; omit stream", param="stream")
         language = form.get("language")
         try:
+            code = normalize_language(language) if language and task != "translate" else None
+        except ValueError as exc:
+            raise BadRequestError(str(exc), param="language") from None
+        diarize = _boolean(form.get("diarize"), "diarize") or response_format == "diarized_json"
+        try:
             params = TranscribeParams(
-                language=normalize_language(language) if language and task != "translate" else None,
+                language=code,
                 task="translate" if task == "translate" else "transcribe",
                 prompt=form.get("prompt") or None,
                 temperature=_temperature(form.get("temperature")),
                 word_timestamps="word" in granularities,
+                diarize=diarize,
+                **_speaker_fields(form, diarize),
             )
-        except ValueError as exc:
-            raise BadRequestError(str(exc), param="language") from None
+        except ValidationError as exc:
+            raise _invalid(exc) from None
         return cls(
             params=params,
             response_format=response_format,
             words="word" in granularities,
             stream=stream,
         )
+
+
+def _speaker_fields(form: UploadForm, diarize: bool) -> dict[str, Any]:
+    """The speaker parameters the form gives, as TranscribeParams takes them (its validators
+    judge them); `known_speaker_names[]` as the SDK sends it, or without the brackets."""
+    values: dict[str, Any] = {}
+    for name, field in _SPEAKER_FIELDS.items():
+        if field.endswith("[]"):
+            items = form.fields.get(field, []) + form.fields.get(name, [])
+            if items:
+                values[name] = items
+        elif value := form.get(field):
+            values[name] = value
+    if values and not diarize:
+        field = _SPEAKER_FIELDS[next(iter(values))]
+        raise InvalidRequestError(
+            f"{field} is for diarization: send response_format=diarized_json or diarize=true",
+            param=field,
+        )
+    return values
+
+
+def _invalid(exc: ValidationError) -> InvalidRequestError:
+    """A 422 naming the first offending form field as the client sent it
+    (`known_speaker_names[]`); a check across fields names the first field it mentions."""
+    messages: list[str] = []
+    first: str | None = None
+    for error in exc.errors():
+        field: str | None
+        location = [str(part) for part in error["loc"]]
+        message = str(error["msg"])
+        if location:
+            field = _SPEAKER_FIELDS.get(location[0], location[0])
+            item = f" item {location[1]}" if len(location) > 1 else ""
+            message = f"{field}{item}: {message}"
+        else:
+            mentioned = [(message.find(name), name) for name in _SPEAKER_FIELDS if name in message]
+            field = _SPEAKER_FIELDS[min(mentioned)[1]] if mentioned else None
+        first = first or field
+        messages.append(message)
+    return InvalidRequestError("; ".join(messages), param=first)
 
 
 def _boolean(value: str | None, name: str) -> bool:

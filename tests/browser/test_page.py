@@ -505,3 +505,138 @@ def test_a_dropped_event_stream_is_resumed_after_the_last_event(page: Page) -> N
     page.wait_for_selector("#app[data-state=done]", timeout=10_000)
     assert resumed_from == [None, "2"]
     assert page.eval_on_selector_all("#segments li", "rows => rows.length") == 3
+
+
+# -- speakers ---------------------------------------------------------------------------------
+
+DIALOGUE_HEADER = {"media_url": "http://h/call.mp3", "input_duration_sec": 9.0,
+                   "macro_chunks": [{"start_sec": 0.0, "end_sec": 9.0}]}  # fmt: skip
+DIALOGUE_FOOTER = {"input_duration_sec": 9.0, "processing_duration_sec": 1.0, "speedup": 9.0,
+                   "num_segments": 3, "languages": ["en"]}  # fmt: skip
+
+
+def said(start: float, text: str, speaker: str) -> dict[str, Any]:
+    return {"start_time_sec": start, "end_time_sec": start + 2.0, "text": text,
+            "language": "english", "bcp47_key": "en", "speaker": speaker}  # fmt: skip
+
+
+# Streamed with provisional labels; the whole file finds that C is A's voice.
+DIALOGUE = [said(0.0, " Hello there.", "A"), said(2.5, " Hi.", "B"), said(5.0, " Me again.", "C")]
+FINAL = {"labels": {"A": "A", "B": "B", "C": "A"}, "speakers": ["A", "B"]}
+
+
+def dialogue_output(*speakers: str) -> TranscribeOutput:
+    return TranscribeOutput(
+        segments=[Segment.model_validate({**s, "speaker": who})
+                  for s, who in zip(DIALOGUE, speakers, strict=True)],
+        input_duration_sec=9.0, processing_duration_sec=1.0, speedup=9.0,
+    )  # fmt: skip
+
+
+def speakers_shown(page: Page) -> list[dict[str, str]]:
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        "#segments .segment-speaker",
+        "spans => spans.map(s => ({name: s.textContent, label: s.dataset.speaker,"
+        " colour: s.style.getPropertyValue('--speaker-colour')}))",
+    )
+
+
+def test_speakers_are_relabelled_coloured_and_renamed_into_the_downloads(page: Page) -> None:
+    body = (
+        sse(0, "header", DIALOGUE_HEADER)
+        + "".join(sse(i + 1, "segment", s) for i, s in enumerate(DIALOGUE))
+        + sse(4, "speakers", FINAL)
+        + sse(5, "footer", DIALOGUE_FOOTER)
+    )
+    submitted: list[Any] = []
+
+    def submit(route: Any) -> None:
+        submitted.append(route.request.post_data_json)
+        route.fulfill(status=202, json={"id": "job_1"})
+
+    page.route("**/v1/jobs", submit)
+    page.route(
+        "**/v1/jobs/job_1/events",
+        lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body),
+    )
+    assert page.is_disabled("#num-speakers")
+    page.check("#diarize")
+    page.fill("#num-speakers", "2")
+    start_job(page, "http://h/call.mp3")
+    page.wait_for_selector("#app[data-state=done]", timeout=10_000)
+    assert submitted[0]["params"] == {"diarize": True, "num_speakers": 2}
+
+    shown = speakers_shown(page)
+    assert [s["label"] for s in shown] == [s["name"] for s in shown] == ["A", "B", "A"]
+    assert shown[0]["colour"] == shown[2]["colour"] != shown[1]["colour"]
+    assert page.locator("#speaker-list input").count() == 2  # C was A all along
+
+    page.get_by_label("Speaker A").fill("Ann Lee")
+    assert [s["name"] for s in speakers_shown(page)] == ["Ann Lee", "B", "Ann Lee"]
+    assert page.text_content("#segments .segment-text") == "Hello there."  # the name is apart
+
+    renamed = dialogue_output("Ann Lee", "B", "Ann Lee")
+    name, srt = download(page, "#download-srt")
+    assert name == "call.srt" and srt == formats.render(renamed, "srt")
+    assert "[Ann Lee] Hello there." in srt and "[B] Hi." in srt
+    _, vtt = download(page, "#download-vtt")
+    assert vtt == formats.render(renamed, "vtt") and "<v Ann Lee>Me again.</v>" in vtt
+    _, txt = download(page, "#download-txt")
+    assert (
+        txt
+        == formats.render(renamed, "txt")
+        == ("[Ann Lee] Hello there.\n[B] Hi.\n[Ann Lee] Me again.\n")
+    )
+    page.click("#copy")
+    page.wait_for_function("document.getElementById('copy').textContent === 'Copied'")
+    assert page.evaluate("navigator.clipboard.readText()") == txt
+
+
+def test_a_name_typed_while_streaming_goes_with_its_label_when_the_labels_are_final(
+    page: Page,
+) -> None:
+    """The name typed for provisional C belongs to the voice the whole file calls A."""
+    first = sse(0, "header", DIALOGUE_HEADER) + "".join(
+        sse(i + 1, "segment", s) for i, s in enumerate(DIALOGUE)
+    )  # then the connection drops, and the page reconnects until the rest is there
+    rest = sse(4, "speakers", FINAL) + sse(5, "footer", DIALOGUE_FOOTER)
+    typed = {"done": False}
+
+    def events(route: Any) -> None:
+        resumed = route.request.headers.get("last-event-id") is not None
+        body = first if not resumed else rest if typed["done"] else ""
+        route.fulfill(status=200, content_type="text/event-stream", body=body)
+
+    page.route("**/v1/jobs", lambda route: route.fulfill(status=202, json={"id": "job_1"}))
+    page.route("**/v1/jobs/job_1/events", events)
+    page.check("#diarize")
+    start_job(page, "http://h/call.mp3")
+    page.wait_for_selector("#speaker-list li:nth-child(3)")
+    assert page.is_hidden("#speakers") is False
+    page.get_by_label("Speaker C").fill("Cy")
+    assert [s["name"] for s in speakers_shown(page)] == ["A", "B", "Cy"]
+    typed["done"] = True
+    page.wait_for_selector("#app[data-state=done]", timeout=20_000)
+    assert [s["name"] for s in speakers_shown(page)] == ["Cy", "B", "Cy"]
+    assert page.get_by_label("Speaker A").input_value() == "Cy"
+    _, txt = download(page, "#download-txt")
+    assert txt == "[Cy] Hello there.\n[B] Hi.\n[Cy] Me again.\n"
+
+
+def test_without_speakers_the_page_shows_no_speaker_list(page: Page) -> None:
+    plain = [{k: v for k, v in s.items() if k != "speaker"} for s in DIALOGUE]
+    body = (
+        sse(0, "header", DIALOGUE_HEADER)
+        + "".join(sse(i + 1, "segment", s) for i, s in enumerate(plain))
+        + sse(4, "footer", DIALOGUE_FOOTER)
+    )
+    page.route("**/v1/jobs", lambda route: route.fulfill(status=202, json={"id": "job_1"}))
+    page.route(
+        "**/v1/jobs/job_1/events",
+        lambda route: route.fulfill(status=200, content_type="text/event-stream", body=body),
+    )
+    start_job(page, "http://h/call.mp3")
+    page.wait_for_selector("#app[data-state=done]", timeout=10_000)
+    assert page.is_hidden("#speakers") and speakers_shown(page) == []
+    _, txt = download(page, "#download-txt")
+    assert txt == "Hello there.\nHi.\nMe again.\n"

@@ -81,12 +81,9 @@ def test_json_text_srt_vtt_and_verbose_json_with_words(
     assert starts == sorted(starts) and verbose.words[-1].end <= 40.5
 
 
-def test_diarized_json_and_bad_values_are_clear_400s(
-    english_stack: LocalStack, clip_40s: Path
-) -> None:
+def test_bad_values_are_clear_400s(english_stack: LocalStack, clip_40s: Path) -> None:
     client = sdk(english_stack)
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"response_format": "diarized_json"}, "diarization is not supported"),
         ({"temperature": 1.5}, "temperature"),
         ({"language": "xx"}, "language"),
         ({"extra_body": {"chunking_strategy": {"type": "magic"}}}, "chunking_strategy"),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from services.cli import main
+from services.cli import _format_from, main
 
 
 @pytest.mark.parametrize("columns", ["20", "80", None])
@@ -28,3 +33,189 @@ def test_an_error_line_is_never_wrapped_whatever_the_terminal(
     assert status == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"error: {missing}: no such file (give a local file or an http(s) URL)"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("a.json", "json"), ("a.srt", "srt"), ("a.vtt", "vtt"), ("a.tsv", "tsv"), ("a.txt", "text"),
+     ("a.TXT", "text"), ("a.docx", "txt"), (None, "txt")],
+)  # fmt: skip
+def test_the_output_files_suffix_picks_the_plain_format(name: str | None, fmt: str) -> None:
+    """`.json` is OpenAI's plain json, not verbose_json or diarized_json (which share it)."""
+    assert _format_from(Path(name) if name else None) == fmt
+
+
+# -- speakers ---------------------------------------------------------------------------------
+
+CALL = "https://media.example/call.mp3"  # never fetched: the server is scripted
+
+
+def labelled(start: float, text: str, speaker: str) -> dict[str, Any]:
+    return {"start_time_sec": start, "end_time_sec": start + 1.0, "text": text,
+            "language": "english", "bcp47_key": "en", "speaker": speaker}  # fmt: skip
+
+
+def sse(event_id: int, name: str, data: dict[str, Any]) -> str:
+    return f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+class ScriptedServer:
+    """`/v1/jobs` as a diarized job answers it: segments streamed with provisional labels, a
+    `speakers` event, and a result with the final ones. Records what the CLI sent."""
+
+    def __init__(self, labels: dict[str, str], said: tuple[str, ...] = (" Hello.", " Hi.")) -> None:
+        self.labels = labels
+        self.submitted: list[dict[str, Any]] = []
+        pairs = zip(said, labels, strict=True)
+        self.streamed = [labelled(float(i), text, who) for i, (text, who) in enumerate(pairs)]
+        final = [{**s, "speaker": labels[s["speaker"]]} for s in self.streamed]
+        self.result = {"segments": final, "input_duration_sec": 2.0,
+                       "processing_duration_sec": 1.0, "speedup": 2.0}  # fmt: skip
+
+    def job(self, status: str) -> dict[str, Any]:
+        job = {"id": "job_1", "status": status, "created_at": 0.0,
+               "progress": {"done_sec": 0.0, "total_sec": 2.0}}  # fmt: skip
+        return {**job, "result": self.result} if status == "succeeded" else job
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/v1/jobs":
+            self.submitted.append(json.loads(request.content))
+            return httpx.Response(202, json=self.job("queued"))
+        if request.url.path == "/v1/jobs/job_1/events":
+            body = (
+                sse(0, "segment", self.streamed[0])
+                + sse(1, "segment", self.streamed[1])
+                + sse(2, "speakers", {"labels": self.labels,
+                                      "speakers": list(dict.fromkeys(self.labels.values()))})
+                + sse(3, "footer", {"input_duration_sec": 2.0, "processing_duration_sec": 1.0,
+                                    "speedup": 2.0, "num_segments": 2, "languages": ["en"]})
+            )  # fmt: skip
+            return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+        if request.url.path == "/v1/jobs/job_1":
+            return httpx.Response(200, json=self.job("succeeded" if self.submitted else "queued"))
+        return httpx.Response(404, json={"error": {"message": "no such route"}})
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ScriptedServer]:
+    def install(labels: dict[str, str], *said: str) -> ScriptedServer:
+        server = ScriptedServer(labels, *([said] if said else []))
+        client = httpx.Client
+
+        def scripted_client(**kwargs: Any) -> httpx.Client:
+            return client(transport=httpx.MockTransport(server.handle), **kwargs)
+
+        monkeypatch.setattr("services.cli.httpx.Client", scripted_client)
+        return server
+
+    return install
+
+
+def test_speakers_are_asked_for_with_each_known_voice_as_a_data_url(
+    scripted: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = scripted({"A": "Ann", "B": "B"})
+    (tmp_path / "ann.wav").write_bytes(b"RIFF-ann")
+    (tmp_path / "bo.OPUS").write_bytes(b"OggS-bo")
+    ann, bo = f"Ann={tmp_path / 'ann.wav'}", f"Bo Li={tmp_path / 'bo.OPUS'}"
+    status = main(["transcribe", CALL, "-q", "--speakers", "2", "--speaker", ann, "--speaker", bo])
+    assert status == 0
+    (body,) = server.submitted
+    params = body["params"]
+    assert params["diarize"] is True and params["num_speakers"] == 2
+    assert params["known_speaker_names"] == ["Ann", "Bo Li"]
+    assert params["known_speaker_references"] == [
+        "data:audio/wav;base64," + base64.b64encode(b"RIFF-ann").decode(),
+        "data:audio/ogg;base64," + base64.b64encode(b"OggS-bo").decode(),
+    ]
+
+
+def test_diarize_alone_asks_for_speakers_and_nothing_else(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL, "-q", "--diarize"]) == 0
+    params = server.submitted[0]["params"]
+    assert params["diarize"] is True
+    assert not {"num_speakers", "known_speaker_names"} & set(params)
+
+
+@pytest.mark.parametrize(
+    ("speaker", "message"),
+    [
+        ("Ann={dir}/missing.wav", "can't read {dir}/missing.wav: No such file or directory"),
+        ("Ann={dir}/folder.wav", "can't read {dir}/folder.wav: Is a directory"),
+        ("Ann={dir}/empty.wav", "{dir}/empty.wav is empty"),
+        ("Ann={dir}/notes.txt", ".txt is not a known audio type (use .aac, .flac, "),
+        ("Ann={dir}/ann", "no suffix is not a known audio type"),
+        ("Ann", "give NAME=FILE"),
+        ("={dir}/ann.wav", "give NAME=FILE"),
+    ],
+)
+def test_a_bad_speaker_clip_is_one_error_line_before_anything_is_sent(
+    scripted: Callable[..., ScriptedServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    speaker: str,
+    message: str,
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "ann.wav").write_bytes(b"RIFF")
+    (tmp_path / "ann").write_bytes(b"RIFF")
+    (tmp_path / "folder.wav").mkdir()
+    given = speaker.format(dir=tmp_path)
+    assert main(["transcribe", CALL, "--speaker", given]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: --speaker {given}: {message.format(dir=tmp_path)}"), line
+    assert server.submitted == []
+
+
+@pytest.mark.parametrize("count", ["0", "33", "two"])
+def test_a_speaker_count_out_of_range_is_refused_by_the_parser(
+    count: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["transcribe", CALL, "--speakers", count])
+    assert "give a number from 1 to 32" in capsys.readouterr().err
+
+
+def test_watching_shows_each_speaker_then_the_relabelling_and_writes_the_final_labels(
+    scripted: Callable[..., ScriptedServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scripted({"A": "Ann", "B": "A"})
+    out = tmp_path / "call.srt"
+    assert main(["transcribe", CALL, "--diarize", "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[:3] == [
+        "00:00.00 → 00:01.00 [A] Hello.",
+        "00:01.00 → 00:02.00 [B] Hi.",
+        "speakers, final labels: A → Ann, B → A (the file written uses these)",
+    ]
+    assert out.read_text() == (
+        "1\n00:00:00,000 --> 00:00:01,000\n[Ann] Hello.\n\n"
+        "2\n00:00:01,000 --> 00:00:02,000\n[A] Hi.\n"
+    )
+
+
+def test_labels_the_whole_file_kept_print_no_relabelling_line(
+    scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL, "--diarize"]) == 0
+    captured = capsys.readouterr()
+    assert not any("final labels" in line for line in captured.err.splitlines())
+    assert captured.out == "[A] Hello.\n[B] Hi.\n"
+
+
+def test_a_segment_that_looks_like_markup_is_printed_as_it_is(
+    scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rich reads `[bold]` as a style and `[/Music]` as a closing tag (an error): a label or
+    a transcript may hold either."""
+    scripted({"bold": "bold", "B": "B"}, " [/Music] hi", " Hi.")
+    assert main(["transcribe", CALL, "--diarize"]) == 0
+    assert "00:00.00 → 00:01.00 [bold] [/Music] hi" in capsys.readouterr().err.splitlines()

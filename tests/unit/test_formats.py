@@ -106,3 +106,132 @@ def test_empty_segments_make_no_cues_and_unknown_formats_are_refused() -> None:
     assert formats.render(output(segment(0, 1, "  ")), "srt") == ""
     with pytest.raises(ValueError, match="unknown format"):
         formats.render(TWO, "docx")
+
+
+# -- speakers ---------------------------------------------------------------------------------
+
+
+def said(start: float, end: float, text: str, speaker: str | None) -> Segment:
+    labelled = segment(start, end, text)
+    labelled.speaker = speaker
+    return labelled
+
+
+DIALOGUE = output(
+    said(0.5, 2.0, " Hello there.", "A"),
+    said(2.0, 3.5, " How are you?", "A"),
+    said(4.0, 5.0, " Fine.", "B"),
+    said(5.5, 6.0, " Good.", "A"),
+)
+
+
+def test_every_format_is_listed_once_with_its_media_type_and_extension() -> None:
+    assert "diarized_json" in formats.FORMATS
+    assert len(set(formats.FORMATS)) == len(formats.FORMATS)
+    assert set(formats.MEDIA_TYPES) == set(formats.EXTENSIONS) == set(formats.FORMATS)
+    for fmt in formats.FORMATS:
+        assert formats.render(DIALOGUE, fmt)
+
+
+def test_diarized_text_is_one_line_per_speaker_turn_with_its_label() -> None:
+    assert formats.render(DIALOGUE, "txt") == (
+        "[A] Hello there. How are you?\n[B] Fine.\n[A] Good.\n"
+    )
+
+
+def test_srt_prefixes_every_cue_with_its_speaker() -> None:
+    assert formats.render(DIALOGUE, "srt").split("\n\n")[:3] == [
+        "1\n00:00:00,500 --> 00:00:02,000\n[A] Hello there.",
+        "2\n00:00:02,000 --> 00:00:03,500\n[A] How are you?",
+        "3\n00:00:04,000 --> 00:00:05,000\n[B] Fine.",
+    ]
+
+
+def test_an_srt_speaker_prefix_counts_towards_the_first_lines_42_characters() -> None:
+    text = " ".join(["abcdefghi"] * 8)  # 79 characters: two full lines without a prefix
+    plain = formats.render(output(segment(0, 5, text)), "srt").splitlines()[2:]
+    labelled = formats.render(output(said(0, 5, text, "Speaker")), "srt").split("\n\n")
+    assert len(plain) == 2 and len(labelled) == 2  # the prefix's room costs a second cue
+    for block in labelled:
+        lines = block.strip("\n").split("\n")[2:]
+        assert lines[0].startswith("[Speaker] ")
+        assert all(len(line) <= 42 for line in lines), lines
+
+
+def test_vtt_cues_are_voice_spans_with_the_label_escaped() -> None:
+    vtt = formats.render(output(said(0, 1, " Hi.", "A"), said(1, 2, " Yo.", "Bo <b> & co")), "vtt")
+    assert vtt == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n<v A>Hi.</v>\n\n"
+        "00:00:01.000 --> 00:00:02.000\n<v Bo &lt;b&gt; &amp; co>Yo.</v>\n"
+    )
+
+
+def test_a_cue_never_holds_two_speakers_even_within_one_segment() -> None:
+    spoken = [("Yes", "A"), ("yes.", "A"), ("No", "B"), ("way.", "B"), ("Sure.", None)]
+    words = [
+        Word(start_sec=i * 0.5, end_sec=i * 0.5 + 0.4, word=f" {w}", probability=1, speaker=s)
+        for i, (w, s) in enumerate(spoken)
+    ]
+    labelled = said(0.0, 2.4, " Yes yes. No way. Sure.", "A")
+    labelled.words = words
+    cues = formats.cues([labelled])
+    # A word without a speaker is its segment's.
+    assert [(c.speaker, c.lines) for c in cues] == [
+        ("A", ("Yes yes.",)), ("B", ("No way.",)), ("A", ("Sure.",))
+    ]  # fmt: skip
+    assert cues[1].start_sec == 1.0 and cues[1].end_sec == 1.9
+    assert "[B] No way." in formats.render(output(labelled), "srt")
+
+
+def test_a_label_with_a_line_break_stays_on_its_line() -> None:
+    srt = formats.render(output(said(0, 1, " Hi.", "Ann\nLee")), "srt")
+    assert srt == "1\n00:00:00,000 --> 00:00:01,000\n[Ann Lee] Hi.\n"
+
+
+def test_tsv_has_a_speaker_column_only_when_diarized() -> None:
+    assert formats.render(DIALOGUE, "tsv").splitlines()[:2] == [
+        "start\tend\tspeaker\ttext",
+        "500\t2000\tA\tHello there.",
+    ]
+    assert formats.render(TWO, "tsv").splitlines()[0] == "start\tend\ttext"
+
+
+def test_verbose_json_segments_and_words_carry_their_speaker() -> None:
+    words = [Word(start_sec=0.5, end_sec=1.0, word=" Hi", probability=0.9, speaker="B")]
+    labelled = said(0.5, 1.0, " Hi", "B")
+    labelled.words = words
+    body = json.loads(formats.render(output(labelled), "verbose_json", words=True))
+    assert body["segments"][0]["speaker"] == "B"
+    assert body["words"] == [{"word": "Hi", "start": 0.5, "end": 1.0, "speaker": "B"}]
+    plain = json.loads(formats.render(TWO, "verbose_json"))
+    assert all("speaker" not in s for s in plain["segments"])
+
+
+def test_diarized_json_is_the_openai_sdks_transcription_diarized() -> None:
+    from openai.types.audio import TranscriptionDiarized
+
+    text = formats.render(DIALOGUE, "diarized_json")
+    parsed = TranscriptionDiarized.model_validate(json.loads(text))  # strict on every field
+    assert parsed.task == "transcribe" and parsed.duration == 12.5
+    assert parsed.text == "Hello there. How are you? Fine. Good."
+    assert [(s.speaker, s.text, s.start, s.end) for s in parsed.segments] == [
+        ("A", "Hello there.", 0.5, 2.0),
+        ("A", "How are you?", 2.0, 3.5),
+        ("B", "Fine.", 4.0, 5.0),
+        ("A", "Good.", 5.5, 6.0),
+    ]
+    assert {s.type for s in parsed.segments} == {"transcript.text.segment"}
+    assert len({s.id for s in parsed.segments}) == 4
+    assert parsed.usage is not None and parsed.usage.type == "duration"
+    assert parsed.usage.seconds == 12.5
+    # Exactly the SDK's fields, no more (its models would keep unknown ones silently).
+    body = json.loads(text)
+    assert set(body) == set(TranscriptionDiarized.model_fields)
+    assert set(body["segments"][0]) == set(type(parsed.segments[0]).model_fields)
+
+
+def test_diarized_json_of_a_segment_without_a_speaker_is_an_empty_label() -> None:
+    from openai.types.audio import TranscriptionDiarized
+
+    body = json.loads(formats.render(output(said(0, 1, " Hm.", None)), "diarized_json"))
+    assert TranscriptionDiarized.model_validate(body).segments[0].speaker == ""

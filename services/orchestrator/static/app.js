@@ -8,6 +8,11 @@
 //   progress -> progress bar                  footer  -> totals; exports enabled
 //   error    -> the server's message          HTTP 4xx/5xx on submit -> its JSON error
 //   cancelled -> the job was cancelled (here or elsewhere)
+//   speakers -> the final label of each provisional one: rows and the speaker list relabelled
+//
+// Speakers (with "Label speakers"): each row shows its speaker, one colour per label (a fixed
+// palette); the speaker list has a name field per label. A name replaces the label on the page
+// and in what is sent to /v1/render, so Copy and every download carry it.
 //
 // The pure parts (SSE parser, time formats, SRT/VTT/TXT writers) live on `window.whisperfleet`
 // so tests can drive them directly.
@@ -113,9 +118,26 @@
     return text.replace(/\s+/g, " ").replace(/-->/g, "->").trim();
   }
 
-  /** The text for Copy (downloads, in every format, come from the server's /v1/render). */
+  /** A speaker's label on one line, as shared/formats.py writes it. */
+  const oneLine = (label) => label.split(/\s+/).filter(Boolean).join(" ");
+
+  /** The text for Copy (downloads, in every format, come from the server's /v1/render): a line
+   *  per segment, or, with speakers, a line per speaker turn, "[A] " first, as the server's. */
   function toTxt(segments) {
-    return segments.map((s) => cueText(s.text)).filter(Boolean).join("\n") + "\n";
+    if (!segments.some((s) => s.speaker)) {
+      return segments.map((s) => cueText(s.text)).filter(Boolean).join("\n") + "\n";
+    }
+    const lines = [];
+    let previous;
+    for (const segment of segments) {
+      const text = cueText(segment.text);
+      if (!text) continue;
+      const speaker = segment.speaker || null;
+      if (lines.length > 0 && speaker === previous) lines[lines.length - 1] += ` ${text}`;
+      else lines.push(speaker ? `[${oneLine(speaker)}] ${text}` : text);
+      previous = speaker;
+    }
+    return lines.join("\n") + "\n";
   }
 
   window.whisperfleet = { createSseParser, vttTime, clock, toTxt };
@@ -131,6 +153,10 @@
     dropZone: $("drop-zone"),
     fileChosen: $("file-chosen"),
     language: $("language"),
+    diarize: $("diarize"),
+    numSpeakers: $("num-speakers"),
+    speakers: $("speakers"),
+    speakerList: $("speaker-list"),
     micro: $("micro-chunk"),
     macro: $("macro-chunk"),
     apiKey: $("api-key"),
@@ -151,7 +177,8 @@
   };
 
   let languageNames = {};
-  let job = null; // {id, controller, segments, header, footer, failed, cancelled, lastEventId, mediaUrl}
+  let job = null; // {id, controller, segments, header, footer, failed, cancelled, lastEventId, mediaUrl,
+  //                  speakers (labels, in order of first speech), names (label -> a name typed)}
 
   fetch("/static/languages.json")
     .then((response) => (response.ok ? response.json() : {}))
@@ -219,6 +246,10 @@
   function requestParams() {
     const params = {};
     if (ui.language.value) params.language = ui.language.value;
+    if (ui.diarize.checked) {
+      params.diarize = true;
+      if (ui.numSpeakers.value !== "") params.num_speakers = Number(ui.numSpeakers.value);
+    }
     if (ui.micro.value !== "") params.micro_chunk_size_sec = Number(ui.micro.value);
     if (ui.macro.value !== "") params.macro_chunk_size_sec = Number(ui.macro.value);
     return params;
@@ -265,6 +296,11 @@
     if (file) ui.url.value = "";
   }
 
+  ui.diarize.addEventListener("change", () => {
+    ui.numSpeakers.disabled = !ui.diarize.checked;
+  });
+  ui.numSpeakers.disabled = !ui.diarize.checked; // a reload may keep the box ticked
+
   ui.file.addEventListener("change", showChosenFile);
   ui.url.addEventListener("input", () => {
     if (ui.url.value.trim() !== "" && ui.file.value !== "") {
@@ -302,13 +338,121 @@
     time.dateTime = `PT${segment.start_time_sec.toFixed(3)}S`;
     time.textContent = clock(segment.start_time_sec, withHours);
     time.title = `${vttTime(segment.start_time_sec)} – ${vttTime(segment.end_time_sec)}`;
+    const body = document.createElement("div");
+    body.className = "segment-body";
+    if (segment.speaker) {
+      addSpeaker(segment.speaker);
+      const speaker = document.createElement("span");
+      speaker.className = "segment-speaker";
+      showSpeaker(speaker, segment.speaker);
+      body.append(speaker);
+    }
     const text = document.createElement("span");
     text.className = "segment-text";
     text.textContent = segment.text.trim();
-    item.append(time, text);
+    body.append(text);
+    item.append(time, body);
     ui.segments.append(item);
     ui.empty.hidden = true;
     if (nearBottom) ui.segments.scrollTop = ui.segments.scrollHeight;
+  }
+
+  // ---- Speakers ----
+
+  /** Colour-blind-safe (Okabe-Ito, then two more); a label keeps its colour. */
+  const PALETTE = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f3c8d",
+    "#8c8c8c"];
+
+  function speakerColour(label) {
+    const index = job.speakers.indexOf(label);
+    return PALETTE[Math.max(0, index) % PALETTE.length];
+  }
+
+  /** What the page shows, copies and downloads for a label: its typed name, else the label. */
+  function speakerName(label) {
+    const name = job.names.get(label);
+    return name && name.trim() ? oneLine(name) : label;
+  }
+
+  function showSpeaker(element, label) {
+    element.dataset.speaker = label;
+    element.textContent = speakerName(label);
+    element.style.setProperty("--speaker-colour", speakerColour(label));
+  }
+
+  /** A label heard for the first time: a row in the speaker list, with a name field. */
+  function addSpeaker(label) {
+    if (job.speakers.includes(label)) return;
+    job.speakers.push(label);
+    const index = job.speakers.length - 1;
+    const item = document.createElement("li");
+    item.className = "speaker-item";
+    item.style.setProperty("--speaker-colour", speakerColour(label));
+    const name = document.createElement("label");
+    name.htmlFor = `speaker-name-${index}`;
+    name.textContent = `Speaker ${label}`;
+    const input = document.createElement("input");
+    input.id = `speaker-name-${index}`;
+    input.type = "text";
+    input.autocomplete = "off";
+    input.maxLength = 64;
+    input.placeholder = label;
+    input.value = job.names.get(label) || "";
+    input.dataset.speaker = label;
+    input.addEventListener("input", () => {
+      job.names.set(input.dataset.speaker, input.value);
+      for (const element of ui.segments.querySelectorAll(".segment-speaker")) {
+        if (element.dataset.speaker === input.dataset.speaker) {
+          element.textContent = speakerName(input.dataset.speaker);
+        }
+      }
+    });
+    item.append(name, input);
+    ui.speakerList.append(item);
+    ui.speakers.hidden = false;
+  }
+
+  /** The `speakers` event: every provisional label becomes its final one (rows, segments,
+   *  words); a name typed for a provisional label goes with it. */
+  function relabel(map) {
+    const labels = new Map(Object.entries(map.labels || {}));
+    const final = (label) => (labels.has(label) ? labels.get(label) : label);
+    for (const segment of job.segments) {
+      if (segment.speaker) segment.speaker = final(segment.speaker);
+      for (const word of segment.words || []) if (word.speaker) word.speaker = final(word.speaker);
+      if (segment.overlapping_speakers) {
+        segment.overlapping_speakers = segment.overlapping_speakers.map(final);
+      }
+    }
+    const names = new Map();
+    for (const [label, name] of job.names) {
+      if (!names.has(final(label))) names.set(final(label), name);
+    }
+    job.names = names;
+    const heard = job.speakers.map(final);
+    job.speakers = [];
+    ui.speakerList.replaceChildren();
+    for (const label of [...(map.speakers || []), ...heard]) addSpeaker(label);
+    for (const element of ui.segments.querySelectorAll(".segment-speaker")) {
+      showSpeaker(element, final(element.dataset.speaker));
+    }
+  }
+
+  /** The segments as the page shows them: typed names in place of labels. */
+  function namedSegments() {
+    return job.segments.map((segment) => {
+      if (!segment.speaker) return segment;
+      const named = { ...segment, speaker: speakerName(segment.speaker) };
+      if (segment.words) {
+        named.words = segment.words.map((word) =>
+          word.speaker ? { ...word, speaker: speakerName(word.speaker) } : word,
+        );
+      }
+      if (segment.overlapping_speakers) {
+        named.overlapping_speakers = segment.overlapping_speakers.map(speakerName);
+      }
+      return named;
+    });
   }
 
   function describeHeader(header) {
@@ -355,6 +499,9 @@
         ui.status.dataset.numSegments = String(data.num_segments);
         break;
       }
+      case "speakers":
+        relabel(data);
+        break;
       case "cancelled":
         job.cancelled = true;
         break;
@@ -426,6 +573,8 @@
       cancelled: false,
       lastEventId: null,
       mediaUrl: source,
+      speakers: [],
+      names: new Map(),
     };
     return job;
   }
@@ -433,6 +582,8 @@
   function resetView() {
     clearError();
     ui.segments.replaceChildren();
+    ui.speakerList.replaceChildren();
+    ui.speakers.hidden = true;
     ui.empty.hidden = false;
     delete ui.status.dataset.numSegments;
     setProgress(0);
@@ -582,12 +733,14 @@
   /** Subtitles and text are made by the server (`/v1/render`), as for the API and the CLI. */
   async function rendered(format) {
     const footer = job.footer || { input_duration_sec: 0, processing_duration_sec: 0, speedup: 0 };
+    const segments = namedSegments();
     const output = {
-      segments: job.segments,
+      segments,
       input_duration_sec: job.header ? job.header.input_duration_sec : footer.input_duration_sec,
       processing_duration_sec: footer.processing_duration_sec,
       speedup: footer.speedup,
     };
+    if (job.speakers.length > 0) output.speakers = [...new Set(job.speakers.map(speakerName))];
     const response = await fetch(`/v1/render?format=${format}`, {
       method: "POST",
       headers: withKey({ "Content-Type": "application/json" }),
@@ -636,7 +789,7 @@
 
   ui.copy.addEventListener("click", async () => {
     try {
-      await copyText(toTxt(job.segments));
+      await copyText(toTxt(namedSegments()));
       ui.copy.textContent = "Copied";
       ui.announcer.textContent = "Transcript copied to the clipboard.";
       setTimeout(() => (ui.copy.textContent = "Copy"), 1500);

@@ -1,0 +1,269 @@
+"""The OpenAI-compatible route in-process, through the official `openai` SDK (its multipart
+encoding, its response models): speakers asked for as the SDK sends them, and the answers it
+parses. The job runner is replaced by one that records the request and plays a script of
+events, so what is checked is the route, not the fleet."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from fastapi import FastAPI
+from openai.types.audio import TranscriptionDiarized
+
+from services.orchestrator.app import create_app
+from services.orchestrator.config import OrchestratorSettings
+from shared.schemas import (
+    Segment,
+    SpeakerMap,
+    StreamFooter,
+    StreamHeader,
+    TimeSpan,
+    TranscribeRequest,
+    Word,
+)
+from tests.support.asgi import serve
+
+AUDIO = ("talk.wav", b"RIFF0000WAVEfmt " + bytes(64), "audio/wav")
+ALICE = "data:audio/wav;base64,UklGRgAAAABXQVZF"
+BOB = "data:audio/ogg;base64,T2dnUwAC"
+
+
+def said(start: float, end: float, text: str, speaker: str, *words: Word) -> Segment:
+    return Segment(start_time_sec=start, end_time_sec=end, text=text, language="english",
+                   bcp47_key="en", speaker=speaker, words=list(words) or None)  # fmt: skip
+
+
+class ScriptedJobs:
+    """Stands in for the job runner's `prepare` and `events`: records each request and plays
+    `events` (a diarized job's: provisional labels, then the `speakers` map)."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events_script = events
+        self.requests: list[TranscribeRequest] = []
+
+    async def prepare(self, request: TranscribeRequest, *, upload: Any = None) -> object:
+        self.requests.append(request)
+        return object()
+
+    async def events(self, job: object, log: Any = None) -> AsyncIterator[Any]:
+        for event in self.events_script:
+            yield event
+
+
+HEADER = StreamHeader(media_url="upload:talk.wav", input_duration_sec=9.0,
+                      macro_chunks=[TimeSpan(start_sec=0.0, end_sec=9.0)])  # fmt: skip
+FOOTER = StreamFooter(input_duration_sec=9.0, processing_duration_sec=1.0, speedup=9.0,
+                      num_segments=4, languages=["en"])  # fmt: skip
+# Streamed with provisional labels; the whole file decides that provisional B is A's voice.
+PROVISIONAL = [
+    HEADER,
+    said(0.0, 2.0, " Hello there.", "A"),
+    said(2.0, 2.2, "  ", "A"),
+    said(2.5, 4.0, " Hi, Alice.", "B"),
+    said(4.5, 6.0, " It's me again.", "C"),
+    SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
+    FOOTER,
+]
+# The job's result (what `run` collects), final labels as the merger writes them.
+FINAL = [
+    HEADER,
+    said(0.0, 2.0, " Hello there.", "Alice"),
+    said(2.5, 4.0, " Hi, Alice.", "Bob"),
+    said(4.5, 6.0, " It's me again.", "Alice"),
+    FOOTER,
+]
+
+
+def settings(tmp_path: Path) -> OrchestratorSettings:
+    return OrchestratorSettings(
+        worker_urls=["http://127.0.0.1:9"],  # never reached: the job runner is scripted
+        upload_dir=tmp_path / "uploads",
+        database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+    )
+
+
+class Sdk:
+    """The SDK over the app in-process, and every multipart body it sent."""
+
+    def __init__(self, app: FastAPI, http: httpx2.AsyncClient, jobs: ScriptedJobs) -> None:
+        self.bodies: list[bytes] = []
+
+        async def keep(request: httpx2.Request) -> None:
+            self.bodies.append(await request.aread())
+
+        http.event_hooks["request"].append(keep)
+        self.client = openai.AsyncOpenAI(
+            base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0
+        )
+        self.jobs = jobs
+        app.state.jobs.prepare = jobs.prepare
+        app.state.jobs.events = jobs.events
+
+    async def create(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("model", "whisper-1")
+        return await self.client.audio.transcriptions.create(file=AUDIO, **kwargs)
+
+
+async def sdk_over(tmp_path: Path, events: list[Any]) -> AsyncIterator[Sdk]:
+    app = create_app(settings(tmp_path))
+    transport = httpx2.ASGITransport(app=app)  # the SDK's own HTTP client, as it sends
+    async with serve(app), httpx2.AsyncClient(transport=transport) as http:
+        yield Sdk(app, http, ScriptedJobs(events))
+
+
+@pytest.fixture
+async def sdk(tmp_path: Path) -> AsyncIterator[Sdk]:
+    """A job whose result has final labels (what `run` collects)."""
+    async for session in sdk_over(tmp_path, FINAL):
+        yield session
+
+
+@pytest.fixture
+async def streaming_sdk(tmp_path: Path) -> AsyncIterator[Sdk]:
+    """A job streamed with provisional labels, then the `speakers` map."""
+    async for session in sdk_over(tmp_path, PROVISIONAL):
+        yield session
+
+
+async def test_diarized_json_with_known_speakers_as_the_sdk_sends_them(sdk: Sdk) -> None:
+    result = await sdk.create(
+        model="any-model-name",
+        response_format="diarized_json",
+        known_speaker_names=["Alice", "Bob"],
+        known_speaker_references=[ALICE, BOB],
+    )
+    assert isinstance(result, TranscriptionDiarized)  # the SDK's own model parsed our answer
+    assert [(s.speaker, s.text) for s in result.segments] == [
+        ("Alice", "Hello there."), ("Bob", "Hi, Alice."), ("Alice", "It's me again.")
+    ]  # fmt: skip
+    assert result.text == "Hello there. Hi, Alice. It's me again." and result.duration == 9.0
+    (request,) = sdk.jobs.requests
+    params = request.params
+    assert params.diarize  # diarized_json alone turns it on
+    assert params.known_speaker_names == ["Alice", "Bob"]
+    assert params.known_speaker_references == [ALICE, BOB]
+    # The SDK repeats `name[]` per item; the route read those fields, in order.
+    (body,) = sdk.bodies
+    assert body.count(b'name="known_speaker_names[]"') == 2
+    assert body.count(b'name="known_speaker_references[]"') == 2
+
+
+async def test_our_speaker_fields_go_in_extra_body_and_any_format_shows_speakers(
+    sdk: Sdk,
+) -> None:
+    srt = await sdk.create(
+        response_format="srt", extra_body={"diarize": True, "min_speakers": 2, "max_speakers": 3}
+    )
+    assert "[Alice] Hello there." in srt and "[Bob] Hi, Alice." in srt
+    params = sdk.jobs.requests[-1].params
+    assert params.diarize and (params.min_speakers, params.max_speakers) == (2, 3)
+    await sdk.create(response_format="vtt", extra_body={"diarize": "true", "num_speakers": "2"})
+    assert sdk.jobs.requests[-1].params.num_speakers == 2
+
+
+async def test_without_diarization_nothing_asks_for_speakers(sdk: Sdk) -> None:
+    await sdk.create(response_format="json")
+    params = sdk.jobs.requests[-1].params
+    assert not params.diarize and params.known_speaker_names is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param", "words"),
+    [
+        ({"known_speaker_names": ["Alice"]}, "known_speaker_names[]", "same speakers"),
+        ({"known_speaker_names": ["Alice", "Alice"], "known_speaker_references": [ALICE, BOB]},
+         "known_speaker_names[]", "distinct"),
+        ({"known_speaker_names": ["x" * 65], "known_speaker_references": [ALICE]},
+         "known_speaker_names[]", "at most 64"),
+        ({"known_speaker_names": ["Alice"], "known_speaker_references": ["alice.wav"]},
+         "known_speaker_references[]", "data URL"),
+        ({"known_speaker_names": [f"n{i}" for i in range(9)],
+          "known_speaker_references": [ALICE] * 9}, "known_speaker_names[]", "at most 8"),
+        ({"extra_body": {"num_speakers": 0}}, "num_speakers", "greater than or equal to 1"),
+        ({"extra_body": {"num_speakers": "two"}}, "num_speakers", "integer"),
+        ({"extra_body": {"max_speakers": 33}}, "max_speakers", "less than or equal to 32"),
+        ({"extra_body": {"num_speakers": 2, "max_speakers": 3}}, "num_speakers", "not both"),
+        ({"extra_body": {"min_speakers": 3, "max_speakers": 2}}, "min_speakers", "above"),
+    ],
+)  # fmt: skip
+async def test_bad_speaker_fields_are_422s_naming_the_form_field(
+    sdk: Sdk, kwargs: dict[str, Any], param: str, words: str
+) -> None:
+    with pytest.raises(openai.UnprocessableEntityError, match=words) as caught:
+        await sdk.create(response_format="diarized_json", **kwargs)
+    assert caught.value.param == param
+    assert sdk.jobs.requests == []
+
+
+async def test_speaker_fields_without_diarization_are_a_422_saying_how_to_ask(sdk: Sdk) -> None:
+    with pytest.raises(openai.UnprocessableEntityError, match="diarized_json") as caught:
+        await sdk.create(
+            response_format="text", known_speaker_names=["A"], known_speaker_references=[ALICE]
+        )
+    assert caught.value.param == "known_speaker_names[]"
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        await sdk.create(extra_body={"num_speakers": 2, "diarize": False})
+    assert caught.value.param == "num_speakers"
+
+
+async def test_bad_values_of_the_other_fields_keep_their_status_and_name(sdk: Sdk) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.create(extra_body={"diarize": "maybe"})
+    assert caught.value.param == "diarize"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.create(response_format="docx")
+    assert caught.value.param == "response_format" and "diarized_json" in str(caught.value)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.create(language="xx")
+    assert caught.value.param == "language"
+    with pytest.raises(openai.UnprocessableEntityError) as invalid:
+        await sdk.create(prompt="x" * 1001)  # was a 400 naming `language`
+    assert invalid.value.param == "prompt"
+
+
+async def test_a_translation_has_no_diarized_json(sdk: Sdk) -> None:
+    with pytest.raises(openai.BadRequestError, match="translations") as caught:
+        await sdk.client.audio.translations.create(
+            model="whisper-1",
+            file=AUDIO,
+            response_format="diarized_json",  # type: ignore[call-overload]
+        )
+    assert caught.value.param == "response_format"
+
+
+async def test_a_diarized_stream_sends_final_speakers_after_the_last_delta(
+    streaming_sdk: Sdk,
+) -> None:
+    """Labels streamed live could change (B was Alice all along): each segment, with its
+    final speaker, comes after the last delta; the deltas name their segment."""
+    stream = await streaming_sdk.create(response_format="diarized_json", stream=True)
+    events = [event async for event in stream]
+    types = [event.type for event in events]
+    assert types == ["transcript.text.delta"] * 3 + ["transcript.text.segment"] * 3 + [
+        "transcript.text.done"
+    ]
+    deltas, segments, done = events[:3], events[3:6], events[6]
+    assert [(s.speaker, s.text, s.start, s.end) for s in segments] == [
+        ("Alice", "Hello there.", 0.0, 2.0),
+        ("Bob", "Hi, Alice.", 2.5, 4.0),
+        ("Alice", "It's me again.", 4.5, 6.0),
+    ]
+    assert [d.segment_id for d in deltas] == [s.id for s in segments]
+    assert done.text == "".join(d.delta for d in deltas) == "Hello there. Hi, Alice. It's me again."
+
+
+async def test_a_diarized_stream_in_another_format_is_openais_plain_text_stream(
+    streaming_sdk: Sdk,
+) -> None:
+    stream = await streaming_sdk.create(stream=True, extra_body={"diarize": True})
+    events = [event async for event in stream]
+    assert [event.type for event in events] == ["transcript.text.delta"] * 3 + [
+        "transcript.text.done"
+    ]
+    assert all(getattr(event, "segment_id", None) is None for event in events)
+    assert streaming_sdk.jobs.requests[-1].params.diarize
