@@ -51,6 +51,15 @@ logger = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_FIELD_BYTES = 64 * 1024
+_REFERENCE_BYTES = 512 * 1024
+"""A known speaker's reference clip as a data URL: 10 s of 16 kHz WAV is 427 KB."""
+_FIELD_BYTES = {
+    "known_speaker_references[]": _REFERENCE_BYTES,
+    "known_speaker_references": _REFERENCE_BYTES,
+    "params": 8 * _REFERENCE_BYTES + _MAX_FIELD_BYTES,  # the JSON params may carry 8 of them
+}
+_MAX_FORM_BYTES = 8 * _REFERENCE_BYTES + 16 * _MAX_FIELD_BYTES
+"""Every field but the file together."""
 _MAX_FIELDS = 64
 _OCTETS = "application/octet-stream"
 _RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*", re.IGNORECASE)
@@ -282,6 +291,7 @@ class _Receiver:
         self._value = bytearray()
         self._file: IO[bytes] | None = None
         self._fields = 0
+        self._form_bytes = 0
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -329,8 +339,11 @@ class _Receiver:
             self._file.write(data[start:end])
             return
         self._value += data[start:end]
-        if len(self._value) > _MAX_FIELD_BYTES:
+        self._form_bytes += end - start
+        if len(self._value) > _FIELD_BYTES.get(self._name or "", _MAX_FIELD_BYTES):
             raise BadRequestError(f"form field {self._name!r} is too long", param=self._name)
+        if self._form_bytes > _MAX_FORM_BYTES:
+            raise BadRequestError("the form's fields are too long together", param=self._name)
 
     def _part_end(self) -> None:
         if self._file is not None:

@@ -80,6 +80,29 @@ async def test_the_file_goes_to_disk_and_the_fields_are_kept(tmp_path: Path) -> 
     assert not path.exists()
 
 
+async def test_reference_clips_fit_in_their_fields_and_other_fields_stay_small(
+    tmp_path: Path,
+) -> None:
+    """10 s of 16 kHz WAV as a data URL is 427 KB: it must fit in a reference field (and eight
+    of them in the JSON `params`), while other fields keep their 64 KiB cap."""
+    store = make_store(tmp_path)
+    clip = "data:audio/wav;base64," + "A" * 426_672
+    files = {"file": ("talk.mp3", b"ID3", "audio/mpeg")}
+    async with client(store) as http:
+        fits = await http.post("/upload", files=files, data={
+            "known_speaker_references[]": [clip, clip], "params": "x" * (8 * len(clip)),
+        })  # fmt: skip
+        too_long = await http.post(
+            "/upload", files=files, data={"known_speaker_references[]": clip + "A" * 100_000}
+        )
+        prompt = await http.post("/upload", files=files, data={"prompt": "x" * 70_000})
+    assert fits.status_code == 200, fits.text
+    assert [len(v) for v in fits.json()["fields"]["known_speaker_references[]"]] == [len(clip)] * 2
+    for refused, field in ((too_long, "known_speaker_references[]"), (prompt, "prompt")):
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == field
+
+
 async def test_an_upload_over_the_cap_is_a_413_and_leaves_nothing(tmp_path: Path) -> None:
     store = make_store(tmp_path, max_bytes=1_000_000)
     async with client(store) as http:
