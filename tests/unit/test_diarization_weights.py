@@ -257,13 +257,15 @@ def test_the_command_installs_then_finds_the_models(
     assert "error: " in capsys.readouterr().err
 
 
-def test_requirements_file_pins_the_same_two_files() -> None:
+def test_requirements_file_pins_the_same_inputs_and_outputs() -> None:
     text = (ROOT / "requirements" / "diarization.txt").read_text()
     pins = dict(re.findall(r"^(\S+==\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})", text, re.M))
     assert pins == {
         weights.SEGMENTATION_INPUT.requirement: weights.SEGMENTATION_INPUT.sha256,
         weights.EMBEDDING_INPUT.requirement: weights.EMBEDDING_INPUT.sha256,
     }
+    outputs = dict(re.findall(r"^#\s+(\S+\.onnx) sha256=([0-9a-f]{64})$", text, re.M))
+    assert outputs == {file.name: file.sha256 for file in weights.SPEC.files}
 
 
 def test_the_cache_is_the_whisper_weights_cache() -> None:
