@@ -16,7 +16,9 @@ of length d with R reference and H hypothesis speakers, C of them matched, costs
     confusion   (min(R, H) - C) * d
 
 and DER = (missed + false alarm + confusion) / scored reference speech. A label's turns are
-merged first, so a speaker overlapping himself counts once.
+merged first, so a speaker overlapping himself counts once (as md-eval merges them; pyannote
+would call that overlap). Checked against pyannote.metrics 4.2.0 (`collar=0.5,
+skip_overlap=True`) on 300 random 4-speaker cases: the same seconds to 1e-13.
 """
 
 from __future__ import annotations
