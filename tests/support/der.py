@@ -102,7 +102,7 @@ def diarization_error(
     return DiarizationError(
         missed_sec=float(np.sum(np.maximum(ref_count - hyp_count, 0) * weights)),
         false_alarm_sec=float(np.sum(np.maximum(hyp_count - ref_count, 0) * weights)),
-        confusion_sec=float(np.sum(np.minimum(ref_count, hyp_count) * weights) - correct),
+        confusion_sec=max(0.0, float(np.sum(np.minimum(ref_count, hyp_count) * weights) - correct)),
         scored_sec=float(np.sum(ref_count * weights)),
         reference_speakers=len(ref_labels),
         hypothesis_speakers=len({label for _, _, label in hypothesis}),
