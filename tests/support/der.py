@@ -130,6 +130,26 @@ def labelled_share(
     return float((weights * grid.hypothesis[name]).sum()) / total
 
 
+def named_precision(
+    reference: Sequence[Turn],
+    hypothesis: Sequence[Turn],
+    speaker: str,
+    name: str,
+    collar_sec: float = COLLAR_SEC,
+    skip_overlap: bool = True,
+) -> float:
+    """The share of the scored time the hypothesis labels `name` in which `speaker` speaks
+    (the other side of `labelled_share`: a name put on everyone scores 100% there, not here)."""
+    grid = _grid(reference, hypothesis, collar_sec, skip_overlap)
+    if name not in grid.hypothesis:
+        return 0.0
+    weights = grid.durations * grid.scored * grid.hypothesis[name]
+    total = float(weights.sum())
+    if speaker not in grid.reference or total == 0:
+        return 0.0
+    return float((weights * grid.reference[speaker]).sum()) / total
+
+
 def _grid(
     reference: Sequence[Turn], hypothesis: Sequence[Turn], collar_sec: float, skip_overlap: bool
 ) -> _Grid:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.der import diarization_error, labelled_share
+from tests.support.der import diarization_error, labelled_share, named_precision
 
 # Two speakers, a 2 s gap: scored A 0.25-9.75 (9.5 s), B 12.25-19.75 (7.5 s).
 TWO = [(0.0, 10.0, "A"), (12.0, 20.0, "B")]
@@ -100,3 +100,16 @@ def test_known_speaker_share_is_the_scored_speech_under_the_name() -> None:
 def test_a_turn_that_ends_before_it_starts_is_refused() -> None:
     with pytest.raises(ValueError, match="hypothesis turn"):
         diarization_error(TWO, [(5.0, 4.0, "x")])
+
+
+def test_a_name_on_everyone_is_all_recall_and_little_precision() -> None:
+    reference = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]
+    everyone = [(0.0, 20.0, "Alice")]
+    assert labelled_share(reference, everyone, "A", "Alice") == 1.0
+    assert named_precision(reference, everyone, "A", "Alice") == pytest.approx(9.5 / 19.0)
+    # Alice on A's turn and 1 s of the pause before B: 9.5 of 10.5 scored seconds are A's.
+    reference = [(0.0, 10.0, "A"), (12.0, 20.0, "B")]
+    assert named_precision(reference, [(0.0, 11.0, "Alice")], "A", "Alice") == pytest.approx(
+        9.5 / 10.25
+    )
+    assert named_precision(reference, everyone, "A", "Bob") == 0
