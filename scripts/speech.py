@@ -123,10 +123,15 @@ def _non_speech(block: Block, rng: np.random.Generator) -> np.ndarray:
 
 def speak(text: str, voice: str, speed_wpm: int, workdir: Path) -> np.ndarray:
     """One sentence from espeak-ng, trimmed to its first and last audible sample."""
-    key = hashlib.sha1(f"{voice}|{speed_wpm}|{text}".encode()).hexdigest()[:16]
+    return espeak(text, VOICES[voice], speed_wpm, workdir)
+
+
+def espeak(text: str, espeak_voice: str, speed_wpm: int, workdir: Path) -> np.ndarray:
+    """`speak` with any espeak-ng voice name (`en+m3`: a language and a variant)."""
+    key = hashlib.sha1(f"{espeak_voice}|{speed_wpm}|{text}".encode()).hexdigest()[:16]
     path = workdir / f"{key}.wav"
     if not path.exists():
-        command = ["espeak-ng", "-v", VOICES[voice], "-s", str(speed_wpm), "-w", str(path), text]
+        command = ["espeak-ng", "-v", espeak_voice, "-s", str(speed_wpm), "-w", str(path), text]
         subprocess.run(command, check=True)
     with wave.open(str(path), "rb") as reader:
         assert reader.getframerate() == RATE, reader.getframerate()
