@@ -1,0 +1,238 @@
+"""The voices of one micro chunk: pyannote segmentation on 10 s windows, one embedding each.
+
+    clip (5-30 s)  |----------------------------------------------|
+    windows (10 s) |--------------|
+                                  |--------------|
+                                                 |--------------|   n = ceil(clip / 10 s),
+    cores          |==============|==============|==============|   evenly spread
+
+A clip is covered by the fewest 10 s windows that reach its end, spread evenly, so a clip of
+a multiple of 10 s has no overlap at all and a 25 s clip has three windows overlapping by
+2.5 s. Overlapping windows split their shared stretch in the middle: each window's *core*
+is the part of the clip nearer its centre than any other window's, the cores tile the clip,
+and a window reports speech only inside its core. So every instant belongs to one window and
+no voice is counted twice (the global clustering gives the same voice in two windows one
+label; their touching turns merge there).
+
+In each window the model gives, per 16.9 ms frame, log-probabilities over pyannote's seven
+powerset classes (nobody, one of three voices, or two at once); the argmax class says who
+speaks. Each of the three window-local voices becomes a `LocalSpeaker`: its turns (gaps
+shorter than `min_gap_sec` closed, turns shorter than `min_turn_sec` dropped), the stretches
+where another voice speaks too (`overlap`), and one CAM++ embedding of its *clean* speech
+(frames where it alone speaks) inside the core: once per window, because the embedding is
+what costs (~0.18 s per 10 s of audio on one thread, against ~0.03 s to segment a window).
+A voice with less than `min_embed_sec` of clean speech gets no embedding; the clustering
+places it by time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.diarization._protocol_draft import (
+    FRAME_DURATION_SEC,
+    FRAME_STEP_SEC,
+    SEGMENTATION_WINDOW_SAMPLES,
+    SpeakerModels,
+)
+from shared.schemas import SAMPLE_RATE_HZ, LocalSpeaker, TimeSpan
+
+POWERSET: np.ndarray = np.array(
+    [
+        [0, 0, 0],
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+        [1, 1, 0],
+        [1, 0, 1],
+        [0, 1, 1],
+    ],
+    dtype=bool,
+)
+"""Powerset class -> which of the window's three voices speak (pyannote's class order)."""
+
+MAX_LOCAL_VOICES = POWERSET.shape[1]
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    min_turn_sec: float = 0.1
+    """Turns shorter than this (after closing gaps) are dropped: clicks, breaths."""
+    min_gap_sec: float = 0.1
+    """Pauses shorter than this inside one voice's speech are closed."""
+    min_embed_sec: float = 0.5
+    """Clean speech a voice needs in a window to be embedded; below it, no embedding."""
+    max_embed_sec: float = 10.0
+    """Clean speech embedded at most per voice and window (its longest stretches): caps the
+    cost of one embedding."""
+
+
+Run = tuple[int, int]
+"""[first, end) frame indices."""
+
+
+def local_speakers(
+    models: SpeakerModels,
+    pcm: np.ndarray,
+    offset_sec: float,
+    options: LocalOptions | None = None,
+) -> list[LocalSpeaker]:
+    """The voices in one micro chunk (16 kHz mono float32 `pcm` that starts `offset_sec` into
+    the file), in window order, then order of first speech; turns and overlap in absolute
+    seconds. Pure CPU work: the worker runs it in a thread."""
+    options = options or LocalOptions()
+    pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+    if len(pcm) == 0:
+        return []
+    starts = window_starts(len(pcm))
+    cores = window_cores(starts, len(pcm))
+    windows = np.zeros((len(starts), SEGMENTATION_WINDOW_SAMPLES), dtype=np.float32)
+    for row, start in enumerate(starts):
+        piece = pcm[start : start + SEGMENTATION_WINDOW_SAMPLES]
+        windows[row, : len(piece)] = piece
+    classes = np.asarray(models.segment(windows)).argmax(axis=-1)
+
+    found: list[tuple[list[TimeSpan], list[TimeSpan], int | None]] = []
+    clips: list[np.ndarray] = []
+    for start, (core_first, core_end), window_classes in zip(starts, cores, classes, strict=True):
+        base = offset_sec + start / SAMPLE_RATE_HZ
+        voices = _window_voices(window_classes, start, core_first, core_end, options)
+        for voice in sorted(voices, key=lambda voice: voice.turns[0][0]):
+            clip = _clean_speech(pcm, start, voice.clean, options)
+            found.append(
+                (
+                    _time_spans(voice.turns, base),
+                    _time_spans(voice.overlap, base),
+                    None if clip is None else len(clips),
+                )
+            )
+            if clip is not None:
+                clips.append(clip)
+    embeddings = np.asarray(models.embed(clips), dtype=np.float32) if clips else None
+    speakers = []
+    for turns, overlap, index in found:
+        embedding = None
+        if index is not None and embeddings is not None:
+            embedding = [round(float(x), 6) for x in embeddings[index]]
+        speakers.append(LocalSpeaker(turns=turns, overlap=overlap, embedding=embedding))
+    return speakers
+
+
+def window_starts(num_samples: int) -> list[int]:
+    """First sample of each window: the fewest 10 s windows that cover the clip, evenly spread
+    (one, zero-padded, for a clip up to 10 s)."""
+    window = SEGMENTATION_WINDOW_SAMPLES
+    count = max(1, -(-num_samples // window))
+    if count == 1:
+        return [0]
+    step = (num_samples - window) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def window_cores(starts: list[int], num_samples: int) -> list[tuple[int, int]]:
+    """Each window's core [first, end) in clip samples: overlaps cut in the middle, so the
+    cores tile the clip."""
+    window = SEGMENTATION_WINDOW_SAMPLES
+    cuts = [0]
+    for previous, start in itertools.pairwise(starts):
+        cuts.append((start + min(previous + window, num_samples)) // 2)
+    cuts.append(num_samples)
+    return list(itertools.pairwise(cuts))
+
+
+@dataclass
+class _Voice:
+    turns: list[tuple[float, float]]
+    """Seconds from the window's start."""
+    overlap: list[tuple[float, float]]
+    clean: list[tuple[float, float]]
+
+
+def _window_voices(
+    classes: np.ndarray, start: int, core_first: int, core_end: int, options: LocalOptions
+) -> list[_Voice]:
+    active = POWERSET[classes]  # [frames, 3]
+    several = active.sum(axis=1) > 1
+    lo = (core_first - start) / SAMPLE_RATE_HZ
+    hi = (core_end - start) / SAMPLE_RATE_HZ
+    voices = []
+    for k in range(MAX_LOCAL_VOICES):
+        speaks = _smooth(active[:, k], options)
+        turns = _clip_times(_frame_times(_runs(speaks), len(classes)), lo, hi)
+        turns = [turn for turn in turns if turn[1] - turn[0] >= options.min_turn_sec]
+        if not turns:
+            continue
+        overlap = _clip_times(_frame_times(_runs(speaks & several), len(classes)), lo, hi)
+        clean = _clip_times(_frame_times(_runs(speaks & ~several), len(classes)), lo, hi)
+        voices.append(_Voice(turns=turns, overlap=overlap, clean=clean))
+    return voices
+
+
+def _runs(mask: np.ndarray) -> list[Run]:
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _smooth(mask: np.ndarray, options: LocalOptions) -> np.ndarray:
+    """Close gaps shorter than `min_gap_sec` between runs (not at the window's edges)."""
+    out = mask.copy()
+    runs = _runs(mask)
+    max_gap = options.min_gap_sec / FRAME_STEP_SEC
+    for (_, end), (first, _) in itertools.pairwise(runs):
+        if first - end < max_gap:
+            out[end:first] = True
+    return out
+
+
+def _frame_times(runs: list[Run], num_frames: int) -> list[tuple[float, float]]:
+    """Frame f stands for the FRAME_STEP_SEC around its receptive field's centre; a run that
+    reaches the window's first or last frame reaches its edge (so a voice that goes on into the
+    next window's core has touching turns there)."""
+    centre = FRAME_DURATION_SEC / 2
+    half = FRAME_STEP_SEC / 2
+    last = SEGMENTATION_WINDOW_SAMPLES / SAMPLE_RATE_HZ
+    return [
+        (
+            0.0 if first == 0 else centre + first * FRAME_STEP_SEC - half,
+            last if end == num_frames else centre + (end - 1) * FRAME_STEP_SEC + half,
+        )
+        for first, end in runs
+    ]
+
+
+def _clip_times(
+    spans: list[tuple[float, float]], lo: float, hi: float
+) -> list[tuple[float, float]]:
+    clipped = [(max(a, lo), min(b, hi)) for a, b in spans]
+    return [(a, b) for a, b in clipped if b > a]
+
+
+def _time_spans(times: list[tuple[float, float]], base: float) -> list[TimeSpan]:
+    return [TimeSpan(start_sec=round(base + a, 3), end_sec=round(base + b, 3)) for a, b in times]
+
+
+def _clean_speech(
+    pcm: np.ndarray, start: int, clean: list[tuple[float, float]], options: LocalOptions
+) -> np.ndarray | None:
+    """The voice's clean speech, longest stretches first up to `max_embed_sec`, in time order;
+    None below `min_embed_sec`."""
+    pieces = [
+        (round(a * SAMPLE_RATE_HZ) + start, min(round(b * SAMPLE_RATE_HZ) + start, len(pcm)))
+        for a, b in clean
+    ]
+    pieces = [(a, b) for a, b in pieces if b > a]
+    if sum(b - a for a, b in pieces) < options.min_embed_sec * SAMPLE_RATE_HZ:
+        return None
+    budget = round(options.max_embed_sec * SAMPLE_RATE_HZ)
+    kept: list[tuple[int, int]] = []
+    for a, b in sorted(pieces, key=lambda piece: piece[0] - piece[1]):
+        if budget <= 0:
+            break
+        kept.append((a, min(b, a + budget)))
+        budget -= kept[-1][1] - a
+    kept.sort()
+    return np.concatenate([pcm[a:b] for a, b in kept])
