@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count, product
 
 import numpy as np
@@ -63,17 +63,21 @@ class SpeakerTimeline:
 
 @dataclass(frozen=True)
 class ClusteringOptions:
-    threshold: float = 0.6
+    threshold: float = 0.3
     """Cosine distance at which the average-linkage tree is cut."""
-    min_cluster_sec: float = 2.0
-    """A cluster with less speech than this is merged into the nearest bigger one."""
+    min_cluster_sec: float = 8.0
+    """A cluster with less speech than this (or than `min_cluster_share` of all the speech,
+    whichever is less) is merged into the nearest big one."""
+    min_cluster_share: float = 0.1
     known_floor: float = 0.4
     """Cosine similarity a cluster needs to a known speaker's reference to take its name."""
-    min_strong_sec: float = 1.0
+    min_strong_sec: float = 2.0
     """Clean (not overlapped) speech a local speaker needs for its embedding to enter the
     linkage; embedded ones with less join the nearest cluster afterwards."""
     join_gap_sec: float = 0.1
     """One label's turns closer than this merge into one."""
+    refine_rounds: int = 0
+    """k-means steps after the cut (each embedding to its nearest centroid)."""
     max_linkage_nodes: int = 4000
     """The most local speakers that enter the linkage; the others join the nearest cluster."""
 
@@ -91,6 +95,8 @@ def cluster_speakers(
     if not local:
         return SpeakerTimeline()
     speech = np.array([_speech_sec(speaker) for speaker in local])
+    smallest = min(options.min_cluster_sec, options.min_cluster_share * float(speech.sum()))
+    options = replace(options, min_cluster_sec=smallest)
     clean = speech - np.array([_overlap_sec(speaker) for speaker in local])
     embedded = np.array([speaker.embedding is not None for speaker in local])
     strong = embedded & (clean >= options.min_strong_sec)
@@ -148,6 +154,8 @@ def _cluster(
     clusters[core], merge_small = _cut(tree, speech[core], constraints, options)
     if merge_small:
         clusters[core] = _join_small(vectors[core], speech[core], clusters[core], options)
+    for _ in range(options.refine_rounds):
+        clusters[core] = _refine(vectors[core], speech[core], clusters[core])
     if len(core) < n:
         centroids = _centroids(vectors[core], clusters[core])
         rest = clusters < 0
@@ -251,6 +259,12 @@ def _join_small(
     similarity = centroids @ centroids[big].T
     target = np.flatnonzero(big)[similarity.argmax(axis=1)]
     return np.where(big[clusters], clusters, target[clusters])
+
+
+def _refine(vectors: np.ndarray, speech: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """One k-means step: each embedding to the nearest speech-weighted centroid."""
+    centroids = _centroids(vectors * speech[:, None], _renumber(clusters))
+    return np.asarray((vectors @ centroids.T).argmax(axis=1))
 
 
 def _centroids(vectors: np.ndarray, clusters: np.ndarray) -> np.ndarray:
@@ -395,26 +409,34 @@ def _timeline_turns(
 
 class ProvisionalLabels:
     """Online labels while a job streams: each micro chunk's local speakers take the label of
-    the nearest running centroid (cosine similarity at least `threshold`, never a label
-    already heard in the same window), or a new one; known speakers start as centroids under
-    their names. `final_map` then maps every provisional label to the final label that holds
-    most of its speech. Deterministic: replaying a job's local speakers in order rebuilds it
-    (a resumed job)."""
+    the nearest running centroid (never a label already heard in the same window). Only a
+    local speaker with `min_strong_sec` of clean speech, further than `threshold` (cosine
+    similarity) from every centroid, starts a new label; weaker ones take the nearest, and
+    those without an embedding the label nearest in time. Known speakers start as centroids
+    under their names. `final_map` then maps every provisional label to the final label that
+    holds most of its speech. Deterministic: replaying a job's local speakers in order
+    rebuilds it (a resumed job)."""
 
     RECENT = 64
     """Embedded local speakers remembered (with their time) to place unembedded ones."""
+    KNOWN_WEIGHT_SEC = 5.0
+    """A known speaker's reference counts as this much speech in its running centroid."""
 
     def __init__(
         self,
         constraints: SpeakerConstraints | None = None,
         known: Sequence[KnownSpeaker] = (),
-        threshold: float = 0.4,
+        threshold: float = 0.6,
+        min_strong_sec: float = 2.0,
     ) -> None:
         constraints = constraints or SpeakerConstraints()
         self._cap = constraints.num_speakers or constraints.max_speakers
         self._threshold = threshold
+        self._min_strong_sec = min_strong_sec
         self._labels = [speaker.name for speaker in known]
-        self._sums = [_normalised(np.asarray(s.embedding, np.float64)) for s in known]
+        self._sums = [
+            _normalised(np.asarray(s.embedding, np.float64)) * self.KNOWN_WEIGHT_SEC for s in known
+        ]
         taken = set(self._labels)
         self._letters = (label for label in letter_labels() if label not in taken)
         self._given: list[str] = []
@@ -424,33 +446,38 @@ class ProvisionalLabels:
         """The provisional label of each of one micro chunk's local speakers."""
         extents = _extents(speakers)
         labels: list[str | None] = [None] * len(speakers)
-        for i, speaker in enumerate(speakers):
-            if speaker.embedding is None:
-                continue
-            vector = _normalised(np.asarray(speaker.embedding, np.float64))
-            rivals = {labels[j] for j in range(i) if _overlaps(extents[i], extents[j])}
-            label = self._nearest(vector, rivals)
-            if label is None:
-                label = next(self._letters)
-                self._labels.append(label)
-                self._sums.append(np.zeros_like(vector))
-            self._sums[self._labels.index(label)] += vector * max(_speech_sec(speaker), 0.5)
-            labels[i] = label
-            self._recent.append((*extents[i], label))
+        clean = [_speech_sec(s) - _overlap_sec(s) for s in speakers]
+
+        def rivals(i: int) -> set[str | None]:
+            return {
+                labels[j]
+                for j in range(len(speakers))
+                if j != i and labels[j] and _overlaps(extents[i], extents[j])
+            }
+
+        for strong in (True, False):
+            for i, speaker in enumerate(speakers):
+                if speaker.embedding is None or (clean[i] >= self._min_strong_sec) != strong:
+                    continue
+                vector = _normalised(np.asarray(speaker.embedding, np.float64))
+                label = self._nearest(vector, rivals(i), may_start=strong or not self._labels)
+                if label is None:
+                    label = next(self._letters)
+                    self._labels.append(label)
+                    self._sums.append(np.zeros_like(vector))
+                self._sums[self._labels.index(label)] += vector * max(clean[i], 0.5)
+                labels[i] = label
+                self._recent.append((*extents[i], label))
         for i in range(len(speakers)):
             if labels[i] is None:
-                rivals = {
-                    labels[j]
-                    for j in range(len(speakers))
-                    if j != i and _overlaps(extents[i], extents[j])
-                }
-                labels[i] = self._by_time(extents[i], rivals)
+                labels[i] = self._by_time(extents[i], rivals(i))
         del self._recent[: -self.RECENT]
         given = [label for label in labels if label is not None]
         self._given.extend(given)
         return given
 
-    def _nearest(self, vector: np.ndarray, rivals: set[str | None]) -> str | None:
+    def _nearest(self, vector: np.ndarray, rivals: set[str | None], may_start: bool) -> str | None:
+        """The label whose centroid is nearest, or None for a new one."""
         if not self._labels:
             return None
         similarity = _normalised(np.array(self._sums)) @ vector
@@ -458,8 +485,10 @@ class ProvisionalLabels:
             if label in rivals:
                 similarity[index] = -np.inf
         best = int(similarity.argmax())
+        if not np.isfinite(similarity[best]):
+            return None
         full = self._cap is not None and len(self._labels) >= self._cap
-        if similarity[best] >= self._threshold or (full and np.isfinite(similarity[best])):
+        if similarity[best] >= self._threshold or full or not may_start:
             return self._labels[best]
         return None
 

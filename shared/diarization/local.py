@@ -31,6 +31,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 
 from shared.diarization._protocol_draft import (
     FRAME_DURATION_SEC,
@@ -65,9 +66,15 @@ class LocalOptions:
     """Pauses shorter than this inside one voice's speech are closed."""
     min_embed_sec: float = 0.5
     """Clean speech a voice needs in a window to be embedded; below it, no embedding."""
-    max_embed_sec: float = 10.0
+    max_embed_sec: float = 5.0
     """Clean speech embedded at most per voice and window (its longest stretches): caps the
     cost of one embedding."""
+    split_min_sec: float = 1.0
+    """A turn with this much clean speech is embedded on its own, to check that a voice's turns
+    in one window are one voice (the model can miss a change of speaker across a pause)."""
+    split_distance: float | None = 0.3
+    """Turns of one voice further apart than this (cosine distance, average linkage) become
+    separate local speakers; None: never split."""
 
 
 Run = tuple[int, int]
@@ -95,29 +102,22 @@ def local_speakers(
         windows[row, : len(piece)] = piece
     classes = np.asarray(models.segment(windows)).argmax(axis=-1)
 
-    found: list[tuple[list[TimeSpan], list[TimeSpan], int | None]] = []
+    plans: list[tuple[float, _Voice, list[list[int]]]] = []
     clips: list[np.ndarray] = []
     for start, (core_first, core_end), window_classes in zip(starts, cores, classes, strict=True):
         base = offset_sec + start / SAMPLE_RATE_HZ
         voices = _window_voices(window_classes, start, core_first, core_end, options)
         for voice in sorted(voices, key=lambda voice: voice.turns[0][0]):
-            clip = _clean_speech(pcm, start, voice.clean, options)
-            found.append(
-                (
-                    _time_spans(voice.turns, base),
-                    _time_spans(voice.overlap, base),
-                    None if clip is None else len(clips),
-                )
-            )
-            if clip is not None:
-                clips.append(clip)
+            pieces: list[list[int]] = []  # per turn: the clip of its own, if it has one
+            for clip in _clips(pcm, start, voice, options):
+                pieces.append([] if clip is None else [len(clips)])
+                if clip is not None:
+                    clips.append(clip)
+            plans.append((base, voice, pieces))
     embeddings = np.asarray(models.embed(clips), dtype=np.float32) if clips else None
-    speakers = []
-    for turns, overlap, index in found:
-        embedding = None
-        if index is not None and embeddings is not None:
-            embedding = [round(float(x), 6) for x in embeddings[index]]
-        speakers.append(LocalSpeaker(turns=turns, overlap=overlap, embedding=embedding))
+    speakers: list[LocalSpeaker] = []
+    for base, voice, pieces in plans:
+        speakers += _local_speakers(base, voice, pieces, embeddings, clips, options)
     return speakers
 
 
@@ -215,17 +215,83 @@ def _time_spans(times: list[tuple[float, float]], base: float) -> list[TimeSpan]
     return [TimeSpan(start_sec=round(base + a, 3), end_sec=round(base + b, 3)) for a, b in times]
 
 
+def _clips(
+    pcm: np.ndarray, start: int, voice: _Voice, options: LocalOptions
+) -> list[np.ndarray | None]:
+    """What to embed of one voice: each turn's clean speech on its own where two or more
+    turns have `split_min_sec` of it (one clip per turn, None for the others); else the
+    voice's clean speech as one clip (listed under its first turn), or nothing."""
+    per_turn = [_within(voice.clean, a, b) for a, b in voice.turns]
+    if options.split_distance is not None:
+        own = [
+            _clean_speech(pcm, start, clean, options, options.split_min_sec) for clean in per_turn
+        ]
+        if sum(clip is not None for clip in own) >= 2:
+            return own
+    whole = _clean_speech(pcm, start, voice.clean, options, options.min_embed_sec)
+    return [whole] + [None] * (len(voice.turns) - 1)
+
+
+def _within(spans: list[tuple[float, float]], lo: float, hi: float) -> list[tuple[float, float]]:
+    return _clip_times(spans, lo, hi)
+
+
+def _local_speakers(
+    base: float,
+    voice: _Voice,
+    pieces: list[list[int]],
+    embeddings: np.ndarray | None,
+    clips: list[np.ndarray],
+    options: LocalOptions,
+) -> list[LocalSpeaker]:
+    """One voice of one window as local speakers: one, or one per group of its turns that
+    sound alike (turns without a clip of their own join the group nearest in time)."""
+    embedded = [i for i, piece in enumerate(pieces) if piece]
+    if embeddings is None or not embedded:
+        return [_local(base, voice, list(range(len(voice.turns))), None)]
+    vectors = embeddings[[pieces[i][0] for i in embedded]]
+    weights = np.array([len(clips[pieces[i][0]]) for i in embedded], dtype=np.float64)
+    groups = np.zeros(len(embedded), dtype=int)
+    if len(embedded) > 1 and options.split_distance is not None:
+        tree = linkage(vectors.astype(np.float64), method="average", metric="cosine")
+        groups = fcluster(tree, t=options.split_distance, criterion="distance") - 1
+    middles = np.array([(a + b) / 2 for a, b in voice.turns])
+    owner = groups[np.abs(middles[:, None] - middles[None, embedded]).argmin(axis=1)]
+    speakers = []
+    for group in range(int(groups.max()) + 1):
+        members = [i for i in range(len(voice.turns)) if owner[i] == group]
+        mean = (vectors[groups == group] * weights[groups == group, None]).sum(axis=0)
+        speakers.append(_local(base, voice, members, mean / max(np.linalg.norm(mean), 1e-12)))
+    return sorted(speakers, key=lambda speaker: speaker.turns[0].start_sec)
+
+
+def _local(
+    base: float, voice: _Voice, members: list[int], embedding: np.ndarray | None
+) -> LocalSpeaker:
+    turns = [voice.turns[i] for i in members]
+    overlap = [span for a, b in turns for span in _within(voice.overlap, a, b)]
+    return LocalSpeaker(
+        turns=_time_spans(turns, base),
+        overlap=_time_spans(overlap, base),
+        embedding=None if embedding is None else [round(float(x), 6) for x in embedding],
+    )
+
+
 def _clean_speech(
-    pcm: np.ndarray, start: int, clean: list[tuple[float, float]], options: LocalOptions
+    pcm: np.ndarray,
+    start: int,
+    clean: list[tuple[float, float]],
+    options: LocalOptions,
+    min_sec: float,
 ) -> np.ndarray | None:
     """The voice's clean speech, longest stretches first up to `max_embed_sec`, in time order;
-    None below `min_embed_sec`."""
+    None below `min_sec`."""
     pieces = [
         (round(a * SAMPLE_RATE_HZ) + start, min(round(b * SAMPLE_RATE_HZ) + start, len(pcm)))
         for a, b in clean
     ]
     pieces = [(a, b) for a, b in pieces if b > a]
-    if sum(b - a for a, b in pieces) < options.min_embed_sec * SAMPLE_RATE_HZ:
+    if sum(b - a for a, b in pieces) < min_sec * SAMPLE_RATE_HZ:
         return None
     budget = round(options.max_embed_sec * SAMPLE_RATE_HZ)
     kept: list[tuple[int, int]] = []

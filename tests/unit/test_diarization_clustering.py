@@ -100,11 +100,16 @@ def test_a_stray_embedding_cannot_take_a_speakers_place_under_num_speakers() -> 
 
 def test_a_tiny_cluster_joins_the_nearest_big_one() -> None:
     local, _truth = conversation([0, 1], windows=10)
-    local.append(speaker([(200.0, 201.0)], 5))
+    local.append(speaker([(200.0, 203.0)], 5))  # 3 s of a voice heard nowhere else
     timeline = cluster_speakers(local, SpeakerConstraints())
     assert timeline.speakers == ["A", "B"]
-    grown = cluster_speakers(local, SpeakerConstraints(), options=ClusteringOptions(0.6, 0.5))
-    assert grown.speakers == ["A", "B", "C"]  # with a lower bar, 1 s is a speaker
+    lower = ClusteringOptions(min_cluster_sec=2.5)
+    assert cluster_speakers(local, SpeakerConstraints(), options=lower).speakers == ["A", "B", "C"]
+
+
+def test_in_a_short_file_a_speaker_needs_less_speech_to_count() -> None:
+    local = [speaker([(0, 9)], 0), speaker([(10, 13)], 1), speaker([(14, 20)], 0)]
+    assert cluster_speakers(local, SpeakerConstraints()).speakers == ["A", "B"]
 
 
 def test_a_local_speaker_without_embedding_takes_the_nearest_cluster_not_in_its_window() -> None:
