@@ -16,13 +16,23 @@ label; their touching turns merge there).
 
 In each window the model gives, per 16.9 ms frame, log-probabilities over pyannote's seven
 powerset classes (nobody, one of three voices, or two at once); the argmax class says who
-speaks. Each of the three window-local voices becomes a `LocalSpeaker`: its turns (gaps
-shorter than `min_gap_sec` closed, turns shorter than `min_turn_sec` dropped), the stretches
-where another voice speaks too (`overlap`), and one CAM++ embedding of its *clean* speech
-(frames where it alone speaks) inside the core: once per window, because the embedding is
-what costs (~0.18 s per 10 s of audio on one thread, against ~0.03 s to segment a window).
+speaks. Each window-local voice has turns (gaps shorter than `min_gap_sec` closed, turns
+shorter than `min_turn_sec` dropped), stretches where another voice speaks too (`overlap`),
+and *clean* speech (where it alone speaks) inside the core; only clean speech is embedded
+(CAM++), at most `max_embed_sec` per clip, because the embedding is what costs (~0.09 s per
+10 s of audio on one thread, against ~0.025 s to segment a window).
+
+The model, trained on real voices, sometimes hears two similar voices taking turns across a
+pause as one. So when two or more of a voice's turns hold `split_min_sec` of clean speech,
+each such turn is embedded on its own (the same audio as one clip of the whole voice: no
+extra cost), and turns further apart than `split_distance` become separate local speakers
+(a turn too short to embed joins the group nearest in time); a group's embedding is its
+turns' mean, weighted by their speech. On generated conversations this halved the error
+left by the segmentation alone (oracle labels: 4.2% -> 2.3% DER).
+
 A voice with less than `min_embed_sec` of clean speech gets no embedding; the clustering
-places it by time.
+places it by time. Local speakers of one window are distinct voices; of different windows,
+independent (the global clustering ties them).
 """
 
 from __future__ import annotations

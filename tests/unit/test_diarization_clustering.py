@@ -252,3 +252,10 @@ def test_final_map_refuses_local_speakers_it_was_not_given() -> None:
     final = cluster_speakers(local[:-1], SpeakerConstraints())
     with pytest.raises(ValueError, match="local speakers given to add"):
         online.final_map(local[:-1], final)
+
+
+def test_a_weak_embedding_never_starts_a_provisional_label() -> None:
+    online = ProvisionalLabels(SpeakerConstraints())
+    assert online.add([speaker([(0, 6)], 0)]) == ["A"]
+    assert online.add([speaker([(10, 11)], 3)]) == ["A"]  # 1 s of a new voice: too little
+    assert online.add([speaker([(20, 26)], 3)]) == ["B"]

@@ -24,8 +24,9 @@ from shared.diarization.local import LocalOptions, local_speakers, window_cores,
 from shared.schemas import EMBEDDING_DIM, LocalSpeaker
 
 RATE = 16000
-LEVEL_CLASS = {0: 0, 1: 1, 2: 2, 3: 4, 4: 3}
-"""Level (tenths) -> powerset class: nobody, {1}, {2}, {1,2}, {3}."""
+LEVEL_CLASS = {0: 0, 1: 1, 2: 2, 3: 4, 4: 3, 5: 1}
+"""Level (tenths) -> powerset class: nobody, {1}, {2}, {1,2}, {3}; level 5 is a voice the
+model takes for voice 1, though its embedding says otherwise."""
 
 FRAME_CENTRES = np.round(
     (np.arange(SEGMENTATION_FRAMES) * FRAME_STEP_SEC + FRAME_DURATION_SEC / 2) * RATE
@@ -185,3 +186,28 @@ def test_a_short_clip_is_one_zero_padded_window() -> None:
     assert models.segmented_windows == 1
     [(start, end)] = spans(speaker)
     assert start == pytest.approx(31.0, abs=0.02) and end == pytest.approx(36.0, abs=0.02)
+
+
+def test_turns_of_one_window_voice_that_sound_apart_become_two_local_speakers() -> None:
+    models = FakeModels()
+    pcm = scene(10, (0, 4, 1), (4.5, 9, 5))  # one voice to the model, two to the embedding
+    speakers = local_speakers(models, pcm, offset_sec=0.0)
+    assert [voice(s) for s in speakers] == [1, 5]
+    assert spans(speakers[0])[0][1] == pytest.approx(4.0, abs=0.02)
+    assert spans(speakers[1])[0][0] == pytest.approx(4.5, abs=0.02)
+
+
+def test_turns_of_one_voice_that_sound_alike_stay_one_local_speaker() -> None:
+    models = FakeModels()
+    pcm = scene(10, (0, 4, 1), (4.5, 7, 1), (7.5, 7.8, 1))
+    [speaker] = local_speakers(models, pcm, offset_sec=0.0)
+    assert len(speaker.turns) == 3 and voice(speaker) == 1
+    assert len(models.embedded) == 2  # each long turn on its own, the short one not at all
+    assert sum(map(len, models.embedded)) == pytest.approx(6.5 * RATE, abs=0.05 * RATE)
+
+
+def test_without_splitting_a_voice_is_embedded_once() -> None:
+    models = FakeModels()
+    pcm = scene(10, (0, 4, 1), (4.5, 9, 5))
+    [speaker] = local_speakers(models, pcm, 0.0, LocalOptions(split_distance=None))
+    assert len(speaker.turns) == 2 and len(models.embedded) == 1
