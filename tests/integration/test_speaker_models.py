@@ -1,0 +1,166 @@
+"""The real speaker networks from the model cache: held to the originals and to their geometry.
+
+Needs the converted weights in the default cache (`make setup` runs `python -m
+shared.diarization.weights`; `make test` depends on it), and skips with that command otherwise.
+The embeddings are compared with tests/media/speaker_reference.npz: what 3D-Speaker's own CAM++
+in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort  # type: ignore[import-untyped]
+import pytest
+
+from shared.diarization.models import (
+    EMBEDDING_DIM,
+    FRAME_DURATION_SEC,
+    FRAME_STEP_SEC,
+    MIN_EMBED_SAMPLES,
+    SEGMENTATION_FRAMES,
+    SEGMENTATION_WINDOW_SAMPLES,
+    OnnxSpeakerModels,
+    load_speaker_models,
+    session_options,
+)
+from shared.diarization.weights import (
+    DiarizationModelsMissing,
+    DiarizationWeights,
+    default_cache_dir,
+    locate,
+)
+
+REFERENCE = Path(__file__).resolve().parents[1] / "media" / "speaker_reference.npz"
+RATE = 16_000
+
+
+@pytest.fixture(scope="module")
+def weights() -> DiarizationWeights:
+    try:
+        return locate(default_cache_dir())
+    except DiarizationModelsMissing as missing:
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="module")
+def models(weights: DiarizationWeights) -> OnnxSpeakerModels:
+    return load_speaker_models(weights, threads=1)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[dict[str, np.ndarray]]:
+    with np.load(REFERENCE) as loaded:
+        yield {name: loaded[name] for name in loaded.files}
+
+
+def _clips(reference: dict[str, np.ndarray]) -> list[np.ndarray]:
+    count = len([name for name in reference if name.startswith("clip_")])
+    return [reference[f"clip_{i}"].astype(np.float32) / 32768 for i in range(count)]
+
+
+def test_embeddings_match_the_original_network(
+    models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
+) -> None:
+    ours = models.embed(_clips(reference))
+    original = reference["embeddings"]
+    original = original / np.linalg.norm(original, axis=1, keepdims=True)
+    assert ours.shape == (len(original), EMBEDDING_DIM)
+    assert ours.dtype == np.float32
+    cosine = np.sum(ours * original, axis=1)
+    assert np.all(cosine >= 0.999), cosine
+
+
+def test_embeddings_are_unit_vectors_that_tell_voices_apart(
+    models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
+) -> None:
+    first, same_voice, other_voice, _ = models.embed(_clips(reference))
+    for vector in (first, same_voice, other_voice):
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    assert float(first @ same_voice) > 0.8
+    assert float(first @ other_voice) < 0.5
+
+
+def _receptive_field(model: onnx.ModelProto) -> tuple[int, int]:
+    """(samples, step) of one output frame, from the strides and kernels of the SincNet front
+    end (Conv and MaxPool nodes, the first Conv inside an If)."""
+    layers: list[tuple[int, int, int]] = []  # kernel, stride, dilation
+    seen: set[str] = set()
+
+    def visit(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == "If":
+                # Both branches hold the same first Conv (batched or not): count it once.
+                visit(attrs["then_branch"])
+            elif node.op_type in ("Conv", "MaxPool") and node.name not in seen:
+                seen.add(node.name)
+                (kernel,) = attrs["kernel_shape"]
+                (stride,) = attrs.get("strides", [1])
+                (dilation,) = attrs.get("dilations", [1])
+                assert attrs.get("pads", [0, 0]) == [0, 0]
+                layers.append((kernel, stride, dilation))
+
+    visit(model.graph)
+    field, step = 1, 1
+    for kernel, stride, dilation in layers:
+        field += (kernel - 1) * dilation * step
+        step *= stride
+    return field, step
+
+
+def test_segmentation_frames_step_and_receptive_field(weights: DiarizationWeights) -> None:
+    field, step = _receptive_field(onnx.load(str(weights.segmentation)))
+    assert (field, step) == (991, 270)
+    assert field / RATE == FRAME_DURATION_SEC
+    assert step / RATE == FRAME_STEP_SEC
+    session = ort.InferenceSession(str(weights.segmentation), session_options(1))
+    for samples in (SEGMENTATION_WINDOW_SAMPLES, SEGMENTATION_WINDOW_SAMPLES + step - 1, 3 * RATE):
+        (scores,) = session.run(None, {"input": np.zeros((1, 1, samples), np.float32)})
+        assert scores.shape[1] == (samples - field) // step + 1
+    assert (SEGMENTATION_WINDOW_SAMPLES - field) // step + 1 == SEGMENTATION_FRAMES
+
+
+def test_segmentation_tells_two_voices_and_silence_apart(
+    models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
+) -> None:
+    """One window: voice A at 0.5-3.9 s, nothing but a -54 dBFS floor, voice B at 5.0-9.6 s."""
+    first, _, other, _ = _clips(reference)
+    window = np.random.default_rng(0).standard_normal(SEGMENTATION_WINDOW_SAMPLES) * 10 ** (
+        -54 / 20
+    )
+    window[RATE // 2 : RATE // 2 + first.size] += first
+    window[5 * RATE : 5 * RATE + other.size] += other
+    scores = models.segment(np.stack([window, np.zeros_like(window)]).astype(np.float32))
+    assert scores.shape == (2, SEGMENTATION_FRAMES, 7)
+    assert np.allclose(np.exp(scores).sum(axis=-1), 1.0, atol=1e-4)  # log-probabilities
+    centre = (np.arange(SEGMENTATION_FRAMES) * FRAME_STEP_SEC) + FRAME_DURATION_SEC / 2
+    classes = scores[0].argmax(axis=-1)
+
+    def during(start: float, end: float) -> np.ndarray:
+        selected: np.ndarray = classes[(centre >= start) & (centre < end)]
+        return selected
+
+    voice_a, silence, voice_b = during(0.7, 3.7), during(4.3, 4.7), during(5.2, 9.4)
+    a_class = np.bincount(voice_a).argmax()
+    b_class = np.bincount(voice_b).argmax()
+    assert a_class in (1, 2, 3) and b_class in (1, 2, 3) and a_class != b_class
+    assert np.mean(voice_a == a_class) > 0.95 and np.mean(voice_b == b_class) > 0.95
+    assert np.all(silence == 0)
+    assert np.all(scores[1].argmax(axis=-1) == 0)  # a padded (all-zero) window: nobody
+
+
+def test_bad_inputs_are_refused_with_what_was_expected(models: OnnxSpeakerModels) -> None:
+    with pytest.raises(ValueError, match=r"\[B, 160000\]"):
+        models.segment(np.zeros((1, RATE), np.float32))
+    assert models.segment(np.zeros((0, SEGMENTATION_WINDOW_SAMPLES), np.float32)).shape == (
+        0, SEGMENTATION_FRAMES, 7
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="at least 8000 samples"):
+        models.embed([np.zeros(MIN_EMBED_SAMPLES - 1, np.float32)])
+    assert models.embed([]).shape == (0, EMBEDDING_DIM)
+    with pytest.raises(ValueError, match="threads"):
+        load_speaker_models(locate(default_cache_dir()), threads=0)
