@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from shared.diarization._protocol_draft import (
+from shared.diarization.models import (
     FRAME_DURATION_SEC,
     FRAME_STEP_SEC,
     SEGMENTATION_WINDOW_SAMPLES,

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from shared.diarization._protocol_draft import (
+from shared.diarization.local import LocalOptions, local_speakers, window_cores, window_starts
+from shared.diarization.models import (
     FRAME_DURATION_SEC,
     FRAME_STEP_SEC,
     SEGMENTATION_FRAMES,
     SEGMENTATION_WINDOW_SAMPLES,
 )
-from shared.diarization.local import LocalOptions, local_speakers, window_cores, window_starts
 from shared.schemas import EMBEDDING_DIM, LocalSpeaker
 
 RATE = 16000
