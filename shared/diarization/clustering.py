@@ -4,8 +4,8 @@
       -> those with `min_strong_sec` of clean speech: hierarchical clustering of their
          embeddings (centroid linkage, as pyannote), cut at `threshold` (or where the
          speaker counts asked for say)
-      -> clusters with less speech than min(`min_cluster_sec`, `min_cluster_share` of all
-         the speech) join the big one whose centroid is nearest
+      -> clusters with less speech than `min_cluster_sec` (scaled with the file: 8 s of a
+         5 min file, 30 s of a 2 h one) join the big one whose centroid is nearest
       -> weaker embeddings join the nearest centroid, missing ones the cluster nearest in
          time; neither may take a cluster heard in their own window
       -> known speakers matched to clusters (Hungarian, similarity floor) and named
@@ -78,9 +78,15 @@ class ClusteringOptions:
     ~0.83 between unit vectors). Tuned on 15 generated conversations, 2-6 voices, 5-60 min:
     0.55 split voices of the longest files in two, 0.60 merged two similar voices."""
     min_cluster_sec: float = 8.0
-    """A cluster with less speech than this (or than `min_cluster_share` of all the speech,
-    whichever is less) is merged into the nearest big one."""
+    """A cluster (of strong local speakers) with less speech than this is no speaker of its
+    own: it joins the big one whose centroid is nearest. Scaled with the file, see below."""
     min_cluster_share: float = 0.1
+    """Short files: at most this share of all the speech is asked (a 20 s clip's second voice
+    may say 3 s)."""
+    long_file_share: float = 0.005
+    """Long files: at least this share of all the speech is asked, up to `long_file_max_sec`
+    (a 2 h meeting: 30 s; a voice's odd minute there formed a fifth speaker at 8 s)."""
+    long_file_max_sec: float = 60.0
     known_floor: float = 0.6
     """Cosine similarity a cluster needs to a known speaker's reference to take its name."""
     min_strong_sec: float = 2.0
@@ -105,8 +111,7 @@ def cluster_speakers(
     if not local:
         return SpeakerTimeline()
     speech = np.array([_speech_sec(speaker) for speaker in local])
-    smallest = min(options.min_cluster_sec, options.min_cluster_share * float(speech.sum()))
-    options = replace(options, min_cluster_sec=smallest)
+    options = replace(options, min_cluster_sec=_min_cluster_sec(float(speech.sum()), options))
     clean = speech - np.array([_overlap_sec(speaker) for speaker in local])
     embedded = np.array([speaker.embedding is not None for speaker in local])
     strong = embedded & (clean >= options.min_strong_sec)
@@ -130,6 +135,12 @@ def cluster_speakers(
     turns = _timeline_turns(local, labels, options.join_gap_sec)
     speakers = list(dict.fromkeys(label for _, _, label in turns))
     return SpeakerTimeline(turns=turns, speakers=speakers, local_labels=labels)
+
+
+def _min_cluster_sec(total_speech_sec: float, options: ClusteringOptions) -> float:
+    scaled = max(options.min_cluster_sec, options.long_file_share * total_speech_sec)
+    scaled = min(scaled, max(options.long_file_max_sec, options.min_cluster_sec))
+    return min(scaled, options.min_cluster_share * total_speech_sec)
 
 
 def _speech_sec(speaker: LocalSpeaker) -> float:

@@ -114,6 +114,14 @@ def test_a_tiny_cluster_joins_the_nearest_big_one() -> None:
     assert cluster_speakers(local, SpeakerConstraints(), options=lower).speakers == ["A", "B", "C"]
 
 
+def test_in_a_long_file_a_speaker_needs_more_speech_to_count() -> None:
+    odd_voice = [speaker([(5000.0, 5006.0)], 5), speaker([(5010.0, 5016.0)], 5)]  # 12 s
+    short, _ = conversation([0, 1], windows=10)  # 90 s of speech: 12 s is a speaker
+    assert len(cluster_speakers(short + odd_voice, SpeakerConstraints()).speakers) == 3
+    long, _ = conversation([0, 1], windows=400)  # 1 h of speech: it takes 18 s
+    assert len(cluster_speakers(long + odd_voice, SpeakerConstraints()).speakers) == 2
+
+
 def test_in_a_short_file_a_speaker_needs_less_speech_to_count() -> None:
     local = [speaker([(0, 9)], 0), speaker([(10, 13)], 1), speaker([(14, 20)], 0)]
     assert cluster_speakers(local, SpeakerConstraints()).speakers == ["A", "B"]
