@@ -87,6 +87,10 @@ class ClusteringOptions:
     """Long files: at least this share of all the speech is asked, up to `long_file_max_sec`
     (a 2 h meeting: 30 s; a voice's odd minute there formed a fifth speaker at 8 s)."""
     long_file_max_sec: float = 60.0
+    lone_join_similarity: float = 0.7
+    """A cluster of one local speaker (however long) this similar to a cluster of several
+    joins it: one window's embedding a little off is no new speaker (cosine 0.79 to its own
+    voice, 0.51 to the other, in a 2-voice conversation), a second voice heard once is."""
     known_floor: float = 0.6
     """Cosine similarity a cluster needs to a known speaker's reference to take its name."""
     min_strong_sec: float = 2.0
@@ -271,13 +275,18 @@ def _join_small(
     vectors: np.ndarray, speech: np.ndarray, clusters: np.ndarray, options: ClusteringOptions
 ) -> np.ndarray:
     """Clusters with less than `min_cluster_sec` of speech join the big cluster whose centroid
-    is nearest to theirs."""
+    is nearest to theirs; so does a big cluster of one local speaker alone that is as near as
+    `lone_join_similarity` to a big cluster of several."""
     k = int(clusters.max()) + 1
-    totals = np.bincount(clusters, weights=speech, minlength=k)
-    big = totals >= options.min_cluster_sec
-    if big.all() or not big.any():
+    big = np.bincount(clusters, weights=speech, minlength=k) >= options.min_cluster_sec
+    if not big.any():
         return clusters
     centroids = _centroids(vectors, clusters)
+    lone = np.bincount(clusters, minlength=k) == 1
+    several = big & ~lone
+    if several.any():
+        nearest = (centroids @ centroids[several].T).max(axis=1)
+        big &= ~(lone & (nearest >= options.lone_join_similarity))
     similarity = centroids @ centroids[big].T
     target = np.flatnonzero(big)[similarity.argmax(axis=1)]
     return np.where(big[clusters], clusters, target[clusters])

@@ -114,6 +114,14 @@ def test_a_tiny_cluster_joins_the_nearest_big_one() -> None:
     assert cluster_speakers(local, SpeakerConstraints(), options=lower).speakers == ["A", "B", "C"]
 
 
+def test_one_long_local_speaker_a_little_off_its_voice_is_no_new_speaker() -> None:
+    local, _ = conversation([0, 1], windows=10)
+    off = speaker([(300.0, 309.0)], 1, noise=0.85)  # 9 s, cosine ~0.76 to voice 1
+    assert cluster_speakers([*local, off], SpeakerConstraints()).speakers == ["A", "B"]
+    other = speaker([(300.0, 309.0)], 5)  # 9 s of a voice heard once
+    assert cluster_speakers([*local, other], SpeakerConstraints()).speakers == ["A", "B", "C"]
+
+
 def test_in_a_long_file_a_speaker_needs_more_speech_to_count() -> None:
     odd_voice = [speaker([(5000.0, 5006.0)], 5), speaker([(5010.0, 5016.0)], 5)]  # 12 s
     short, _ = conversation([0, 1], windows=10)  # 90 s of speech: 12 s is a speaker
