@@ -48,9 +48,9 @@ import numpy as np
 from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.media import FetchOptions, PcmSource, sniff_media
 from services.chunk_worker.metrics import WorkerMetrics
-from services.chunk_worker.speakers import Speakers
 from services.chunk_worker.pipeline import ChunkTranscriber
 from services.chunk_worker.range_proxy import RangeProxy
+from services.chunk_worker.speakers import Speakers
 from services.orchestrator.planning import (
     nominal_boundaries,
     search_windows,
@@ -232,7 +232,12 @@ async def worker(whisper: WhisperClient) -> AsyncIterator[ChunkTranscriber]:
     )
     async with access:
         yield ChunkTranscriber(
-            whisper, access, fetch_options(None), MAX_INFLIGHT_CLIPS, WorkerMetrics(), Speakers(None)
+            whisper,
+            access,
+            fetch_options(None),
+            MAX_INFLIGHT_CLIPS,
+            WorkerMetrics(),
+            Speakers(None),
         )
 
 

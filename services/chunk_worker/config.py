@@ -59,7 +59,9 @@ class ChunkWorkerSettings(BaseSettings):
     CAM++ speaker embeddings, ONNX on the CPU). Needs the converted weights in `models_dir`
     (`make setup`, the image build, or `python -m shared.diarization.weights` put them there);
     without them, or when off, such requests are a 400 that says so."""
-    models_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "whisperfleet" / "models")
+    models_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "whisperfleet" / "models"
+    )
     """Where the diarization models are cached (the Whisper weights' cache by default)."""
     diarization_threads: int = Field(1, ge=1, le=64)
     """CPU threads the diarization models use (one micro chunk at a time per worker)."""

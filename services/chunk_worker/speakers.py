@@ -66,7 +66,9 @@ def _reference_pcm(reference: str, index: int) -> np.ndarray:
     try:
         pcm = decode_clip_bytes(data)
     except WhisperfleetError as exc:
-        raise BadRequestError(f"known speaker reference {index}: {exc.message}", param=param)
+        raise BadRequestError(
+            f"known speaker reference {index}: {exc.message}", param=param
+        ) from None
     except Exception:
         raise BadRequestError(
             f"known speaker reference {index} is not audio that can be decoded "
@@ -82,9 +84,7 @@ def _reference_pcm(reference: str, index: int) -> np.ndarray:
         )
     speech = speech_spans(pcm)
     if not speech:
-        raise BadRequestError(
-            f"known speaker reference {index} holds no speech", param=param
-        )
+        raise BadRequestError(f"known speaker reference {index} holds no speech", param=param)
     # The voice only: the pauses and noise around it would pull the embedding toward silence.
     voiced = np.concatenate(
         [pcm[int(s * SAMPLE_RATE_HZ) : int(e * SAMPLE_RATE_HZ)] for s, e in speech]

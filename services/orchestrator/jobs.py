@@ -43,7 +43,6 @@ from shared.schemas import (
     Segment,
     SilenceRequest,
     SpeakerEmbedRequest,
-    SpeakerMap,
     StreamFooter,
     StreamHeader,
     StreamProgress,

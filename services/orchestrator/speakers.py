@@ -11,7 +11,6 @@ text are kept: no audio.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,10 +43,8 @@ class JobSpeakers:
             max_speakers=params.max_speakers,
         )
         self.known = list(known)
-        self.provisional = ProvisionalLabels()
+        self.provisional = ProvisionalLabels(self.constraints, self.known)
         self.voices: list[LocalSpeaker] = []
-        self.voice_labels: list[str] = []
-        """The provisional label of each voice, in order."""
         self.raw: list[Segment] = []
 
     def label(self, result: MicroChunkResult) -> list[Segment]:
@@ -55,7 +52,6 @@ class JobSpeakers:
         voices = result.speakers or []
         labels = self.provisional.add(voices) if voices else []
         self.voices += voices
-        self.voice_labels += labels
         self.raw += result.segments
         timeline = timeline_of(voices, labels)
         return [self._public(s) for s in label_segments(list(result.segments), timeline)]
@@ -64,10 +60,8 @@ class JobSpeakers:
         """One clustering over every voice of the job (CPU work: run it in a thread)."""
         final = cluster_speakers(self.voices, self.constraints, self.known)
         segments = [self._public(s) for s in label_segments(self.raw, final)]
-        provisional = timeline_of(self.voices, self.voice_labels)
-        return Diarization(
-            SpeakerMap(labels=map_labels(provisional, final), speakers=final.speakers), segments
-        )
+        labels = self.provisional.final_map(self.voices, final)
+        return Diarization(SpeakerMap(labels=labels, speakers=final.speakers), segments)
 
     def _public(self, segment: Segment) -> Segment:
         return segment if self.keep_words else segment.model_copy(update={"words": None})
@@ -81,25 +75,3 @@ def timeline_of(voices: Sequence[LocalSpeaker], labels: Sequence[str]) -> Speake
         for turn in voice.turns
     )
     return SpeakerTimeline(turns=turns, speakers=list(dict.fromkeys(t[2] for t in turns)))
-
-
-def map_labels(provisional: SpeakerTimeline, final: SpeakerTimeline) -> dict[str, str]:
-    """Each provisional label -> the final label that holds most of its speech (one sweep over
-    both timelines' boundaries: a 10 h job has tens of thousands of turns)."""
-    edges = sorted(
-        [(start, +1, 0, label) for start, _, label in provisional.turns]
-        + [(end, -1, 0, label) for _, end, label in provisional.turns]
-        + [(start, +1, 1, label) for start, _, label in final.turns]
-        + [(end, -1, 1, label) for _, end, label in final.turns]
-    )
-    active: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
-    shared: dict[str, Counter[str]] = defaultdict(Counter)
-    previous = 0.0
-    for time, change, side, label in edges:
-        if time > previous:
-            for p_label in +active[0]:
-                for f_label in +active[1]:
-                    shared[p_label][f_label] += time - previous
-        previous = time
-        active[side][label] += change
-    return {label: by.most_common(1)[0][0] for label, by in shared.items()}

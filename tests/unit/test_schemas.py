@@ -53,12 +53,30 @@ REFERENCE = "data:audio/wav;base64,UklGRg=="
         ({"diarize": True, "num_speakers": 2, "max_speakers": 3}, "not both"),
         ({"num_speakers": 2}, "need `diarize: true`"),
         ({"diarize": True, "known_speaker_names": ["Ann"]}, "must name the same speakers"),
-        ({"diarize": True, "known_speaker_names": ["Ann", "Ann"],
-          "known_speaker_references": [REFERENCE] * 2}, "distinct"),  # fmt: skip
-        ({"diarize": True, "known_speaker_names": ["Ann"],
-          "known_speaker_references": ["https://example.com/ann.wav"]}, "data URL"),  # fmt: skip
-        ({"diarize": True, "known_speaker_names": [f"n{i}" for i in range(9)],
-          "known_speaker_references": [REFERENCE] * 9}, "at most 8"),  # fmt: skip
+        (
+            {
+                "diarize": True,
+                "known_speaker_names": ["Ann", "Ann"],
+                "known_speaker_references": [REFERENCE] * 2,
+            },
+            "distinct",
+        ),
+        (
+            {
+                "diarize": True,
+                "known_speaker_names": ["Ann"],
+                "known_speaker_references": ["https://example.com/ann.wav"],
+            },
+            "data URL",
+        ),
+        (
+            {
+                "diarize": True,
+                "known_speaker_names": [f"n{i}" for i in range(9)],
+                "known_speaker_references": [REFERENCE] * 9,
+            },
+            "at most 8",
+        ),
     ],
 )
 def test_speaker_params_out_of_range_or_inconsistent_are_refused_in_words(

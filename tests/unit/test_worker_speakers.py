@@ -53,7 +53,7 @@ async def test_a_reference_is_embedded_from_its_speech_only(speech: np.ndarray) 
         (lambda s: "data:audio/wav;base64,not base64!", "not valid base64"),
         (lambda s: "data:audio/wav;base64," + base64.b64encode(b"x" * 400).decode(), "reference 1"),
         (lambda s: data_url(s[: 12 * RATE]), "12.0 s long"),
-        (lambda s: data_url(s[: RATE]), "1.0 s long"),
+        (lambda s: data_url(s[:RATE]), "1.0 s long"),
         (lambda s: data_url(np.zeros(4 * RATE, dtype=np.int16)), "no speech"),
     ],
     ids=["not-base64", "not-audio", "too-long", "too-short", "silence"],
