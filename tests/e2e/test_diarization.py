@@ -16,7 +16,7 @@ import numpy as np
 import openai
 import pytest
 
-from scripts.make_conversations import reference_turns
+from scripts.make_conversations import reference_turns, wav_data_url
 from services.stack import LocalStack
 from shared.audio import decode_clip_bytes, pcm16_to_wav
 from tests.support.der import diarization_error, labelled_share
@@ -150,14 +150,16 @@ def test_an_async_jobs_result_and_events_carry_the_final_speakers(
 
 
 def voice_alone(audio: np.ndarray, reference: list[Turn], speaker: str, seconds: float) -> str:
-    """A WAV data URL of `seconds` of `speaker`'s longest stretch with nobody else speaking."""
+    """A WAV data URL of `seconds` of `speaker` with nobody else speaking: their longest clear
+    stretches of the conversation, end to end."""
     others = [(s, e) for s, e, who in reference if who != speaker]
+    pieces: list[np.ndarray] = []
     for start, end, who in sorted(reference, key=lambda t: t[0] - t[1]):
-        clear = who == speaker and not any(s < end and start < e for s, e in others)
-        if clear and end - start >= seconds + 1:
-            clip = audio[int((start + 0.5) * 16000) : int((start + 0.5 + seconds) * 16000)]
-            wav = pcm16_to_wav((clip * 32767).astype(np.int16))
-            return "data:audio/wav;base64," + base64.b64encode(wav).decode()
+        if who == speaker and not any(s < end and start < e for s, e in others):
+            pieces.append(audio[int(start * 16000) : int(end * 16000)])
+        if sum(map(len, pieces)) >= seconds * 16000:
+            clip = np.concatenate(pieces)[: int(seconds * 16000)]
+            return wav_data_url(clip)
     raise AssertionError(f"{speaker} never speaks {seconds} s alone")
 
 
