@@ -9,7 +9,8 @@ needs Debian's espeak-ng): 2 voices for 10 min, 4 voices for 10 min and a 4-voic
 
     product      the whole stack (model server, 2 chunk workers, orchestrator), POST
                  /v1/transcribe with `diarize: true` and macro chunks of 120 s; the hypothesis is
-                 the returned segments (start_time_sec, end_time_sec, speaker). The same job
+                 the returned `speaker_turns` (who spoke when); a second row scores the
+                 labelled segments as turns (speech without words counts as missed). The job
                  without `diarize` gives the wall-time cost; on the 4-voice file a third job
                  names two voices by 5 s reference clips (`known_speaker_names/references`).
     reference    the same ONNX models in one process over the whole file:
@@ -166,7 +167,10 @@ def params(diarize: bool, known: dict[str, str] | None = None) -> dict[str, Any]
     return params
 
 
-def run_product(stack: LocalStack, url: str, system: str, job: dict[str, Any]) -> Run:
+def run_product(stack: LocalStack, url: str, system: str, job: dict[str, Any]) -> list[Run]:
+    """The job through /v1/transcribe: scored on its speaker turns (who spoke when), and for a
+    diarized job a second row on its labelled segments (what a transcript reader sees: speech
+    without words, backchannels, counts as missed there)."""
     started = time.perf_counter()
     response = httpx.post(
         f"{stack.url}/v1/transcribe", json={"media_url": url, "params": job}, timeout=14400
@@ -176,15 +180,21 @@ def run_product(stack: LocalStack, url: str, system: str, job: dict[str, Any]) -
         raise SystemExit(f"{system}: HTTP {response.status_code}: {response.text[:500]}")
     output = response.json()
     segments = output["segments"]
-    turns = [
+    labelled = [
         (s["start_time_sec"], s["end_time_sec"], s["speaker"])
         for s in segments
         if s.get("speaker") is not None
     ]
     notes = [f"{len(output['macro_chunks'])} macro chunks"]
-    if job.get("diarize") and len(turns) < len(segments):
-        notes.append(f"{len(segments) - len(turns)} segments without a speaker")
-    return Run(system, turns, wall, ", ".join(notes))
+    if not job.get("diarize"):
+        return [Run(system, [], wall, ", ".join(notes))]
+    if len(labelled) < len(segments):
+        notes.append(f"{len(segments) - len(labelled)} segments without a speaker")
+    turns = [(t["start_sec"], t["end_sec"], t["speaker"]) for t in output["speaker_turns"]]
+    return [
+        Run(system, turns, wall, ", ".join(notes)),
+        Run(f"{system} segments", labelled, wall, "the transcript's segments as turns"),
+    ]
 
 
 def run_reference(media: Media, models: SpeakerModels, known: bool) -> list[Run]:
@@ -378,11 +388,11 @@ def product_runs(
     with stack, MediaServer(media[0].mp3.parent) as server:
         for m in media:
             url = server.url(m.mp3.name)
-            plain[m.file.name] = run_product(stack, url, "product, no diarize", params(False))
-            runs[m.file.name].append(run_product(stack, url, "product", params(True)))
+            [plain[m.file.name]] = run_product(stack, url, "product, no diarize", params(False))
+            runs[m.file.name] += run_product(stack, url, "product", params(True))
             if m.references:
                 known = params(True, m.references)
-                runs[m.file.name].append(run_product(stack, url, "product+known", known))
+                runs[m.file.name] += run_product(stack, url, "product+known", known)[:1]
             print(
                 f"{m.mp3.name}: product {runs[m.file.name][0].wall_sec:.1f} s, without "
                 f"diarization {plain[m.file.name].wall_sec:.1f} s",

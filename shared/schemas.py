@@ -253,6 +253,14 @@ class MacroChunkReport(TimeSpan):
     micro_chunks: list[MicroChunkReport]
 
 
+class SpeakerTurn(BaseModel):
+    """A stretch of one speaker's speech (who spoke when, apart from the words)."""
+
+    start_sec: float
+    end_sec: float
+    speaker: str
+
+
 class TranscribeOutput(BaseModel):
     """Response of `POST /v1/transcribe` (the seed design's fields, plus the chunk plan)."""
 
@@ -265,6 +273,11 @@ class TranscribeOutput(BaseModel):
     )
     speakers: list[str] | None = Field(
         None, description="When diarizing: every speaker's label, in order of first speech."
+    )
+    speaker_turns: list[SpeakerTurn] | None = Field(
+        None,
+        description="When diarizing: who spoke when, speech by speech, whether or not it held "
+        "words (backchannels too); turns of two speakers overlap where they speak at once.",
     )
 
 

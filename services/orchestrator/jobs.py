@@ -43,6 +43,7 @@ from shared.schemas import (
     Segment,
     SilenceRequest,
     SpeakerEmbedRequest,
+    SpeakerTurn,
     StreamFooter,
     StreamHeader,
     StreamProgress,
@@ -126,6 +127,7 @@ class Transcript:
     chunks: list[MacroChunkReport] = field(default_factory=list)
     footer: StreamFooter | None = None
     speakers: list[str] | None = None
+    speaker_turns: list[SpeakerTurn] | None = None
 
     def add(self, event: JobEvent) -> None:
         if isinstance(event, Segment):
@@ -133,6 +135,7 @@ class Transcript:
         elif isinstance(event, Diarization):  # labelled again, with the final speakers
             self.segments = event.segments
             self.speakers = event.speaker_map.speakers
+            self.speaker_turns = event.turns
         elif isinstance(event, MacroChunkReport):
             self.chunks.append(event)
         elif isinstance(event, StreamFooter):
@@ -147,6 +150,7 @@ class Transcript:
             speedup=self.footer.speedup,
             macro_chunks=self.chunks,
             speakers=self.speakers,
+            speaker_turns=self.speaker_turns,
         )
 
 

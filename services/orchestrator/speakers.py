@@ -22,7 +22,14 @@ from shared.diarization.clustering import (
     cluster_speakers,
 )
 from shared.diarization.labelling import label_segments
-from shared.schemas import LocalSpeaker, MicroChunkResult, Segment, SpeakerMap, TranscribeParams
+from shared.schemas import (
+    LocalSpeaker,
+    MicroChunkResult,
+    Segment,
+    SpeakerMap,
+    SpeakerTurn,
+    TranscribeParams,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Diarization:
 
     speaker_map: SpeakerMap
     segments: list[Segment]
+    turns: list[SpeakerTurn]
 
 
 class JobSpeakers:
@@ -61,7 +69,8 @@ class JobSpeakers:
         final = cluster_speakers(self.voices, self.constraints, self.known)
         segments = [self._public(s) for s in label_segments(self.raw, final)]
         labels = self.provisional.final_map(self.voices, final)
-        return Diarization(SpeakerMap(labels=labels, speakers=final.speakers), segments)
+        turns = [SpeakerTurn(start_sec=s, end_sec=e, speaker=who) for s, e, who in final.turns]
+        return Diarization(SpeakerMap(labels=labels, speakers=final.speakers), segments, turns)
 
     def _public(self, segment: Segment) -> Segment:
         return segment if self.keep_words else segment.model_copy(update={"words": None})

