@@ -63,7 +63,8 @@ async def test_without_the_credential_nothing_is_done(
     headers = {"Authorization": authorization} if authorization else {}
     before = host.traffic.requests_by_path.get("/media/speech_40s.wav", 0)
     async with serve(app, headers=headers) as client:
-        for method, path in (("POST", "/v1/chunks"), ("POST", "/v1/silence"), ("GET", "/metrics")):
+        for method, path in (("POST", "/v1/chunks"), ("POST", "/v1/silence"),
+                             ("POST", "/v1/speakers"), ("GET", "/metrics")):  # fmt: skip
             body = span(media_url=host.url("speech_40s.wav")) if method == "POST" else None
             response = await client.request(method, path, json=body)
             assert response.status_code == 401, (path, response.text)
