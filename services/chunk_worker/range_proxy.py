@@ -174,10 +174,6 @@ class RangeProxy:
         finally:
             self.release(lease)
 
-    @property
-    def kept_bytes(self) -> int:
-        return self._kept_bytes
-
     # ---- serving FFmpeg
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
