@@ -1,0 +1,57 @@
+"""Talking to media hosts: the one package that does, for every fetch of every service.
+
+    addresses.py     AddressPolicy: which addresses a client-supplied URL may reach (SSRF guard)
+    connections.py   media_client(), sync_media_client(): httpx clients whose every connection
+                     (redirects included) goes through the guard: the host is resolved once, each
+                     address checked, and the connection made to the checked address (no second
+                     lookup, so DNS rebinding can't slip past); TLS verified against
+                     $SSL_CERT_FILE or certifi's roots; no environment proxies
+    deadline.py      Deadline: one time limit for a whole check: every read of a `MediaFile` and
+                     of its client's connections waits at most the time left
+    media_file.py    MediaFile: a seekable file over range requests, for PyAV (which then never
+                     opens a URL itself; FFmpeg reads through the chunk worker's range proxy)
+    failures.py      transfer_attempts(), async_transfer_attempts(): the retry rule for a
+                     transfer the host cut (reset, closed early, refused): tried again after 0,
+                     1 and 3 s; the chunk worker's range proxy resumes its runs on the same
+                     schedule. status_error(), transport_error(): a host's answer or failure as
+                     the service's error, with one wording (a host that went silent past the
+                     timeout is a 504)
+
+Nothing outside this package opens a connection to a media host; import from the package.
+"""
+
+from shared.media_host.addresses import SETTING, AddressPolicy, MediaAddressRefusedError
+from shared.media_host.connections import (
+    MAX_REDIRECTS,
+    media_client,
+    sync_media_client,
+    tls_context,
+)
+from shared.media_host.deadline import Deadline
+from shared.media_host.failures import (
+    DROPPED,
+    RETRY_DELAYS_SEC,
+    async_transfer_attempts,
+    status_error,
+    transfer_attempts,
+    transport_error,
+)
+from shared.media_host.media_file import MediaFile
+
+__all__ = [
+    "DROPPED",
+    "MAX_REDIRECTS",
+    "RETRY_DELAYS_SEC",
+    "SETTING",
+    "AddressPolicy",
+    "Deadline",
+    "MediaAddressRefusedError",
+    "MediaFile",
+    "async_transfer_attempts",
+    "media_client",
+    "status_error",
+    "sync_media_client",
+    "tls_context",
+    "transfer_attempts",
+    "transport_error",
+]
