@@ -6,6 +6,8 @@
                      address checked, and the connection made to the checked address (no second
                      lookup, so DNS rebinding can't slip past); TLS verified against
                      $SSL_CERT_FILE or certifi's roots; no environment proxies
+    transport.py     httpx's transport interface over an httpcore pool we build ourselves
+                     (the guard is its network backend): no private attribute of httpx
     deadline.py      Deadline: one time limit for a whole check: every read of a `MediaFile` and
                      of its client's connections waits at most the time left
     media_file.py    MediaFile: a seekable file over range requests, for PyAV (which then never

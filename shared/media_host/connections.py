@@ -5,6 +5,10 @@ once, each address checked (`AddressPolicy`), and the connection made to the che
 (no second lookup, so DNS rebinding can't slip past); TLS verified against $SSL_CERT_FILE or
 certifi's roots; no environment proxies. With a `Deadline`, no connection, read or write of the
 blocking client waits past it.
+
+The guard sits in httpcore's network backend, which every connection of the pool is opened
+by; the pool is ours and httpx reaches it through its public transport interface
+(`transport.py`), no private attribute of either library touched.
 """
 
 from __future__ import annotations
@@ -22,8 +26,18 @@ import httpx
 
 from shared.media_host.addresses import AddressPolicy
 from shared.media_host.deadline import Deadline
+from shared.media_host.transport import AsyncPoolTransport, PoolTransport
 
 MAX_REDIRECTS = 5
+
+
+def _checked_address(policy: AddressPolicy, host: str, infos: Iterable[Any]) -> str:
+    """The address of `host` to connect to: the first of `getaddrinfo`'s the policy allows."""
+    return policy.check(_host_only(host), [str(info[4][0]) for info in infos])
+
+
+def _unresolved(host: str, exc: OSError) -> httpcore.ConnectError:
+    return httpcore.ConnectError(f"could not resolve {_host_only(host)}: {exc}")
 
 
 def _host_only(host: str) -> str:
@@ -31,6 +45,8 @@ def _host_only(host: str) -> str:
 
 
 class _GuardedAsyncBackend(httpcore.AnyIOBackend):
+    """Resolves once, checks, connects to the checked address (see the module docstring)."""
+
     def __init__(self, policy: AddressPolicy) -> None:
         self.policy = policy
 
@@ -42,13 +58,39 @@ class _GuardedAsyncBackend(httpcore.AnyIOBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        name = _host_only(host)
         try:
-            infos = await anyio.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            infos = await anyio.getaddrinfo(_host_only(host), port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise httpcore.ConnectError(f"could not resolve {name}: {exc}") from exc
-        address = self.policy.check(name, [str(info[4][0]) for info in infos])
+            raise _unresolved(host, exc) from exc
+        address = _checked_address(self.policy, host, infos)
         return await super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+class _GuardedSyncBackend(httpcore.SyncBackend):
+    """The same for blocking code; with a `deadline`, every wait of the connection is capped."""
+
+    def __init__(self, policy: AddressPolicy, deadline: Deadline | None = None) -> None:
+        self.policy = policy
+        self.deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            infos = socket.getaddrinfo(_host_only(host), port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise _unresolved(host, exc) from exc
+        address = _checked_address(self.policy, host, infos)
+        if self.deadline is None:
+            return super().connect_tcp(address, port, timeout, local_address, socket_options)
+        timeout = self.deadline.cap(timeout)
+        stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -80,56 +122,32 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self.stream.get_extra_info(info)
 
 
-class _GuardedSyncBackend(httpcore.SyncBackend):
-    def __init__(self, policy: AddressPolicy, deadline: Deadline | None = None) -> None:
-        self.policy = policy
-        self.deadline = deadline
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        name = _host_only(host)
-        try:
-            infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"could not resolve {name}: {exc}") from exc
-        address = self.policy.check(name, [str(info[4][0]) for info in infos])
-        if self.deadline is None:
-            return super().connect_tcp(address, port, timeout, local_address, socket_options)
-        timeout = self.deadline.cap(timeout)
-        stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
-        return _DeadlineStream(stream, self.deadline)
-
-
 def tls_context() -> ssl.SSLContext:
     """Verified TLS: $SSL_CERT_FILE when set (a private CA), else certifi's roots."""
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+
+
+def _client_options(timeout: httpx.Timeout | float) -> dict[str, Any]:
+    """What both clients share: redirects followed (each hop a new, guarded connection) up to
+    `MAX_REDIRECTS`, and nothing from the environment (no proxies)."""
+    return {
+        "timeout": timeout,
+        "follow_redirects": True,
+        "max_redirects": MAX_REDIRECTS,
+        "trust_env": False,
+    }
 
 
 def media_client(
     policy: AddressPolicy, timeout: httpx.Timeout | float, max_connections: int = 100
 ) -> httpx.AsyncClient:
     """An async client for media hosts under `policy` (see the module docstring)."""
-    context = tls_context()
-    transport = httpx.AsyncHTTPTransport(verify=context)
-    # httpx has no parameter for the network backend; its pool is rebuilt with ours.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=context,
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=tls_context(),
         max_connections=max_connections,
         network_backend=_GuardedAsyncBackend(policy),
     )
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=timeout,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        trust_env=False,
-    )
+    return httpx.AsyncClient(transport=AsyncPoolTransport(pool), **_client_options(timeout))
 
 
 def sync_media_client(
@@ -137,15 +155,7 @@ def sync_media_client(
 ) -> httpx.Client:
     """The same for blocking code (PyAV's reads, in a thread); with a `deadline`, no
     connection, read or write waits past it."""
-    context = tls_context()
-    transport = httpx.HTTPTransport(verify=context)
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=context, network_backend=_GuardedSyncBackend(policy, deadline)
+    pool = httpcore.ConnectionPool(
+        ssl_context=tls_context(), network_backend=_GuardedSyncBackend(policy, deadline)
     )
-    return httpx.Client(
-        transport=transport,
-        timeout=timeout,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        trust_env=False,
-    )
+    return httpx.Client(transport=PoolTransport(pool), **_client_options(timeout))
