@@ -22,7 +22,7 @@
 Nothing outside this package opens a connection to a media host; import from the package.
 """
 
-from shared.media_host.addresses import SETTING, AddressPolicy, MediaAddressRefusedError
+from shared.media_host.addresses import AddressPolicy, MediaAddressRefusedError
 from shared.media_host.connections import (
     MAX_REDIRECTS,
     media_client,
@@ -44,7 +44,6 @@ __all__ = [
     "DROPPED",
     "MAX_REDIRECTS",
     "RETRY_DELAYS_SEC",
-    "SETTING",
     "AddressPolicy",
     "Deadline",
     "MediaAddressRefusedError",

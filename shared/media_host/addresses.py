@@ -16,7 +16,6 @@ from shared.errors import InvalidRequestError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SETTING = "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"
 
 
 class MediaAddressRefusedError(InvalidRequestError):
@@ -29,11 +28,12 @@ class MediaAddressRefusedError(InvalidRequestError):
 class AddressPolicy:
     allowed: tuple[IPNetwork, ...] = ()
     """Networks reachable even though they are not public."""
-    setting: str = SETTING
-    """The setting that lists them, named in a refusal (each service has its own)."""
+    setting: str = ""
+    """The setting that lists them, named in a refusal: each service passes its own name
+    (this package knows no service's settings)."""
 
     @classmethod
-    def parse(cls, networks: Iterable[str], setting: str = SETTING) -> AddressPolicy:
+    def parse(cls, networks: Iterable[str], setting: str = "") -> AddressPolicy:
         """From CIDRs such as '127.0.0.0/8' or '::1' (ValueError on anything else)."""
         return cls(
             tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks if n.strip()),
@@ -74,6 +74,7 @@ class AddressPolicy:
 
     def check(self, host: str, addresses: Sequence[str]) -> str:
         """The first address of `host` the policy allows; MediaAddressRefusedError if none."""
+        allower = self.setting or "this server's configuration"
         reasons = []
         for text in addresses:
             address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -84,8 +85,7 @@ class AddressPolicy:
         raise MediaAddressRefusedError(
             f"{host} resolves to {', '.join(reasons) or 'no address'}: the server fetches "
             f"media only from public addresses (not loopback, private, carrier-grade NAT, "
-            f"link-local, documentation or other special ranges) unless {self.setting} allows "
-            "them",
+            f"link-local, documentation or other special ranges) unless {allower} allows them",
             param="media_url",
         )
 

@@ -85,12 +85,23 @@ def test_every_address_that_is_not_public_is_refused_naming_its_kind(
 ) -> None:
     """Pure: no connection is made. Python's own `is_global` varies by release (3.11.7 calls
     fec0::/10, 64:ff9b:1::/48 and 6to4 of a private address global)."""
-    policy = AddressPolicy()
+    policy = AddressPolicy(setting="EXAMPLE_ALLOWED_NETWORKS")
     assert policy.refusal(ipaddress.ip_address(address)) == kind
-    with pytest.raises(MediaAddressRefusedError, match="ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS") as e:
+    with pytest.raises(MediaAddressRefusedError, match="unless EXAMPLE_ALLOWED_NETWORKS") as e:
         policy.check("media.example", [address])
     assert f"{ipaddress.ip_address(address)} ({kind})" in str(e.value)
     assert "only from public addresses" in str(e.value)
+
+
+def test_a_policy_names_the_setting_it_was_given_and_no_other() -> None:
+    """Each service names its own setting; this package knows none of them."""
+    with pytest.raises(MediaAddressRefusedError) as unnamed:
+        AddressPolicy().check("media.example", ["10.0.0.1"])
+    assert "unless this server's configuration allows them" in str(unnamed.value)
+    assert "ORCHESTRATOR" not in str(unnamed.value)
+    named = AddressPolicy.parse(["127.0.0.1"], "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS")
+    with pytest.raises(MediaAddressRefusedError, match="unless CHUNK_WORKER_ALLOWED_MEDIA_NET"):
+        named.check("media.example", ["10.0.0.1"])
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from services.orchestrator.app import NETWORKS_SETTING
 from services.orchestrator.webhooks import deliver, signature, verify
 from shared.media_host import AddressPolicy, media_client
 
@@ -42,7 +43,7 @@ async def test_5xx_is_retried_and_a_4xx_is_final() -> None:
 
 
 async def test_a_webhook_to_a_refused_address_is_not_sent_and_says_why() -> None:
-    async with media_client(AddressPolicy.parse([]), 5) as client:
+    async with media_client(AddressPolicy.parse([], NETWORKS_SETTING), 5) as client:
         outcome = await deliver(client, "http://127.0.0.1:9/hook", b"{}", "k", 5, 0.001)
     assert not outcome.delivered and outcome.attempts == 1
     assert outcome.error is not None and "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS" in outcome.error
