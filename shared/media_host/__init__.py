@@ -12,11 +12,11 @@
                      of its client's connections waits at most the time left
     media_file.py    MediaFile: a seekable file over range requests, for PyAV (which then never
                      opens a URL itself; FFmpeg reads through the chunk worker's range proxy)
-    failures.py      transfer_attempts(), async_transfer_attempts(): the retry rule for a
-                     transfer the host cut (reset, closed early, refused): tried again after 0,
-                     1 and 3 s; the chunk worker's range proxy resumes its runs on the same
-                     schedule. status_error(), transport_error(): a host's answer or failure as
-                     the service's error, with one wording (a host that went silent past the
+    failures.py      transfer_retries(): a transfer the host cut (reset, closed early, refused)
+                     is tried again after 0, 1 and 3 s (`shared.retries`, the schedule of every
+                     transfer; the chunk worker's range proxy resumes its runs on it too).
+                     status_error(), transport_error(): a host's answer or failure as the
+                     service's error, with one wording (a host that went silent past the
                      timeout is a 504)
 
 Nothing outside this package opens a connection to a media host; import from the package.
@@ -32,10 +32,9 @@ from shared.media_host.connections import (
 from shared.media_host.deadline import Deadline
 from shared.media_host.failures import (
     DROPPED,
-    RETRY_DELAYS_SEC,
-    async_transfer_attempts,
+    TRANSFER_RETRIES,
     status_error,
-    transfer_attempts,
+    transfer_retries,
     transport_error,
 )
 from shared.media_host.media_file import MediaFile
@@ -43,16 +42,15 @@ from shared.media_host.media_file import MediaFile
 __all__ = [
     "DROPPED",
     "MAX_REDIRECTS",
-    "RETRY_DELAYS_SEC",
+    "TRANSFER_RETRIES",
     "AddressPolicy",
     "Deadline",
     "MediaAddressRefusedError",
     "MediaFile",
-    "async_transfer_attempts",
     "media_client",
     "status_error",
     "sync_media_client",
     "tls_context",
-    "transfer_attempts",
+    "transfer_retries",
     "transport_error",
 ]

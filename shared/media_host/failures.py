@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type
 
 from shared.errors import (
     MediaHostError,
@@ -12,37 +11,19 @@ from shared.errors import (
     WhisperfleetError,
 )
 from shared.media_host.connections import MAX_REDIRECTS
+from shared.retries import Retries, RetrySchedule
 
-RETRY_DELAYS_SEC = (0.0, 1.0, 3.0)
-"""Waits before each new try of a transfer the host cut: FFmpeg's reconnect schedule."""
+TRANSFER_RETRIES = RetrySchedule(attempts=4)
+"""A range request the host cut is tried again after 0, 1 and 3 s (FFmpeg's reconnects)."""
 DROPPED = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 """Failures another try may not meet. A timeout is not one of them: a host that sent nothing
 for the whole timeout is given up on (504), or a slow host would hold a job for minutes."""
 
 
-def _retry_delay(state: RetryCallState) -> float:
-    return RETRY_DELAYS_SEC[min(state.attempt_number, len(RETRY_DELAYS_SEC)) - 1]
-
-
-def transfer_attempts() -> Retrying:
-    """`for attempt in transfer_attempts(): with attempt: ...`: one transfer, retried while
-    the host drops it (the last failure is re-raised as it was)."""
-    return Retrying(
-        retry=retry_if_exception_type(DROPPED),
-        wait=_retry_delay,
-        stop=lambda state: state.attempt_number > len(RETRY_DELAYS_SEC),
-        reraise=True,
-    )
-
-
-def async_transfer_attempts() -> AsyncRetrying:
-    """The same for async code."""
-    return AsyncRetrying(
-        retry=retry_if_exception_type(DROPPED),
-        wait=_retry_delay,
-        stop=lambda state: state.attempt_number > len(RETRY_DELAYS_SEC),
-        reraise=True,
-    )
+def transfer_retries(schedule: RetrySchedule = TRANSFER_RETRIES) -> Retries:
+    """`for attempt in transfer_retries(): with attempt: ...` (or `async for`): one transfer,
+    tried again while the host drops it (the last failure is re-raised as it was)."""
+    return Retries(schedule, DROPPED, what="media host")
 
 
 def status_error(status: int) -> WhisperfleetError:

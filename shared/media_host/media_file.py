@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from shared.media_host.deadline import Deadline
-from shared.media_host.failures import status_error, transfer_attempts, transport_error
+from shared.media_host.failures import status_error, transfer_retries, transport_error
 
 
 class MediaFile(io.RawIOBase):
@@ -72,7 +72,7 @@ class MediaFile(io.RawIOBase):
             return
         headers = {"Range": f"bytes={offset}-{offset + count - 1}", "Accept-Encoding": "identity"}
         try:
-            for attempt in transfer_attempts():
+            for attempt in transfer_retries():
                 with attempt:
                     status, content_range, body = self._get(headers, count)
         except httpx.HTTPError as exc:
