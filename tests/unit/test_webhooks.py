@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -40,6 +41,21 @@ async def test_5xx_is_retried_and_a_4xx_is_final() -> None:
         gone = await deliver(client, "https://hooks.example/x", b"{}", None, 5, 0.001)
     assert not gone.delivered and gone.attempts == 1 and gone.error == "HTTP 410"
     assert "x-whisperfleet-signature" not in seen[-1].headers  # no secret, no signature
+
+
+async def test_retries_wait_on_the_transfers_schedule() -> None:
+    """0, 1, 3 units between tries (`shared.retries`), as every retried transfer."""
+    sent_at: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent_at.append(time.monotonic())
+        return httpx.Response(503 if len(sent_at) < 4 else 204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 4, 0.2)
+    assert outcome.delivered and outcome.attempts == 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at)]
+    assert gaps[0] < 0.2 <= gaps[1] < 0.6 <= gaps[2]
 
 
 async def test_a_webhook_to_a_refused_address_is_not_sent_and_says_why() -> None:
