@@ -23,26 +23,12 @@ Nothing outside this package opens a connection to a media host; import from the
 """
 
 from shared.media_host.addresses import AddressPolicy, MediaAddressRefusedError
-from shared.media_host.connections import (
-    MAX_REDIRECTS,
-    media_client,
-    sync_media_client,
-    tls_context,
-)
+from shared.media_host.connections import media_client, sync_media_client
 from shared.media_host.deadline import Deadline
-from shared.media_host.failures import (
-    DROPPED,
-    TRANSFER_RETRIES,
-    status_error,
-    transfer_retries,
-    transport_error,
-)
+from shared.media_host.failures import status_error, transfer_retries, transport_error
 from shared.media_host.media_file import MediaFile
 
 __all__ = [
-    "DROPPED",
-    "MAX_REDIRECTS",
-    "TRANSFER_RETRIES",
     "AddressPolicy",
     "Deadline",
     "MediaAddressRefusedError",
@@ -50,7 +36,6 @@ __all__ = [
     "media_client",
     "status_error",
     "sync_media_client",
-    "tls_context",
     "transfer_retries",
     "transport_error",
 ]

@@ -298,7 +298,7 @@ def test_pyav_reads_a_media_file_by_ranges(host: MediaServer) -> None:
 
 
 def test_pyavs_file_reads_through_a_host_that_drops_connections(host: MediaServer) -> None:
-    """Each block cut short by the host is fetched again (media_host.TRANSFER_RETRIES)."""
+    """Each block cut short by the host is fetched again (media_host.failures.TRANSFER_RETRIES)."""
     data = (host.root / "speech_200s.mp3").read_bytes()
     with sync_media_client(ONLY_127_0_0_1, 10) as http:
         media = MediaFile(http, host.url("speech_200s.mp3", route="flaky") + "?every=300000")
