@@ -37,6 +37,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from shared.formats import EXTENSIONS, FORMATS, render
+from shared.retries import Retries, RetrySchedule
 from shared.schemas import (
     MAX_SPEAKERS,
     JobInfo,
@@ -48,7 +49,9 @@ from shared.schemas import (
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-RECONNECTS = 10
+RECONNECTS = RetrySchedule(attempts=11, max_delay_sec=10.0)
+"""A dropped event stream is picked up after its last event, on the schedule of every transfer
+(`shared.retries`: 0, 1, 3, 7, then every 10 s), until 11 tries in a row bring no event."""
 AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".mpga": "audio/mpeg",
                ".m4a": "audio/mp4", ".mp4": "audio/mp4", ".aac": "audio/aac",
                ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
@@ -141,6 +144,10 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 
 class CliError(Exception):
     pass
+
+
+class _StreamEnded(CliError):
+    """The event stream closed before the job's last event (a server restarting, a proxy)."""
 
 
 def transcribe(client: httpx.Client, args: argparse.Namespace, console: Console) -> int:
@@ -308,15 +315,17 @@ def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
     )
     bar: TaskID | None = progress.add_task("transcribing", total=total) if total else None
     last_id: str | None = None
+    retries = Retries(RECONNECTS, (httpx.TransportError, _StreamEnded), what="event stream")
     with progress:
-        for attempt in range(RECONNECTS + 1):
+        for attempt in retries:
             headers = {"Last-Event-ID": last_id} if last_id is not None else {}
-            try:
+            with attempt:
                 with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as reply:
                     if reply.status_code != 200:
                         raise CliError(_error_message(reply))
                     for event_id, name, data in _events(reply.iter_lines()):
                         last_id = event_id or last_id
+                        retries.progressed()
                         if name == "segment":
                             segment = Segment.model_validate(data)
                             who = f"[{segment.speaker}] " if segment.speaker else ""
@@ -344,10 +353,10 @@ def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
                             return
                         elif name in ("error", "cancelled"):
                             return  # the job's own state says what happened
-            except (httpx.TransportError, httpx.RemoteProtocolError):
-                if attempt == RECONNECTS:
-                    raise
-                time.sleep(min(10, 2**attempt))
+                raise _StreamEnded(
+                    f"the events of {job_id} stopped before the job ended; follow it again: "
+                    f"whisperfleet watch {job_id}"
+                )
 
 
 def _relabelled(speakers: SpeakerMap) -> str:

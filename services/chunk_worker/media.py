@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.chunk_worker.range_proxy import ProxyLease, RangeProxy, reconnect_delays
+from services.chunk_worker.range_proxy import ProxyLease, RangeProxy
 from shared.containers import (
     ADTS,
     DEMUXER_OPTIONS,
@@ -66,6 +66,7 @@ from shared.errors import (
     UnsupportedMediaError,
     WhisperfleetError,
 )
+from shared.retries import RetrySchedule
 from shared.schemas import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def ffmpeg_command(
     command = [options.ffmpeg_path, "-nostdin", "-hide_banner", "-nostats", "-v", "error"]
     if via_proxy:
         # The proxy may spend all its reconnects on one page before it answers or gives up.
-        delays = reconnect_delays(options.reconnect_delay_max_sec)
+        delays = RetrySchedule.reconnecting(options.reconnect_delay_max_sec).delays
         patience_sec = options.rw_timeout_sec * (len(delays) + 2) + sum(delays)
         command += [
             "-rw_timeout", str(int(patience_sec * 1_000_000)),

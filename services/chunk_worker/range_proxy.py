@@ -9,34 +9,23 @@ the host for little more than FFmpeg actually reads: 1.13-1.18x (`make bench-med
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import secrets
 import socket
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from shared.errors import MediaUnavailableError, RangeNotSupportedError, WhisperfleetError
-from shared.media_host import DROPPED, status_error, transport_error
-
-logger = logging.getLogger(__name__)
+from shared.media_host import status_error, transfer_retries, transport_error
+from shared.retries import RetrySchedule
 
 READAHEAD_DIVISOR = 8
 """The proxy asks the origin for at most 1/8 more than a response has delivered (and at
 least a page): little is wasted when FFmpeg stops, and runs still grow geometrically."""
-
-
-def reconnect_delays(max_delay_sec: int) -> list[int]:
-    """FFmpeg's reconnect schedule (0, 1, 3, 7... s) up to `max_delay_sec`: 4 gives the
-    media-host seam's `RETRY_DELAYS_SEC`."""
-    delays, delay = [], 0
-    while delay <= max_delay_sec:
-        delays.append(delay)
-        delay = 1 + 2 * delay
-    return delays
 
 
 @dataclass
@@ -59,6 +48,31 @@ class _File:
 
 
 _PageResult = bytes | WhisperfleetError
+
+
+@dataclass
+class _Run:
+    """Pages `first...` of a lease's file, asked of the origin in one or more tries."""
+
+    lease: ProxyLease
+    first: int
+    futures: list[asyncio.Future[_PageResult]]
+    index: int = -1
+    """The first page not yet resolved."""
+    buffer: bytearray = field(default_factory=bytearray)
+    """What the last try sent past `index`'s start (less than a page)."""
+
+    def __post_init__(self) -> None:
+        self.index = self.first
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.futures)
+
+    def future(self, index: int) -> asyncio.Future[_PageResult]:
+        return self.futures[index - self.first]
+
+
 _RANGE_HEADER = re.compile(rb"bytes=(\d+)-(\d*)")
 _CONTENT_RANGE_SIZE = re.compile(r"/(\d+)\s*$")
 
@@ -81,8 +95,9 @@ class RangeProxy:
     `edge_bytes` (or 2 %) of each file, where headers and indexes live, are kept for the next
     window (LRU, `keep_bytes` in all, `keep_sec` at most); other pages stay a little while
     (`recent_bytes`), for seeks that re-read what they just probed. A transfer the origin
-    cuts is resumed from the first missing page (`reconnect_delays`, afresh whenever a try
-    got somewhere, so a host that drops every few MB costs little); a final failure is
+    cuts is resumed from the first missing page (`shared.retries`, reconnecting while the wait
+    is at most `reconnect_delay_max_sec`, afresh whenever a try got somewhere, so a host that
+    drops every few MB costs little); a final failure is
     recorded on the lease, so `PcmSource` reports the origin's own error rather than FFmpeg's
     view of it. `benchmarks/bench_media.py` measures the
     difference: 1.13-1.20x the file size for a whole 2 h file against 1.9-3.0x without it.
@@ -107,7 +122,7 @@ class RangeProxy:
         self.edge_bytes = edge_bytes
         self.keep_bytes = keep_bytes
         self.keep_sec = keep_sec
-        self.delays = reconnect_delays(reconnect_delay_max_sec)
+        self.retries = RetrySchedule.reconnecting(reconnect_delay_max_sec)
         self.upstream_bytes = 0
         """Bytes received from origins, all leases together."""
         self.port = 0
@@ -173,10 +188,6 @@ class RangeProxy:
             return bytes(data[:count])
         finally:
             self.release(lease)
-
-    @property
-    def kept_bytes(self) -> int:
-        return self._kept_bytes
 
     # ---- serving FFmpeg
 
@@ -366,74 +377,67 @@ class RangeProxy:
         self, lease: ProxyLease, first: int, futures: list[asyncio.Future[_PageResult]]
     ) -> None:
         """Fetch pages `first...` from the origin, retrying from the first missing page."""
-        url, page_bytes = lease.url, self.page_bytes
-        index, end_index = first, first + len(futures)
-        attempts = iter(self.delays)
-        file = self._file(url)
+        run = _Run(lease, first, futures)
+        url = lease.url
+        retries = transfer_retries(self.retries)
         try:
-            while index < end_index:
-                attempt_start = index
-                headers = {
-                    "Range": f"bytes={index * page_bytes}-{end_index * page_bytes - 1}",
-                    "Accept-Encoding": "identity",
-                }
-                buffer = bytearray()
-                try:
-                    async with self.http.stream(
-                        "GET", url, headers=headers, follow_redirects=True
-                    ) as response:
-                        status = response.status_code
-                        if status == 416:  # past the end: an empty page
-                            file.size = _size_of(response, default=index * page_bytes)
-                            break
-                        if status >= 300:
-                            raise status_error(status)
-                        if status == 200 and index > 0:
-                            raise RangeNotSupportedError(
-                                "the media host ignores HTTP range requests (it answered 200 "
-                                "to a range in the middle of media_url)",
-                                param="media_url",
-                            )
-                        file.size = _size_of(response, default=None)
-                        async for chunk in response.aiter_bytes():
-                            self.upstream_bytes += len(chunk)
-                            lease.upstream_bytes += len(chunk)
-                            buffer += chunk
-                            while len(buffer) >= page_bytes and index < end_index:
-                                self._resolve(url, index, futures[index - first],
-                                              bytes(buffer[:page_bytes]))  # fmt: skip
-                                del buffer[:page_bytes]
-                                index += 1
-                            if index >= end_index:
-                                break
-                    if (
-                        index < end_index
-                        and file.size is not None
-                        and index * page_bytes + len(buffer) < file.size
-                    ):
-                        raise httpx.RemoteProtocolError("the response ended early")
-                    break
-                except httpx.HTTPError as exc:
-                    if index > attempt_start:  # it got somewhere: a fresh set of retries
-                        attempts = iter(self.delays)
-                    delay = next(attempts, None) if isinstance(exc, DROPPED) else None
-                    if delay is None:
-                        raise transport_error(exc) from exc
-                    logger.info("media host failed (%s); resuming in %g s", exc, delay)
-                    await asyncio.sleep(delay)
-            if index < end_index:  # the file ends inside this run
-                self._resolve(url, index, futures[index - first], bytes(buffer))
-                for i in range(index + 1, end_index):
-                    self._resolve(url, i, futures[i - first], b"")
-                index = end_index
+            try:
+                async for attempt in retries:
+                    with attempt:
+                        await self._fetch_once(run, retries.progressed)
+            except httpx.HTTPError as exc:
+                raise transport_error(exc) from exc
+            if run.index < run.end:  # the file ends inside this run
+                self._resolve(url, run.index, run.future(run.index), bytes(run.buffer))
+                for i in range(run.index + 1, run.end):
+                    self._resolve(url, i, run.future(i), b"")
+                run.index = run.end
         except WhisperfleetError as error:
-            for i in range(index, end_index):
-                self._resolve(url, i, futures[i - first], error)
-            index = end_index
+            for i in range(run.index, run.end):
+                self._resolve(url, i, run.future(i), error)
+            run.index = run.end
         finally:
-            for i in range(index, end_index):  # cancelled
+            for i in range(run.index, run.end):  # cancelled
                 self._inflight.pop((url, i), None)
-                futures[i - first].cancel()
+                run.future(i).cancel()
+
+    async def _fetch_once(self, run: _Run, progressed: Callable[[], None]) -> None:
+        """One request for the run's missing pages, resolving each as it arrives (and calling
+        `progressed`); what is left of a last, partial page stays in `run.buffer`."""
+        url, page_bytes, file = run.lease.url, self.page_bytes, self._file(run.lease.url)
+        run.buffer = bytearray()
+        headers = {
+            "Range": f"bytes={run.index * page_bytes}-{run.end * page_bytes - 1}",
+            "Accept-Encoding": "identity",
+        }
+        async with self.http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            status = response.status_code
+            if status == 416:  # past the end: an empty page
+                file.size = _size_of(response, default=run.index * page_bytes)
+                return
+            if status >= 300:
+                raise status_error(status)
+            if status == 200 and run.index > 0:
+                raise RangeNotSupportedError(
+                    "the media host ignores HTTP range requests (it answered 200 to a range in "
+                    "the middle of media_url)",
+                    param="media_url",
+                )
+            file.size = _size_of(response, default=None)
+            async for chunk in response.aiter_bytes():
+                self.upstream_bytes += len(chunk)
+                run.lease.upstream_bytes += len(chunk)
+                run.buffer += chunk
+                while len(run.buffer) >= page_bytes and run.index < run.end:
+                    page = bytes(run.buffer[:page_bytes])
+                    self._resolve(url, run.index, run.future(run.index), page)
+                    del run.buffer[:page_bytes]
+                    run.index += 1
+                    progressed()
+                if run.index >= run.end:
+                    return
+        if file.size is not None and run.index * page_bytes + len(run.buffer) < file.size:
+            raise httpx.RemoteProtocolError("the response ended early")
 
     def _resolve(
         self, url: str, index: int, future: asyncio.Future[_PageResult], result: _PageResult

@@ -25,6 +25,7 @@ from shared.media_host import AddressPolicy, media_client
 from shared.replicas import ReplicaPool
 
 SECRET_SETTING = "ORCHESTRATOR_FLEET_SECRET"
+NETWORKS_SETTING = "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
@@ -40,7 +41,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_timeout = httpx.Timeout(settings.worker_deadline_sec, connect=5.0)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        policy = AddressPolicy.parse(settings.allowed_media_networks)
+        policy = AddressPolicy.parse(settings.allowed_media_networks, NETWORKS_SETTING)
         probe_timeout = httpx.Timeout(settings.probe_timeout_sec)
         own_media = media_client(AddressPolicy.anywhere(), probe_timeout)
         own_media.headers.update(fleet.headers(secret))  # for its own uploads only

@@ -144,7 +144,7 @@ class OrchestratorSettings(BaseSettings):
     """Key of the `X-Whisperfleet-Signature` HMAC-SHA256 over each webhook (timestamp, a dot,
     the body); unset: webhooks are sent unsigned."""
     webhook_attempts: int = Field(5, ge=1, le=20)
-    """Tries per webhook (exponential backoff from 1 s); the outcome is kept on the job."""
+    """Tries per webhook (after 0, 1, 3, 7 ... s); the outcome is kept on the job."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 

@@ -70,10 +70,6 @@ class OrderedMerger:
     def done(self) -> bool:
         return self._planned and self._next == len(self._chunks)
 
-    @property
-    def spans(self) -> list[TimeSpan]:
-        return [chunk.span for chunk in self._chunks]
-
     def push(self, index: int, result: MicroChunkResult) -> list[MergeEvent]:
         """A micro chunk result of chunk `index`: what can be released now, then progress."""
         chunk = self._chunks[index]

@@ -36,9 +36,9 @@ from shared.media_host import (
     AddressPolicy,
     Deadline,
     MediaFile,
-    async_transfer_attempts,
     status_error,
     sync_media_client,
+    transfer_retries,
     transport_error,
 )
 
@@ -73,7 +73,7 @@ async def check_range_support(http: httpx.AsyncClient, url: str) -> int | None:
     """
     headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
     try:
-        async for attempt in async_transfer_attempts():
+        async for attempt in transfer_retries():
             with attempt:
                 async with http.stream("GET", url, headers=headers) as response:
                     status = response.status_code

@@ -4,7 +4,8 @@ Signed like Stripe's and Standard Webhooks': `X-Whisperfleet-Timestamp` (Unix se
 `X-Whisperfleet-Signature: sha256=<hex>`, the HMAC-SHA256 of `<timestamp>.<body>` with the
 configured secret, so a receiver can check both who sent it and that it is fresh. Sent through
 the media-host seam's client, so the address guard applies to webhook URLs as to media URLs.
-Retried with exponential backoff on connection failures, 429 and 5xx; the outcome is kept.
+Retried on connection failures, 429 and 5xx on the schedule of every transfer (`shared.retries`:
+after 0, 1, 3, 7 ... s); the outcome is kept.
 """
 
 from __future__ import annotations
@@ -14,15 +15,9 @@ import hmac
 import time
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from shared.errors import WhisperfleetError
+from shared.retries import Retries, RetrySchedule
 from shared.schemas import WebhookOutcome
 
 TIMESTAMP_HEADER = "X-Whisperfleet-Timestamp"
@@ -53,44 +48,43 @@ async def deliver(
     body: bytes,
     secret: str | None,
     attempts: int,
-    first_delay_sec: float = 1.0,
+    unit_sec: float = 1.0,
 ) -> WebhookOutcome:
-    """POST `body` to `url` until a 2xx (or a 4xx other than 429, which retrying won't fix)."""
+    """POST `body` to `url` until a 2xx (or a 4xx other than 429, which retrying won't fix),
+    at most `attempts` times, waiting 0, 1, 3, 7 ... `unit_sec` between tries."""
+    schedule = RetrySchedule(attempts, unit_sec=unit_sec, max_delay_sec=60.0)
     tries = 0
-
-    async def post_once() -> WebhookOutcome:
-        nonlocal tries
-        tries += 1
-        timestamp = str(int(time.time()))
-        headers = {"content-type": "application/json", TIMESTAMP_HEADER: timestamp}
-        if secret:
-            headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
-        try:
-            # Only the status is wanted: the receiver's body is never read (it could be endless).
-            async with client.stream("POST", url, content=body, headers=headers) as response:
-                status = response.status_code
-        except WhisperfleetError as exc:  # refused by the address guard: final
-            return WebhookOutcome(delivered=False, attempts=tries, error=exc.message)
-        except httpx.HTTPError as exc:
-            raise _Retry(None, f"{type(exc).__name__}: {exc}") from exc
-        if status == 429 or status >= 500:
-            raise _Retry(status, f"HTTP {status}")
-        ok = 200 <= status < 300
-        return WebhookOutcome(
-            delivered=ok, attempts=tries, status_code=status, error=None if ok else f"HTTP {status}"
-        )
-
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type(_Retry),
-        wait=wait_exponential(multiplier=first_delay_sec, max=60),
-        stop=stop_after_attempt(attempts),
-    )
     try:
-        outcome: WebhookOutcome = await retrying(post_once)
-    except RetryError as exc:
-        failure = exc.last_attempt.exception()
-        assert isinstance(failure, _Retry)
+        async for attempt in Retries(schedule, _Retry, what="webhook"):
+            with attempt:
+                tries += 1
+                return await _post(client, url, body, secret, tries)
+    except _Retry as failure:
         return WebhookOutcome(
             delivered=False, attempts=tries, status_code=failure.status_code, error=failure.error
         )
-    return outcome
+    raise AssertionError("unreachable: the tries return or raise")
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, secret: str | None, tries: int
+) -> WebhookOutcome:
+    """One POST: its outcome, or `_Retry` when another try may succeed."""
+    timestamp = str(int(time.time()))
+    headers = {"content-type": "application/json", TIMESTAMP_HEADER: timestamp}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
+    try:
+        # Only the status is wanted: the receiver's body is never read (it could be endless).
+        async with client.stream("POST", url, content=body, headers=headers) as response:
+            status = response.status_code
+    except WhisperfleetError as exc:  # refused by the address guard: final
+        return WebhookOutcome(delivered=False, attempts=tries, error=exc.message)
+    except httpx.HTTPError as exc:
+        raise _Retry(None, f"{type(exc).__name__}: {exc}") from exc
+    if status == 429 or status >= 500:
+        raise _Retry(status, f"HTTP {status}")
+    ok = 200 <= status < 300
+    return WebhookOutcome(
+        delivered=ok, attempts=tries, status_code=status, error=None if ok else f"HTTP {status}"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from services.cli import _format_from, main
+from shared.retries import RetrySchedule
 
 
 @pytest.mark.parametrize("columns", ["20", "80", None])
@@ -219,3 +220,83 @@ def test_a_segment_that_looks_like_markup_is_printed_as_it_is(
     scripted({"bold": "bold", "B": "B"}, " [/Music] hi", " Hi.")
     assert main(["transcribe", CALL, "--diarize"]) == 0
     assert "00:00.00 → 00:01.00 [bold] [/Music] hi" in capsys.readouterr().err.splitlines()
+
+
+# -- a dropped event stream -------------------------------------------------------------------
+
+
+class DroppingServer(ScriptedServer):
+    """Sends at most `per_connection` events on each events request (from after Last-Event-ID),
+    then cuts the connection (`cut`) or ends the stream as if the job went on."""
+
+    def __init__(self, per_connection: int, cut: bool = True) -> None:
+        super().__init__({"A": "A", "B": "B"})
+        self.per_connection = per_connection
+        self.cut = cut
+        self.resumed_after: list[str | None] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/jobs/job_1/events":
+            return super().handle(request)
+        last = request.headers.get("last-event-id")
+        self.resumed_after.append(last)
+        events = super().handle(request).text.split("\n\n")[:-1]
+        start = 0 if last is None else int(last) + 1
+        sent = [event + "\n\n" for event in events[start : start + self.per_connection]]
+        server = self
+
+        class Events(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                yield from (event.encode() for event in sent)
+                if server.cut:
+                    raise httpx.ReadError("connection reset by peer")
+
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(200, stream=Events(), headers=headers)
+
+
+@pytest.fixture
+def dropping(monkeypatch: pytest.MonkeyPatch) -> Callable[..., DroppingServer]:
+    monkeypatch.setattr("services.cli.RECONNECTS", RetrySchedule(2, unit_sec=0.0))
+
+    def install(per_connection: int, cut: bool = True) -> DroppingServer:
+        server = DroppingServer(per_connection, cut)
+        client = httpx.Client
+
+        def scripted_client(**kwargs: Any) -> httpx.Client:
+            return client(transport=httpx.MockTransport(server.handle), **kwargs)
+
+        monkeypatch.setattr("services.cli.httpx.Client", scripted_client)
+        return server
+
+    return install
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["cut", "ended"])
+def test_a_stream_that_drops_after_every_event_is_followed_to_the_end(
+    dropping: Callable[..., DroppingServer], capsys: pytest.CaptureFixture[str], cut: bool
+) -> None:
+    """Two tries in a row allowed, four connections needed: each brought an event, so the
+    count starts again (`shared.retries`); each picks up after the last event seen."""
+    server = dropping(1, cut)
+    assert main(["transcribe", CALL]) == 0
+    assert server.resumed_after == [None, "0", "1", "2"]
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[:2] == [  # each live segment once
+        "00:00.00 → 00:01.00 [A] Hello.",
+        "00:01.00 → 00:02.00 [B] Hi.",
+    ]
+    assert captured.out == "[A] Hello.\n[B] Hi.\n"
+
+
+def test_a_stream_that_brings_nothing_is_given_up_after_the_tries_in_a_row(
+    dropping: Callable[..., DroppingServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = dropping(0, cut=False)
+    assert main(["transcribe", CALL]) == 1
+    assert server.resumed_after == [None, None]
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: the events of job_1 stopped before the job ended; follow it again: "
+        "whisperfleet watch job_1"
+    )

@@ -23,7 +23,7 @@ from services.chunk_worker.media import (
     sniff_format,
     sniff_media,
 )
-from services.chunk_worker.range_proxy import RangeProxy, reconnect_delays
+from services.chunk_worker.range_proxy import RangeProxy
 from shared.containers import (
     ADTS,
     FLAC,
@@ -148,6 +148,8 @@ class Origin:
     status: int | None = None
     fail_after: int | None = None
     """Close the body after this many bytes (every time): a host that vanishes mid-file."""
+    cut_every: int | None = None
+    """Reset each response after this many bytes of it: a link that drops now and then."""
     requests: list[tuple[int, int]] = field(default_factory=list)
     sent: int = 0
 
@@ -177,6 +179,8 @@ class Origin:
                 while position <= last:
                     end = min(last + 1, position + 4096)
                     if origin.fail_after is not None and end > origin.fail_after:
+                        raise httpx.ReadError("connection reset by peer")
+                    if origin.cut_every is not None and end - first > origin.cut_every:
                         raise httpx.ReadError("connection reset by peer")
                     origin.sent += end - position
                     yield origin.data[position:end]
@@ -343,12 +347,6 @@ def test_through_the_proxy_ffmpeg_neither_reconnects_nor_bounds_its_requests() -
     assert "-recv_buffer_size" in command
 
 
-def test_reconnect_schedule_follows_ffmpeg() -> None:
-    assert reconnect_delays(4) == [0, 1, 3]
-    assert reconnect_delays(0) == [0]
-    assert reconnect_delays(120) == [0, 1, 3, 7, 15, 31, 63]
-
-
 # -- error classification ----------------------------------------------------------------------
 
 STDERR = {
@@ -493,6 +491,19 @@ async def test_proxy_retries_a_host_that_drops_then_records_the_failure() -> Non
         assert "ReadError" in lease.error.message
         retried = [first for first, _ in origin.requests if first <= 200_000 < first + (1 << 20)]
         assert len(retried) >= 2
+
+
+async def test_proxy_starts_its_retries_afresh_after_each_try_that_got_somewhere() -> None:
+    """A host that resets every response after 64 kB: two tries in a row are allowed
+    (`reconnect_delay_max_sec=0`), and a run longer than 128 kB needs more, but each try
+    delivered pages, so the count starts again and nothing is lost."""
+    origin = Origin(FILE, cut_every=65536)
+    async with proxied(origin, edge_bytes=0, reconnect_delay_max_sec=0) as (proxy, url):
+        first, length = 1_000_000, 1_500_000
+        assert (await fetch(url, first, first + length - 1)).content == FILE[first:][:length]
+        await proxy.settle()
+    longest_run = max(last - start + 1 for start, last in origin.requests)
+    assert longest_run > 2 * 65536  # some run was cut more than twice
 
 
 async def test_proxy_refuses_a_host_that_ignores_range_mid_file() -> None:

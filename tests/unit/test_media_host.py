@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,12 +85,23 @@ def test_every_address_that_is_not_public_is_refused_naming_its_kind(
 ) -> None:
     """Pure: no connection is made. Python's own `is_global` varies by release (3.11.7 calls
     fec0::/10, 64:ff9b:1::/48 and 6to4 of a private address global)."""
-    policy = AddressPolicy()
+    policy = AddressPolicy(setting="EXAMPLE_ALLOWED_NETWORKS")
     assert policy.refusal(ipaddress.ip_address(address)) == kind
-    with pytest.raises(MediaAddressRefusedError, match="ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS") as e:
+    with pytest.raises(MediaAddressRefusedError, match="unless EXAMPLE_ALLOWED_NETWORKS") as e:
         policy.check("media.example", [address])
     assert f"{ipaddress.ip_address(address)} ({kind})" in str(e.value)
     assert "only from public addresses" in str(e.value)
+
+
+def test_a_policy_names_the_setting_it_was_given_and_no_other() -> None:
+    """Each service names its own setting; this package knows none of them."""
+    with pytest.raises(MediaAddressRefusedError) as unnamed:
+        AddressPolicy().check("media.example", ["10.0.0.1"])
+    assert "unless this server's configuration allows them" in str(unnamed.value)
+    assert "ORCHESTRATOR" not in str(unnamed.value)
+    named = AddressPolicy.parse(["127.0.0.1"], "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS")
+    with pytest.raises(MediaAddressRefusedError, match="unless CHUNK_WORKER_ALLOWED_MEDIA_NET"):
+        named.check("media.example", ["10.0.0.1"])
 
 
 @pytest.mark.parametrize(
@@ -170,6 +183,106 @@ async def test_a_name_is_resolved_once_and_its_checked_address_used(host: MediaS
         assert (await http.get(url, headers={"Range": "bytes=0-3"})).status_code == 206
 
 
+@pytest.fixture
+def rebinding_name(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """`media.test` resolves to 127.0.0.1 (allowed) the first time and to 127.0.0.2 (refused,
+    and nothing listens there) after that: DNS rebinding. The list records each lookup."""
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host  # anyio passes bytes
+        if name != "media.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(name)
+        address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return lookups
+
+
+async def test_a_name_is_looked_up_once_per_connection_and_the_checked_address_dialled(
+    host: MediaServer, rebinding_name: list[str]
+) -> None:
+    """A second lookup (httpcore's own, if the guard only checked) would meet 127.0.0.2."""
+    url = host.url("speech_40s.wav").replace("127.0.0.1", "media.test")
+    async with media_client(ONLY_127_0_0_1, 10) as http:
+        response = await http.get(url, headers={"Range": "bytes=0-3"})
+    assert response.status_code == 206 and response.content == b"RIFF"
+    assert rebinding_name == ["media.test"]
+
+
+def test_the_blocking_client_looks_a_name_up_once_too(
+    host: MediaServer, rebinding_name: list[str]
+) -> None:
+    url = host.url("speech_40s.wav").replace("127.0.0.1", "media.test")
+    with sync_media_client(ONLY_127_0_0_1, 10) as http:
+        response = http.get(url, headers={"Range": "bytes=0-3"})
+    assert response.status_code == 206 and response.content == b"RIFF"
+    assert rebinding_name == ["media.test"]
+
+
+async def test_a_new_connection_looks_again_and_a_rebound_name_is_refused(
+    host: MediaServer, rebinding_name: list[str]
+) -> None:
+    url = host.url("speech_40s.wav").replace("127.0.0.1", "media.test")
+    async with media_client(ONLY_127_0_0_1, 10) as http:
+        assert (await http.get(url, headers={"Range": "bytes=0-3"})).status_code == 206
+    async with media_client(ONLY_127_0_0_1, 10) as http:  # a new pool: a new connection
+        with pytest.raises(MediaAddressRefusedError, match=r"127\.0\.0\.2 \(loopback\)"):
+            await http.get(url)
+    assert rebinding_name == ["media.test", "media.test"]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+async def test_connection_failures_are_httpxs_exceptions(
+    closed_port: int, silent_port: int
+) -> None:
+    """Our transport maps httpcore's exceptions to httpx's as httpx's own does: the retry rule
+    and `transport_error` know only httpx's."""
+    async with media_client(ONLY_127_0_0_1, 0.3) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{closed_port}/a.mp3")
+        with pytest.raises(httpx.ReadTimeout) as timed_out:
+            await http.get(f"http://127.0.0.1:{silent_port}/a.mp3")
+    assert "sent nothing for 0.3 s" in transport_error(timed_out.value).message
+
+
+def test_the_blocking_clients_failures_are_httpxs_exceptions(
+    closed_port: int, silent_port: int
+) -> None:
+    with sync_media_client(ONLY_127_0_0_1, 0.3) as http:
+        with pytest.raises(httpx.ConnectError):
+            http.get(f"http://127.0.0.1:{closed_port}/a.mp3")
+        with pytest.raises(httpx.ReadTimeout):
+            http.get(f"http://127.0.0.1:{silent_port}/a.mp3")
+
+
+async def test_a_body_cut_mid_transfer_is_httpxs_remote_protocol_error(host: MediaServer) -> None:
+    """Errors while the body streams (after the transport returned) are mapped too."""
+    async with media_client(ONLY_127_0_0_1, 10) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(host.url("speech_200s.mp3", route="drop") + "?at=0.3")
+
+
 def test_pyav_reads_a_media_file_by_ranges(host: MediaServer) -> None:
     import av
 
@@ -185,7 +298,7 @@ def test_pyav_reads_a_media_file_by_ranges(host: MediaServer) -> None:
 
 
 def test_pyavs_file_reads_through_a_host_that_drops_connections(host: MediaServer) -> None:
-    """Each block cut short by the host is fetched again (media_host.RETRY_DELAYS_SEC)."""
+    """Each block cut short by the host is fetched again (media_host.failures.TRANSFER_RETRIES)."""
     data = (host.root / "speech_200s.mp3").read_bytes()
     with sync_media_client(ONLY_127_0_0_1, 10) as http:
         media = MediaFile(http, host.url("speech_200s.mp3", route="flaky") + "?every=300000")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 
+from services.orchestrator.app import NETWORKS_SETTING
 from services.orchestrator.webhooks import deliver, signature, verify
 from shared.media_host import AddressPolicy, media_client
 
@@ -41,8 +43,23 @@ async def test_5xx_is_retried_and_a_4xx_is_final() -> None:
     assert "x-whisperfleet-signature" not in seen[-1].headers  # no secret, no signature
 
 
+async def test_retries_wait_on_the_transfers_schedule() -> None:
+    """0, 1, 3 units between tries (`shared.retries`), as every retried transfer."""
+    sent_at: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent_at.append(time.monotonic())
+        return httpx.Response(503 if len(sent_at) < 4 else 204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 4, 0.2)
+    assert outcome.delivered and outcome.attempts == 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at)]
+    assert gaps[0] < 0.2 <= gaps[1] < 0.6 <= gaps[2]
+
+
 async def test_a_webhook_to_a_refused_address_is_not_sent_and_says_why() -> None:
-    async with media_client(AddressPolicy.parse([]), 5) as client:
+    async with media_client(AddressPolicy.parse([], NETWORKS_SETTING), 5) as client:
         outcome = await deliver(client, "http://127.0.0.1:9/hook", b"{}", "k", 5, 0.001)
     assert not outcome.delivered and outcome.attempts == 1
     assert outcome.error is not None and "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS" in outcome.error
