@@ -13,6 +13,7 @@ from shared.diarization.clustering import (
     ProvisionalLabels,
     SpeakerConstraints,
     SpeakerTimeline,
+    adapted_threshold,
     cluster_speakers,
     cosine_distances,
     letter_labels,
@@ -282,3 +283,38 @@ def test_a_weak_embedding_never_starts_a_provisional_label() -> None:
     assert online.add([speaker([(0, 6)], 0)]) == ["A"]
     assert online.add([speaker([(10, 11)], 3)]) == ["A"]  # 1 s of a new voice: too little
     assert online.add([speaker([(20, 26)], 3)]) == ["B"]
+
+
+def spread_conversation(noise: float) -> tuple[list[LocalSpeaker], list[int]]:
+    """Two voices taking 3 s turns; each embedding `noise` off its voice (1.0: cosine ~0.5
+    between two of one voice, as real voices on a call; 0.3: ~0.92, as generated ones)."""
+    rng = np.random.default_rng(11)
+    local, truth = [], []
+    for turn in range(24):
+        voice = turn % 2
+        start = 3.5 * turn
+        local.append(
+            LocalSpeaker(
+                turns=[TimeSpan(start_sec=start, end_sec=start + 3)],
+                embedding=embedding(voice, noise, rng),
+            )
+        )
+        truth.append(voice)
+    return local, truth
+
+
+def test_voices_spread_out_like_real_ones_get_a_higher_cut_and_stay_two() -> None:
+    local, truth = spread_conversation(noise=1.0)
+    vectors = np.array([s.embedding for s in local], np.float32)
+    options = ClusteringOptions()
+    assert adapted_threshold(vectors, options) > options.threshold + 0.15
+    assert consistent(labels_of(cluster_speakers(local, options=options)), truth)
+    fixed = cluster_speakers(local, options=ClusteringOptions(adapt_slope=0.0))
+    assert len(fixed.speakers) > 2  # the tight voices' cut splits them
+
+
+def test_tight_voices_keep_the_tuned_cut() -> None:
+    local, _ = spread_conversation(noise=0.3)
+    vectors = np.array([s.embedding for s in local], np.float32)
+    options = ClusteringOptions()
+    assert adapted_threshold(vectors, options) == options.threshold

@@ -211,3 +211,44 @@ def test_without_splitting_a_voice_is_embedded_once() -> None:
     pcm = scene(10, (0, 4, 1), (4.5, 9, 5))
     [speaker] = local_speakers(models, pcm, 0.0, LocalOptions(split_distance=None))
     assert len(speaker.turns) == 2 and len(models.embedded) == 1
+
+
+class BridgingModels(FakeModels):
+    """Like the real model, hears a voice go on through a short pause: a silent frame takes the
+    class of the nearest sounding one."""
+
+    def segment(self, windows: np.ndarray) -> np.ndarray:
+        out = super().segment(windows)
+        for window in out:
+            sounding = np.flatnonzero(window.argmax(axis=-1) != 0)
+            if len(sounding):
+                nearest = sounding[np.abs(np.arange(len(window))[:, None] - sounding).argmin(1)]
+                window[:] = window[nearest]
+        return out
+
+
+def test_a_change_of_speaker_the_model_bridges_is_found_at_the_pause() -> None:
+    pcm = scene(10, (0, 4, 1), (4.4, 9, 5))  # one voice through the pause to the model
+    speakers = local_speakers(BridgingModels(), pcm, offset_sec=0.0)
+    assert [voice(s) for s in speakers] == [1, 5]
+    assert spans(speakers[0])[-1][1] == pytest.approx(4.2, abs=0.02)  # the pause's middle
+    assert spans(speakers[1])[0][0] == pytest.approx(4.2, abs=0.02)
+
+
+def test_without_pause_cuts_the_bridged_change_of_speaker_is_one_local_speaker() -> None:
+    pcm = scene(10, (0, 4, 1), (4.4, 9, 5))
+    [speaker] = local_speakers(BridgingModels(), pcm, 0.0, LocalOptions(pause_sec=None))
+    assert spans(speaker) == [(0.0, 10.0)]
+
+
+def test_pieces_of_one_turn_that_stay_one_voice_are_one_turn_again() -> None:
+    pcm = scene(10, (0.5, 4, 1), (4.4, 9, 1))
+    speakers = local_speakers(BridgingModels(), pcm, offset_sec=0.0)
+    assert len(speakers) == 1  # identical embeddings: no reason to split
+    assert spans(speakers[0]) == [(0.0, 10.0)]
+
+
+def test_a_pause_shorter_than_pause_sec_does_not_cut() -> None:
+    pcm = scene(10, (0, 4, 1), (4.15, 9, 5))  # 0.15 s < 0.25 s
+    [speaker] = local_speakers(BridgingModels(), pcm, offset_sec=0.0)
+    assert len(speaker.turns) == 1
