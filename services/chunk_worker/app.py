@@ -16,7 +16,7 @@ from services.chunk_worker.config import ChunkWorkerSettings
 from services.chunk_worker.media import FetchOptions
 from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
-from services.chunk_worker.speakers import Speakers
+from services.chunk_worker.speakers import Speakers, diarization_thread
 from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WhisperClient
@@ -40,8 +40,11 @@ async def _load_speakers(settings: ChunkWorkerSettings) -> Speakers:
     except DiarizationModelsMissing as exc:
         logger.warning("diarization unavailable: %s", exc)
         return Speakers(None, f"this chunk worker has no diarization models: {exc}")
-    models = await asyncio.to_thread(load_speaker_models, weights, settings.diarization_threads)
-    return Speakers(models)
+    executor = diarization_thread(settings.diarization_nice)
+    models = await asyncio.get_running_loop().run_in_executor(
+        executor, load_speaker_models, weights, settings.diarization_threads
+    )  # in the low-priority thread, so that onnxruntime's own threads inherit its priority
+    return Speakers(models, executor=executor)
 
 
 def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
@@ -103,6 +106,7 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
                 yield
             finally:
                 maintenance.cancel()
+                speakers.close()
 
     app = FastAPI(title="Whisperfleet chunk worker", version="0.1.0", lifespan=lifespan)
     fleet.install(app, secret, SECRET_SETTING, fleet.all_but_probes)

@@ -65,6 +65,10 @@ class ChunkWorkerSettings(BaseSettings):
     """Where the diarization models are cached (the Whisper weights' cache by default)."""
     diarization_threads: int = Field(1, ge=1, le=64)
     """CPU threads the diarization models use (one micro chunk at a time per worker)."""
+    diarization_nice: int = Field(10, ge=0, le=19)
+    """How far below the worker's CPU priority diarization runs (Linux nice steps; 0: the
+    same). Where transcription shares the worker's cores, diarization then uses the cycles it
+    leaves idle instead of slowing it."""
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=0, le=65535)
 

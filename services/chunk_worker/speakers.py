@@ -2,7 +2,10 @@
 
 The models (pyannote segmentation, CAM++ embeddings; `shared.diarization`) run on the CPU next
 to the audio the worker decoded anyway, one micro chunk at a time per worker (more at once
-would only fight over the same cores), in a thread so the event loop keeps streaming.
+would only fight over the same cores), in one thread of their own so the event loop keeps
+streaming. That thread runs at a lower CPU priority (Linux nice, `CHUNK_WORKER_DIARIZATION_NICE`):
+where the worker shares cores with transcription (a laptop, a CPU fleet), diarization takes the
+cycles transcription leaves idle instead of slowing it, so first words do not wait for it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,13 +33,47 @@ REFERENCE_MIN_SEC = 2.0
 REFERENCE_MAX_SEC = 10.0
 _SLACK_SEC = 0.25
 """An encoder's padding on a clip cut at exactly 10 s is not a reason to refuse it."""
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+def diarization_thread(nice: int) -> ThreadPoolExecutor:
+    """The one thread diarization runs in, `nice` steps below the process's CPU priority
+    (threads it starts inherit it: onnxruntime's pool, when models are loaded there)."""
+    return ThreadPoolExecutor(
+        max_workers=1,
+        thread_name_prefix="diarization",
+        initializer=_lower_priority,
+        initargs=(nice,),
+    )
+
+
+def _lower_priority(nice: int) -> None:
+    if nice <= 0:
+        return
+    try:  # Linux: a thread's id names that thread alone
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except (AttributeError, OSError) as exc:
+        logger.warning("diarization runs at normal CPU priority: %s", exc)
 
 
 class Speakers:
-    def __init__(self, models: SpeakerModels | None, unavailable: str | None = None) -> None:
+    def __init__(
+        self,
+        models: SpeakerModels | None,
+        unavailable: str | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.models = models
         self.unavailable = unavailable or "diarization is turned off on this chunk worker"
-        self._slot = asyncio.Semaphore(1)
+        self._executor = executor or diarization_thread(0)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, work: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
     def require(self) -> SpeakerModels:
         """The models, or a 400 saying why this worker can't diarize."""
@@ -41,15 +84,13 @@ class Speakers:
     async def of_micro_chunk(self, pcm: np.ndarray, offset_sec: float) -> list[LocalSpeaker]:
         """The voices heard in a micro chunk (16 kHz mono float32), times absolute."""
         models = self.require()
-        async with self._slot:
-            return await asyncio.to_thread(local_speakers, models, pcm, offset_sec)
+        return await self._run(local_speakers, models, pcm, offset_sec)
 
     async def embed_references(self, references: list[str]) -> list[list[float]]:
         """One embedding per known speaker's reference clip (data URLs), in order."""
         models = self.require()
         clips = [_reference_pcm(reference, index) for index, reference in enumerate(references)]
-        async with self._slot:
-            embeddings = await asyncio.to_thread(models.embed, clips)
+        embeddings = await self._run(models.embed, clips)
         return [[float(x) for x in row] for row in embeddings]
 
 

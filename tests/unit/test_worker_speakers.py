@@ -66,3 +66,22 @@ async def test_an_unusable_reference_is_a_400_naming_it(
         await Speakers(CountingModels()).embed_references([good, make(speech)])  # type: ignore[operator]
     assert caught.value.param == "known_speaker_references[1]"
     assert words in caught.value.message
+
+
+def _own_priority() -> int:
+    import os
+    import threading
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_diarization_runs_in_a_thread_below_the_workers_cpu_priority() -> None:
+    from services.chunk_worker.speakers import diarization_thread
+
+    lowered, same = diarization_thread(7), diarization_thread(0)
+    try:
+        assert lowered.submit(_own_priority).result() == _own_priority() + 7
+        assert same.submit(_own_priority).result() == _own_priority()
+    finally:
+        lowered.shutdown()
+        same.shutdown()
