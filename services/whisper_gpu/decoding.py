@@ -36,7 +36,8 @@ LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 FALLBACK_TEMPERATURES = (0.2, 0.6, 1.0)
 HINT_RATIO = 0.5
-TOKENS_PER_SECOND = 50  # encoder frames are 20 ms
+TOKENS_PER_SECOND = 50
+"""Encoder output frames per second of audio (20 ms each; Whisper's name for it)."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,7 @@ class Decoder:
         result: list[tuple[str, str] | None] = [None] * len(cuts_sec)
         if not todo or request.language is not None or not self.ct2.is_multilingual:
             return result
-        host = encoder_output
-        if encoder_output.device != "cpu":
-            host = encoder_output.to_device(ctranslate2.Device.cpu)
-        frames = np.asarray(host)
+        frames = on_host(encoder_output)
         empty = self._empty_encoding(frames.dtype)
         spliced = []
         for i in todo:
@@ -166,14 +164,9 @@ class Decoder:
         return result
 
     def _empty_encoding(self, dtype: Any) -> np.ndarray:
-        import ctranslate2
-
         if self._empty is None:
             silence = self.features(np.zeros(SAMPLE_RATE_HZ // 10, dtype=np.float32))
-            encoded = self.encode([silence])
-            if encoded.device != "cpu":
-                encoded = encoded.to_device(ctranslate2.Device.cpu)
-            self._empty = np.asarray(encoded)[0]
+            self._empty = on_host(self.encode([silence]))[0]
         return self._empty.astype(dtype)
 
     def generate(
@@ -228,8 +221,9 @@ class Decoder:
     def decode(
         self, encoder_output: Any, languages: Sequence[tuple[str, float]], request: DecodeRequest
     ) -> list[Decoded]:
-        """Each window's best decode: greedy beam search, then temperature fallback for the
-        windows that fail the quality checks, then repetition loops cut."""
+        """Each window's best decode: beam search (or sampling, when the request asks for a
+        temperature above 0), then temperature fallback for the windows that fail the quality
+        checks, then repetition loops cut."""
         codes = [code for code, _ in languages]
         first = request.temperature
         results = self.generate(encoder_output, codes, request, temperature=first)
@@ -299,11 +293,17 @@ def select(encoder_output: Any, indices: Sequence[int]) -> Any:
 
     if list(indices) == list(range(encoder_output.shape[0])):
         return encoder_output
-    host = encoder_output
-    if encoder_output.device != "cpu":
-        host = encoder_output.to_device(ctranslate2.Device.cpu)
-    array = np.asarray(host)[list(indices)]
+    array = on_host(encoder_output)[list(indices)]
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
+
+
+def on_host(encoder_output: Any) -> np.ndarray:
+    """An encoder output (a CTranslate2 StorageView, on any device) as an array in host memory."""
+    import ctranslate2
+
+    if encoder_output.device != "cpu":
+        encoder_output = encoder_output.to_device(ctranslate2.Device.cpu)
+    return np.asarray(encoder_output)
 
 
 def compression_ratio(text: str) -> float:
