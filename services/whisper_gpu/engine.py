@@ -25,8 +25,10 @@ are in `windows.py`; decoding in `decoding.py`; word times in `alignment.py`; se
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -108,35 +110,41 @@ class PreparedClip:
         return len(self.audio) / SAMPLE_RATE_HZ
 
 
-@dataclass
-class _ClipResult:
-    words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
-    text_without_words: list[tuple[Window, Decoded, str]] = field(default_factory=list)
+class ClipEngine(Protocol):
+    """What the model server needs of an engine (`app.py`, the batcher). `loading.load_engine`
+    picks one by `WHISPER_MODEL`: `WhisperEngine` for real weights, `RandomEngine`
+    (`random_engine.py`) for the random models."""
 
-    def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
-        """Add words that don't overlap words already accepted; return the ones added."""
-        taken = [(w.start_sec, w.end_sec) for w, _ in self.words]
-        added = [w for w in words if not any(_overlaps(w, s, e) for s, e in taken)]
-        self.words += [(w, decoded) for w in added]
-        return added
+    def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip: ...
+
+    def transcribe_batch(
+        self,
+        clips: Sequence[PreparedClip],
+        options: ClipOptions,
+        abandoned: Callable[[], bool] = ...,
+    ) -> list[ClipTranscription]: ...
+
+    def warm_up(self) -> None: ...
 
 
-def _overlaps(word: AlignedWord, start: float, end: float) -> bool:
-    overlap = min(word.end_sec, end) - max(word.start_sec, start)
-    return overlap > 0.5 * max(word.end_sec - word.start_sec, 1e-3)
+ResultT = TypeVar("ResultT")
+"""What an engine keeps of a clip's decoded windows until its segments are made."""
 
 
-class WhisperEngine:
-    """A loaded model and the decoding settings every clip shares."""
+class WindowEngine(ABC, Generic[ResultT]):
+    """A loaded model decoding clips in rounds of batched windows (the module docstring): the
+    rounds and language halving. Subclasses say what a decoded window yields (`_read`, which
+    returns the next round's windows) and how a clip's yield becomes segments (`_segments`)."""
 
-    def __init__(self, model: WhisperModel, settings: WhisperSettings, *, is_random: bool) -> None:
+    fallback_by_default = True
+    """`temperature_fallback` when `WHISPER_TEMPERATURE_FALLBACK` is unset."""
+
+    def __init__(self, model: WhisperModel, settings: WhisperSettings) -> None:
         self.model = model
         self.settings = settings
-        self.is_random = is_random
         self.decoder = Decoder(model)
         fallback = settings.temperature_fallback
-        # Random weights never pass the quality checks: every window would decode six times.
-        self.temperature_fallback = (not is_random) if fallback is None else fallback
+        self.temperature_fallback = self.fallback_by_default if fallback is None else fallback
 
     def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip:
         if speech is None:
@@ -169,7 +177,7 @@ class WhisperEngine:
             beam_size=self.settings.beam_size,
             temperature_fallback=self.temperature_fallback,
         )
-        results = [_ClipResult() for _ in clips]
+        results = [self._new_result() for _ in clips]
         windows = [
             Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
             for i, clip in enumerate(clips)
@@ -203,15 +211,33 @@ class WhisperEngine:
                 c for c, _ in self.decoder.languages(encoder_output, request, [None] * batch)
             ]
             self.decoder.generate(encoder_output, languages, request, max_new_tokens=2)
-            if not self.is_random:
-                tokenizer = self.decoder.tokenizer(languages[0])
-                align_words(
-                    self.decoder.ct2,
-                    encoder_output,
-                    tokenizer,
-                    [tokenizer.encode(" hi")] * batch,
-                    [1.0] * batch,
-                )
+            self._warm_up_read(encoder_output, languages)
+
+    # -- what an engine does with decoded windows ----------------------------------------------
+
+    @abstractmethod
+    def _new_result(self) -> ResultT:
+        """An empty yield for one clip."""
+
+    @abstractmethod
+    def _read(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        encoder_output: object,
+        decoded: list[Decoded],
+        results: list[ResultT],
+        request: DecodeRequest,
+    ) -> list[Window]:
+        """Take what the decoded windows yield into their clips' results; return the windows
+        the next round must decode."""
+
+    @abstractmethod
+    def _segments(self, result: ResultT) -> list[tuple[ClipSegment, Decoded]]:
+        """A clip's segments, each with the decode its text came from."""
+
+    def _warm_up_read(self, encoder_output: object, languages: list[str]) -> None:
+        """Run the model calls `_read` makes once (nothing by default)."""
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -219,7 +245,7 @@ class WhisperEngine:
         self,
         clips: Sequence[PreparedClip],
         windows: list[Window],
-        results: list[_ClipResult],
+        results: list[ResultT],
         request: DecodeRequest,
     ) -> list[Window]:
         """Decode one round of windows; return the windows of the next round."""
@@ -235,33 +261,7 @@ class WhisperEngine:
         encoder_output = select(encoder_output, kept)
         windows = [windows[i] for i in kept]
         decoded = self.decoder.decode(encoder_output, [languages[i] for i in kept], request)
-        with_text = [i for i, d in enumerate(decoded) if d.tokens and not d.is_silence]
-        if self.is_random:  # random text can't be aligned: each window's text is one segment
-            for i in with_text:
-                tokenizer = self.decoder.tokenizer(decoded[i].language, request.task)
-                text = tokenizer.decode(decoded[i].tokens)
-                results[windows[i].clip].text_without_words.append((windows[i], decoded[i], text))
-            return follow_up
-        aligned = self._align(encoder_output, windows, decoded, with_text, request)
-        for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
-            speech = speech_within(clips[window.clip].speech, window)
-            words = aligned.get(index, [])
-            for word in words:
-                word.start_sec += window.start_sec
-                word.end_sec += window.start_sec
-            snap_to_speech(words, speech)
-            if window.accept is not None:
-                low, high = window.accept
-                words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
-            accepted = results[window.clip].accept(words, result)
-            follow_up += uncovered_windows(
-                window,
-                speech,
-                [(w.start_sec, w.end_sec) for w in accepted],
-                clips[window.clip].duration_sec,
-                result.language,
-            )
-        return follow_up
+        return follow_up + self._read(clips, windows, encoder_output, decoded, results, request)
 
     def _split_languages(
         self,
@@ -309,6 +309,86 @@ class WhisperEngine:
             ]
         return follow_up, kept
 
+    def _features(self, audio: np.ndarray, window: Window) -> np.ndarray:
+        start = int(window.start_sec * SAMPLE_RATE_HZ)
+        end = int(window.end_sec * SAMPLE_RATE_HZ)
+        return self.decoder.features(audio[start:end])
+
+    # -- the result ----------------------------------------------------------------------------
+
+    def _transcription(
+        self, clip: PreparedClip, result: ResultT, options: ClipOptions
+    ) -> ClipTranscription:
+        pairs = sorted(self._segments(result), key=lambda pair: pair[0].start_sec)
+        segments = [segment for segment, _ in pairs]
+        language, probability = _main_language(pairs, options)
+        return ClipTranscription(
+            segments=clamp_segments(segments, clip.duration_sec),
+            language=language,
+            language_probability=probability,
+            duration_sec=clip.duration_sec,
+            speech_sec=round(sum(e - s for s, e in clip.speech), 3),
+        )
+
+
+@dataclass
+class _Words:
+    """The words a clip's windows yielded so far, each with the decode it came from."""
+
+    words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
+
+    def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
+        """Add words that don't overlap words already accepted; return the ones added."""
+        taken = [(w.start_sec, w.end_sec) for w, _ in self.words]
+        added = [w for w in words if not any(_overlaps(w, s, e) for s, e in taken)]
+        self.words += [(w, decoded) for w in added]
+        return added
+
+
+def _overlaps(word: AlignedWord, start: float, end: float) -> bool:
+    overlap = min(word.end_sec, end) - max(word.start_sec, start)
+    return overlap > 0.5 * max(word.end_sec - word.start_sec, 1e-3)
+
+
+class WhisperEngine(WindowEngine[_Words]):
+    """Real weights: every decoded window's words aligned to the audio, and the speech they
+    leave uncovered decoded again in the next round."""
+
+    def _new_result(self) -> _Words:
+        return _Words()
+
+    def _read(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        encoder_output: object,
+        decoded: list[Decoded],
+        results: list[_Words],
+        request: DecodeRequest,
+    ) -> list[Window]:
+        with_text = [i for i, d in enumerate(decoded) if d.tokens and not d.is_silence]
+        aligned = self._align(encoder_output, windows, decoded, with_text, request)
+        follow_up: list[Window] = []
+        for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
+            speech = speech_within(clips[window.clip].speech, window)
+            words = aligned.get(index, [])
+            for word in words:
+                word.start_sec += window.start_sec
+                word.end_sec += window.start_sec
+            snap_to_speech(words, speech)
+            if window.accept is not None:
+                low, high = window.accept
+                words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
+            accepted = results[window.clip].accept(words, result)
+            follow_up += uncovered_windows(
+                window,
+                speech,
+                [(w.start_sec, w.end_sec) for w in accepted],
+                clips[window.clip].duration_sec,
+                result.language,
+            )
+        return follow_up
+
     def _align(
         self,
         encoder_output: object,
@@ -317,7 +397,7 @@ class WhisperEngine:
         indices: list[int],
         request: DecodeRequest,
     ) -> dict[int, list[AlignedWord]]:
-        if self.is_random or not indices:
+        if not indices:
             return {}
         # One call for the batch: CTranslate2 aligns with one start sequence, so the most
         # common language's (the alignment heads barely depend on it).
@@ -328,22 +408,21 @@ class WhisperEngine:
         words = align_words(self.decoder.ct2, encoder_output, tokenizer, texts, durations)
         return {i: words[i] for i in indices}
 
-    def _features(self, audio: np.ndarray, window: Window) -> np.ndarray:
-        start = int(window.start_sec * SAMPLE_RATE_HZ)
-        end = int(window.end_sec * SAMPLE_RATE_HZ)
-        return self.decoder.features(audio[start:end])
+    def _warm_up_read(self, encoder_output: object, languages: list[str]) -> None:
+        tokenizer = self.decoder.tokenizer(languages[0])
+        batch = len(languages)
+        align_words(
+            self.decoder.ct2,
+            encoder_output,
+            tokenizer,
+            [tokenizer.encode(" hi")] * batch,
+            [1.0] * batch,
+        )
 
-    # -- the result ----------------------------------------------------------------------------
-
-    def _transcription(
-        self, clip: PreparedClip, result: _ClipResult, options: ClipOptions
-    ) -> ClipTranscription:
-        segments: list[ClipSegment] = []
-        if result.text_without_words:
-            for window, decoded, text in result.text_without_words:
-                segments.append(_segment(window.start_sec, window.end_sec, text, decoded, None))
+    def _segments(self, result: _Words) -> list[tuple[ClipSegment, Decoded]]:
         words = sorted(result.words, key=lambda pair: pair[0].start_sec)
         by_decode: dict[int, Decoded] = {id(w): d for w, d in words}
+        pairs = []
         for group in split_segments([w for w, _ in words], [d for _, d in words]):
             decoded = by_decode[id(group[0])]
             text = "".join(w.word for w in group)
@@ -356,23 +435,17 @@ class WhisperEngine:
                 )
                 for w in group
             ]
-            segments.append(
-                _segment(group[0].start_sec, group[-1].end_sec, text, decoded, segment_words)
+            segment = segment_from(
+                group[0].start_sec, group[-1].end_sec, text, decoded, segment_words
             )
-        segments.sort(key=lambda s: s.start_sec)
-        language, probability = _main_language(segments, result, options)
-        return ClipTranscription(
-            segments=clamp_segments(segments, clip.duration_sec),
-            language=language,
-            language_probability=probability,
-            duration_sec=clip.duration_sec,
-            speech_sec=round(sum(e - s for s, e in clip.speech), 3),
-        )
+            pairs.append((segment, decoded))
+        return pairs
 
 
-def _segment(
+def segment_from(
     start: float, end: float, text: str, decoded: Decoded, words: list[Word] | None
 ) -> ClipSegment:
+    """A segment of a clip, with the scores of the decode its text came from."""
     return ClipSegment(
         start_sec=round(start, 3),
         end_sec=round(end, 3),
@@ -387,19 +460,18 @@ def _segment(
 
 
 def _main_language(
-    segments: list[ClipSegment], result: _ClipResult, options: ClipOptions
+    pairs: list[tuple[ClipSegment, Decoded]], options: ClipOptions
 ) -> tuple[str, float]:
     if options.language is not None:
         return options.language, 1.0
     counts: dict[str, int] = {}
-    for segment in segments:
+    for segment, _ in pairs:
         if segment.language:
             counts[segment.language] = counts.get(segment.language, 0) + len(segment.text)
-    decodes = [d for _, d in result.words] + [d for _, d, _ in result.text_without_words]
-    if not counts or not decodes:
+    if not counts:
         return (options.languages[0] if options.languages else "en"), 0.0
     language = max(counts, key=lambda code: counts[code])
-    probability = max(d.language_probability for d in decodes if d.language == language)
+    probability = max(d.language_probability for _, d in pairs if d.language == language)
     return language, round(probability, 4)
 
 

@@ -1,6 +1,6 @@
 """The model server's core without HTTP, on the random model: input, structure, batching.
 
-What the words are is tested with real models in tests/real/."""
+What the words are is tested with real models (tests/integration, tests/e2e)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,21 @@ import numpy as np
 import pytest
 
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.engine import WhisperEngine, clamp_segments, decode_clip
-from services.whisper_gpu.loading import ModelUnavailableError, choose_placement, load_model
+from services.whisper_gpu.decoding import DecodeRequest
+from services.whisper_gpu.engine import (
+    PreparedClip,
+    WhisperEngine,
+    clamp_segments,
+    decode_clip,
+)
+from services.whisper_gpu.loading import (
+    ModelUnavailableError,
+    choose_placement,
+    engine_class,
+    load_engine,
+    load_model,
+)
+from services.whisper_gpu.random_engine import RandomEngine
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model, vocabulary
 from shared.audio import pcm16_to_wav, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
@@ -31,11 +44,21 @@ def speech_40s() -> np.ndarray:
     return audio
 
 
+def random_tiny(cache: Path, temperature_fallback: bool | None = None) -> WhisperSettings:
+    return WhisperSettings(
+        model="random-tiny",
+        model_cache_dir=cache,
+        cpu_threads=1,
+        temperature_fallback=temperature_fallback,
+    )
+
+
 @pytest.fixture(scope="module")
-def engine(model_cache_dir: Path) -> WhisperEngine:
-    settings = WhisperSettings(model="random-tiny", model_cache_dir=model_cache_dir, cpu_threads=1)
-    model, is_random = load_model(settings, choose_placement(settings))
-    return WhisperEngine(model, settings, is_random=is_random)
+def engine(model_cache_dir: Path) -> RandomEngine:
+    settings = random_tiny(model_cache_dir)
+    loaded = load_engine(settings, choose_placement(settings))
+    assert isinstance(loaded, RandomEngine)
+    return loaded
 
 
 def test_vocabulary_has_whisper_multilingual_layout() -> None:
@@ -55,7 +78,7 @@ def test_random_model_is_cached_and_reused(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging left behind
 
 
-def test_random_model_stops_after_its_token_budget(engine: WhisperEngine) -> None:
+def test_random_model_stops_after_its_token_budget(engine: RandomEngine) -> None:
     audio = np.random.default_rng(0).standard_normal(16000 * 20).astype(np.float32) * 0.1
     segments, _ = engine.model.transcribe(audio, language="en", temperature=0.0, beam_size=1)
     tokens = sum(len(s.tokens) for s in segments)
@@ -63,7 +86,7 @@ def test_random_model_stops_after_its_token_budget(engine: WhisperEngine) -> Non
 
 
 def test_a_clip_without_speech_never_reaches_the_model(
-    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+    engine: RandomEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*_: object) -> None:
         raise AssertionError("the model was asked to decode a clip without speech")
@@ -75,7 +98,7 @@ def test_a_clip_without_speech_never_reaches_the_model(
     assert result.duration_sec == 20.0
 
 
-def test_random_model_gives_one_segment_per_window_on_the_speech(engine: WhisperEngine) -> None:
+def test_random_model_gives_one_segment_per_window_on_the_speech(engine: RandomEngine) -> None:
     audio = speech_40s()[: 16000 * 12]
     prepared = engine.prepare(audio)
     result = engine.transcribe_batch([prepared], ClipOptions(language="en"))[0]
@@ -87,7 +110,7 @@ def test_random_model_gives_one_segment_per_window_on_the_speech(engine: Whisper
     assert result.segments[0].language == "en"
 
 
-def test_speech_spans_from_the_caller_replace_the_vad(engine: WhisperEngine) -> None:
+def test_speech_spans_from_the_caller_replace_the_vad(engine: RandomEngine) -> None:
     audio = speech_40s()[: 16000 * 12]
     prepared = engine.prepare(audio, [(2.0, 5.5)])
     result = engine.transcribe_batch([prepared], ClipOptions(language="en"))[0]
@@ -166,7 +189,7 @@ def test_a_clip_in_another_container_is_decoded_held_to_it(tmp_path: Path) -> No
     assert np.allclose(audio[1000:2000], tone[1000:2000] / 32768.0, atol=1e-4)
 
 
-def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: WhisperEngine) -> None:
+def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: RandomEngine) -> None:
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * seconds]) for seconds in (3, 11, 29)]
     batched = engine.transcribe_batch(clips, ClipOptions(language="en"))
@@ -175,28 +198,50 @@ def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: WhisperEngi
     assert [t.duration_sec for t in batched] == [3.0, 11.0, 29.0]
 
 
-def test_batch_detects_the_language_of_each_clip(engine: WhisperEngine) -> None:
+def detected(engine: RandomEngine, clip: PreparedClip, request: DecodeRequest) -> tuple[str, float]:
+    """What the model's language detection says of a clip's first window, on its own."""
+    assert clip.features is not None
+    encoded = engine.decoder.encode([clip.features])
+    [(code, probability)] = engine.decoder.languages(encoded, request, [None])
+    return code, round(probability, 4)
+
+
+def test_batch_detects_the_language_of_each_clip(engine: RandomEngine) -> None:
+    """Each clip's language and probability are its own detection's (not a default's, nor
+    another clip's): random weights rate every language alike, so the pick is arbitrary but
+    fixed."""
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * s]) for s in (4, 9)]
     results = engine.transcribe_batch(clips, ClipOptions())
-    assert all(r.language and 0 < r.language_probability <= 1 for r in results)
-    assert all(s.language == r.language for r in results for s in r.segments)
+    for clip, result in zip(clips, results, strict=True):
+        expected = detected(engine, clip, DecodeRequest())
+        assert (result.language, result.language_probability) == expected
+        assert result.segments and {s.language for s in result.segments} == {expected[0]}
 
 
-def test_detection_keeps_to_the_allowed_languages(engine: WhisperEngine) -> None:
+def test_detection_keeps_to_the_allowed_languages(engine: RandomEngine) -> None:
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * s]) for s in (4, 9, 20)]
+    unrestricted = {detected(engine, clip, DecodeRequest())[0] for clip in clips}
+    assert not unrestricted & {"sw", "yo"}, "pick an allow-list the detection would not choose"
     results = engine.transcribe_batch(clips, ClipOptions(languages=["sw", "yo"]))
+    assert all(r.segments for r in results)
+    assert {r.language for r in results} <= {"sw", "yo"}
     assert {s.language for r in results for s in r.segments} <= {"sw", "yo"}
 
 
-def test_auto_placement_uses_a_replica_per_core_on_cpu_and_one_on_cuda() -> None:
-    cpu = choose_placement(WhisperSettings(device="cpu"), cores=2)
-    assert (cpu.compute_type, cpu.replicas, cpu.threads_per_replica) == ("int8", 2, 1)
-    assert cpu.max_batch_size == 1
-    big = choose_placement(WhisperSettings(device="cpu"), cores=16)
-    assert (big.replicas, big.threads_per_replica) == (4, 4)
-    gpu = choose_placement(WhisperSettings(device="cuda"), cores=16)
-    assert (gpu.compute_type, gpu.replicas, gpu.max_batch_size) == ("float16", 1, 16)
-    pinned = choose_placement(WhisperSettings(device="cpu", num_workers=1, cpu_threads=3), 8)
-    assert (pinned.replicas, pinned.threads_per_replica) == (1, 3)
+def test_the_loader_picks_the_engine_by_model() -> None:
+    for name in RANDOM_PRESETS:
+        assert engine_class(name) is RandomEngine
+    for name in ("base", "tiny.en", "/models/whisper-large-v3-ct2", "distil-large-v3"):
+        assert engine_class(name) is WhisperEngine
+
+
+def test_temperature_fallback_is_off_by_default_only_for_random_models(
+    engine: RandomEngine, model_cache_dir: Path
+) -> None:
+    unset = random_tiny(model_cache_dir)
+    assert RandomEngine(engine.model, unset).temperature_fallback is False
+    assert WhisperEngine(engine.model, unset).temperature_fallback is True
+    forced = random_tiny(model_cache_dir, temperature_fallback=True)
+    assert RandomEngine(engine.model, forced).temperature_fallback is True
