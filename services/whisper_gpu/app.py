@@ -52,7 +52,7 @@ class ModelHolder:
     async def load(self) -> None:
         try:
             placement = choose_placement(self.settings)
-            engine = await asyncio.to_thread(load_engine, self.settings, placement)
+            engine = await asyncio.to_thread(load_engine, self.settings, placement, self.metrics)
         except ModelUnavailableError as exc:
             self.load_error = str(exc)
             logger.critical("%s", exc)

@@ -67,6 +67,12 @@ class Decoded:
     compression_ratio: float
     no_speech_prob: float
     temperature: float = 0.0
+    tries: int = 1
+    """Generate calls this window took: 1, plus one per fallback temperature tried."""
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.tokens) and not self.is_silence
 
     @property
     def is_silence(self) -> bool:
@@ -244,6 +250,7 @@ class Decoder:
     ) -> None:
         """Re-decode failing windows at rising temperatures; keep each window's best try."""
         best = dict(enumerate(decoded))
+        tries = [1] * len(decoded)
         failing = [i for i, window in enumerate(decoded) if window.needs_fallback]
         for temperature in FALLBACK_TEMPERATURES:
             if temperature <= request.temperature:
@@ -255,6 +262,7 @@ class Decoder:
             results = self.generate(subset, languages, request, temperature=temperature)
             still = []
             for i, (tokens, logprob, nsp) in zip(failing, results, strict=True):
+                tries[i] += 1
                 attempt = Decoded(
                     decoded[i].language,
                     decoded[i].language_probability,
@@ -270,6 +278,7 @@ class Decoder:
                     still.append(i)
             failing = still
         for i, window in best.items():
+            window.tries = tries[i]
             decoded[i] = window
 
     def compression_ratio(self, tokens: list[int], language: str, request: DecodeRequest) -> float:

@@ -8,10 +8,12 @@ no speech never reach the model. The rest are decoded in rounds of batched *wind
     align     every word gets its time from the cross-attention path
     check     speech the words don't cover -> a new window over it, for the next round:
               - speech after the last word (the model stopped early: the common loss)
-              - speech before the first word
+              - speech between two words (a skipped sentence), or before the first
               - a window with speech but no words at all -> retried once, split at its
                 widest pause when it has one
-    round 2+  the new windows, batched across clips, until none is left (at most 4 rounds)
+    round 2+  the new windows, batched across clips, until none is left (at most 4 rounds);
+              windows still open then are given up: counted, and their clip comes back
+              `incomplete`
 
 A window that may hold two languages (its detection is uncertain, or its two halves, detected
 in the window's context, disagree) is halved at a pause before decoding, each half with its own
@@ -19,7 +21,9 @@ language; otherwise a language switch is no special case: the coverage check pic
 a window decoded in the wrong language left out. Words of a later window that overlap words
 already accepted are dropped, so a word is never returned twice. The rules that make windows
 are in `windows.py`; decoding in `decoding.py`; word times in `alignment.py`; segments in
-`segmenter.py`.
+`segmenter.py`. The random models' engine (`random_engine.py`) shares the rounds but not the
+alignment: a window's text is one segment. Every round shows in the metrics (`metrics.py`):
+rounds, windows by kind, language halving, temperature fallbacks, windows given up.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from faster_whisper import WhisperModel
 from services.whisper_gpu.alignment import AlignedWord, align_words
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
+from services.whisper_gpu.metrics import ModelMetrics
 from services.whisper_gpu.segmenter import snap_to_speech, split_segments
 from services.whisper_gpu.windows import (
     MAX_SPLITS,
@@ -133,15 +138,19 @@ ResultT = TypeVar("ResultT")
 
 class WindowEngine(ABC, Generic[ResultT]):
     """A loaded model decoding clips in rounds of batched windows (the module docstring): the
-    rounds and language halving. Subclasses say what a decoded window yields (`_read`, which
-    returns the next round's windows) and how a clip's yield becomes segments (`_segments`)."""
+    rounds, language halving and the rounds' metrics. Subclasses say what a decoded window
+    yields (`_read`, which returns the next round's windows) and how a clip's yield becomes
+    segments (`_segments`)."""
 
     fallback_by_default = True
     """`temperature_fallback` when `WHISPER_TEMPERATURE_FALLBACK` is unset."""
 
-    def __init__(self, model: WhisperModel, settings: WhisperSettings) -> None:
+    def __init__(
+        self, model: WhisperModel, settings: WhisperSettings, metrics: ModelMetrics | None = None
+    ) -> None:
         self.model = model
         self.settings = settings
+        self.metrics = metrics or ModelMetrics()
         self.decoder = Decoder(model)
         fallback = settings.temperature_fallback
         self.temperature_fallback = self.fallback_by_default if fallback is None else fallback
@@ -178,6 +187,7 @@ class WindowEngine(ABC, Generic[ResultT]):
             temperature_fallback=self.temperature_fallback,
         )
         results = [self._new_result() for _ in clips]
+        incomplete: set[int] = set()
         windows = [
             Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
             for i, clip in enumerate(clips)
@@ -193,9 +203,11 @@ class WindowEngine(ABC, Generic[ResultT]):
                 sum(w.end_sec - w.start_sec for w in windows),
             )
             windows = self._round(clips, windows, results, request)
+        else:
+            incomplete = self._give_up(windows)
         return [
-            self._transcription(clip, result, options)
-            for clip, result in zip(clips, results, strict=True)
+            self._transcription(clip, result, options, incomplete=i in incomplete)
+            for i, (clip, result) in enumerate(zip(clips, results, strict=True))
         ]
 
     def warm_up(self) -> None:
@@ -249,6 +261,7 @@ class WindowEngine(ABC, Generic[ResultT]):
         request: DecodeRequest,
     ) -> list[Window]:
         """Decode one round of windows; return the windows of the next round."""
+        self.metrics.rounds.inc()
         features = [
             w.features if w.features is not None else self._features(clips[w.clip].audio, w)
             for w in windows
@@ -261,6 +274,9 @@ class WindowEngine(ABC, Generic[ResultT]):
         encoder_output = select(encoder_output, kept)
         windows = [windows[i] for i in kept]
         decoded = self.decoder.decode(encoder_output, [languages[i] for i in kept], request)
+        for window, result in zip(windows, decoded, strict=True):
+            self.metrics.windows.labels(kind=window.kind).inc()
+            self.metrics.fallbacks.inc(result.tries - 1)
         return follow_up + self._read(clips, windows, encoder_output, decoded, results, request)
 
     def _split_languages(
@@ -300,14 +316,28 @@ class WindowEngine(ABC, Generic[ResultT]):
                 window.end_sec,
                 *languages[index],
             )
+            self.metrics.language_splits.inc()
             # Each half's language as seen in the whole window's context is its hint: a half
             # alone has less audio to tell its language by.
             hints = part or (None, None)
             follow_up += [
-                replace(h, hint=hint, retried=False, splits=window.splits + 1)
+                replace(h, hint=hint, retried=False, splits=window.splits + 1, kind="language")
                 for h, hint in zip(halves, hints, strict=True)
             ]
         return follow_up, kept
+
+    def _give_up(self, windows: list[Window]) -> set[int]:
+        """Windows still open when the rounds ran out: counted, logged; returns their clips."""
+        if not windows:
+            return set()
+        self.metrics.windows_given_up.inc(len(windows))
+        logger.info(
+            "gave up on %d windows (%.1f s) after %d rounds: their clips are incomplete",
+            len(windows),
+            sum(w.end_sec - w.start_sec for w in windows),
+            MAX_ROUNDS,
+        )
+        return {w.clip for w in windows}
 
     def _features(self, audio: np.ndarray, window: Window) -> np.ndarray:
         start = int(window.start_sec * SAMPLE_RATE_HZ)
@@ -317,7 +347,7 @@ class WindowEngine(ABC, Generic[ResultT]):
     # -- the result ----------------------------------------------------------------------------
 
     def _transcription(
-        self, clip: PreparedClip, result: ResultT, options: ClipOptions
+        self, clip: PreparedClip, result: ResultT, options: ClipOptions, *, incomplete: bool
     ) -> ClipTranscription:
         pairs = sorted(self._segments(result), key=lambda pair: pair[0].start_sec)
         segments = [segment for segment, _ in pairs]
@@ -328,6 +358,7 @@ class WindowEngine(ABC, Generic[ResultT]):
             language_probability=probability,
             duration_sec=clip.duration_sec,
             speech_sec=round(sum(e - s for s, e in clip.speech), 3),
+            incomplete=incomplete,
         )
 
 
@@ -366,7 +397,7 @@ class WhisperEngine(WindowEngine[_Words]):
         results: list[_Words],
         request: DecodeRequest,
     ) -> list[Window]:
-        with_text = [i for i, d in enumerate(decoded) if d.tokens and not d.is_silence]
+        with_text = [i for i, d in enumerate(decoded) if d.has_text]
         aligned = self._align(encoder_output, windows, decoded, with_text, request)
         follow_up: list[Window] = []
         for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):

@@ -21,6 +21,7 @@ from faster_whisper import WhisperModel
 
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.engine import ClipEngine, WhisperEngine, WindowEngine
+from services.whisper_gpu.metrics import ModelMetrics
 from services.whisper_gpu.model_store import PACKAGED_MODELS, packaged_model_dir
 from services.whisper_gpu.random_engine import RandomEngine
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
@@ -86,9 +87,12 @@ def engine_class(name: str) -> type[WindowEngine[Any]]:
     return RandomEngine if name in RANDOM_PRESETS else WhisperEngine
 
 
-def load_engine(settings: WhisperSettings, placement: Placement) -> ClipEngine:
+def load_engine(
+    settings: WhisperSettings, placement: Placement, metrics: ModelMetrics | None = None
+) -> ClipEngine:
     """The model named by `WHISPER_MODEL`, loaded, behind its engine."""
-    return engine_class(settings.model)(load_model(settings, placement), settings)
+    model = load_model(settings, placement)
+    return engine_class(settings.model)(model, settings, metrics)
 
 
 def load_model(settings: WhisperSettings, placement: Placement) -> WhisperModel:

@@ -39,7 +39,7 @@ class RandomEngine(WindowEngine[list[_WindowText]]):
         request: DecodeRequest,
     ) -> list[Window]:
         for window, result in zip(windows, decoded, strict=True):
-            if result.tokens and not result.is_silence:
+            if result.has_text:
                 text = self.decoder.tokenizer(result.language, request.task).decode(result.tokens)
                 results[window.clip].append((window, result, text))
         return []

@@ -1,4 +1,5 @@
-"""The model server's core without HTTP, on the random model: input, structure, batching.
+"""The model server's core without HTTP, on the random model: input, structure, batching, the
+rounds' metrics (the real engine's coverage rounds driven by a fake aligner).
 
 What the words are is tested with real models (tests/integration, tests/e2e)."""
 
@@ -8,16 +9,20 @@ import functools
 import io
 import wave
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
+from services.whisper_gpu.alignment import AlignedWord
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.decoding import DecodeRequest
+from services.whisper_gpu.decoding import Decoded, DecodeRequest
 from services.whisper_gpu.engine import (
+    MAX_ROUNDS,
     PreparedClip,
     WhisperEngine,
+    WindowEngine,
     clamp_segments,
     decode_clip,
 )
@@ -28,12 +33,15 @@ from services.whisper_gpu.loading import (
     load_engine,
     load_model,
 )
+from services.whisper_gpu.metrics import ModelMetrics
 from services.whisper_gpu.random_engine import RandomEngine
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model, vocabulary
+from services.whisper_gpu.windows import Window
 from shared.audio import pcm16_to_wav, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
 from shared.schemas import ClipOptions, ClipSegment
 from tests.conftest import MEDIA_DIR
+from tests.support.metrics import metric
 
 
 @functools.cache
@@ -59,6 +67,11 @@ def engine(model_cache_dir: Path) -> RandomEngine:
     loaded = load_engine(settings, choose_placement(settings))
     assert isinstance(loaded, RandomEngine)
     return loaded
+
+
+def counted(engine: WindowEngine[Any], name: str, labels: str = "") -> float:
+    """The value of one of the engine's metrics (0 when it never moved)."""
+    return metric(engine.metrics.render().decode(), name, labels)
 
 
 def test_vocabulary_has_whisper_multilingual_layout() -> None:
@@ -245,3 +258,110 @@ def test_temperature_fallback_is_off_by_default_only_for_random_models(
     assert WhisperEngine(engine.model, unset).temperature_fallback is True
     forced = random_tiny(model_cache_dir, temperature_fallback=True)
     assert RandomEngine(engine.model, forced).temperature_fallback is True
+
+
+def test_rounds_windows_and_language_halving_are_counted(engine: RandomEngine) -> None:
+    """A 12 s clip with pauses, language detected: its window is halved (random weights are
+    never sure of a language) and the halves decoded in a second round; with the language
+    given, one window in one round."""
+    settings = engine.settings
+    clip = engine.prepare(speech_40s()[: 16000 * 12])
+    detecting = RandomEngine(engine.model, settings, ModelMetrics())
+    [result] = detecting.transcribe_batch([clip], ClipOptions())
+    assert len(result.segments) == 2 and not result.incomplete
+    assert counted(detecting, "whisper_rounds_total") == 2
+    assert counted(detecting, "whisper_language_splits_total") == 1
+    assert counted(detecting, "whisper_windows_total", '{kind="language"}') == 2
+    assert counted(detecting, "whisper_windows_total", '{kind="clip"}') == 0
+
+    told = RandomEngine(engine.model, settings, ModelMetrics())
+    told.transcribe_batch([clip], ClipOptions(language="en"))
+    assert counted(told, "whisper_rounds_total") == 1
+    assert counted(told, "whisper_language_splits_total") == 0
+    assert counted(told, "whisper_windows_total", '{kind="clip"}') == 1
+    assert counted(told, "whisper_temperature_fallbacks_total") == 0  # off for random models
+
+
+def test_temperature_fallbacks_are_counted(engine: RandomEngine, model_cache_dir: Path) -> None:
+    """Random text fails every quality check, so each window climbs the whole ladder."""
+    settings = random_tiny(model_cache_dir, temperature_fallback=True)
+    falling_back = RandomEngine(engine.model, settings, ModelMetrics())
+    clips = [engine.prepare(speech_40s()[: 16000 * s]) for s in (4, 5)]
+    results = falling_back.transcribe_batch(clips, ClipOptions(language="en"))
+    assert counted(falling_back, "whisper_windows_total", '{kind="clip"}') == 2
+    assert counted(falling_back, "whisper_temperature_fallbacks_total") == 2 * 3
+    assert all((s.temperature or 0) > 0 for r in results for s in r.segments)
+
+
+class _CreepingAligner:
+    """A fake aligner for the real engine: in each window, one word of 0.5 s where the speech
+    still without words begins, so every round leaves a gap after it and the coverage rounds
+    never catch up; a window starting at `covered_from` gets one word over all of it."""
+
+    def __init__(self, covered_from: float) -> None:
+        self.covered_from = covered_from
+
+    def __call__(
+        self,
+        encoder_output: object,
+        windows: list[Window],
+        decoded: list[Decoded],
+        indices: list[int],
+        request: DecodeRequest,
+    ) -> dict[int, list[AlignedWord]]:
+        aligned = {}
+        for i in indices:
+            window = windows[i]
+            start = window.accept[0] if window.accept else window.start_sec
+            end = window.end_sec if window.start_sec >= self.covered_from else start + 0.5
+            word = AlignedWord(" hi", start - window.start_sec, end - window.start_sec, 0.9, [1])
+            aligned[i] = [word]
+        return aligned
+
+
+def test_windows_open_after_the_last_round_are_counted_and_flag_their_clip(
+    engine: RandomEngine, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: windows still open after MAX_ROUNDS were dropped without a trace. The real
+    engine on random weights, its aligner faked: the first clip's gap never closes, the second
+    clip (speech 20-21.5 s) is covered by its first window."""
+    settings = random_tiny(model_cache_dir, temperature_fallback=False)
+    real = WhisperEngine(engine.model, settings, ModelMetrics())
+    monkeypatch.setattr(real, "_align", _CreepingAligner(covered_from=20.0))
+    audio = speech_40s()[: 16000 * 25]
+    clips = [real.prepare(audio, [(0.5, 11.5)]), real.prepare(audio, [(20.0, 21.5)])]
+    creeping, covered = real.transcribe_batch(clips, ClipOptions(language="en"))
+    assert creeping.incomplete and not covered.incomplete
+    assert counted(real, "whisper_rounds_total") == MAX_ROUNDS
+    assert counted(real, "whisper_windows_total", '{kind="clip"}') == 2
+    assert counted(real, "whisper_windows_total", '{kind="gap"}') == MAX_ROUNDS - 1
+    assert counted(real, "whisper_windows_given_up_total") == 1
+    words = [w for s in creeping.segments for w in s.words or []]
+    assert [(w.start_sec, w.end_sec) for w in words] == [
+        (0.5, 1.0),
+        (1.0, 1.5),
+        (1.5, 2.0),
+        (2.0, 2.5),
+    ]
+
+
+def test_an_abandoned_batch_is_not_flagged_incomplete(engine: RandomEngine) -> None:
+    """Work stopped because every caller left is not the coverage giving up."""
+    clip = engine.prepare(speech_40s()[: 16000 * 12])
+    quitting = RandomEngine(engine.model, engine.settings, ModelMetrics())
+    [result] = quitting.transcribe_batch([clip], ClipOptions(), abandoned=lambda: True)
+    assert result.segments == [] and not result.incomplete
+    assert counted(quitting, "whisper_rounds_total") == 0
+    assert counted(quitting, "whisper_windows_given_up_total") == 0
+
+
+def test_auto_placement_uses_a_replica_per_core_on_cpu_and_one_on_cuda() -> None:
+    cpu = choose_placement(WhisperSettings(device="cpu"), cores=2)
+    assert (cpu.compute_type, cpu.replicas, cpu.threads_per_replica) == ("int8", 2, 1)
+    assert cpu.max_batch_size == 1
+    big = choose_placement(WhisperSettings(device="cpu"), cores=16)
+    assert (big.replicas, big.threads_per_replica) == (4, 4)
+    gpu = choose_placement(WhisperSettings(device="cuda"), cores=16)
+    assert (gpu.compute_type, gpu.replicas, gpu.max_batch_size) == ("float16", 1, 16)
+    pinned = choose_placement(WhisperSettings(device="cpu", num_workers=1, cpu_threads=3), 8)
+    assert (pinned.replicas, pinned.threads_per_replica) == (1, 3)
