@@ -72,6 +72,7 @@ class Decoded:
 
     @property
     def has_text(self) -> bool:
+        """Tokens that Whisper does not rate as silence: something to read words from."""
         return bool(self.tokens) and not self.is_silence
 
     @property

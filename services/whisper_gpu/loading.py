@@ -7,8 +7,8 @@
 - a random offline model (`random-tiny`, ...: tests and benchmarks, gibberish text);
 - any other faster-whisper model name, downloaded from the model hub into the cache.
 
-A random model runs behind its own engine (`random_engine.py`: no word alignment, no coverage
-rounds), every other model behind `engine.WhisperEngine`.
+A random model runs behind its own engine (`random_engine.py`: no word alignment, so no
+coverage windows), every other model behind `engine.WhisperEngine`.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def load_engine(
 
 
 def load_model(settings: WhisperSettings, placement: Placement) -> WhisperModel:
-    """The model named by `WHISPER_MODEL` (faster-whisper's, engine-less)."""
+    """The faster-whisper model named by `WHISPER_MODEL`, without an engine around it."""
     name = settings.model
     is_random = name in RANDOM_PRESETS
     try:
