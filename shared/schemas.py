@@ -409,6 +409,9 @@ class ClipTranscription(BaseModel):
     duration_sec: float
     speech_sec: float | None = None
     """Speech found by the VAD; 0 means the model never saw the clip."""
+    incomplete: bool = False
+    """The model server stopped before every stretch of speech had words (windows still open
+    after its last round): words may be missing. Absent from older servers' answers: false."""
 
 
 # -- health -----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from faster_whisper.tokenizer import Tokenizer
 
-TOKENS_PER_SECOND = 50  # encoder frames are 20 ms
+from services.whisper_gpu.decoding import TOKENS_PER_SECOND
+
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 SENTENCE_END = ".。!！?？"

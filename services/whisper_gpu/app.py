@@ -13,8 +13,8 @@ from fastapi import FastAPI
 
 from services.whisper_gpu.batcher import Batcher, BatchPolicy
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.engine import PreparedClip, WhisperEngine, decode_clip
-from services.whisper_gpu.loading import ModelUnavailableError, choose_placement, load_model
+from services.whisper_gpu.engine import ClipEngine, PreparedClip, decode_clip
+from services.whisper_gpu.loading import ModelUnavailableError, choose_placement, load_engine
 from services.whisper_gpu.metrics import ModelMetrics
 from shared import fleet
 from shared.api import health_router, install_error_handlers
@@ -37,7 +37,7 @@ class ModelHolder:
     def __init__(self, settings: WhisperSettings, on_load_failure: Callable[[], None]) -> None:
         self.settings = settings
         self.metrics = ModelMetrics()
-        self.engine: WhisperEngine | None = None
+        self.engine: ClipEngine | None = None
         self.batcher: Batcher[PreparedClip] | None = None
         self.load_error: str | None = None
         self._on_load_failure = on_load_failure
@@ -52,13 +52,12 @@ class ModelHolder:
     async def load(self) -> None:
         try:
             placement = choose_placement(self.settings)
-            model, is_random = await asyncio.to_thread(load_model, self.settings, placement)
+            engine = await asyncio.to_thread(load_engine, self.settings, placement, self.metrics)
         except ModelUnavailableError as exc:
             self.load_error = str(exc)
             logger.critical("%s", exc)
             self._on_load_failure()
             return
-        engine = WhisperEngine(model, self.settings, is_random=is_random)
         await asyncio.to_thread(engine.warm_up)
         policy = BatchPolicy(
             max_batch_size=placement.max_batch_size,

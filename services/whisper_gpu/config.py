@@ -39,8 +39,9 @@ class WhisperSettings(BaseSettings):
     beam_size: int = Field(5, ge=1, le=10)
     """Beam width for decoding."""
     temperature_fallback: bool | None = None
-    """Re-decode at higher temperatures when quality checks fail; default on, but off for
-    random models (their output never passes the checks, so every clip would decode 6 times)."""
+    """Re-decode at higher temperatures (0.2, 0.6, 1.0) when quality checks fail; default on,
+    but off for random models (their output never passes the checks, so every window would be
+    decoded four times)."""
     max_batch_size: int = Field(0, ge=0, le=256)
     """Most clips in one model call; 0 = auto: 16 on CUDA, 1 on CPU, where a batch costs as
     much per clip as one clip alone and then waits for its slowest member, so replicas per core

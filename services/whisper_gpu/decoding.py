@@ -36,7 +36,8 @@ LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 FALLBACK_TEMPERATURES = (0.2, 0.6, 1.0)
 HINT_RATIO = 0.5
-TOKENS_PER_SECOND = 50  # encoder frames are 20 ms
+TOKENS_PER_SECOND = 50
+"""Encoder output frames per second of audio (20 ms each; Whisper's name for it)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,13 @@ class Decoded:
     compression_ratio: float
     no_speech_prob: float
     temperature: float = 0.0
+    tries: int = 1
+    """Generate calls this window took: 1, plus one per fallback temperature tried."""
+
+    @property
+    def has_text(self) -> bool:
+        """Tokens that Whisper does not rate as silence: something to read words from."""
+        return bool(self.tokens) and not self.is_silence
 
     @property
     def is_silence(self) -> bool:
@@ -146,10 +154,7 @@ class Decoder:
         result: list[tuple[str, str] | None] = [None] * len(cuts_sec)
         if not todo or request.language is not None or not self.ct2.is_multilingual:
             return result
-        host = encoder_output
-        if encoder_output.device != "cpu":
-            host = encoder_output.to_device(ctranslate2.Device.cpu)
-        frames = np.asarray(host)
+        frames = on_host(encoder_output)
         empty = self._empty_encoding(frames.dtype)
         spliced = []
         for i in todo:
@@ -166,14 +171,9 @@ class Decoder:
         return result
 
     def _empty_encoding(self, dtype: Any) -> np.ndarray:
-        import ctranslate2
-
         if self._empty is None:
             silence = self.features(np.zeros(SAMPLE_RATE_HZ // 10, dtype=np.float32))
-            encoded = self.encode([silence])
-            if encoded.device != "cpu":
-                encoded = encoded.to_device(ctranslate2.Device.cpu)
-            self._empty = np.asarray(encoded)[0]
+            self._empty = on_host(self.encode([silence]))[0]
         return self._empty.astype(dtype)
 
     def generate(
@@ -228,8 +228,9 @@ class Decoder:
     def decode(
         self, encoder_output: Any, languages: Sequence[tuple[str, float]], request: DecodeRequest
     ) -> list[Decoded]:
-        """Each window's best decode: greedy beam search, then temperature fallback for the
-        windows that fail the quality checks, then repetition loops cut."""
+        """Each window's best decode: beam search (or sampling, when the request asks for a
+        temperature above 0), then temperature fallback for the windows that fail the quality
+        checks, then repetition loops cut."""
         codes = [code for code, _ in languages]
         first = request.temperature
         results = self.generate(encoder_output, codes, request, temperature=first)
@@ -250,6 +251,7 @@ class Decoder:
     ) -> None:
         """Re-decode failing windows at rising temperatures; keep each window's best try."""
         best = dict(enumerate(decoded))
+        tries = [1] * len(decoded)
         failing = [i for i, window in enumerate(decoded) if window.needs_fallback]
         for temperature in FALLBACK_TEMPERATURES:
             if temperature <= request.temperature:
@@ -261,6 +263,7 @@ class Decoder:
             results = self.generate(subset, languages, request, temperature=temperature)
             still = []
             for i, (tokens, logprob, nsp) in zip(failing, results, strict=True):
+                tries[i] += 1
                 attempt = Decoded(
                     decoded[i].language,
                     decoded[i].language_probability,
@@ -276,6 +279,7 @@ class Decoder:
                     still.append(i)
             failing = still
         for i, window in best.items():
+            window.tries = tries[i]
             decoded[i] = window
 
     def compression_ratio(self, tokens: list[int], language: str, request: DecodeRequest) -> float:
@@ -299,11 +303,17 @@ def select(encoder_output: Any, indices: Sequence[int]) -> Any:
 
     if list(indices) == list(range(encoder_output.shape[0])):
         return encoder_output
-    host = encoder_output
-    if encoder_output.device != "cpu":
-        host = encoder_output.to_device(ctranslate2.Device.cpu)
-    array = np.asarray(host)[list(indices)]
+    array = on_host(encoder_output)[list(indices)]
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
+
+
+def on_host(encoder_output: Any) -> np.ndarray:
+    """An encoder output (a CTranslate2 StorageView, on any device) as an array in host memory."""
+    import ctranslate2
+
+    if encoder_output.device != "cpu":
+        encoder_output = encoder_output.to_device(ctranslate2.Device.cpu)
+    return np.asarray(encoder_output)
 
 
 def compression_ratio(text: str) -> float:

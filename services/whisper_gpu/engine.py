@@ -8,10 +8,12 @@ no speech never reach the model. The rest are decoded in rounds of batched *wind
     align     every word gets its time from the cross-attention path
     check     speech the words don't cover -> a new window over it, for the next round:
               - speech after the last word (the model stopped early: the common loss)
-              - speech before the first word
+              - speech between two words (a skipped sentence), or before the first
               - a window with speech but no words at all -> retried once, split at its
                 widest pause when it has one
-    round 2+  the new windows, batched across clips, until none is left (at most 4 rounds)
+    round 2+  the new windows, batched across clips, until none is left (at most 4 rounds);
+              windows still open then are given up: counted, and their clip comes back
+              `incomplete`
 
 A window that may hold two languages (its detection is uncertain, or its two halves, detected
 in the window's context, disagree) is halved at a pause before decoding, each half with its own
@@ -19,14 +21,18 @@ language; otherwise a language switch is no special case: the coverage check pic
 a window decoded in the wrong language left out. Words of a later window that overlap words
 already accepted are dropped, so a word is never returned twice. The rules that make windows
 are in `windows.py`; decoding in `decoding.py`; word times in `alignment.py`; segments in
-`segmenter.py`.
+`segmenter.py`. The random models' engine (`random_engine.py`) shares the rounds but not the
+alignment: a window's text is one segment. Every round shows in the metrics (`metrics.py`):
+rounds, windows by kind, language halving, temperature fallbacks, windows given up.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -34,6 +40,7 @@ from faster_whisper import WhisperModel
 from services.whisper_gpu.alignment import AlignedWord, align_words
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
+from services.whisper_gpu.metrics import ModelMetrics
 from services.whisper_gpu.segmenter import snap_to_speech, split_segments
 from services.whisper_gpu.windows import (
     MAX_SPLITS,
@@ -108,35 +115,45 @@ class PreparedClip:
         return len(self.audio) / SAMPLE_RATE_HZ
 
 
-@dataclass
-class _ClipResult:
-    words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
-    text_without_words: list[tuple[Window, Decoded, str]] = field(default_factory=list)
+class ClipEngine(Protocol):
+    """What the model server needs of an engine (`app.py`, the batcher). `loading.load_engine`
+    picks one by `WHISPER_MODEL`: `WhisperEngine` for real weights, `RandomEngine`
+    (`random_engine.py`) for the random models."""
 
-    def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
-        """Add words that don't overlap words already accepted; return the ones added."""
-        taken = [(w.start_sec, w.end_sec) for w, _ in self.words]
-        added = [w for w in words if not any(_overlaps(w, s, e) for s, e in taken)]
-        self.words += [(w, decoded) for w in added]
-        return added
+    def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip: ...
+
+    def transcribe_batch(
+        self,
+        clips: Sequence[PreparedClip],
+        options: ClipOptions,
+        abandoned: Callable[[], bool] = ...,
+    ) -> list[ClipTranscription]: ...
+
+    def warm_up(self) -> None: ...
 
 
-def _overlaps(word: AlignedWord, start: float, end: float) -> bool:
-    overlap = min(word.end_sec, end) - max(word.start_sec, start)
-    return overlap > 0.5 * max(word.end_sec - word.start_sec, 1e-3)
+ResultT = TypeVar("ResultT")
+"""What an engine keeps of a clip's decoded windows until its segments are made."""
 
 
-class WhisperEngine:
-    """A loaded model and the decoding settings every clip shares."""
+class WindowEngine(ABC, Generic[ResultT]):
+    """A loaded model decoding clips in rounds of batched windows (the module docstring): the
+    rounds, language halving and the rounds' metrics. Subclasses say what a decoded window
+    yields (`_read`, which returns the next round's windows) and how a clip's yield becomes
+    segments (`_segments`)."""
 
-    def __init__(self, model: WhisperModel, settings: WhisperSettings, *, is_random: bool) -> None:
+    fallback_by_default = True
+    """`temperature_fallback` when `WHISPER_TEMPERATURE_FALLBACK` is unset."""
+
+    def __init__(
+        self, model: WhisperModel, settings: WhisperSettings, metrics: ModelMetrics | None = None
+    ) -> None:
         self.model = model
         self.settings = settings
-        self.is_random = is_random
+        self.metrics = metrics or ModelMetrics()
         self.decoder = Decoder(model)
         fallback = settings.temperature_fallback
-        # Random weights never pass the quality checks: every window would decode six times.
-        self.temperature_fallback = (not is_random) if fallback is None else fallback
+        self.temperature_fallback = self.fallback_by_default if fallback is None else fallback
 
     def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip:
         if speech is None:
@@ -169,7 +186,8 @@ class WhisperEngine:
             beam_size=self.settings.beam_size,
             temperature_fallback=self.temperature_fallback,
         )
-        results = [_ClipResult() for _ in clips]
+        results = [self._new_result() for _ in clips]
+        incomplete: set[int] = set()
         windows = [
             Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
             for i, clip in enumerate(clips)
@@ -185,9 +203,11 @@ class WhisperEngine:
                 sum(w.end_sec - w.start_sec for w in windows),
             )
             windows = self._round(clips, windows, results, request)
+        else:
+            incomplete = self._give_up(windows)
         return [
-            self._transcription(clip, result, options)
-            for clip, result in zip(clips, results, strict=True)
+            self._transcription(clip, result, options, incomplete=i in incomplete)
+            for i, (clip, result) in enumerate(zip(clips, results, strict=True))
         ]
 
     def warm_up(self) -> None:
@@ -203,15 +223,33 @@ class WhisperEngine:
                 c for c, _ in self.decoder.languages(encoder_output, request, [None] * batch)
             ]
             self.decoder.generate(encoder_output, languages, request, max_new_tokens=2)
-            if not self.is_random:
-                tokenizer = self.decoder.tokenizer(languages[0])
-                align_words(
-                    self.decoder.ct2,
-                    encoder_output,
-                    tokenizer,
-                    [tokenizer.encode(" hi")] * batch,
-                    [1.0] * batch,
-                )
+            self._warm_up_read(encoder_output, languages)
+
+    # -- what an engine does with decoded windows ----------------------------------------------
+
+    @abstractmethod
+    def _new_result(self) -> ResultT:
+        """An empty yield for one clip."""
+
+    @abstractmethod
+    def _read(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        encoder_output: object,
+        decoded: list[Decoded],
+        results: list[ResultT],
+        request: DecodeRequest,
+    ) -> list[Window]:
+        """Take what the decoded windows yield into their clips' results; return the windows
+        the next round must decode."""
+
+    @abstractmethod
+    def _segments(self, result: ResultT) -> list[tuple[ClipSegment, Decoded]]:
+        """A clip's segments, each with the decode its text came from."""
+
+    def _warm_up_read(self, encoder_output: object, languages: list[str]) -> None:
+        """Run the model calls `_read` makes once (nothing by default)."""
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -219,10 +257,11 @@ class WhisperEngine:
         self,
         clips: Sequence[PreparedClip],
         windows: list[Window],
-        results: list[_ClipResult],
+        results: list[ResultT],
         request: DecodeRequest,
     ) -> list[Window]:
         """Decode one round of windows; return the windows of the next round."""
+        self.metrics.rounds.inc()
         features = [
             w.features if w.features is not None else self._features(clips[w.clip].audio, w)
             for w in windows
@@ -235,33 +274,10 @@ class WhisperEngine:
         encoder_output = select(encoder_output, kept)
         windows = [windows[i] for i in kept]
         decoded = self.decoder.decode(encoder_output, [languages[i] for i in kept], request)
-        with_text = [i for i, d in enumerate(decoded) if d.tokens and not d.is_silence]
-        if self.is_random:  # random text can't be aligned: each window's text is one segment
-            for i in with_text:
-                tokenizer = self.decoder.tokenizer(decoded[i].language, request.task)
-                text = tokenizer.decode(decoded[i].tokens)
-                results[windows[i].clip].text_without_words.append((windows[i], decoded[i], text))
-            return follow_up
-        aligned = self._align(encoder_output, windows, decoded, with_text, request)
-        for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
-            speech = speech_within(clips[window.clip].speech, window)
-            words = aligned.get(index, [])
-            for word in words:
-                word.start_sec += window.start_sec
-                word.end_sec += window.start_sec
-            snap_to_speech(words, speech)
-            if window.accept is not None:
-                low, high = window.accept
-                words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
-            accepted = results[window.clip].accept(words, result)
-            follow_up += uncovered_windows(
-                window,
-                speech,
-                [(w.start_sec, w.end_sec) for w in accepted],
-                clips[window.clip].duration_sec,
-                result.language,
-            )
-        return follow_up
+        for window, result in zip(windows, decoded, strict=True):
+            self.metrics.windows.labels(kind=window.kind).inc()
+            self.metrics.fallbacks.inc(result.tries - 1)
+        return follow_up + self._read(clips, windows, encoder_output, decoded, results, request)
 
     def _split_languages(
         self,
@@ -300,14 +316,109 @@ class WhisperEngine:
                 window.end_sec,
                 *languages[index],
             )
+            self.metrics.language_splits.inc()
             # Each half's language as seen in the whole window's context is its hint: a half
             # alone has less audio to tell its language by.
             hints = part or (None, None)
             follow_up += [
-                replace(h, hint=hint, retried=False, splits=window.splits + 1)
+                replace(h, hint=hint, retried=False, splits=window.splits + 1, kind="language")
                 for h, hint in zip(halves, hints, strict=True)
             ]
         return follow_up, kept
+
+    def _give_up(self, windows: list[Window]) -> set[int]:
+        """Windows still open when the rounds ran out: counted, logged; returns their clips."""
+        if not windows:
+            return set()
+        self.metrics.windows_given_up.inc(len(windows))
+        logger.info(
+            "gave up on %d windows (%.1f s) after %d rounds: their clips are incomplete",
+            len(windows),
+            sum(w.end_sec - w.start_sec for w in windows),
+            MAX_ROUNDS,
+        )
+        return {w.clip for w in windows}
+
+    def _features(self, audio: np.ndarray, window: Window) -> np.ndarray:
+        start = int(window.start_sec * SAMPLE_RATE_HZ)
+        end = int(window.end_sec * SAMPLE_RATE_HZ)
+        return self.decoder.features(audio[start:end])
+
+    # -- the result ----------------------------------------------------------------------------
+
+    def _transcription(
+        self, clip: PreparedClip, result: ResultT, options: ClipOptions, *, incomplete: bool
+    ) -> ClipTranscription:
+        pairs = sorted(self._segments(result), key=lambda pair: pair[0].start_sec)
+        segments = [segment for segment, _ in pairs]
+        language, probability = _main_language(pairs, options)
+        return ClipTranscription(
+            segments=clamp_segments(segments, clip.duration_sec),
+            language=language,
+            language_probability=probability,
+            duration_sec=clip.duration_sec,
+            speech_sec=round(sum(e - s for s, e in clip.speech), 3),
+            incomplete=incomplete,
+        )
+
+
+@dataclass
+class _Words:
+    """The words a clip's windows yielded so far, each with the decode it came from."""
+
+    words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
+
+    def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
+        """Add words that don't overlap words already accepted; return the ones added."""
+        taken = [(w.start_sec, w.end_sec) for w, _ in self.words]
+        added = [w for w in words if not any(_overlaps(w, s, e) for s, e in taken)]
+        self.words += [(w, decoded) for w in added]
+        return added
+
+
+def _overlaps(word: AlignedWord, start: float, end: float) -> bool:
+    overlap = min(word.end_sec, end) - max(word.start_sec, start)
+    return overlap > 0.5 * max(word.end_sec - word.start_sec, 1e-3)
+
+
+class WhisperEngine(WindowEngine[_Words]):
+    """Real weights: every decoded window's words aligned to the audio, and the speech they
+    leave uncovered decoded again in the next round."""
+
+    def _new_result(self) -> _Words:
+        return _Words()
+
+    def _read(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        encoder_output: object,
+        decoded: list[Decoded],
+        results: list[_Words],
+        request: DecodeRequest,
+    ) -> list[Window]:
+        with_text = [i for i, d in enumerate(decoded) if d.has_text]
+        aligned = self._align(encoder_output, windows, decoded, with_text, request)
+        follow_up: list[Window] = []
+        for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
+            speech = speech_within(clips[window.clip].speech, window)
+            words = aligned.get(index, [])
+            for word in words:
+                word.start_sec += window.start_sec
+                word.end_sec += window.start_sec
+            snap_to_speech(words, speech)
+            if window.accept is not None:
+                low, high = window.accept
+                words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
+            accepted = results[window.clip].accept(words, result)
+            follow_up += uncovered_windows(
+                window,
+                speech,
+                [(w.start_sec, w.end_sec) for w in accepted],
+                clips[window.clip].duration_sec,
+                result.language,
+            )
+        return follow_up
 
     def _align(
         self,
@@ -317,7 +428,7 @@ class WhisperEngine:
         indices: list[int],
         request: DecodeRequest,
     ) -> dict[int, list[AlignedWord]]:
-        if self.is_random or not indices:
+        if not indices:
             return {}
         # One call for the batch: CTranslate2 aligns with one start sequence, so the most
         # common language's (the alignment heads barely depend on it).
@@ -328,22 +439,21 @@ class WhisperEngine:
         words = align_words(self.decoder.ct2, encoder_output, tokenizer, texts, durations)
         return {i: words[i] for i in indices}
 
-    def _features(self, audio: np.ndarray, window: Window) -> np.ndarray:
-        start = int(window.start_sec * SAMPLE_RATE_HZ)
-        end = int(window.end_sec * SAMPLE_RATE_HZ)
-        return self.decoder.features(audio[start:end])
+    def _warm_up_read(self, encoder_output: object, languages: list[str]) -> None:
+        tokenizer = self.decoder.tokenizer(languages[0])
+        batch = len(languages)
+        align_words(
+            self.decoder.ct2,
+            encoder_output,
+            tokenizer,
+            [tokenizer.encode(" hi")] * batch,
+            [1.0] * batch,
+        )
 
-    # -- the result ----------------------------------------------------------------------------
-
-    def _transcription(
-        self, clip: PreparedClip, result: _ClipResult, options: ClipOptions
-    ) -> ClipTranscription:
-        segments: list[ClipSegment] = []
-        if result.text_without_words:
-            for window, decoded, text in result.text_without_words:
-                segments.append(_segment(window.start_sec, window.end_sec, text, decoded, None))
+    def _segments(self, result: _Words) -> list[tuple[ClipSegment, Decoded]]:
         words = sorted(result.words, key=lambda pair: pair[0].start_sec)
         by_decode: dict[int, Decoded] = {id(w): d for w, d in words}
+        pairs = []
         for group in split_segments([w for w, _ in words], [d for _, d in words]):
             decoded = by_decode[id(group[0])]
             text = "".join(w.word for w in group)
@@ -356,23 +466,17 @@ class WhisperEngine:
                 )
                 for w in group
             ]
-            segments.append(
-                _segment(group[0].start_sec, group[-1].end_sec, text, decoded, segment_words)
+            segment = segment_from(
+                group[0].start_sec, group[-1].end_sec, text, decoded, segment_words
             )
-        segments.sort(key=lambda s: s.start_sec)
-        language, probability = _main_language(segments, result, options)
-        return ClipTranscription(
-            segments=clamp_segments(segments, clip.duration_sec),
-            language=language,
-            language_probability=probability,
-            duration_sec=clip.duration_sec,
-            speech_sec=round(sum(e - s for s, e in clip.speech), 3),
-        )
+            pairs.append((segment, decoded))
+        return pairs
 
 
-def _segment(
+def segment_from(
     start: float, end: float, text: str, decoded: Decoded, words: list[Word] | None
 ) -> ClipSegment:
+    """A segment of a clip, with the scores of the decode its text came from."""
     return ClipSegment(
         start_sec=round(start, 3),
         end_sec=round(end, 3),
@@ -387,19 +491,18 @@ def _segment(
 
 
 def _main_language(
-    segments: list[ClipSegment], result: _ClipResult, options: ClipOptions
+    pairs: list[tuple[ClipSegment, Decoded]], options: ClipOptions
 ) -> tuple[str, float]:
     if options.language is not None:
         return options.language, 1.0
     counts: dict[str, int] = {}
-    for segment in segments:
+    for segment, _ in pairs:
         if segment.language:
             counts[segment.language] = counts.get(segment.language, 0) + len(segment.text)
-    decodes = [d for _, d in result.words] + [d for _, d, _ in result.text_without_words]
-    if not counts or not decodes:
+    if not counts:
         return (options.languages[0] if options.languages else "en"), 0.0
     language = max(counts, key=lambda code: counts[code])
-    probability = max(d.language_probability for d in decodes if d.language == language)
+    probability = max(d.language_probability for _, d in pairs if d.language == language)
     return language, round(probability, 4)
 
 

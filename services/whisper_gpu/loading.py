@@ -1,21 +1,29 @@
-"""Which model, on which device, in how many replicas: resolving `WHISPER_MODEL` and `auto`.
+"""Which model, on which device, in how many replicas, behind which engine: resolving
+`WHISPER_MODEL` and `auto`.
 
 `WHISPER_MODEL` names one of
 - a model packaged on PyPI (`tiny.en`, `base`: see `model_store.py`), offline;
 - a local CTranslate2 model directory;
 - a random offline model (`random-tiny`, ...: tests and benchmarks, gibberish text);
 - any other faster-whisper model name, downloaded from the model hub into the cache.
+
+A random model runs behind its own engine (`random_engine.py`: no word alignment, so no
+coverage windows), every other model behind `engine.WhisperEngine`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from faster_whisper import WhisperModel
 
 from services.whisper_gpu.config import WhisperSettings
+from services.whisper_gpu.engine import ClipEngine, WhisperEngine, WindowEngine
+from services.whisper_gpu.metrics import ModelMetrics
 from services.whisper_gpu.model_store import PACKAGED_MODELS, packaged_model_dir
+from services.whisper_gpu.random_engine import RandomEngine
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
 from shared.cpus import available_cpus
 
@@ -74,8 +82,21 @@ def model_path(settings: WhisperSettings) -> str:
     return name  # a local directory, or a name faster-whisper downloads into the cache
 
 
-def load_model(settings: WhisperSettings, placement: Placement) -> tuple[WhisperModel, bool]:
-    """The model named by `WHISPER_MODEL`, and whether it is a random (gibberish) model."""
+def engine_class(name: str) -> type[WindowEngine[Any]]:
+    """The engine a model runs behind: `RandomEngine` for the random models, else the real."""
+    return RandomEngine if name in RANDOM_PRESETS else WhisperEngine
+
+
+def load_engine(
+    settings: WhisperSettings, placement: Placement, metrics: ModelMetrics | None = None
+) -> ClipEngine:
+    """The model named by `WHISPER_MODEL`, loaded, behind its engine."""
+    model = load_model(settings, placement)
+    return engine_class(settings.model)(model, settings, metrics)
+
+
+def load_model(settings: WhisperSettings, placement: Placement) -> WhisperModel:
+    """The faster-whisper model named by `WHISPER_MODEL`, without an engine around it."""
     name = settings.model
     is_random = name in RANDOM_PRESETS
     try:
@@ -104,4 +125,4 @@ def load_model(settings: WhisperSettings, placement: Placement) -> tuple[Whisper
         placement.threads_per_replica,
         " -- RANDOM WEIGHTS, transcripts are gibberish" if is_random else "",
     )
-    return model, is_random
+    return model

@@ -3,6 +3,11 @@
 `whisper_queue_depth` is the signal to autoscale on; batch size and queue wait show whether
 batching works; requests by outcome show overload (rejected), deadlines (timeout) and
 abandoned requests (cancelled); `no_speech` counts clips answered without the model.
+
+The rest show what completeness costs (`engine.py`): rounds per batch, windows decoded by why
+(`gap` and `retry` are the coverage check's), windows halved for their language, decodes
+repeated at a higher temperature, and windows still open when the rounds ran out (their clips
+come back `incomplete`: words may be missing).
 """
 
 from __future__ import annotations
@@ -38,6 +43,36 @@ class ModelMetrics:
             "whisper_requests",
             "Clip requests by outcome (ok, no_speech, error, rejected, timeout, cancelled)",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.rounds = Counter(
+            "whisper_rounds",
+            "Rounds of windows decoded: one per batch, one more per round over what the words "
+            "left uncovered",
+            registry=self.registry,
+        )
+        self.windows = Counter(
+            "whisper_windows",
+            "Windows decoded, by kind (clip: a clip's speech; gap: speech the words left "
+            "uncovered; retry: a window without words, again; language: a half of a window "
+            "that may hold two languages)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.language_splits = Counter(
+            "whisper_language_splits",
+            "Windows halved before decoding because they may hold two languages",
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "whisper_temperature_fallbacks",
+            "Window decodes repeated at a higher temperature after failing the quality checks",
+            registry=self.registry,
+        )
+        self.windows_given_up = Counter(
+            "whisper_windows_given_up",
+            "Windows still open after the last round: their speech has no words, their clip "
+            "is flagged incomplete",
             registry=self.registry,
         )
 

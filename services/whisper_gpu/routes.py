@@ -125,5 +125,6 @@ async def transcribe_clip(
 
 @router.get("/metrics", tags=["health"])
 async def metrics(models: Annotated[ModelHolder, Depends(_models)]) -> Response:
-    """Prometheus metrics: queue depth, batch sizes, queue wait, inference time, outcomes."""
+    """Prometheus metrics: queue depth, batch sizes, queue wait, inference time, outcomes, and
+    what the coverage rounds cost (rounds, windows, halving, fallbacks, windows given up)."""
     return Response(models.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -16,6 +16,7 @@ Pure functions on time spans, so every rule is unit-tested without a model.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +33,10 @@ MIN_SPLIT_SEC = 6.0
 """Windows shorter than this are never halved (too little audio to tell a language by)."""
 MAX_SPLITS = 1
 """Halves are not halved again: shorter windows make language detection worse, not better."""
+
+WindowKind = Literal["clip", "gap", "retry", "language"]
+"""Why a window is decoded (a metric label): a clip's speech; speech the words left uncovered;
+a window that gave no words, again; half of a window that may hold two languages."""
 
 
 @dataclass
@@ -50,6 +55,8 @@ class Window:
     """The language of the window this one continues or was cut from."""
     accept: tuple[float, float] | None = None
     """Only words centred in this stretch are new (the rest of the window is context)."""
+    kind: WindowKind = "clip"
+    """Why it is decoded (counted by kind in `whisper_windows_total`)."""
 
     @property
     def duration_sec(self) -> float:
@@ -99,7 +106,8 @@ def uncovered_windows(
         total = speech_between(speech, window.start_sec, window.end_sec)
         if window.retried or total < UNCOVERED_SPEECH_SEC * 2:
             return []
-        return split_window(window, speech) or [replace(window, retried=True)]
+        retries = split_window(window, speech) or [replace(window, retried=True)]
+        return [replace(retry, kind="retry") for retry in retries]
     word_spans = sorted(word_spans)
     low, high = window.accept or (window.start_sec, window.end_sec)
     edges = [low, *(edge for span in word_spans for edge in span), high]
@@ -111,6 +119,6 @@ def uncovered_windows(
         start = max(0.0, gap_start - CONTEXT_SEC)
         end = min(clip_duration_sec, gap_end + CONTEXT_SEC, start + MAX_CLIP_SEC)
         follow_up.append(
-            Window(window.clip, start, end, hint=language, accept=(gap_start, gap_end))
+            Window(window.clip, start, end, hint=language, accept=(gap_start, gap_end), kind="gap")
         )
     return follow_up

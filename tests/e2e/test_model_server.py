@@ -42,7 +42,6 @@ def start_model_server(log_dir: Path, model_cache_dir: Path, **env: str) -> Serv
             "WHISPER_MODEL": "random-tiny",
             "WHISPER_MODEL_CACHE_DIR": str(model_cache_dir),
             "WHISPER_PORT": str(port),
-            "WHISPER_CPU_THREADS": "1",
             "WHISPER_FLEET_SECRET": SECRET,
             **env,
         },
@@ -64,9 +63,9 @@ def start_model_server(log_dir: Path, model_cache_dir: Path, **env: str) -> Serv
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> Iterator[str]:
-    # Batches of up to 8 (on a CPU the default is one clip per replica at a time).
+    """A model server as shipped for a CPU: every setting but the model at its default."""
     server = start_model_server(
-        tmp_path_factory.mktemp("whisper"), model_cache_dir, WHISPER_MAX_BATCH_SIZE="8"
+        tmp_path_factory.mktemp("whisper"), model_cache_dir, WHISPER_DEVICE="cpu"
     )
     yield server.url
     server.stop()
@@ -100,16 +99,49 @@ async def post_clips(
         return await asyncio.gather(*requests, return_exceptions=True)
 
 
-def test_concurrent_requests_are_batched(model_server: str) -> None:
-    before = httpx.get(f"{model_server}/metrics", headers=HEADERS).text
-    responses = asyncio.run(post_clips(model_server, 16, 20.0))
+def batches_of(url: str, clips: int, seconds: float) -> dict[str, float]:
+    """Send `clips` clips at once; the model calls they took (`batches`, `clips`) and how many
+    of those calls held at most n clips (`le_n`), from the batch size histogram."""
+    before = httpx.get(f"{url}/metrics", headers=HEADERS).text
+    responses = asyncio.run(post_clips(url, clips, seconds))
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses)
-    after = httpx.get(f"{model_server}/metrics", headers=HEADERS).text
-    clips = metric(after, "whisper_batch_size_sum") - metric(before, "whisper_batch_size_sum")
-    batches = metric(after, "whisper_batch_size_count") - metric(before, "whisper_batch_size_count")
-    assert clips == 16
-    assert batches < 16, "no batch of more than one clip formed under concurrent load"
-    assert metric(after, "whisper_requests_total", '{outcome="ok"}') >= 16
+    after = httpx.get(f"{url}/metrics", headers=HEADERS).text
+
+    def moved(name: str, labels: str = "") -> float:
+        return metric(after, name, labels) - metric(before, name, labels)
+
+    counts = {f"le_{n}": moved("whisper_batch_size_bucket", f'{{le="{n}.0"}}') for n in (1, 4, 8)}
+    return {
+        "clips": moved("whisper_batch_size_sum"),
+        "batches": moved("whisper_batch_size_count"),
+        "ok": moved("whisper_requests_total", '{outcome="ok"}'),
+        **counts,
+    }
+
+
+def test_concurrent_requests_are_batched_up_to_the_limit(
+    tmp_path: Path, model_cache_dir: Path
+) -> None:
+    """One replica taking up to 8: the first clip runs alone (an idle model never waits), the
+    others queue behind it and go in full batches (1, 8, 7 when nothing else is running)."""
+    server = start_model_server(
+        tmp_path, model_cache_dir, WHISPER_MAX_BATCH_SIZE="8", WHISPER_NUM_WORKERS="1"
+    )
+    try:
+        seen = batches_of(server.url, 16, 5.0)
+    finally:
+        server.stop()
+    assert seen["clips"] == seen["ok"] == 16
+    assert seen["le_8"] == seen["batches"], f"a batch went over the limit of 8: {seen}"
+    assert seen["le_4"] < seen["batches"] <= 4, f"queued clips did not share model calls: {seen}"
+
+
+def test_the_shipped_cpu_default_is_one_clip_per_model_call(model_server: str) -> None:
+    """`WHISPER_MAX_BATCH_SIZE` unset on a CPU: each replica takes one clip at a time, however
+    many wait (a batch costs as much per clip as one clip alone there)."""
+    seen = batches_of(model_server, 16, 5.0)
+    assert seen["clips"] == seen["ok"] == 16
+    assert seen["batches"] == seen["le_1"] == 16, f"clips shared a model call: {seen}"
 
 
 def test_full_queue_answers_503_with_retry_after(tmp_path: Path, model_cache_dir: Path) -> None:

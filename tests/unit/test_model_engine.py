@@ -1,6 +1,7 @@
-"""The model server's core without HTTP, on the random model: input, structure, batching.
+"""The model server's core without HTTP, on the random model: input, structure, batching, the
+rounds' metrics (the real engine's coverage rounds driven by a fake aligner).
 
-What the words are is tested with real models in tests/real/."""
+What the words are is tested with real models (tests/integration, tests/e2e)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,39 @@ import functools
 import io
 import wave
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
+from services.whisper_gpu.alignment import AlignedWord
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.engine import WhisperEngine, clamp_segments, decode_clip
-from services.whisper_gpu.loading import ModelUnavailableError, choose_placement, load_model
+from services.whisper_gpu.decoding import Decoded, DecodeRequest
+from services.whisper_gpu.engine import (
+    MAX_ROUNDS,
+    PreparedClip,
+    WhisperEngine,
+    WindowEngine,
+    clamp_segments,
+    decode_clip,
+)
+from services.whisper_gpu.loading import (
+    ModelUnavailableError,
+    choose_placement,
+    engine_class,
+    load_engine,
+    load_model,
+)
+from services.whisper_gpu.metrics import ModelMetrics
+from services.whisper_gpu.random_engine import RandomEngine
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model, vocabulary
+from services.whisper_gpu.windows import Window
 from shared.audio import pcm16_to_wav, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
 from shared.schemas import ClipOptions, ClipSegment
 from tests.conftest import MEDIA_DIR
+from tests.support.metrics import metric
 
 
 @functools.cache
@@ -31,11 +52,26 @@ def speech_40s() -> np.ndarray:
     return audio
 
 
+def random_tiny(cache: Path, temperature_fallback: bool | None = None) -> WhisperSettings:
+    return WhisperSettings(
+        model="random-tiny",
+        model_cache_dir=cache,
+        cpu_threads=1,
+        temperature_fallback=temperature_fallback,
+    )
+
+
 @pytest.fixture(scope="module")
-def engine(model_cache_dir: Path) -> WhisperEngine:
-    settings = WhisperSettings(model="random-tiny", model_cache_dir=model_cache_dir, cpu_threads=1)
-    model, is_random = load_model(settings, choose_placement(settings))
-    return WhisperEngine(model, settings, is_random=is_random)
+def engine(model_cache_dir: Path) -> RandomEngine:
+    settings = random_tiny(model_cache_dir)
+    loaded = load_engine(settings, choose_placement(settings))
+    assert isinstance(loaded, RandomEngine)
+    return loaded
+
+
+def counted(engine: WindowEngine[Any], name: str, labels: str = "") -> float:
+    """The value of one of the engine's metrics (0 when it never moved)."""
+    return metric(engine.metrics.render().decode(), name, labels)
 
 
 def test_vocabulary_has_whisper_multilingual_layout() -> None:
@@ -55,7 +91,7 @@ def test_random_model_is_cached_and_reused(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging left behind
 
 
-def test_random_model_stops_after_its_token_budget(engine: WhisperEngine) -> None:
+def test_random_model_stops_after_its_token_budget(engine: RandomEngine) -> None:
     audio = np.random.default_rng(0).standard_normal(16000 * 20).astype(np.float32) * 0.1
     segments, _ = engine.model.transcribe(audio, language="en", temperature=0.0, beam_size=1)
     tokens = sum(len(s.tokens) for s in segments)
@@ -63,7 +99,7 @@ def test_random_model_stops_after_its_token_budget(engine: WhisperEngine) -> Non
 
 
 def test_a_clip_without_speech_never_reaches_the_model(
-    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+    engine: RandomEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*_: object) -> None:
         raise AssertionError("the model was asked to decode a clip without speech")
@@ -75,7 +111,7 @@ def test_a_clip_without_speech_never_reaches_the_model(
     assert result.duration_sec == 20.0
 
 
-def test_random_model_gives_one_segment_per_window_on_the_speech(engine: WhisperEngine) -> None:
+def test_random_model_gives_one_segment_per_window_on_the_speech(engine: RandomEngine) -> None:
     audio = speech_40s()[: 16000 * 12]
     prepared = engine.prepare(audio)
     result = engine.transcribe_batch([prepared], ClipOptions(language="en"))[0]
@@ -87,7 +123,7 @@ def test_random_model_gives_one_segment_per_window_on_the_speech(engine: Whisper
     assert result.segments[0].language == "en"
 
 
-def test_speech_spans_from_the_caller_replace_the_vad(engine: WhisperEngine) -> None:
+def test_speech_spans_from_the_caller_replace_the_vad(engine: RandomEngine) -> None:
     audio = speech_40s()[: 16000 * 12]
     prepared = engine.prepare(audio, [(2.0, 5.5)])
     result = engine.transcribe_batch([prepared], ClipOptions(language="en"))[0]
@@ -166,7 +202,7 @@ def test_a_clip_in_another_container_is_decoded_held_to_it(tmp_path: Path) -> No
     assert np.allclose(audio[1000:2000], tone[1000:2000] / 32768.0, atol=1e-4)
 
 
-def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: WhisperEngine) -> None:
+def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: RandomEngine) -> None:
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * seconds]) for seconds in (3, 11, 29)]
     batched = engine.transcribe_batch(clips, ClipOptions(language="en"))
@@ -175,19 +211,148 @@ def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: WhisperEngi
     assert [t.duration_sec for t in batched] == [3.0, 11.0, 29.0]
 
 
-def test_batch_detects_the_language_of_each_clip(engine: WhisperEngine) -> None:
+def detected(engine: RandomEngine, clip: PreparedClip, request: DecodeRequest) -> tuple[str, float]:
+    """What the model's language detection says of a clip's first window, on its own."""
+    assert clip.features is not None
+    encoded = engine.decoder.encode([clip.features])
+    [(code, probability)] = engine.decoder.languages(encoded, request, [None])
+    return code, round(probability, 4)
+
+
+def test_batch_detects_the_language_of_each_clip(engine: RandomEngine) -> None:
+    """Each clip's language and probability are its own detection's (not a default's, nor
+    another clip's): random weights rate every language alike, so the pick is arbitrary but
+    fixed."""
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * s]) for s in (4, 9)]
     results = engine.transcribe_batch(clips, ClipOptions())
-    assert all(r.language and 0 < r.language_probability <= 1 for r in results)
-    assert all(s.language == r.language for r in results for s in r.segments)
+    for clip, result in zip(clips, results, strict=True):
+        expected = detected(engine, clip, DecodeRequest())
+        assert (result.language, result.language_probability) == expected
+        assert result.segments and {s.language for s in result.segments} == {expected[0]}
 
 
-def test_detection_keeps_to_the_allowed_languages(engine: WhisperEngine) -> None:
+def test_detection_keeps_to_the_allowed_languages(engine: RandomEngine) -> None:
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * s]) for s in (4, 9, 20)]
+    unrestricted = {detected(engine, clip, DecodeRequest())[0] for clip in clips}
+    assert not unrestricted & {"sw", "yo"}, "pick an allow-list the detection would not choose"
     results = engine.transcribe_batch(clips, ClipOptions(languages=["sw", "yo"]))
+    assert all(r.segments for r in results)
+    assert {r.language for r in results} <= {"sw", "yo"}
     assert {s.language for r in results for s in r.segments} <= {"sw", "yo"}
+
+
+def test_the_loader_picks_the_engine_by_model() -> None:
+    for name in RANDOM_PRESETS:
+        assert engine_class(name) is RandomEngine
+    for name in ("base", "tiny.en", "/models/whisper-large-v3-ct2", "distil-large-v3"):
+        assert engine_class(name) is WhisperEngine
+
+
+def test_temperature_fallback_is_off_by_default_only_for_random_models(
+    engine: RandomEngine, model_cache_dir: Path
+) -> None:
+    unset = random_tiny(model_cache_dir)
+    assert RandomEngine(engine.model, unset).temperature_fallback is False
+    assert WhisperEngine(engine.model, unset).temperature_fallback is True
+    forced = random_tiny(model_cache_dir, temperature_fallback=True)
+    assert RandomEngine(engine.model, forced).temperature_fallback is True
+
+
+def test_rounds_windows_and_language_halving_are_counted(engine: RandomEngine) -> None:
+    """A 12 s clip with pauses, language detected: its window is halved (random weights are
+    never sure of a language) and the halves decoded in a second round; with the language
+    given, one window in one round."""
+    settings = engine.settings
+    clip = engine.prepare(speech_40s()[: 16000 * 12])
+    detecting = RandomEngine(engine.model, settings, ModelMetrics())
+    [result] = detecting.transcribe_batch([clip], ClipOptions())
+    assert len(result.segments) == 2 and not result.incomplete
+    assert counted(detecting, "whisper_rounds_total") == 2
+    assert counted(detecting, "whisper_language_splits_total") == 1
+    assert counted(detecting, "whisper_windows_total", '{kind="language"}') == 2
+    assert counted(detecting, "whisper_windows_total", '{kind="clip"}') == 0
+
+    told = RandomEngine(engine.model, settings, ModelMetrics())
+    told.transcribe_batch([clip], ClipOptions(language="en"))
+    assert counted(told, "whisper_rounds_total") == 1
+    assert counted(told, "whisper_language_splits_total") == 0
+    assert counted(told, "whisper_windows_total", '{kind="clip"}') == 1
+    assert counted(told, "whisper_temperature_fallbacks_total") == 0  # off for random models
+
+
+def test_temperature_fallbacks_are_counted(engine: RandomEngine, model_cache_dir: Path) -> None:
+    """Random text fails every quality check, so each window climbs the whole ladder."""
+    settings = random_tiny(model_cache_dir, temperature_fallback=True)
+    falling_back = RandomEngine(engine.model, settings, ModelMetrics())
+    clips = [engine.prepare(speech_40s()[: 16000 * s]) for s in (4, 5)]
+    results = falling_back.transcribe_batch(clips, ClipOptions(language="en"))
+    assert counted(falling_back, "whisper_windows_total", '{kind="clip"}') == 2
+    assert counted(falling_back, "whisper_temperature_fallbacks_total") == 2 * 3
+    assert all((s.temperature or 0) > 0 for r in results for s in r.segments)
+
+
+class _CreepingAligner:
+    """A fake aligner for the real engine: in each window, one word of 0.5 s where the speech
+    still without words begins, so every round leaves a gap after it and the coverage rounds
+    never catch up; a window starting at `covered_from` gets one word over all of it."""
+
+    def __init__(self, covered_from: float) -> None:
+        self.covered_from = covered_from
+
+    def __call__(
+        self,
+        encoder_output: object,
+        windows: list[Window],
+        decoded: list[Decoded],
+        indices: list[int],
+        request: DecodeRequest,
+    ) -> dict[int, list[AlignedWord]]:
+        aligned = {}
+        for i in indices:
+            window = windows[i]
+            start = window.accept[0] if window.accept else window.start_sec
+            end = window.end_sec if window.start_sec >= self.covered_from else start + 0.5
+            word = AlignedWord(" hi", start - window.start_sec, end - window.start_sec, 0.9, [1])
+            aligned[i] = [word]
+        return aligned
+
+
+def test_windows_open_after_the_last_round_are_counted_and_flag_their_clip(
+    engine: RandomEngine, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: windows still open after MAX_ROUNDS were dropped without a trace. The real
+    engine on random weights, its aligner faked: the first clip's gap never closes, the second
+    clip (speech 20-21.5 s) is covered by its first window."""
+    settings = random_tiny(model_cache_dir, temperature_fallback=False)
+    real = WhisperEngine(engine.model, settings, ModelMetrics())
+    monkeypatch.setattr(real, "_align", _CreepingAligner(covered_from=20.0))
+    audio = speech_40s()[: 16000 * 25]
+    clips = [real.prepare(audio, [(0.5, 11.5)]), real.prepare(audio, [(20.0, 21.5)])]
+    creeping, covered = real.transcribe_batch(clips, ClipOptions(language="en"))
+    assert creeping.incomplete and not covered.incomplete
+    assert counted(real, "whisper_rounds_total") == MAX_ROUNDS
+    assert counted(real, "whisper_windows_total", '{kind="clip"}') == 2
+    assert counted(real, "whisper_windows_total", '{kind="gap"}') == MAX_ROUNDS - 1
+    assert counted(real, "whisper_windows_given_up_total") == 1
+    words = [w for s in creeping.segments for w in s.words or []]
+    assert [(w.start_sec, w.end_sec) for w in words] == [
+        (0.5, 1.0),
+        (1.0, 1.5),
+        (1.5, 2.0),
+        (2.0, 2.5),
+    ]
+
+
+def test_an_abandoned_batch_is_not_flagged_incomplete(engine: RandomEngine) -> None:
+    """Work stopped because every caller left is not the coverage giving up."""
+    clip = engine.prepare(speech_40s()[: 16000 * 12])
+    quitting = RandomEngine(engine.model, engine.settings, ModelMetrics())
+    [result] = quitting.transcribe_batch([clip], ClipOptions(), abandoned=lambda: True)
+    assert result.segments == [] and not result.incomplete
+    assert counted(quitting, "whisper_rounds_total") == 0
+    assert counted(quitting, "whisper_windows_given_up_total") == 0
 
 
 def test_auto_placement_uses_a_replica_per_core_on_cpu_and_one_on_cuda() -> None:

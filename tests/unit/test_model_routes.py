@@ -69,6 +69,11 @@ async def test_parameters_and_the_speech_header_are_checked(model_cache_dir: Pat
         [segment] = response.json()["segments"]
         assert (segment["start_sec"], segment["end_sec"]) == (1.0, 2.5)
         assert segment["words"] is None  # not asked for
+        assert response.json()["incomplete"] is False
+        metrics = (await client.get("/metrics")).text  # the engine counts into the app's
+        assert metric(metrics, "whisper_rounds_total") == 1
+        assert metric(metrics, "whisper_windows_total", '{kind="clip"}') == 1
+        assert metric(metrics, "whisper_windows_given_up_total") == 0
 
 
 async def test_a_clip_without_speech_is_answered_without_the_model(model_cache_dir: Path) -> None:

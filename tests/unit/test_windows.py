@@ -44,6 +44,7 @@ def test_speech_after_the_last_word_becomes_a_window_with_context() -> None:
     assert follow.accept == (10.9, 14.8)
     assert (follow.start_sec, follow.end_sec) == (10.9 - CONTEXT_SEC, 15.0)
     assert follow.hint == "en"
+    assert follow.kind == "gap"
 
 
 def test_a_skipped_sentence_between_words_becomes_a_window() -> None:
@@ -65,7 +66,7 @@ def test_only_the_accepted_stretch_of_a_context_window_is_checked() -> None:
 def test_a_window_without_words_is_retried_once_halved() -> None:
     window = Window(0, 0.2, 14.8)
     retry = uncovered_windows(window, SPEECH, [], 15.0, "en")
-    assert len(retry) == 2 and all(w.retried for w in retry)
+    assert len(retry) == 2 and all(w.retried and w.kind == "retry" for w in retry)
     assert uncovered_windows(retry[0], SPEECH, [], 15.0, "en") == []
 
 
