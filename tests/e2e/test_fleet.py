@@ -30,7 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import TERMINAL_EVENTS, JobStore, upload_blocks
+from services.orchestrator.jobs.store import TERMINAL_EVENTS, JobStore, upload_blocks
 from services.stack import LocalStack, ServiceProcess, free_port
 from shared.schemas import JobInfo, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import (
+from services.orchestrator.jobs.store import (
     UPLOAD_BLOCK_BYTES,
     CapReached,
     JobStore,

@@ -17,11 +17,11 @@ import openai
 import pytest
 from starlette.types import Message
 
+from services.orchestrator.api.auth import Gate
+from services.orchestrator.api.gate import parse_host
 from services.orchestrator.app import create_app
-from services.orchestrator.auth import Gate
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.gate import parse_host
-from services.orchestrator.jobs import Job, JobEvent, OwnUpload
+from services.orchestrator.transcription.runner import Job, JobEvent, OwnUpload
 from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
 from tests.support.asgi import serve
 from tests.support.errors import assert_error

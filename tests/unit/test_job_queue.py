@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from starlette.responses import StreamingResponse
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_queue import JobQueue, _Recorder
-from services.orchestrator.job_store import JobStore, Lease, Renewal, StoredEvent
-from services.orchestrator.uploads import MediaStore, Upload
+from services.orchestrator.jobs.queue import JobQueue, _Recorder
+from services.orchestrator.jobs.store import JobStore, Lease, Renewal, StoredEvent
+from services.orchestrator.jobs.uploads import MediaStore, Upload
 from shared.errors import RateLimitedError
 from shared.schemas import (
     JobRequest,

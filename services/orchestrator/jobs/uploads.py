@@ -14,7 +14,7 @@ uploaded for a running job.
 
 Several replicas (PostgreSQL): the workers reach the orchestrators through one address, so a
 worker's read may land on any replica. An upload is also kept in the database (an async job's
-with its job, job_store.py; a synchronous job's for its request's life), and a replica asked for
+with its job, jobs/store.py; a synchronous job's for its request's life), and a replica asked for
 one it does not have answers the range from the blocks that hold it (`serve`): nothing is copied
 to its disk, and the request waits for no more than the bytes it asked for. An async job's file
 goes from the receiving replica once its job is written: every replica reads it the same way.

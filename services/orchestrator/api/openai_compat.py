@@ -32,11 +32,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from services.orchestrator.auth import Caller, GateDep
-from services.orchestrator.intake import intake_from_form
-from services.orchestrator.jobs import JobEvent
-from services.orchestrator.routes import ERRORS, Jobs, Store, event_stream
-from services.orchestrator.uploads import UploadForm
+from services.orchestrator.api.auth import Caller, GateDep
+from services.orchestrator.api.intake import intake_from_form
+from services.orchestrator.api.transcribe import ERRORS, Jobs, Store, event_stream
+from services.orchestrator.jobs.uploads import UploadForm
+from services.orchestrator.transcription.runner import JobEvent
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError, InvalidRequestError

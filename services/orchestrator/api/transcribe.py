@@ -15,11 +15,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from services.orchestrator.auth import Caller, GateDep
+from services.orchestrator.api.auth import Caller, GateDep
+from services.orchestrator.api.intake import Intake, take_request
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.intake import Intake, take_request
-from services.orchestrator.jobs import JobEvent, JobRunner, public_event
-from services.orchestrator.uploads import MediaStore
+from services.orchestrator.jobs.uploads import MediaStore
+from services.orchestrator.transcription.runner import JobEvent, JobRunner, public_event
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import ErrorBody, InvalidRequestError, MediaUnavailableError, WhisperfleetError

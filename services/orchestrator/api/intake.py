@@ -6,7 +6,7 @@ send the workers its id instead (they read it from `CHUNK_WORKER_ORCHESTRATOR_UR
 show clients its name. Whoever takes an `Intake` must `close()` it when the job ends: that
 removes the upload. A synchronous job runs `share()` first and `aclose()` at its end: with
 several replicas (PostgreSQL) its upload is kept in the database meanwhile, so a worker whose
-read lands on another replica finds it (an async job's goes in with the job, job_store.py).
+read lands on another replica finds it (an async job's goes in with the job, jobs/store.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from services.orchestrator.jobs import OwnUpload
-from services.orchestrator.uploads import MediaStore, Upload, UploadForm
+from services.orchestrator.jobs.uploads import MediaStore, Upload, UploadForm
+from services.orchestrator.transcription.runner import OwnUpload
 from shared.errors import InvalidRequestError, PayloadTooLargeError, validation_error_body
 from shared.schemas import TranscribeParams, TranscribeRequest
 

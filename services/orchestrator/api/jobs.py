@@ -1,4 +1,4 @@
-"""Async jobs (`/v1/jobs`): submit, look up, follow, cancel, list. The work is job_queue.py's."""
+"""Async jobs (`/v1/jobs`): submit, look up, follow, cancel, list. The work is jobs/queue.py's."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.orchestrator.auth import ANONYMOUS, Caller
-from services.orchestrator.intake import take_request
-from services.orchestrator.job_queue import JobQueue, job_info
-from services.orchestrator.routes import ERRORS, EventStream, Store, request_body
+from services.orchestrator.api.auth import ANONYMOUS, Caller
+from services.orchestrator.api.intake import take_request
+from services.orchestrator.api.transcribe import ERRORS, EventStream, Store, request_body
+from services.orchestrator.jobs.queue import JobQueue, job_info
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import FORMATS, MEDIA_TYPES, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus, TranscribeRequest

@@ -37,8 +37,8 @@ from typing import Any
 import httpx
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.event_watch import EventWatcher
-from services.orchestrator.job_store import (
+from services.orchestrator.jobs.event_watch import EventWatcher
+from services.orchestrator.jobs.store import (
     TERMINAL_EVENTS,
     CapReached,
     HandBack,
@@ -48,9 +48,14 @@ from services.orchestrator.job_store import (
     StoredEvent,
     cancelled_event,
 )
-from services.orchestrator.jobs import JobRunner, OwnUpload, Transcript, public_event
-from services.orchestrator.uploads import MediaStore, Upload
-from services.orchestrator.webhooks import deliver
+from services.orchestrator.jobs.uploads import MediaStore, Upload
+from services.orchestrator.jobs.webhooks import deliver
+from services.orchestrator.transcription.runner import (
+    JobRunner,
+    OwnUpload,
+    Transcript,
+    public_event,
+)
 from shared.aio import cancel_and_wait
 from shared.errors import RateLimitedError, WhisperfleetError
 from shared.schemas import (
@@ -103,7 +108,7 @@ def job_info(row: dict[str, Any], with_result: bool = True) -> JobInfo:
 
 @dataclass
 class _StoreLog:
-    """`jobs.ChunkLog` over the job table, every write fenced by the run's lease."""
+    """`runner.ChunkLog` over the job table, every write fenced by the run's lease."""
 
     store: JobStore
     lease: Lease
