@@ -12,10 +12,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.orchestrator.api.auth import ANONYMOUS, Caller
 from services.orchestrator.api.intake import take_request
 from services.orchestrator.api.transcribe import ERRORS, EventStream, Store, request_body
-from services.orchestrator.jobs.queue import JobQueue, job_info
+from services.orchestrator.jobs.queue import JobQueue
+from services.orchestrator.jobs.store import JobRecord
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import FORMATS, MEDIA_TYPES, render
-from shared.schemas import JobInfo, JobList, JobRequest, JobStatus, TranscribeRequest
+from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
 
 router = APIRouter(tags=["jobs"])
 
@@ -30,10 +31,10 @@ def _queue(request: Request) -> JobQueue:
 Queue = Annotated[JobQueue, Depends(_queue)]
 
 
-async def _own_job(queue: JobQueue, job_id: str, who: str) -> dict[str, Any]:
+async def _own_job(queue: JobQueue, job_id: str, who: str) -> JobRecord:
     """The job, if the caller may see it (with API keys on, only the key that made it)."""
     row = await queue.store.get(job_id)
-    if row is None or (who != ANONYMOUS and row["owner"] != who):
+    if row is None or (who != ANONYMOUS and row.owner != who):
         raise NotFoundError(f"no job {job_id!r}", param="id")
     return row
 
@@ -55,12 +56,7 @@ async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) 
     intake = await take_request(request, store, max_bytes, JobRequest)
     try:
         assert isinstance(intake.request, JobRequest)
-        # Checked now, so a bad URL or file is a 4xx here, not a failed job later.
-        checked = TranscribeRequest(
-            media_url=intake.request.media_url, params=intake.request.params
-        )
-        job = await queue.runner.prepare(checked, upload=intake.own_upload)
-        info = await queue.submit(who, intake.request, intake.upload, job.duration_sec)
+        info = await queue.submit(who, intake.request, intake.upload)
     except BaseException:
         intake.close()
         raise
@@ -81,7 +77,7 @@ async def list_jobs(
     owner = None if who == ANONYMOUS else who
     rows = await queue.store.page(owner, status, limit + 1, before)
     return JobList(
-        data=[job_info(row, with_result=False) for row in rows[:limit]], has_more=len(rows) > limit
+        data=[row.info(with_result=False) for row in rows[:limit]], has_more=len(rows) > limit
     )
 
 
@@ -95,7 +91,7 @@ async def get_job(
 ) -> Any:
     """Where the job stands; once it succeeded, its transcript (in `format` if given)."""
     row = await _own_job(queue, job_id, who)
-    info = job_info(row)
+    info = row.info()
     if format is None:
         return info
     if format not in FORMATS:
@@ -107,14 +103,10 @@ async def get_job(
             f"job {job_id} is {info.status.value}: a transcript exists once it has succeeded",
             param="format",
         )
-    task = "translate" if info.result and _is_translation(row) else "transcribe"
+    task = row.job_request().params.task
     return Response(
         render(info.result, format, task=task, words=words), media_type=MEDIA_TYPES[format]
     )
-
-
-def _is_translation(row: dict[str, Any]) -> bool:
-    return JobRequest.model_validate_json(row["request"]).params.task == "translate"
 
 
 @router.get(
@@ -154,4 +146,4 @@ async def cancel_job(job_id: str, queue: Queue, who: Caller) -> JobInfo:
     row = await queue.cancel(job_id)
     if row is None:
         raise NotFoundError(f"no job {job_id!r}", param="id")
-    return job_info(row, with_result=False)
+    return row.info(with_result=False)
