@@ -3,7 +3,7 @@
 Both end as a `TranscribeRequest`; an upload's `media_url` is where this orchestrator reads
 it back (its own URL, with the fleet credential), and `own_upload` tells the job runner to
 send the workers its id instead (they read it from `CHUNK_WORKER_ORCHESTRATOR_URLS`) and to
-show clients its name. Whoever takes an `Intake` must `close()` it when the job ends: that
+show clients its name. Whoever takes an `Intake` must `aclose()` it when the job ends: that
 removes the upload. A synchronous job runs `share()` first and `aclose()` at its end: with
 several replicas (PostgreSQL) its upload is kept in the database meanwhile, so a worker whose
 read lands on another replica finds it (an async job's goes in with the job, jobs/store.py).
@@ -35,13 +35,12 @@ class Intake:
             return None
         return OwnUpload(self.upload.id, self.upload.filename)
 
-    def close(self) -> None:
-        self.store.remove(self.upload)
-
     async def share(self) -> None:
         await self.store.keep_for_request(self.upload)
 
     async def aclose(self) -> None:
+        """The end of the request's hold on its upload (an async job's is the queue's once
+        submitted): here and, if kept, in the database."""
         await self.store.release(self.upload)
 
 

@@ -14,6 +14,7 @@ from services.orchestrator.api.intake import take_request
 from services.orchestrator.api.transcribe import ERRORS, EventStream, Store, request_body
 from services.orchestrator.jobs.queue import JobQueue
 from services.orchestrator.jobs.store import JobRecord
+from shared.aio import finish_shielded
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import FORMATS, MEDIA_TYPES, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
@@ -58,7 +59,7 @@ async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) 
         assert isinstance(intake.request, JobRequest)
         info = await queue.submit(who, intake.request, intake.upload)
     except BaseException:
-        intake.close()
+        await finish_shielded(intake.aclose)
         raise
     return JSONResponse(
         info.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{info.id}"}

@@ -408,7 +408,7 @@ class JobQueue:
         cutoff = time.time() - self.settings.job_retention_hours * 3600
         for upload_id in await self.store.delete_finished_before(cutoff):
             if upload_id:
-                self.media_store.discard(upload_id)
+                self.media_store.remove(upload_id)
         if self.store.keeps_uploads:
             await self.store.sweep_upload_blocks(time.time() - ORPHAN_UPLOAD_SEC)
 
@@ -489,7 +489,7 @@ class JobQueue:
         (not for a cancel: the canceller knows)."""
         self.watcher.wake(row.id)
         if row.upload_id:
-            self.media_store.discard(row.upload_id)
+            self.media_store.remove(row.upload_id)
         if row.webhook_url and row.status != JobStatus.CANCELLED:
             task = asyncio.create_task(self._notify(row.id, row.webhook_url))
             self._side_tasks.add(task)

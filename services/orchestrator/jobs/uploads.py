@@ -5,7 +5,7 @@
                           and while writing); other fields are kept (small, capped)
     workers <──GET /internal/uploads/<id> (Range, the fleet credential)── serve(): the file, or
                           the range from the database (another replica received it)
-    the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
+    the job ends (or fails, or its client leaves) ──> release() or remove(); start-up ──> sweep()
 
 The orchestrator checks and probes an upload at its own URL (`url()`), like any media URL;
 the workers are sent its id and read it from their `CHUNK_WORKER_ORCHESTRATOR_URLS`. The
@@ -182,15 +182,15 @@ class MediaStore:
         path = self.root / upload_id
         return path if path.is_file() else None
 
-    def remove(self, upload: Upload | None) -> None:
-        if upload is not None:
-            upload.path.unlink(missing_ok=True)
-            upload.path.with_suffix(".part").unlink(missing_ok=True)
-
-    def discard(self, upload_id: str) -> None:
-        """Remove an upload by id (an async job's, when it ends), if this store has it."""
-        if _ID.match(upload_id):
-            self.remove(Upload(upload_id, self.root / upload_id))
+    def remove(self, upload: Upload | str | None) -> None:
+        """The one place an upload's file is removed (by the upload or its id; its `.part`
+        too), whatever ended it: its job, a refused or failed request, a hand-over to the
+        database; `release` also drops what the database kept of it."""
+        upload_id = upload.id if isinstance(upload, Upload) else upload
+        if upload_id is not None and _ID.match(upload_id):
+            path = self.root / upload_id
+            path.unlink(missing_ok=True)
+            path.with_suffix(".part").unlink(missing_ok=True)
 
     async def receive(self, request: Request, file_field: str = "file") -> UploadForm:
         """Parse a multipart/form-data request, streaming `file_field` to the store."""
