@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from services.orchestrator.api.auth import ANONYMOUS, Caller
+from services.orchestrator.api.deps import ERRORS, Queue, Store, request_body
 from services.orchestrator.api.intake import take_request
-from services.orchestrator.api.transcribe import ERRORS, EventStream, Store, request_body
+from services.orchestrator.api.sse import respond
 from services.orchestrator.jobs.queue import JobQueue
 from services.orchestrator.jobs.store import JobRecord
 from shared.aio import finish_shielded
@@ -22,14 +22,6 @@ from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
 router = APIRouter(tags=["jobs"])
 
 _BODY = request_body(JobRequest, "webhook_url")
-
-
-def _queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.job_queue
-    return queue
-
-
-Queue = Annotated[JobQueue, Depends(_queue)]
 
 
 async def _own_job(queue: JobQueue, job_id: str, who: str) -> JobRecord:
@@ -132,11 +124,7 @@ async def job_events(
             raise InvalidRequestError("Last-Event-ID must be an event id", param="Last-Event-ID")
         after = int(last_event_id)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in queue.events(job_id, after):
-            yield ServerSentEvent(id=str(event.seq), event=event.name, data=event.data)
-
-    return EventStream(events(), request.app.state.settings)
+    return respond(request, queue.events(job_id, after))
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobInfo, responses=ERRORS)

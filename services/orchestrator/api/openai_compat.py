@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -33,8 +33,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from services.orchestrator.api.auth import Caller, GateDep
+from services.orchestrator.api.deps import ERRORS, Jobs, Store
 from services.orchestrator.api.intake import intake_from_form
-from services.orchestrator.api.transcribe import ERRORS, Jobs, Store, event_stream
+from services.orchestrator.api.sse import stream_job
 from services.orchestrator.jobs.uploads import UploadForm
 from services.orchestrator.transcription.runner import JobEvent
 from shared.aio import finish_shielded
@@ -138,7 +139,7 @@ async def _answer(
         raise
     if options.stream:
         diarized = options.response_format == "diarized_json"
-        return await event_stream(
+        return await stream_job(
             request, jobs, intake, _segment_events if diarized else _text_events, held
         )
     try:
@@ -150,7 +151,9 @@ async def _answer(
     return Response(text, media_type=MEDIA_TYPES[options.response_format])
 
 
-async def _text_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
+async def _text_events(
+    events: AsyncIterator[JobEvent],
+) -> AsyncGenerator[tuple[str, BaseModel], None]:
     """OpenAI's streaming transcription: a delta per segment in timeline order, then done."""
     pieces: list[str] = []
     async for event in events:
@@ -163,7 +166,7 @@ async def _text_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[s
 
 async def _segment_events(
     events: AsyncIterator[JobEvent],
-) -> AsyncIterator[tuple[str, BaseModel]]:
+) -> AsyncGenerator[tuple[str, BaseModel], None]:
     """diarized_json streamed: deltas naming their segment as they come; at the end, each
     segment with its final speaker (the `speakers` event maps the provisional labels), then
     done. Only the segments' few fields are kept until then, never their words."""

@@ -31,7 +31,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,7 +304,7 @@ class JobQueue:
             self._ended(row)
         return row
 
-    async def events(self, job_id: str, after: int) -> AsyncIterator[StoredEvent]:
+    async def events(self, job_id: str, after: int) -> AsyncGenerator[StoredEvent, None]:
         """The job's events after `after`, as they are kept, until its last one. Woken by the
         run on this replica, or by the watcher's one query for jobs others run."""
         with self.watcher.watch(job_id) as watch:
