@@ -274,3 +274,23 @@ async def test_an_upload_to_an_orchestrator_without_a_fleet_secret_says_which_se
         )
     assert_error(response, 503, "not_ready", "ORCHESTRATOR_FLEET_SECRET")
     assert list((tmp_path / "uploads").iterdir()) == []
+
+
+async def test_an_unknown_format_is_a_422_naming_it_on_every_route_that_renders(
+    tmp_path: Path,
+) -> None:
+    """One enum, one check: `/v1/render` and `/v1/jobs/{id}` take `Format`, so an unknown one
+    is refused before the route runs (before a job is even looked up), listing every format."""
+    body = {"output": {"segments": [], "input_duration_sec": 1.0,
+                       "processing_duration_sec": 1.0, "speedup": 1.0}}  # fmt: skip
+    async with serve(create_app(settings(tmp_path))) as client:
+        refused = [
+            await client.post("/v1/render?format=docx", json=body),
+            await client.get("/v1/jobs/job_none?format=docx"),
+        ]
+        rendered = await client.post("/v1/render?format=vtt", json=body)
+    for response in refused:
+        assert_error(response, 422, "invalid_request", "diarized_json", "tsv")
+        assert response.json()["error"]["param"] == "format"
+    assert rendered.status_code == 200 and rendered.text.startswith("WEBVTT")
+    assert rendered.headers["content-type"] == "text/vtt; charset=utf-8"

@@ -16,7 +16,7 @@ from services.orchestrator.jobs.queue import JobQueue
 from services.orchestrator.jobs.store import JobRecord
 from shared.aio import finish_shielded
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
-from shared.formats import FORMATS, MEDIA_TYPES, render
+from shared.formats import Format, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -79,7 +79,7 @@ async def get_job(
     job_id: str,
     queue: Queue,
     who: Caller,
-    format: Annotated[str | None, Query(description=f"One of {', '.join(FORMATS)}.")] = None,
+    format: Format | None = None,
     words: bool = False,
 ) -> Any:
     """Where the job stands; once it succeeded, its transcript (in `format` if given)."""
@@ -87,10 +87,6 @@ async def get_job(
     info = row.info()
     if format is None:
         return info
-    if format not in FORMATS:
-        raise InvalidRequestError(
-            f"unknown format {format!r}; use one of {', '.join(FORMATS)}", param="format"
-        )
     if info.result is None:
         raise ConflictError(
             f"job {job_id} is {info.status.value}: a transcript exists once it has succeeded",
@@ -98,7 +94,7 @@ async def get_job(
         )
     task = row.job_request().params.task
     return Response(
-        render(info.result, format, task=task, words=words), media_type=MEDIA_TYPES[format]
+        render(info.result, format, task=task, words=words), media_type=format.media_type
     )
 
 

@@ -41,7 +41,7 @@ from services.orchestrator.transcription.runner import JobEvent
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError, InvalidRequestError
-from shared.formats import FORMATS, MEDIA_TYPES, diarized_segment, render, segment_id
+from shared.formats import Format, diarized_segment, render, segment_id
 from shared.languages import normalize_language
 from shared.schemas import Segment, SpeakerMap, TranscribeParams
 
@@ -138,7 +138,7 @@ async def _answer(
         await held.aclose()
         raise
     if options.stream:
-        diarized = options.response_format == "diarized_json"
+        diarized = options.response_format == Format.DIARIZED_JSON
         return await stream_job(
             request, jobs, intake, _segment_events if diarized else _text_events, held
         )
@@ -148,7 +148,7 @@ async def _answer(
     finally:
         await finish_shielded(held.aclose)
     text = render(output, options.response_format, task=task, words=options.words)
-    return Response(text, media_type=MEDIA_TYPES[options.response_format])
+    return Response(text, media_type=options.response_format.media_type)
 
 
 async def _text_events(
@@ -198,18 +198,17 @@ async def _segment_events(
 
 class OpenAIOptions(BaseModel):
     params: TranscribeParams
-    response_format: str
+    response_format: Format
     words: bool
     stream: bool
 
     @classmethod
     def from_form(cls, form: UploadForm, *, task: str) -> OpenAIOptions:
-        response_format = form.get("response_format") or "json"
-        if response_format not in FORMATS:
-            raise BadRequestError(
-                f"response_format must be one of {', '.join(FORMATS)}", param="response_format"
-            )
-        if response_format == "diarized_json" and task == "translate":
+        try:
+            response_format = Format.parse(form.get("response_format") or Format.JSON)
+        except ValueError as exc:
+            raise BadRequestError(str(exc), param="response_format") from None
+        if response_format == Format.DIARIZED_JSON and task == "translate":
             raise BadRequestError(
                 "translations have no diarized_json; diarize with /v1/audio/transcriptions",
                 param="response_format",
@@ -230,7 +229,9 @@ class OpenAIOptions(BaseModel):
             code = normalize_language(language) if language and task != "translate" else None
         except ValueError as exc:
             raise BadRequestError(str(exc), param="language") from None
-        diarize = _boolean(form.get("diarize"), "diarize") or response_format == "diarized_json"
+        diarize = _boolean(form.get("diarize"), "diarize") or (
+            response_format == Format.DIARIZED_JSON
+        )
         try:
             params = TranscribeParams(
                 language=code,

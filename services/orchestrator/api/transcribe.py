@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
@@ -18,8 +17,8 @@ from services.orchestrator.api.sse import stream_job
 from services.orchestrator.transcription.runner import JobEvent, public_event
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
-from shared.errors import InvalidRequestError, MediaUnavailableError
-from shared.formats import FORMATS, MEDIA_TYPES, render
+from shared.errors import MediaUnavailableError
+from shared.formats import Format, render
 from shared.schemas import TranscribeOutput, TranscribeRequest
 
 router = APIRouter(tags=["transcription"])
@@ -103,14 +102,10 @@ class RenderRequest(BaseModel):
 async def render_transcript(
     who: Caller,
     body: RenderRequest,
-    format: Annotated[str, Query(description=f"One of {', '.join(FORMATS)}.")],
+    format: Format,
     words: bool = False,
 ) -> Response:
     """A transcript (as `/v1/transcribe` answers it) in another format: txt, srt, vtt, tsv,
     json, verbose_json. The page's downloads come from here, so every format is made once."""
-    if format not in FORMATS:
-        raise InvalidRequestError(
-            f"unknown format {format!r}; use one of {', '.join(FORMATS)}", param="format"
-        )
     text = render(body.output, format, task=body.task, words=words)
-    return Response(text, media_type=MEDIA_TYPES[format])
+    return Response(text, media_type=format.media_type)
