@@ -40,9 +40,11 @@ from shared.schemas import Segment, TranscribeOutput, Word
 
 
 class Format(StrEnum):
-    """Every format `render` makes: the one list each route, the page and the CLI name. Our
-    routes take it as a typed parameter (FastAPI checks it, a 422 naming the parameter);
-    forms and the command line read it with `Format.parse`."""
+    """A transcript's output format."""
+
+    # (The docstring is the API schema's description.) The one list every route, the page and
+    # the CLI name: our routes take it as a typed parameter (FastAPI checks it: a 422 naming
+    # the parameter), forms and the command line read it with `Format.parse`.
 
     JSON = "json"
     VERBOSE_JSON = "verbose_json"
