@@ -85,7 +85,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             app.state.worker_pool = pool
             app.state.media_store = store
             media = MediaClients(public_media, policy, own_media, fleet.headers(secret))
-            app.state.jobs = runner = JobRunner(workers, media, settings)
+            app.state.runner = runner = JobRunner(workers, media, settings)
             app.state.job_queue = queue = JobQueue(job_store, runner, store, webhook_http, settings)
             maintenance = asyncio.create_task(
                 pool.maintain(worker_http, settings.worker_refresh_sec)

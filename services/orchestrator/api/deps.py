@@ -1,4 +1,4 @@
-"""What the routes share: typed dependencies (the runner, the media store, the job queue, from
+"""What the routes share: typed dependencies (the job runner, the media store, the job queue, from
 the app's state) and the OpenAPI of their errors and bodies."""
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def request_body(json_model: type[BaseModel], *form_fields: str) -> dict[str, An
     }
 
 
-def _jobs(request: Request) -> JobRunner:
-    jobs: JobRunner = request.app.state.jobs
-    return jobs
+def _runner(request: Request) -> JobRunner:
+    runner: JobRunner = request.app.state.runner
+    return runner
 
 
 def _store(request: Request) -> MediaStore:
@@ -53,6 +53,6 @@ def _queue(request: Request) -> JobQueue:
     return queue
 
 
-Jobs = Annotated[JobRunner, Depends(_jobs)]
+Runner = Annotated[JobRunner, Depends(_runner)]
 Store = Annotated[MediaStore, Depends(_store)]
 Queue = Annotated[JobQueue, Depends(_queue)]

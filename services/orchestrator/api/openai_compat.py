@@ -33,7 +33,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from services.orchestrator.api.auth import Caller, GateDep
-from services.orchestrator.api.deps import ERRORS, Jobs, Store
+from services.orchestrator.api.deps import ERRORS, Runner, Store
 from services.orchestrator.api.intake import intake_from_form
 from services.orchestrator.api.sse import stream_job
 from services.orchestrator.jobs.uploads import UploadForm
@@ -104,23 +104,23 @@ async def models(request: Request, who: Caller) -> ModelList:
 
 @router.post("/v1/audio/transcriptions", responses=ERRORS)
 async def transcriptions(
-    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+    request: Request, runner: Runner, store: Store, gate: GateDep, who: Caller
 ) -> Any:
     """Transcribe an uploaded `file` (or a media `url`) in OpenAI's request and answer shape."""
-    return await _answer(request, jobs, store, gate.job_slot(who), task="transcribe")
+    return await _answer(request, runner, store, gate.job_slot(who), task="transcribe")
 
 
 @router.post("/v1/audio/translations", responses=ERRORS)
 async def translations(
-    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+    request: Request, runner: Runner, store: Store, gate: GateDep, who: Caller
 ) -> Any:
     """Translate speech in any language into English text, in OpenAI's shape."""
-    return await _answer(request, jobs, store, gate.job_slot(who), task="translate")
+    return await _answer(request, runner, store, gate.job_slot(who), task="translate")
 
 
 async def _answer(
     request: Request,
-    jobs: Jobs,
+    runner: Runner,
     store: Store,
     slot: contextlib.AbstractAsyncContextManager[None],
     *,
@@ -140,10 +140,10 @@ async def _answer(
     if options.stream:
         diarized = options.response_format == Format.DIARIZED_JSON
         return await stream_job(
-            request, jobs, intake, _segment_events if diarized else _text_events, held
+            request, runner, intake, _segment_events if diarized else _text_events, held
         )
     try:
-        work = jobs.run(intake.request, upload=intake.own_upload)
+        work = runner.run(intake.request, upload=intake.own_upload)
         output = await cancel_on_disconnect(request, work)
     finally:
         await finish_shielded(held.aclose)

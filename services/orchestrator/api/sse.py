@@ -78,7 +78,7 @@ def respond(request: Request, events: AsyncGenerator[StoredEvent, None]) -> Even
 
 async def stream_job(
     request: Request,
-    jobs: JobRunner,
+    runner: JobRunner,
     intake: Intake,
     translate: Translate,
     held: contextlib.AsyncExitStack,
@@ -87,7 +87,7 @@ async def stream_job(
     error mid-stream is an `error` event. What the job holds (`held`: its upload, its job
     slot) is let go when the stream ends, whatever ends it."""
     try:
-        job = await jobs.prepare(intake.request, upload=intake.own_upload)
+        job = await runner.prepare(intake.request, upload=intake.own_upload)
     except BaseException:
         await held.aclose()
         raise
@@ -96,7 +96,7 @@ async def stream_job(
         ids = itertools.count()
         try:
             async with (
-                contextlib.aclosing(jobs.events(job)) as source,
+                contextlib.aclosing(runner.events(job)) as source,
                 contextlib.aclosing(translate(source)) as translated,
             ):
                 async for name, data in translated:

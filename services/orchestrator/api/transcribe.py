@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from services.orchestrator.api.auth import Caller, GateDep
-from services.orchestrator.api.deps import ERRORS, Jobs, Store, request_body
+from services.orchestrator.api.deps import ERRORS, Runner, Store, request_body
 from services.orchestrator.api.intake import take_request
 from services.orchestrator.api.sse import stream_job
 from services.orchestrator.transcription.runner import JobEvent, public_event
@@ -33,15 +33,15 @@ _BODY = request_body(TranscribeRequest)
     openapi_extra=_BODY,
 )
 async def transcribe(
-    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+    request: Request, runner: Runner, store: Store, gate: GateDep, who: Caller
 ) -> TranscribeOutput:
     """Transcribe the media at `media_url`, or an uploaded `file` (multipart); answers when the
     whole transcript is ready."""
     async with gate.job_slot(who):
-        intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
+        intake = await take_request(request, store, runner.settings.max_request_kb * 1024)
         try:
             await intake.share()
-            work = jobs.run(intake.request, upload=intake.own_upload)
+            work = runner.run(intake.request, upload=intake.own_upload)
             return await cancel_on_disconnect(request, work)
         finally:
             await finish_shielded(intake.aclose)
@@ -54,7 +54,7 @@ async def transcribe(
     openapi_extra=_BODY,
 )
 async def transcribe_stream(
-    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+    request: Request, runner: Runner, store: Store, gate: GateDep, who: Caller
 ) -> EventSourceResponse:
     """Server-Sent Events: `header`, then `segment`s in timeline order as soon as they are
     known, interleaved with `progress`; when diarizing, `speakers` (provisional labels -> final,
@@ -64,13 +64,13 @@ async def transcribe_stream(
     held = contextlib.AsyncExitStack()
     await held.enter_async_context(gate.job_slot(who))
     try:
-        intake = await take_request(request, store, jobs.settings.max_request_kb * 1024)
+        intake = await take_request(request, store, runner.settings.max_request_kb * 1024)
         held.push_async_callback(intake.aclose)
         await intake.share()
     except BaseException:
         await held.aclose()
         raise
-    return await stream_job(request, jobs, intake, public_events, held)
+    return await stream_job(request, runner, intake, public_events, held)
 
 
 async def public_events(
