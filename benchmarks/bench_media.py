@@ -51,7 +51,7 @@ from services.chunk_worker.metrics import WorkerMetrics
 from services.chunk_worker.pipeline import ChunkTranscriber
 from services.chunk_worker.range_proxy import RangeProxy
 from services.chunk_worker.speakers import Speakers
-from services.orchestrator.planning import (
+from services.orchestrator.transcription.planning import (
     nominal_boundaries,
     search_windows,
     spans_from_boundaries,
@@ -533,7 +533,9 @@ def report(all_results: list[Results]) -> bool:
 async def run_format(name: str, workdir: Path, hours: float) -> Results:
     started = time.perf_counter()
     file = build(name, workdir, hours)
-    from services.orchestrator.probe import probe_duration  # PyAV: not in the RSS probe
+    from services.orchestrator.transcription.probe import (
+        probe_duration,  # PyAV: not in the RSS probe
+    )
     from tests.support.media_server import MediaServer  # uvicorn: not in the RSS probe
 
     with MediaServer(workdir) as server:

@@ -36,7 +36,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from shared.formats import EXTENSIONS, FORMATS, render
+from shared.formats import FORMATS, Format, render
 from shared.retries import Retries, RetrySchedule
 from shared.schemas import (
     MAX_SPEAKERS,
@@ -232,7 +232,7 @@ def follow(
     if info.status != "succeeded" or info.result is None:
         message = (info.error or {}).get("message") or f"the job was {info.status.value}"
         raise CliError(message)
-    fmt = args.format or _format_from(args.output)
+    fmt = Format.parse(args.format) if args.format else _format_from(args.output)
     task = "translate" if getattr(args, "translate", False) else "transcribe"
     text = render(info.result, fmt, task=task, words=args.words)
     if args.output:
@@ -293,13 +293,13 @@ def _job(client: httpx.Client, job_id: str) -> JobInfo:
     return JobInfo.model_validate(response.json())
 
 
-def _format_from(output: Path | None) -> str:
+def _format_from(output: Path | None) -> Format:
     if output is None:
-        return "txt"
-    by_suffix: dict[str, str] = {}
-    for fmt, ext in EXTENSIONS.items():
-        by_suffix.setdefault(ext, fmt)  # the first format of a suffix: .json is json
-    return by_suffix.get(output.suffix.lstrip(".").lower(), "txt")
+        return Format.TXT
+    by_suffix: dict[str, Format] = {}
+    for fmt in Format:
+        by_suffix.setdefault(fmt.extension, fmt)  # the first format of a suffix: .json is json
+    return by_suffix.get(output.suffix.lstrip(".").lower(), Format.TXT)
 
 
 def _watch(client: httpx.Client, job_id: str, console: Console) -> None:

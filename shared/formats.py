@@ -33,26 +33,61 @@ import json
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from enum import StrEnum
+from typing import Any
 
 from shared.schemas import Segment, TranscribeOutput, Word
 
-Format = Literal["json", "verbose_json", "diarized_json", "text", "txt", "srt", "vtt", "tsv"]
-FORMATS: tuple[str, ...] = get_args(Format)
-"""Every format `render` makes: the one list each route and the CLI check against."""
-MEDIA_TYPES: dict[str, str] = {
-    "json": "application/json",
-    "verbose_json": "application/json",
-    "diarized_json": "application/json",
-    "text": "text/plain; charset=utf-8",
-    "txt": "text/plain; charset=utf-8",
-    "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
-    "tsv": "text/tab-separated-values; charset=utf-8",
+
+class Format(StrEnum):
+    """A transcript's output format."""
+
+    # (The docstring is the API schema's description.) The one list every route, the page and
+    # the CLI name: our routes take it as a typed parameter (FastAPI checks it: a 422 naming
+    # the parameter), forms and the command line read it with `Format.parse`.
+
+    JSON = "json"
+    VERBOSE_JSON = "verbose_json"
+    DIARIZED_JSON = "diarized_json"
+    TEXT = "text"
+    TXT = "txt"
+    SRT = "srt"
+    VTT = "vtt"
+    TSV = "tsv"
+
+    @classmethod
+    def parse(cls, name: str) -> Format:
+        """The format called `name`; a ValueError that lists them all for anything else."""
+        try:
+            return cls(name)
+        except ValueError:
+            raise ValueError(f"unknown format {name!r}; use one of {', '.join(cls)}") from None
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self]
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self]
+
+
+FORMATS: tuple[str, ...] = tuple(Format)
+"""The formats' names (a command line's choices)."""
+MEDIA_TYPES: dict[Format, str] = {
+    Format.JSON: "application/json",
+    Format.VERBOSE_JSON: "application/json",
+    Format.DIARIZED_JSON: "application/json",
+    Format.TEXT: "text/plain; charset=utf-8",
+    Format.TXT: "text/plain; charset=utf-8",
+    Format.SRT: "application/x-subrip; charset=utf-8",
+    Format.VTT: "text/vtt; charset=utf-8",
+    Format.TSV: "text/tab-separated-values; charset=utf-8",
 }
-EXTENSIONS: dict[str, str] = {"json": "json", "verbose_json": "json", "diarized_json": "json",
-                              "text": "txt", "txt": "txt", "srt": "srt", "vtt": "vtt",
-                              "tsv": "tsv"}  # fmt: skip
+EXTENSIONS: dict[Format, str] = {Format.JSON: "json", Format.VERBOSE_JSON: "json",
+                                 Format.DIARIZED_JSON: "json", Format.TEXT: "txt",
+                                 Format.TXT: "txt", Format.SRT: "srt", Format.VTT: "vtt",
+                                 Format.TSV: "tsv"}  # fmt: skip
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -69,24 +104,24 @@ class Cue:
 
 
 def render(
-    output: TranscribeOutput, fmt: str, *, task: str = "transcribe", words: bool = False
+    output: TranscribeOutput, fmt: Format | str, *, task: str = "transcribe", words: bool = False
 ) -> str:
-    """The transcript in `fmt` (one of `FORMATS`)."""
-    if fmt == "json":
-        return json.dumps({"text": full_text(output.segments)}, ensure_ascii=False)
-    if fmt == "verbose_json":
-        return json.dumps(verbose_json(output, task=task, words=words), ensure_ascii=False)
-    if fmt == "diarized_json":
-        return json.dumps(diarized_json(output, task=task), ensure_ascii=False)
-    if fmt in ("text", "txt"):
-        return text(output.segments)
-    if fmt == "srt":
-        return srt(output.segments)
-    if fmt == "vtt":
-        return vtt(output.segments)
-    if fmt == "tsv":
-        return tsv(output.segments)
-    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    """The transcript in `fmt` (a `Format`, or its name: ValueError for an unknown one)."""
+    match Format.parse(fmt):
+        case Format.JSON:
+            return json.dumps({"text": full_text(output.segments)}, ensure_ascii=False)
+        case Format.VERBOSE_JSON:
+            return json.dumps(verbose_json(output, task=task, words=words), ensure_ascii=False)
+        case Format.DIARIZED_JSON:
+            return json.dumps(diarized_json(output, task=task), ensure_ascii=False)
+        case Format.TEXT | Format.TXT:
+            return text(output.segments)
+        case Format.SRT:
+            return srt(output.segments)
+        case Format.VTT:
+            return vtt(output.segments)
+        case Format.TSV:
+            return tsv(output.segments)
 
 
 def diarized(segments: Sequence[Segment]) -> bool:

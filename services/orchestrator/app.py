@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from services.orchestrator.auth import Gate, load_keys
+from services.orchestrator.api.auth import Gate, load_keys
+from services.orchestrator.api.gate import GateMiddleware
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.gate import GateMiddleware
-from services.orchestrator.job_queue import JobQueue
-from services.orchestrator.job_store import JobStore, single_writer
-from services.orchestrator.jobs import JobRunner, MediaClients
-from services.orchestrator.uploads import MediaStore
+from services.orchestrator.jobs.queue import JobQueue
+from services.orchestrator.jobs.store import JobStore, single_writer
+from services.orchestrator.jobs.uploads import MediaStore
+from services.orchestrator.transcription.runner import JobRunner, MediaClients
 from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient, WorkerClient
@@ -29,10 +29,10 @@ NETWORKS_SETTING = "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS"
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
-    from services.orchestrator.job_routes import router as job_router
-    from services.orchestrator.openai_routes import router as openai_router
-    from services.orchestrator.page import router as page_router
-    from services.orchestrator.routes import router
+    from services.orchestrator.api.jobs import router as job_router
+    from services.orchestrator.api.openai_compat import router as openai_router
+    from services.orchestrator.api.page import router as page_router
+    from services.orchestrator.api.transcribe import router
 
     settings = settings or OrchestratorSettings()
     secret = fleet.load_secret(settings.fleet_secret, settings.fleet_secret_file, SECRET_SETTING)
@@ -85,7 +85,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             app.state.worker_pool = pool
             app.state.media_store = store
             media = MediaClients(public_media, policy, own_media, fleet.headers(secret))
-            app.state.jobs = runner = JobRunner(workers, media, settings)
+            app.state.runner = runner = JobRunner(workers, media, settings)
             app.state.job_queue = queue = JobQueue(job_store, runner, store, webhook_http, settings)
             maintenance = asyncio.create_task(
                 pool.maintain(worker_http, settings.worker_refresh_sec)

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.orchestrator.gate import parse_host
+from services.orchestrator.api.gate import parse_host
 from shared.config import empty_is_unset, networks, split_list, split_urls
 
 

@@ -22,8 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import JobStore, chunks
-from services.orchestrator.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from services.orchestrator.jobs.store import JobStore, chunks
+from services.orchestrator.jobs.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from services.stack import LocalStack
 from shared.schemas import JobInfo, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once

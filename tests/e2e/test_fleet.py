@@ -23,16 +23,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import TERMINAL_EVENTS, JobStore, upload_blocks
+from services.orchestrator.jobs.store import TERMINAL_EVENTS, JobRecord, JobStore, upload_blocks
 from services.stack import LocalStack, ServiceProcess, free_port
-from shared.schemas import JobInfo, TranscribeOutput
+from shared.schemas import JobInfo, JobStatus, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
 from tests.support.postgres import PostgresServer
@@ -60,10 +60,10 @@ class Fleet:
     def other(self, instance: str) -> str:
         return next(name for name in self.orchestrators if name != instance)
 
-    def row(self, job_id: str) -> dict[str, Any]:
+    def row(self, job_id: str) -> JobRecord:
         """The job's row, straight from the job table."""
 
-        async def get() -> dict[str, Any] | None:
+        async def get() -> JobRecord | None:
             store = JobStore.connect(
                 OrchestratorSettings(database_url=self.database_url).async_database_url
             )
@@ -173,7 +173,7 @@ def running_on(fleet: Fleet, job_id: str) -> str:
 
     def holder() -> str | None:
         row = fleet.row(job_id)
-        return row["lease_owner"] if row["done_sec"] > 0 and row["lease_owner"] else None
+        return row.lease_owner if row.done_sec > 0 and row.lease_owner else None
 
     return wait_for(f"{job_id} running", holder, 60)
 
@@ -219,7 +219,7 @@ def assert_ran_once(
         s.text for s in ours.segments
     ]
     row = fleet.row(job_id)
-    assert row["lease_owner"] is None and row["lease_token"] is None
+    assert row.lease_owner is None and row.lease_token is None
     hooks = wait_for(
         f"{job_id}'s webhook",
         lambda: [d for d in fleet.hooks.deliveries if json.loads(d.body)["id"] == job_id],
@@ -266,13 +266,13 @@ def test_a_replica_killed_mid_job_loses_it_to_the_other_which_finishes_it(
     kill(fleet.orchestrators[victim])
     killed = time.monotonic()
     wait_for(
-        "the survivor's claim", lambda: fleet.row(job_id)["lease_owner"] == survivor, LEASE_SEC + 10
+        "the survivor's claim", lambda: fleet.row(job_id).lease_owner == survivor, LEASE_SEC + 10
     )
     taken_after = time.monotonic() - killed
     info = finished(fleet.orchestrators[survivor].url, job_id)
     print(f"killed {victim}; {survivor} took the job {taken_after:.1f} s later")
     assert_ran_once(fleet, fleet.orchestrators[survivor].url, job_id, reference, info)
-    assert fleet.row(job_id)["attempts"] >= 2
+    assert fleet.row(job_id).attempts >= 2
     restart(fleet, fleet.orchestrators[victim])
 
 
@@ -293,7 +293,7 @@ def test_a_replica_stopped_past_its_lease_stops_without_writing_once_resumed(
         try:
             wait_for(
                 "the takeover",
-                lambda: fleet.row(job_id)["lease_owner"] == owner_id,
+                lambda: fleet.row(job_id).lease_owner == owner_id,
                 LEASE_SEC + 8,
             )
             break
@@ -302,8 +302,8 @@ def test_a_replica_stopped_past_its_lease_stops_without_writing_once_resumed(
             time.sleep(0.5)
     else:
         pytest.fail("the job was never taken over from the stopped replica")
-    taken = fleet.row(job_id)["done_sec"]
-    wait_for("the new owner's progress", lambda: fleet.row(job_id)["done_sec"] > taken, 30)
+    taken = fleet.row(job_id).done_sec
+    wait_for("the new owner's progress", lambda: fleet.row(job_id).done_sec > taken, 30)
     os.kill(pid, signal.SIGCONT)  # it wakes with its writes and renewals overdue
     message = f"job {job_id}: another replica holds it now"
     wait_for("the stalled replica noticing", lambda: message in stalled.log_tail(400), 30)
@@ -334,8 +334,8 @@ def test_upload_jobs_of_a_replica_that_died_with_its_disk_complete_elsewhere(
             )
         assert response.status_code == 202, response.text
         job_ids.append(str(response.json()["id"]))
-    statuses = Counter(fleet.row(job_id)["status"] for job_id in job_ids)
-    assert statuses["queued"] >= 1, statuses
+    statuses = Counter(fleet.row(job_id).status for job_id in job_ids)
+    assert statuses[JobStatus.QUEUED] >= 1, statuses
     assert fleet.upload_blocks() > 0
     assert list(uploads.iterdir()) == []  # in the database, where every replica reads them
     kill(receiver)

@@ -141,7 +141,7 @@ def test_a_reader_that_stops_reading_frees_its_job_slot_within_the_send_timeout(
     with ServerThread(
         tmp_path, api_keys="k", max_jobs_per_key=1, sse_send_timeout_sec=send_timeout
     ) as served:
-        served.app.state.jobs = EndlessJob(served.app.state.settings, served.app.state.gate)
+        served.app.state.runner = EndlessJob(served.app.state.settings, served.app.state.gate)
         body = multipart("b0undary", b"\0" * 4096)
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)

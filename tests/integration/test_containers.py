@@ -19,7 +19,7 @@ import pytest
 
 from services.chunk_worker.media import FetchOptions, MediaFormat, PcmSource, SeekMode, sniff_media
 from services.chunk_worker.range_proxy import RangeProxy
-from services.orchestrator.probe import probe_duration
+from services.orchestrator.transcription.probe import probe_duration
 from shared.containers import MOV, MP3, Container
 from shared.errors import UnsupportedMediaError, WhisperfleetError
 from shared.media_host import AddressPolicy, media_client

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_store import (
+from services.orchestrator.jobs.store import (
     UPLOAD_BLOCK_BYTES,
     CapReached,
     JobStore,
@@ -85,8 +85,8 @@ async def test_a_job_whose_claim_lapsed_is_taken_by_another_replica(store: JobSt
     await asyncio.sleep(0.3)
     taken = await claim_one(store, "alive")
     row = await store.get("a")
-    assert row is not None and row["lease_owner"] == "alive"
-    assert row["lease_token"] == taken.token
+    assert row is not None and row.lease_owner == "alive"
+    assert row.lease_token == taken.token
 
 
 async def test_released_jobs_are_queued_again_oldest_first(store: JobStore) -> None:
@@ -101,7 +101,7 @@ async def test_cancel_is_immediate_when_queued_and_flagged_when_running(store: J
     await add(store, "queued", "running")
     assert await store.cancel_queued("queued")
     row = await store.get("queued")
-    assert row is not None and row["status"] == "cancelled"
+    assert row is not None and row.status == "cancelled"
     lease = await claim_one(store, "one")
     assert lease.job_id == "running"
     assert not await store.cancel_queued("running")
@@ -113,8 +113,8 @@ async def test_cancel_is_immediate_when_queued_and_flagged_when_running(store: J
 async def assert_cancelled_once(store: JobStore, job_id: str, events: list[str]) -> None:
     row = await store.get(job_id)
     assert row is not None
-    assert (row["status"], row["lease_owner"], row["lease_token"]) == ("cancelled", None, None)
-    assert row["finished_at"] is not None
+    assert (row.status, row.lease_owner, row.lease_token) == ("cancelled", None, None)
+    assert row.finished_at is not None
     log = await store.events_after(job_id, -1)
     assert [(e.seq, e.name) for e in log] == list(enumerate(events))
 
@@ -199,8 +199,8 @@ async def test_a_stalled_owner_can_write_nothing_once_another_replica_took_the_j
     assert (await store.renew([owner], 30)).lost == set()
     row = await store.get("a")
     assert row is not None
-    assert (row["status"], row["lease_owner"], row["done_sec"]) == ("running", "owner", 0.0)
-    assert row["total_sec"] is None and row["result"] is None
+    assert (row.status, row.lease_owner, row.done_sec) == ("running", "owner", 0.0)
+    assert row.total_sec is None and row.result is None
     assert [e.name for e in await store.events_after("a", -1)] == ["header"]
     # The new owner's writes go on; its chunk is its own.
     assert await store.stored_chunk(owner, 0, span) == ([], False)
@@ -218,7 +218,7 @@ async def test_a_failed_job_is_never_overwritten_by_its_stalled_former_owner(
     with pytest.raises(LeaseLost):
         await store.finish(stalled, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}")
     row = await store.get("a")
-    assert row is not None and row["status"] == "failed" and row["result"] is None
+    assert row is not None and row.status == "failed" and row.result is None
     assert [e.name for e in await store.events_after("a", -1)] == ["error"]
 
 
@@ -296,8 +296,9 @@ async def test_a_job_that_keeps_stopping_its_orchestrator_fails_and_is_never_cla
     claims = await store.claim("three", 30, 2, max_attempts=2)
     assert claims.exhausted == ["bomb"] and ids(claims.leases) == ["fine"]
     row = await store.get("bomb")
-    assert row is not None and row["status"] == "failed" and row["lease_owner"] is None
-    message = json.loads(row["error"])["message"]
+    assert row is not None and row.status == "failed" and row.lease_owner is None
+    assert row.error is not None
+    message = json.loads(row.error)["message"]
     assert "stopped its orchestrator 2 times" in message
     assert "ORCHESTRATOR_JOB_MAX_ATTEMPTS" in message
     log = await store.events_after("bomb", -1)
@@ -314,7 +315,7 @@ async def test_a_graceful_hand_back_is_not_an_attempt(store: JobStore) -> None:
         assert ids(claims.leases) == ["a"] and not claims.exhausted
         assert (await store.release(claims.leases)).queued == ["a"]
     row = await store.get("a")
-    assert row is not None and row["attempts"] == 0 and row["status"] == "queued"
+    assert row is not None and row.attempts == 0 and row.status == "queued"
 
 
 # ---- fairness and the per-key count ---------------------------------------------------------

@@ -128,9 +128,16 @@ DIALOGUE = output(
 def test_every_format_is_listed_once_with_its_media_type_and_extension() -> None:
     assert "diarized_json" in formats.FORMATS
     assert len(set(formats.FORMATS)) == len(formats.FORMATS)
-    assert set(formats.MEDIA_TYPES) == set(formats.EXTENSIONS) == set(formats.FORMATS)
-    for fmt in formats.FORMATS:
-        assert formats.render(DIALOGUE, fmt)
+    assert set(formats.MEDIA_TYPES) == set(formats.EXTENSIONS) == set(formats.Format)
+    for fmt in formats.Format:
+        assert formats.render(DIALOGUE, fmt) == formats.render(DIALOGUE, fmt.value)
+        assert fmt.media_type and fmt.extension
+
+
+def test_a_format_is_parsed_by_its_name_and_an_unknown_one_lists_them_all() -> None:
+    assert formats.Format.parse("srt") is formats.Format.SRT
+    with pytest.raises(ValueError, match="unknown format 'SRT'; use one of json, verbose_json"):
+        formats.Format.parse("SRT")
 
 
 def test_diarized_text_is_one_line_per_speaker_turn_with_its_label() -> None:

@@ -17,11 +17,11 @@ import openai
 import pytest
 from starlette.types import Message
 
+from services.orchestrator.api.auth import Gate
+from services.orchestrator.api.gate import parse_host
 from services.orchestrator.app import create_app
-from services.orchestrator.auth import Gate
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.gate import parse_host
-from services.orchestrator.jobs import Job, JobEvent, OwnUpload
+from services.orchestrator.transcription.runner import Job, JobEvent, OwnUpload
 from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
@@ -391,7 +391,7 @@ async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_fr
     copy for the fleet is let go of anyway: regression, its await used to be cut short)."""
     app = create_app(settings(tmp_path, api_keys="k", max_jobs_per_key=1, sse_send_timeout_sec=0.3))
     async with serve(app):
-        job = app.state.jobs = EndlessJob(app.state.settings, app.state.gate)
+        job = app.state.runner = EndlessJob(app.state.settings, app.state.gate)
         body = multipart("b0undary", b"\0" * 4096)
         scope: dict[str, Any] = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",

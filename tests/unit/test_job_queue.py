@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from starlette.responses import StreamingResponse
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.job_queue import JobQueue, _Recorder
-from services.orchestrator.job_store import JobStore, Lease, Renewal, StoredEvent
-from services.orchestrator.uploads import MediaStore, Upload
+from services.orchestrator.jobs.queue import JobQueue, _Recorder
+from services.orchestrator.jobs.store import JobRecord, JobStore, Lease, Renewal, StoredEvent
+from services.orchestrator.jobs.uploads import MediaStore, Upload
+from services.orchestrator.transcription.runner import Job, OwnUpload
 from shared.errors import RateLimitedError
 from shared.schemas import (
     JobRequest,
@@ -32,6 +33,7 @@ from shared.schemas import (
     MicroChunkResult,
     StreamFooter,
     StreamHeader,
+    TranscribeParams,
     TranscribeRequest,
 )
 
@@ -59,7 +61,7 @@ async def test_cancelling_a_queued_job_ends_its_events_and_removes_its_upload(
         queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
         row = await queue.cancel("job_1")
         events = [event async for event in queue.events("job_1", -1)]
-    assert row is not None and row["status"] == "cancelled" and row["finished_at"]
+    assert row is not None and row.status == "cancelled" and row.finished_at
     assert [(e.seq, e.name) for e in events] == [(0, "cancelled")]
     assert not (tmp_path / "uploads" / upload_id).exists()
 
@@ -90,7 +92,7 @@ async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobSt
         (5, "segment"), (6, "progress"), (7, "footer"),
     ]  # fmt: skip
     row = await store.get("job_1")
-    assert row is not None and row["done_sec"] == 30.0
+    assert row is not None and row.done_sec == 30.0
 
 
 class EndingRunner:
@@ -110,7 +112,7 @@ class EndingRunner:
         row = await self.store.get("job_1")
         assert row is not None
         names = [e.name for e in await self.store.events_after("job_1", -1)]
-        self.seen_after_the_footer = (names, row["status"])
+        self.seen_after_the_footer = (names, row.status)
 
 
 async def test_a_follower_never_sees_the_footer_while_the_job_still_reads_running(
@@ -129,7 +131,7 @@ async def test_a_follower_never_sees_the_footer_while_the_job_still_reads_runnin
         await asyncio.wait_for(queue._running["job_1"], 5)
     assert runner.seen_after_the_footer == (["header"], "running")
     row = await store.get("job_1")
-    assert row is not None and row["status"] == "succeeded"
+    assert row is not None and row.status == "succeeded"
     assert [e.name for e in await store.events_after("job_1", -1)] == ["header", "footer"]
 
 
@@ -148,7 +150,7 @@ async def test_a_running_job_whose_task_ends_without_a_word_is_still_cancelled(
         queue._leases["job_1"] = lease
         row = await queue.cancel("job_1")
         events = [event.name async for event in queue.events("job_1", -1)]
-    assert row is not None and row["status"] == "cancelled" and row["lease_owner"] is None
+    assert row is not None and row.status == "cancelled" and row.lease_owner is None
     assert events == ["cancelled"]
 
 
@@ -172,7 +174,7 @@ async def test_cancelling_another_replicas_job_waits_for_it_to_stop(
         other = asyncio.create_task(other_replica_stops_it())
         row = await queue.cancel("job_1")
         await other
-    assert row is not None and row["status"] == "cancelled"
+    assert row is not None and row.status == "cancelled"
 
 
 # ---- a replica that lost its lease ----------------------------------------------------------
@@ -219,7 +221,7 @@ async def stalled_queue(
 async def assert_untouched_since_the_takeover(store: JobStore) -> None:
     row = await store.get("job_1")
     assert row is not None
-    assert (row["status"], row["lease_owner"], row["error"]) == ("running", "other", None)
+    assert (row.status, row.lease_owner, row.error) == ("running", "other", None)
     assert [e.name for e in await store.events_after("job_1", -1)] == ["header"]
     async with store.engine.connect() as connection:
         assert await connection.scalar(sa.text("SELECT count(*) FROM micro_results")) == 0
@@ -295,9 +297,10 @@ async def test_a_failed_renewal_is_retried_at_the_next_round_not_a_third_of_a_le
         monkeypatch.setattr(store, "renew", flaky)
         loop = asyncio.create_task(queue._claim_loop())
 
-        async def renewed() -> dict[str, Any] | None:
+        async def renewed() -> JobRecord | None:
             row = await store.get("job_1")
-            return row if row is not None and row["lease_until"] > time.time() + 20 else None
+            until = row.lease_until if row is not None else None
+            return row if until is not None and until > time.time() + 20 else None
 
         for _ in range(100):  # 5 s
             if (row := await renewed()) is not None:
@@ -306,7 +309,7 @@ async def test_a_failed_renewal_is_retried_at_the_next_round_not_a_third_of_a_le
         loop.cancel()
         await queue.stop()
     assert len(renewals) >= 2 and renewals[1] - renewals[0] < 2.5, renewals
-    assert row is not None and row["lease_token"] == lease.token
+    assert row is not None and row.lease_token == lease.token
 
 
 async def test_a_replica_never_claims_a_job_it_is_running(store: JobStore, tmp_path: Path) -> None:
@@ -322,7 +325,7 @@ async def test_a_replica_never_claims_a_job_it_is_running(store: JobStore, tmp_p
             await queue._claim(1)
             assert queue._running == {"job_1": task} and queue._leases["job_1"] == lease
             row = await store.get("job_1")
-            assert row is not None and row["lease_token"] == lease.token and row["attempts"] == 1
+            assert row is not None and row.lease_token == lease.token and row.attempts == 1
             await queue._renew()
             assert not task.done()
         finally:
@@ -341,7 +344,7 @@ async def test_a_job_handed_back_at_sigterm_with_its_cancel_asked_for_ends_cance
         await store.request_cancel("job_1")
         await queue.stop()
         row = await store.get("job_1")
-        assert row is not None and row["status"] == "cancelled" and row["lease_owner"] is None
+        assert row is not None and row.status == "cancelled" and row.lease_owner is None
         events = [event.name async for event in queue.events("job_1", -1)]
     assert events == ["header", "cancelled"]
     assert not (tmp_path / "uploads" / ("ab" * 16)).exists()
@@ -359,7 +362,7 @@ async def test_a_cancel_that_meets_a_hand_back_cancels_the_job_queued_again(
     media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
     request_cancel = store.request_cancel
 
-    async def after_a_hand_back(job_id: str) -> dict[str, Any] | None:
+    async def after_a_hand_back(job_id: str) -> JobRecord | None:
         await store.release([lease])
         return await request_cancel(job_id)
 
@@ -367,12 +370,50 @@ async def test_a_cancel_that_meets_a_hand_back_cancels_the_job_queued_again(
     async with httpx.AsyncClient() as client:
         queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
         row = await queue.cancel("job_1")
-        assert row is not None and row["status"] == "cancelled"
+        assert row is not None and row.status == "cancelled"
         events = [event.name async for event in queue.events("job_1", -1)]
     assert events == ["cancelled"]
 
 
 # ---- submits ----------------------------------------------------------------------------------
+
+
+class CheckingRunner:
+    """Stands in for the runner's media check at submit: records what it was asked to check;
+    every media is 30 s long."""
+
+    def __init__(self) -> None:
+        self.checked: list[tuple[TranscribeRequest, OwnUpload | None]] = []
+
+    async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None) -> Job:
+        self.checked.append((request, upload))
+        return Job(request, 30.0, 0.0, upload)
+
+
+async def test_a_job_is_checked_and_run_as_the_same_transcription(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """One conversion of a job's request: what is checked at submit and what the run
+    transcribes are the same `TranscribeRequest` (the job's own `webhook_url` left out); an
+    upload is read back from this replica, and named by its file."""
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    media.sweep()
+    upload = Upload("ab" * 16, media.root / ("ab" * 16), 5, "talk.mp3")
+    upload.path.write_bytes(b"media")
+    params = TranscribeParams(macro_chunk_size_sec=120)
+    request = JobRequest(media_url=media.url(upload), params=params, webhook_url="https://a.b/c")
+    settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
+    runner = CheckingRunner()
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, runner, media, client, settings)  # type: ignore[arg-type]
+        info = await queue.submit("anonymous", request, upload)
+    row = await store.get(info.id)
+    assert row is not None and row.total_sec == 30.0 and row.upload_name == "talk.mp3"
+    [(checked, own)] = runner.checked
+    assert type(checked) is TranscribeRequest and checked.params == params
+    assert checked.media_url == media.url(upload) and own == OwnUpload(upload.id, "talk.mp3")
+    run_upload = OwnUpload(row.upload_id or "", row.upload_name)
+    assert queue.transcription(row.job_request(), run_upload) == checked
 
 
 async def test_an_upload_kept_in_the_database_leaves_the_receiving_replicas_disk(
@@ -387,10 +428,8 @@ async def test_an_upload_kept_in_the_database_leaves_the_receiving_replicas_disk
     upload.path.write_bytes(b"media")
     settings = OrchestratorSettings(database_url="sqlite://", instance_id="me")
     async with httpx.AsyncClient() as client:
-        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
-        info = await queue.submit(
-            "anonymous", JobRequest(media_url=media.url(upload)), upload, 30.0
-        )
+        queue = JobQueue(store, CheckingRunner(), media, client, settings)  # type: ignore[arg-type]
+        info = await queue.submit("anonymous", JobRequest(media_url=media.url(upload)), upload)
     assert info.status == "queued" and not upload.path.exists()
     served = await media.serve(upload.id, "bytes=1-3")
     assert isinstance(served, StreamingResponse) and served.status_code == 206
@@ -402,9 +441,9 @@ async def test_a_submit_past_the_keys_cap_is_a_429(store: JobStore, tmp_path: Pa
     media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
     request = JobRequest(media_url="https://example.com/a.mp3")
     async with httpx.AsyncClient() as client:
-        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        queue = JobQueue(store, CheckingRunner(), media, client, settings)  # type: ignore[arg-type]
         results = await asyncio.gather(
-            *(queue.submit("key", request, None, 30.0) for _ in range(5)), return_exceptions=True
+            *(queue.submit("key", request, None) for _ in range(5)), return_exceptions=True
         )
     refused = [r for r in results if isinstance(r, RateLimitedError)]
     assert len(refused) == 3 and "ORCHESTRATOR_MAX_QUEUED_JOBS_PER_KEY" in refused[0].message

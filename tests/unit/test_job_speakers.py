@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.orchestrator.speakers import JobSpeakers, timeline_of
+from services.orchestrator.transcription.speakers import JobSpeakers, timeline_of
 from shared.schemas import (
     LocalSpeaker,
     MicroChunkReport,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs import Job, JobRunner, MediaClients
+from services.orchestrator.transcription.runner import Job, JobRunner, MediaClients
 from shared.errors import MediaHostError
 from shared.media_host import AddressPolicy
 from shared.schemas import (

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.orchestrator.merger import OrderedMerger
+from services.orchestrator.transcription.merger import OrderedMerger
 from shared.schemas import (
     MacroChunkReport,
     MicroChunkReport,

@@ -101,8 +101,8 @@ class Sdk:
             base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0
         )
         self.jobs = jobs
-        app.state.jobs.prepare = jobs.prepare
-        app.state.jobs.events = jobs.events
+        app.state.runner.prepare = jobs.prepare
+        app.state.runner.events = jobs.events
 
     async def create(self, **kwargs: Any) -> Any:
         kwargs.setdefault("model", "whisper-1")

@@ -224,6 +224,22 @@ async def test_a_key_with_its_cap_of_queued_jobs_gets_429_before_its_upload_is_r
     assert_error(other, 422, "media_address_refused")  # checked, not capped
 
 
+async def test_an_upload_whose_job_is_refused_at_submit_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    """The media check fails (here: no fleet secret to read the upload back with): the file
+    goes with the refusal (Intake.aclose), and no job is written."""
+    app = create_app(settings(tmp_path))
+    async with serve(app) as client:
+        refused = await client.post(
+            "/v1/jobs", files={"file": ("a.wav", b"RIFF" + bytes(1000), "audio/wav")}
+        )
+        listed = await client.get("/v1/jobs")
+    assert_error(refused, 503, "not_ready", "ORCHESTRATOR_FLEET_SECRET")
+    assert list((tmp_path / "uploads").iterdir()) == []
+    assert listed.json()["data"] == []
+
+
 async def test_a_second_orchestrator_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
     async with serve(create_app(settings(tmp_path))):
         with pytest.raises(RuntimeError, match="SQLite serves one orchestrator") as refused:
@@ -274,3 +290,23 @@ async def test_an_upload_to_an_orchestrator_without_a_fleet_secret_says_which_se
         )
     assert_error(response, 503, "not_ready", "ORCHESTRATOR_FLEET_SECRET")
     assert list((tmp_path / "uploads").iterdir()) == []
+
+
+async def test_an_unknown_format_is_a_422_naming_it_on_every_route_that_renders(
+    tmp_path: Path,
+) -> None:
+    """One enum, one check: `/v1/render` and `/v1/jobs/{id}` take `Format`, so an unknown one
+    is refused before the route runs (before a job is even looked up), listing every format."""
+    body = {"output": {"segments": [], "input_duration_sec": 1.0,
+                       "processing_duration_sec": 1.0, "speedup": 1.0}}  # fmt: skip
+    async with serve(create_app(settings(tmp_path))) as client:
+        refused = [
+            await client.post("/v1/render?format=docx", json=body),
+            await client.get("/v1/jobs/job_none?format=docx"),
+        ]
+        rendered = await client.post("/v1/render?format=vtt", json=body)
+    for response in refused:
+        assert_error(response, 422, "invalid_request", "diarized_json", "tsv")
+        assert response.json()["error"]["param"] == "format"
+    assert rendered.status_code == 200 and rendered.text.startswith("WEBVTT")
+    assert rendered.headers["content-type"] == "text/vtt; charset=utf-8"

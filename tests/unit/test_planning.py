@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from services.orchestrator.planning import (
+from services.orchestrator.transcription.planning import (
     nominal_boundaries,
     plan_spans,
     search_windows,

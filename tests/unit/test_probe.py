@@ -19,7 +19,7 @@ import av
 import httpx
 import pytest
 
-from services.orchestrator.probe import (
+from services.orchestrator.transcription.probe import (
     DEADLINE_SETTING,
     MIN_BITRATE_BPS,
     check_declared_duration,

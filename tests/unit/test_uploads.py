@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.orchestrator.job_store import UPLOAD_BLOCK_BYTES, JobStore
-from services.orchestrator.uploads import MediaStore, Upload, byte_range
+from services.orchestrator.jobs.store import UPLOAD_BLOCK_BYTES, JobStore
+from services.orchestrator.jobs.uploads import MediaStore, Upload, byte_range
 from shared.errors import BadRequestError, MediaUnavailableError, WhisperfleetError
 
 

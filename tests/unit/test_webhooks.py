@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from services.orchestrator.app import NETWORKS_SETTING
-from services.orchestrator.webhooks import deliver, signature, verify
+from services.orchestrator.jobs.webhooks import deliver, signature, verify
 from shared.media_host import AddressPolicy, media_client
 
 

@@ -27,10 +27,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.merger import MergeEvent, OrderedMerger
-from services.orchestrator.planning import nominal_boundaries, plan_spans, spans_from_boundaries
-from services.orchestrator.probe import probe_media
-from services.orchestrator.speakers import Diarization, JobSpeakers
+from services.orchestrator.transcription.merger import MergeEvent, OrderedMerger
+from services.orchestrator.transcription.planning import (
+    nominal_boundaries,
+    plan_spans,
+    spans_from_boundaries,
+)
+from services.orchestrator.transcription.probe import probe_media
+from services.orchestrator.transcription.speakers import Diarization, JobSpeakers
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
 from shared.diarization.clustering import KnownSpeaker
@@ -173,7 +177,7 @@ _Message = _Planned | _PlanComplete | tuple[int, MicroChunkResult] | _ChunkDone 
 
 
 class ChunkLog(Protocol):
-    """Where an async job keeps its finished micro chunks (job_store.py), so that a job taken
+    """Where an async job keeps its finished micro chunks (jobs/store.py), so that a job taken
     up again after a restart redoes none of them: stored results are replayed, and a macro
     chunk cut short is asked for again with the micro chunks already stored skipped (a worker
     repeats the same cuts for the same range)."""

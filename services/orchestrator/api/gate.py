@@ -26,7 +26,7 @@ type before the size (a `text/plain` post is refused whatever its size).
 
 One place decides: the key's identity goes into the request's state for the `Caller`
 dependency (auth.py), and the body caps are this module's; `read_capped` (intake.py) and the
-media store's upload cap (uploads.py) stay as a second line with the same limits and wording,
+media store's upload cap (jobs/uploads.py) stay as a second line with the same limits and wording,
 the media store's also counting the file itself and the free disk.
 """
 
@@ -49,7 +49,7 @@ from shared.errors import (
 )
 
 if TYPE_CHECKING:
-    from services.orchestrator.auth import Gate
+    from services.orchestrator.api.auth import Gate
     from services.orchestrator.config import OrchestratorSettings
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")

@@ -25,44 +25,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.event_watch import EventWatcher
-from services.orchestrator.job_store import (
+from services.orchestrator.jobs.event_watch import EventWatcher
+from services.orchestrator.jobs.store import (
     TERMINAL_EVENTS,
     CapReached,
     HandBack,
+    JobRecord,
     JobStore,
     Lease,
     LeaseLost,
     StoredEvent,
     cancelled_event,
 )
-from services.orchestrator.jobs import JobRunner, OwnUpload, Transcript, public_event
-from services.orchestrator.uploads import MediaStore, Upload
-from services.orchestrator.webhooks import deliver
+from services.orchestrator.jobs.uploads import MediaStore, Upload
+from services.orchestrator.jobs.webhooks import deliver
+from services.orchestrator.transcription.runner import (
+    JobRunner,
+    OwnUpload,
+    Transcript,
+    public_event,
+)
 from shared.aio import cancel_and_wait
 from shared.errors import RateLimitedError, WhisperfleetError
 from shared.schemas import (
     JobInfo,
-    JobProgress,
     JobRequest,
     JobStatus,
     MicroChunkResult,
     TimeSpan,
-    TranscribeOutput,
     TranscribeRequest,
-    WebhookOutcome,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,7 +75,7 @@ ORPHAN_UPLOAD_SEC = 48 * 3600.0
 """Upload blocks without an unfinished job are a synchronous request's (which keeps them for
 its life and drops them at its end) until they are this old: then a crash left them."""
 
-__all__ = ["TERMINAL_EVENTS", "JobQueue", "job_info"]
+__all__ = ["TERMINAL_EVENTS", "JobQueue"]
 
 
 def _cap_error(active: int) -> RateLimitedError:
@@ -82,28 +86,9 @@ def _cap_error(active: int) -> RateLimitedError:
     )
 
 
-def job_info(row: dict[str, Any], with_result: bool = True) -> JobInfo:
-    return JobInfo(
-        id=row["id"],
-        status=JobStatus(row["status"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        progress=JobProgress(done_sec=row["done_sec"], total_sec=row["total_sec"]),
-        error=json.loads(row["error"]) if row["error"] else None,
-        result=(
-            TranscribeOutput.model_validate_json(row["result"])
-            if with_result and row["result"]
-            else None
-        ),
-        webhook_url=row["webhook_url"],
-        webhook=WebhookOutcome.model_validate_json(row["webhook"]) if row["webhook"] else None,
-    )
-
-
 @dataclass
 class _StoreLog:
-    """`jobs.ChunkLog` over the job table, every write fenced by the run's lease."""
+    """`runner.ChunkLog` over the job table, every write fenced by the run's lease."""
 
     store: JobStore
     lease: Lease
@@ -222,7 +207,7 @@ class JobQueue:
             logger.info("job %s: cancelled at its hand-back (its cancel was asked for)", job_id)
             row = await self.store.get(job_id)
             if row is not None:
-                self._ended(row, JobStatus.CANCELLED)
+                self._ended(row)
 
     # ---- API
 
@@ -235,9 +220,11 @@ class JobQueue:
             if active >= cap:
                 raise _cap_error(active)
 
-    async def submit(
-        self, owner: str, request: JobRequest, upload: Upload | None, duration_sec: float
-    ) -> JobInfo:
+    async def submit(self, owner: str, request: JobRequest, upload: Upload | None) -> JobInfo:
+        """Check the media now (a bad URL or file is a 4xx here, not a failed job later: range
+        support, duration, the same as `/v1/transcribe`), then queue the job."""
+        own = OwnUpload(upload.id, upload.filename) if upload is not None else None
+        job = await self.runner.prepare(self.transcription(request, own), upload=own)
         job_id = "job_" + secrets.token_hex(12)
         try:
             row = await self.store.create(
@@ -246,7 +233,7 @@ class JobQueue:
                 request.model_dump_json(),
                 upload.id if upload is not None else None,
                 request.webhook_url,
-                duration_sec,
+                job.duration_sec,
                 upload_path=upload.path if upload is not None else None,
                 upload_name=upload.filename if upload is not None else None,
                 cap=self.settings.max_queued_jobs_per_key,
@@ -258,28 +245,35 @@ class JobQueue:
             # kept here would outlive its job if another replica ran it.
             self.media_store.remove(upload)
         self._claim_now.set()
-        return job_info({**row, "started_at": None, "finished_at": None, "error": None,
-                         "result": None, "webhook": None})  # fmt: skip
+        return row.info()
 
-    async def cancel(self, job_id: str) -> dict[str, Any] | None:
+    def transcription(self, request: JobRequest, upload: OwnUpload | None) -> TranscribeRequest:
+        """What the job transcribes: its request less the job's own fields (`webhook_url`);
+        an upload is read back from this replica (the one that took it may be gone)."""
+        fields = {name: getattr(request, name) for name in TranscribeRequest.model_fields}
+        if upload is not None:
+            fields["media_url"] = self.media_store.url_of(upload.id)
+        return TranscribeRequest(**fields)
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a job: at once if queued or running here; a job another replica runs is
         flagged, and that replica stops it at its next lease renewal (waited for, briefly:
         the answer says `running` if it has not stopped by then)."""
         if await self.store.cancel_queued(job_id):
             return await self._cancelled_while_queued(job_id)
         row = await self.store.request_cancel(job_id)
-        if row is not None and row["status"] == JobStatus.QUEUED.value:
+        if row is not None and row.status == JobStatus.QUEUED:
             # Handed back between the two (a replica's SIGTERM): it waits again, cancel it so.
             if await self.store.cancel_queued(job_id):
                 return await self._cancelled_while_queued(job_id)
             row = await self.store.get(job_id)
         task = self._running.get(job_id)
         lease = self._leases.get(job_id)
-        if task is None and row is not None and row["status"] == JobStatus.RUNNING.value:
+        if task is None and row is not None and row.status == JobStatus.RUNNING:
             # Another replica's job (it stops at its next lease renewal), or ours, stopped by
             # the claim loop in the meantime: wait a little for the outcome.
             deadline = time.monotonic() + self.settings.job_lease_sec / 3 + 2
-            while row is not None and row["status"] == JobStatus.RUNNING.value:
+            while row is not None and row.status == JobStatus.RUNNING:
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.1)
@@ -292,27 +286,25 @@ class JobQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(task)
             row = await self.store.get(job_id)
-            if row is not None and row["lease_token"] == lease.token:
+            if row is not None and row.lease_token == lease.token:
                 # Cancelled before its task took its first step: nothing ran to record it.
                 self._cancelling.discard(job_id)
                 with contextlib.suppress(LeaseLost):
                     event = ("cancelled", cancelled_event(job_id))
                     await self.store.finish(lease, JobStatus.CANCELLED, event=event)
-                self.watcher.wake(job_id)
                 row = await self.store.get(job_id)
-                if row is not None and row["upload_id"]:
-                    self.media_store.discard(row["upload_id"])
+                if row is not None:
+                    self._ended(row)
         return row
 
-    async def _cancelled_while_queued(self, job_id: str) -> dict[str, Any] | None:
+    async def _cancelled_while_queued(self, job_id: str) -> JobRecord | None:
         await self.store.append_event(job_id, "cancelled", cancelled_event(job_id))
-        self.watcher.wake(job_id)
         row = await self.store.get(job_id)
-        if row is not None and row["upload_id"]:
-            self.media_store.discard(row["upload_id"])
+        if row is not None:
+            self._ended(row)
         return row
 
-    async def events(self, job_id: str, after: int) -> AsyncIterator[StoredEvent]:
+    async def events(self, job_id: str, after: int) -> AsyncGenerator[StoredEvent, None]:
         """The job's events after `after`, as they are kept, until its last one. Woken by the
         run on this replica, or by the watcher's one query for jobs others run."""
         with self.watcher.watch(job_id) as watch:
@@ -395,11 +387,11 @@ class JobQueue:
             )
             row = await self.store.get(job_id)
             if row is not None:
-                self._ended(row, JobStatus.FAILED)
+                self._ended(row)
         for job_id in claims.cancelled:
             row = await self.store.get(job_id)
             if row is not None:
-                self._ended(row, JobStatus.CANCELLED)
+                self._ended(row)
         if claims.exhausted or claims.cancelled:
             self._claim_now.set()  # their places go to the next jobs at once
 
@@ -416,7 +408,7 @@ class JobQueue:
         cutoff = time.time() - self.settings.job_retention_hours * 3600
         for upload_id in await self.store.delete_finished_before(cutoff):
             if upload_id:
-                self.media_store.discard(upload_id)
+                self.media_store.remove(upload_id)
         if self.store.keeps_uploads:
             await self.store.sweep_upload_blocks(time.time() - ORPHAN_UPLOAD_SEC)
 
@@ -433,6 +425,7 @@ class JobQueue:
             status, values = await self._outcome(row, lease, recorder)
             self._finishing.add(job_id)
             await self.store.finish(lease, status, event=recorder.last, **values)
+            row = dataclasses.replace(row, status=status)
         except LeaseLost:
             if job_id not in self._lost:
                 logger.warning(
@@ -445,25 +438,21 @@ class JobQueue:
         finally:
             self._cancelling.discard(job_id)
             self._finishing.discard(job_id)
-        self._ended(row, status)
+        self._ended(row)
 
     async def _outcome(
-        self, row: dict[str, Any], lease: Lease, recorder: _Recorder
+        self, row: JobRecord, lease: Lease, recorder: _Recorder
     ) -> tuple[JobStatus, dict[str, Any]]:
         """Run the job, keeping its events; its final status and what goes with it."""
         job_id = lease.job_id
         try:
-            request = JobRequest.model_validate_json(row["request"])
-            media_url = request.media_url
-            upload = OwnUpload(row["upload_id"], row["upload_name"]) if row["upload_id"] else None
-            if upload is not None:  # read back here (the replica that took it may be gone)
-                media_url = self.media_store.url_of(upload.id)
-            transcribe = TranscribeRequest(media_url=media_url, params=request.params)
-            if row["total_sec"] is None:  # not checked at submit (a job from an older version)
+            upload = OwnUpload(row.upload_id, row.upload_name) if row.upload_id else None
+            transcribe = self.transcription(row.job_request(), upload)
+            if row.total_sec is None:  # not checked at submit (a job from an older version)
                 job = await self.runner.prepare(transcribe, upload=upload)
                 await self.store.update_running(lease, total_sec=job.duration_sec)
             else:  # checked at submit: no second probe
-                job = self.runner.checked(transcribe, row["total_sec"], upload=upload)
+                job = self.runner.checked(transcribe, row.total_sec, upload=upload)
             transcript = Transcript()
             async for event in self.runner.events(job, _StoreLog(self.store, lease)):
                 transcript.add(event)
@@ -494,13 +483,15 @@ class JobQueue:
             await recorder.add("error", error.body().model_dump_json())
             return JobStatus.FAILED, {"error": error.body().error.model_dump_json()}
 
-    def _ended(self, row: dict[str, Any], status: JobStatus) -> None:
-        """After a job's end is written: readers, its upload, its webhook."""
-        self.watcher.wake(row["id"])
-        if row["upload_id"]:
-            self.media_store.discard(row["upload_id"])
-        if row["webhook_url"] and status != JobStatus.CANCELLED:
-            task = asyncio.create_task(self._notify(row["id"], row["webhook_url"]))
+    def _ended(self, row: JobRecord) -> None:
+        """After a job's end is written (`row` as it ended), whatever ended it: its readers
+        woken, its upload removed (the one place an async job's is), its webhook called
+        (not for a cancel: the canceller knows)."""
+        self.watcher.wake(row.id)
+        if row.upload_id:
+            self.media_store.remove(row.upload_id)
+        if row.webhook_url and row.status != JobStatus.CANCELLED:
+            task = asyncio.create_task(self._notify(row.id, row.webhook_url))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
 
@@ -508,7 +499,7 @@ class JobQueue:
         row = await self.store.get(job_id)
         if row is None:
             return
-        body = job_info(row, with_result=False).model_dump_json().encode()
+        body = row.info(with_result=False).model_dump_json().encode()
         outcome = await deliver(
             self.webhook_client,
             url,

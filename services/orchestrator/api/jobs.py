@@ -1,39 +1,33 @@
-"""Async jobs (`/v1/jobs`): submit, look up, follow, cancel, list. The work is job_queue.py's."""
+"""Async jobs (`/v1/jobs`): submit, look up, follow, cancel, list. The work is jobs/queue.py's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
-from services.orchestrator.auth import ANONYMOUS, Caller
-from services.orchestrator.intake import take_request
-from services.orchestrator.job_queue import JobQueue, job_info
-from services.orchestrator.routes import ERRORS, EventStream, Store, request_body
+from services.orchestrator.api.auth import ANONYMOUS, Caller
+from services.orchestrator.api.deps import ERRORS, Queue, Store, request_body
+from services.orchestrator.api.intake import take_request
+from services.orchestrator.api.sse import respond
+from services.orchestrator.jobs.queue import JobQueue
+from services.orchestrator.jobs.store import JobRecord
+from shared.aio import finish_shielded
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
-from shared.formats import FORMATS, MEDIA_TYPES, render
-from shared.schemas import JobInfo, JobList, JobRequest, JobStatus, TranscribeRequest
+from shared.formats import Format, render
+from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
 
 router = APIRouter(tags=["jobs"])
 
 _BODY = request_body(JobRequest, "webhook_url")
 
 
-def _queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.job_queue
-    return queue
-
-
-Queue = Annotated[JobQueue, Depends(_queue)]
-
-
-async def _own_job(queue: JobQueue, job_id: str, who: str) -> dict[str, Any]:
+async def _own_job(queue: JobQueue, job_id: str, who: str) -> JobRecord:
     """The job, if the caller may see it (with API keys on, only the key that made it)."""
     row = await queue.store.get(job_id)
-    if row is None or (who != ANONYMOUS and row["owner"] != who):
+    if row is None or (who != ANONYMOUS and row.owner != who):
         raise NotFoundError(f"no job {job_id!r}", param="id")
     return row
 
@@ -55,14 +49,9 @@ async def submit_job(request: Request, queue: Queue, store: Store, who: Caller) 
     intake = await take_request(request, store, max_bytes, JobRequest)
     try:
         assert isinstance(intake.request, JobRequest)
-        # Checked now, so a bad URL or file is a 4xx here, not a failed job later.
-        checked = TranscribeRequest(
-            media_url=intake.request.media_url, params=intake.request.params
-        )
-        job = await queue.runner.prepare(checked, upload=intake.own_upload)
-        info = await queue.submit(who, intake.request, intake.upload, job.duration_sec)
+        info = await queue.submit(who, intake.request, intake.upload)
     except BaseException:
-        intake.close()
+        await finish_shielded(intake.aclose)
         raise
     return JSONResponse(
         info.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{info.id}"}
@@ -81,7 +70,7 @@ async def list_jobs(
     owner = None if who == ANONYMOUS else who
     rows = await queue.store.page(owner, status, limit + 1, before)
     return JobList(
-        data=[job_info(row, with_result=False) for row in rows[:limit]], has_more=len(rows) > limit
+        data=[row.info(with_result=False) for row in rows[:limit]], has_more=len(rows) > limit
     )
 
 
@@ -90,31 +79,23 @@ async def get_job(
     job_id: str,
     queue: Queue,
     who: Caller,
-    format: Annotated[str | None, Query(description=f"One of {', '.join(FORMATS)}.")] = None,
+    format: Format | None = None,
     words: bool = False,
 ) -> Any:
     """Where the job stands; once it succeeded, its transcript (in `format` if given)."""
     row = await _own_job(queue, job_id, who)
-    info = job_info(row)
+    info = row.info()
     if format is None:
         return info
-    if format not in FORMATS:
-        raise InvalidRequestError(
-            f"unknown format {format!r}; use one of {', '.join(FORMATS)}", param="format"
-        )
     if info.result is None:
         raise ConflictError(
             f"job {job_id} is {info.status.value}: a transcript exists once it has succeeded",
             param="format",
         )
-    task = "translate" if info.result and _is_translation(row) else "transcribe"
+    task = row.job_request().params.task
     return Response(
-        render(info.result, format, task=task, words=words), media_type=MEDIA_TYPES[format]
+        render(info.result, format, task=task, words=words), media_type=format.media_type
     )
-
-
-def _is_translation(row: dict[str, Any]) -> bool:
-    return JobRequest.model_validate_json(row["request"]).params.task == "translate"
 
 
 @router.get(
@@ -139,11 +120,7 @@ async def job_events(
             raise InvalidRequestError("Last-Event-ID must be an event id", param="Last-Event-ID")
         after = int(last_event_id)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in queue.events(job_id, after):
-            yield ServerSentEvent(id=str(event.seq), event=event.name, data=event.data)
-
-    return EventStream(events(), request.app.state.settings)
+    return respond(request, queue.events(job_id, after))
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobInfo, responses=ERRORS)
@@ -154,4 +131,4 @@ async def cancel_job(job_id: str, queue: Queue, who: Caller) -> JobInfo:
     row = await queue.cancel(job_id)
     if row is None:
         raise NotFoundError(f"no job {job_id!r}", param="id")
-    return job_info(row, with_result=False)
+    return row.info(with_result=False)

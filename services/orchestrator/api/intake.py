@@ -3,10 +3,10 @@
 Both end as a `TranscribeRequest`; an upload's `media_url` is where this orchestrator reads
 it back (its own URL, with the fleet credential), and `own_upload` tells the job runner to
 send the workers its id instead (they read it from `CHUNK_WORKER_ORCHESTRATOR_URLS`) and to
-show clients its name. Whoever takes an `Intake` must `close()` it when the job ends: that
+show clients its name. Whoever takes an `Intake` must `aclose()` it when the job ends: that
 removes the upload. A synchronous job runs `share()` first and `aclose()` at its end: with
 several replicas (PostgreSQL) its upload is kept in the database meanwhile, so a worker whose
-read lands on another replica finds it (an async job's goes in with the job, job_store.py).
+read lands on another replica finds it (an async job's goes in with the job, jobs/store.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from services.orchestrator.jobs import OwnUpload
-from services.orchestrator.uploads import MediaStore, Upload, UploadForm
+from services.orchestrator.jobs.uploads import MediaStore, Upload, UploadForm
+from services.orchestrator.transcription.runner import OwnUpload
 from shared.errors import InvalidRequestError, PayloadTooLargeError, validation_error_body
 from shared.schemas import TranscribeParams, TranscribeRequest
 
@@ -35,13 +35,12 @@ class Intake:
             return None
         return OwnUpload(self.upload.id, self.upload.filename)
 
-    def close(self) -> None:
-        self.store.remove(self.upload)
-
     async def share(self) -> None:
         await self.store.keep_for_request(self.upload)
 
     async def aclose(self) -> None:
+        """The end of the request's hold on its upload (an async job's is the queue's once
+        submitted): here and, if kept, in the database."""
         await self.store.release(self.upload)
 
 

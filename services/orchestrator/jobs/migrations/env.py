@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection `JobStore.migrate` hands over.
 
-New revision: `alembic -c services/orchestrator/migrations/alembic.ini revision -m "..."`
-(then write its upgrade by hand; the tables are in services/orchestrator/job_store.py).
+New revision: `alembic -c services/orchestrator/jobs/migrations/alembic.ini revision -m "..."`
+(then write its upgrade by hand; the tables are in services/orchestrator/jobs/store.py).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import secrets
@@ -45,7 +46,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.errors import WhisperfleetError
-from shared.schemas import JobStatus, MicroChunkResult, TimeSpan
+from shared.schemas import (
+    JobInfo,
+    JobProgress,
+    JobRequest,
+    JobStatus,
+    MicroChunkResult,
+    TimeSpan,
+    TranscribeOutput,
+    WebhookOutcome,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -130,7 +140,68 @@ upload_blocks = sa.Table(
 
 
 @dataclass(frozen=True)
+class JobRecord:
+    """One row of `jobs`, typed: what the store hands the queue and the routes (its fields are
+    the table's columns, a test holds them together)."""
+
+    id: str
+    status: JobStatus
+    created_at: float
+    updated_at: float
+    owner: str
+    request: str
+    """The `JobRequest` as JSON (`job_request()` parses it)."""
+    started_at: float | None = None
+    finished_at: float | None = None
+    upload_id: str | None = None
+    upload_name: str | None = None
+    webhook_url: str | None = None
+    webhook: str | None = None
+    """The `WebhookOutcome` as JSON, once delivered or given up."""
+    done_sec: float = 0.0
+    total_sec: float | None = None
+    error: str | None = None
+    """The error body's `error` object as JSON, when the job failed."""
+    result: str | None = None
+    """The `TranscribeOutput` as JSON, when the job succeeded."""
+    cancel_requested: bool = False
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    lease_token: str | None = None
+    attempts: int = 0
+
+    @classmethod
+    def of(cls, row: sa.Row[Any]) -> JobRecord:
+        values: dict[str, Any] = dict(row._mapping)
+        return cls(**{**values, "status": JobStatus(values["status"])})
+
+    def job_request(self) -> JobRequest:
+        return JobRequest.model_validate_json(self.request)
+
+    def info(self, with_result: bool = True) -> JobInfo:
+        """The job as the API answers it (`GET /v1/jobs/{id}`, the webhook)."""
+        return JobInfo(
+            id=self.id,
+            status=self.status,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            progress=JobProgress(done_sec=self.done_sec, total_sec=self.total_sec),
+            error=json.loads(self.error) if self.error else None,
+            result=(
+                TranscribeOutput.model_validate_json(self.result)
+                if with_result and self.result
+                else None
+            ),
+            webhook_url=self.webhook_url,
+            webhook=WebhookOutcome.model_validate_json(self.webhook) if self.webhook else None,
+        )
+
+
+@dataclass(frozen=True)
 class StoredEvent:
+    """An event of a job as kept and sent: its number (the SSE id), name and JSON data."""
+
     seq: int
     name: str
     data: str
@@ -295,7 +366,7 @@ class JobStore:
         upload_path: Path | None = None,
         upload_name: str | None = None,
         cap: int = 0,
-    ) -> dict[str, Any]:
+    ) -> JobRecord:
         """A queued job. With `upload_path` and a database that keeps uploads, the upload's
         bytes are written in the same transaction: the job never exists without its media.
         `upload_name`: the uploaded file's name, what the job's events show for it.
@@ -304,21 +375,18 @@ class JobStore:
         (PostgreSQL: an advisory lock per key; SQLite: this process's), so a burst of submits
         cannot pass it."""
         now = time.time()
-        row = {
-            "id": job_id,
-            "status": JobStatus.QUEUED.value,
-            "created_at": now,
-            "updated_at": now,
-            "owner": owner,
-            "request": request_json,
-            "upload_id": upload_id,
-            "upload_name": upload_name[:255] if upload_name else None,
-            "webhook_url": webhook_url,
-            "done_sec": 0.0,
-            "total_sec": total_sec,
-            "cancel_requested": False,
-            "attempts": 0,
-        }
+        record = JobRecord(
+            id=job_id,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            owner=owner,
+            request=request_json,
+            upload_id=upload_id,
+            upload_name=upload_name[:255] if upload_name else None,
+            webhook_url=webhook_url,
+            total_sec=total_sec,
+        )
         postgresql = self.engine.dialect.name == "postgresql"
         serialised = self._creating if cap and not postgresql else contextlib.nullcontext()
         async with serialised, self.engine.begin() as connection:
@@ -333,17 +401,18 @@ class JobStore:
                 active = int(await connection.scalar(_active(owner)) or 0)
                 if active >= cap:
                     raise CapReached(active)
-            await connection.execute(jobs.insert().values(**row))
-        return row
+            values = {**dataclasses.asdict(record), "status": record.status.value}
+            await connection.execute(jobs.insert().values(**values))
+        return record
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         async with self.engine.connect() as connection:
             row = (await connection.execute(jobs.select().where(jobs.c.id == job_id))).first()
-        return dict(row._mapping) if row else None
+        return JobRecord.of(row) if row else None
 
     async def page(
         self, owner: str | None, status: JobStatus | None, limit: int, before: float | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobRecord]:
         """Newest first; `before`: created_at of the last job of the previous page."""
         query = jobs.select().order_by(jobs.c.created_at.desc()).limit(limit)
         if owner is not None:
@@ -354,7 +423,7 @@ class JobStore:
             query = query.where(jobs.c.created_at < before)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [dict(row._mapping) for row in rows]
+        return [JobRecord.of(row) for row in rows]
 
     async def active_jobs(self, owner: str) -> int:
         """The owner's queued and running jobs (the per-key cap, before a body is read)."""
@@ -597,7 +666,7 @@ class JobStore:
             await connection.execute(_upload_of(jobs.c.id == job_id))
         return True
 
-    async def request_cancel(self, job_id: str) -> dict[str, Any] | None:
+    async def request_cancel(self, job_id: str) -> JobRecord | None:
         """Flag a running job for its owner, which stops it at its next lease renewal."""
         async with self.engine.begin() as connection:
             await connection.execute(

@@ -5,7 +5,7 @@
                           and while writing); other fields are kept (small, capped)
     workers <──GET /internal/uploads/<id> (Range, the fleet credential)── serve(): the file, or
                           the range from the database (another replica received it)
-    the job ends (or fails, or its client leaves) ──> remove(); start-up ──> sweep()
+    the job ends (or fails, or its client leaves) ──> release() or remove(); start-up ──> sweep()
 
 The orchestrator checks and probes an upload at its own URL (`url()`), like any media URL;
 the workers are sent its id and read it from their `CHUNK_WORKER_ORCHESTRATOR_URLS`. The
@@ -14,7 +14,7 @@ uploaded for a running job.
 
 Several replicas (PostgreSQL): the workers reach the orchestrators through one address, so a
 worker's read may land on any replica. An upload is also kept in the database (an async job's
-with its job, job_store.py; a synchronous job's for its request's life), and a replica asked for
+with its job, jobs/store.py; a synchronous job's for its request's life), and a replica asked for
 one it does not have answers the range from the blocks that hold it (`serve`): nothing is copied
 to its disk, and the request waits for no more than the bytes it asked for. An async job's file
 goes from the receiving replica once its job is written: every replica reads it the same way.
@@ -182,15 +182,15 @@ class MediaStore:
         path = self.root / upload_id
         return path if path.is_file() else None
 
-    def remove(self, upload: Upload | None) -> None:
-        if upload is not None:
-            upload.path.unlink(missing_ok=True)
-            upload.path.with_suffix(".part").unlink(missing_ok=True)
-
-    def discard(self, upload_id: str) -> None:
-        """Remove an upload by id (an async job's, when it ends), if this store has it."""
-        if _ID.match(upload_id):
-            self.remove(Upload(upload_id, self.root / upload_id))
+    def remove(self, upload: Upload | str | None) -> None:
+        """The one place an upload's file is removed (by the upload or its id; its `.part`
+        too), whatever ended it: its job, a refused or failed request, a hand-over to the
+        database; `release` also drops what the database kept of it."""
+        upload_id = upload.id if isinstance(upload, Upload) else upload
+        if upload_id is not None and _ID.match(upload_id):
+            path = self.root / upload_id
+            path.unlink(missing_ok=True)
+            path.with_suffix(".part").unlink(missing_ok=True)
 
     async def receive(self, request: Request, file_field: str = "file") -> UploadForm:
         """Parse a multipart/form-data request, streaming `file_field` to the store."""

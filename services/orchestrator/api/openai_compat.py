@@ -25,22 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from services.orchestrator.auth import Caller, GateDep
-from services.orchestrator.intake import intake_from_form
-from services.orchestrator.jobs import JobEvent
-from services.orchestrator.routes import ERRORS, Jobs, Store, event_stream
-from services.orchestrator.uploads import UploadForm
+from services.orchestrator.api.auth import Caller, GateDep
+from services.orchestrator.api.deps import ERRORS, Runner, Store
+from services.orchestrator.api.intake import intake_from_form
+from services.orchestrator.api.sse import stream_job
+from services.orchestrator.jobs.uploads import UploadForm
+from services.orchestrator.transcription.runner import JobEvent
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError, InvalidRequestError
-from shared.formats import FORMATS, MEDIA_TYPES, diarized_segment, render, segment_id
+from shared.formats import Format, diarized_segment, render, segment_id
 from shared.languages import normalize_language
 from shared.schemas import Segment, SpeakerMap, TranscribeParams
 
@@ -103,23 +104,23 @@ async def models(request: Request, who: Caller) -> ModelList:
 
 @router.post("/v1/audio/transcriptions", responses=ERRORS)
 async def transcriptions(
-    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+    request: Request, runner: Runner, store: Store, gate: GateDep, who: Caller
 ) -> Any:
     """Transcribe an uploaded `file` (or a media `url`) in OpenAI's request and answer shape."""
-    return await _answer(request, jobs, store, gate.job_slot(who), task="transcribe")
+    return await _answer(request, runner, store, gate.job_slot(who), task="transcribe")
 
 
 @router.post("/v1/audio/translations", responses=ERRORS)
 async def translations(
-    request: Request, jobs: Jobs, store: Store, gate: GateDep, who: Caller
+    request: Request, runner: Runner, store: Store, gate: GateDep, who: Caller
 ) -> Any:
     """Translate speech in any language into English text, in OpenAI's shape."""
-    return await _answer(request, jobs, store, gate.job_slot(who), task="translate")
+    return await _answer(request, runner, store, gate.job_slot(who), task="translate")
 
 
 async def _answer(
     request: Request,
-    jobs: Jobs,
+    runner: Runner,
     store: Store,
     slot: contextlib.AbstractAsyncContextManager[None],
     *,
@@ -137,20 +138,22 @@ async def _answer(
         await held.aclose()
         raise
     if options.stream:
-        diarized = options.response_format == "diarized_json"
-        return await event_stream(
-            request, jobs, intake, _segment_events if diarized else _text_events, held
+        diarized = options.response_format == Format.DIARIZED_JSON
+        return await stream_job(
+            request, runner, intake, _segment_events if diarized else _text_events, held
         )
     try:
-        work = jobs.run(intake.request, upload=intake.own_upload)
+        work = runner.run(intake.request, upload=intake.own_upload)
         output = await cancel_on_disconnect(request, work)
     finally:
         await finish_shielded(held.aclose)
     text = render(output, options.response_format, task=task, words=options.words)
-    return Response(text, media_type=MEDIA_TYPES[options.response_format])
+    return Response(text, media_type=options.response_format.media_type)
 
 
-async def _text_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[str, BaseModel]]:
+async def _text_events(
+    events: AsyncIterator[JobEvent],
+) -> AsyncGenerator[tuple[str, BaseModel], None]:
     """OpenAI's streaming transcription: a delta per segment in timeline order, then done."""
     pieces: list[str] = []
     async for event in events:
@@ -163,7 +166,7 @@ async def _text_events(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[s
 
 async def _segment_events(
     events: AsyncIterator[JobEvent],
-) -> AsyncIterator[tuple[str, BaseModel]]:
+) -> AsyncGenerator[tuple[str, BaseModel], None]:
     """diarized_json streamed: deltas naming their segment as they come; at the end, each
     segment with its final speaker (the `speakers` event maps the provisional labels), then
     done. Only the segments' few fields are kept until then, never their words."""
@@ -195,18 +198,17 @@ async def _segment_events(
 
 class OpenAIOptions(BaseModel):
     params: TranscribeParams
-    response_format: str
+    response_format: Format
     words: bool
     stream: bool
 
     @classmethod
     def from_form(cls, form: UploadForm, *, task: str) -> OpenAIOptions:
-        response_format = form.get("response_format") or "json"
-        if response_format not in FORMATS:
-            raise BadRequestError(
-                f"response_format must be one of {', '.join(FORMATS)}", param="response_format"
-            )
-        if response_format == "diarized_json" and task == "translate":
+        try:
+            response_format = Format.parse(form.get("response_format") or Format.JSON)
+        except ValueError as exc:
+            raise BadRequestError(str(exc), param="response_format") from None
+        if response_format == Format.DIARIZED_JSON and task == "translate":
             raise BadRequestError(
                 "translations have no diarized_json; diarize with /v1/audio/transcriptions",
                 param="response_format",
@@ -227,7 +229,9 @@ class OpenAIOptions(BaseModel):
             code = normalize_language(language) if language and task != "translate" else None
         except ValueError as exc:
             raise BadRequestError(str(exc), param="language") from None
-        diarize = _boolean(form.get("diarize"), "diarize") or response_format == "diarized_json"
+        diarize = _boolean(form.get("diarize"), "diarize") or (
+            response_format == Format.DIARIZED_JSON
+        )
         try:
             params = TranscribeParams(
                 language=code,
