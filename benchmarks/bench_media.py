@@ -62,8 +62,8 @@ from shared.media_host import AddressPolicy
 from shared.schemas import (
     SAMPLE_RATE_HZ,
     ChunkRequest,
-    ClipOptions,
     ClipTranscription,
+    DecodeOptions,
     SilenceRequest,
     TimeSpan,
     TranscribeParams,
@@ -187,7 +187,7 @@ class FakeWhisper(WhisperClient):
     async def transcribe_clip(
         self,
         wav: bytes,
-        options: ClipOptions,
+        options: DecodeOptions,
         position_sec: float | None = None,
         speech: list[Span] | None = None,
     ) -> ClipTranscription:

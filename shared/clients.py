@@ -32,8 +32,8 @@ from shared.replicas import ReplicaPool
 from shared.schemas import (
     CHUNK_STREAM,
     ChunkRequest,
-    ClipOptions,
     ClipTranscription,
+    DecodeOptions,
     MicroChunkResult,
     SilenceRequest,
     SilenceResult,
@@ -282,28 +282,20 @@ class WhisperClient:
     async def transcribe_clip(
         self,
         wav: bytes,
-        options: ClipOptions,
+        options: DecodeOptions,
         position_sec: float | None = None,
         speech: list[Span] | None = None,
     ) -> ClipTranscription:
         """`position_sec`, the clip's place in its media, lets the server serve earlier
         clips of a job first (see the batcher's scheduling); `speech`, where the VAD found
         speech in the clip, spares the server its own VAD pass."""
-        params: dict[str, str] = {}
-        for key, value in options.model_dump(exclude_none=True).items():
-            if isinstance(value, bool):
-                params[key] = str(value).lower()
-            elif isinstance(value, list):
-                params[key] = ",".join(value)
-            else:
-                params[key] = str(value)
         headers = {"content-type": "audio/wav"}
         if position_sec is not None:
             headers[POSITION_HEADER] = f"{position_sec:.3f}"
         if speech is not None:
             headers[SPEECH_HEADER] = format_spans(speech)
         response = await self.service.request(
-            "POST", "/v1/clips", content=wav, params=params, headers=headers
+            "POST", "/v1/clips", content=wav, params=options.query(), headers=headers
         )
         return ClipTranscription.model_validate_json(response.content)
 

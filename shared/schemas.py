@@ -11,9 +11,17 @@ from enum import StrEnum
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from shared.languages import normalize_language
+from shared.languages import language_name, normalize_language
 from shared.streams import StreamTypes
 
 SAMPLE_RATE_HZ = 16000
@@ -51,8 +59,100 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TranscribeParams(_Strict):
-    """How a job is chunked and transcribed. Every field is optional."""
+LanguageCode = Annotated[str, AfterValidator(normalize_language)]
+"""A Whisper language code ('en', 'de', ...; 'EN' and ' en ' are taken as 'en'), checked once
+where a request names it. Inside, a language is always its code (the model server's answers
+carry the codes it decoded in); the English name is added only at the public edge
+(`Segment.language`)."""
+
+Task = Literal["transcribe", "translate"]
+
+
+def _comma_separated(value: object) -> object:
+    """`languages` as a query string sends it (`en,de`, or the key repeated) as one list."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [
+            part
+            for item in value
+            for part in (item.split(",") if isinstance(item, str) else [item])
+        ]
+    return value
+
+
+def _distinct(value: list[str]) -> list[str]:
+    return list(dict.fromkeys(value))
+
+
+class DecodeOptions(_Strict):
+    """What a clip is decoded with: the one options object, validated where a request enters
+    (the JSON API's `params`, the OpenAI form, the model server's query string, all through
+    this model), carried unchanged to the decoder, and the model server's batch key.
+
+    Between a chunk worker and the model server it travels as the query string of
+    `POST /v1/clips`, generated from this model (`query()`) and parsed back by it; a bad value
+    is a 422 naming its field (`languages.1`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: LanguageCode | None = Field(
+        None,
+        description="Language code (e.g. 'en'). Omit to detect the language of every micro chunk.",
+    )
+    languages: (
+        Annotated[
+            list[LanguageCode],
+            BeforeValidator(_comma_separated),
+            AfterValidator(_distinct),
+            Field(min_length=1, max_length=20),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="When detecting: the languages to choose among (e.g. ['en', 'de']); "
+        "omit to allow every language Whisper knows.",
+    )
+    word_timestamps: bool = Field(
+        False, description="Return every word with its start and end time (absolute)."
+    )
+    task: Task = Field(
+        "transcribe", description="`translate` turns speech in any language into English text."
+    )
+    prompt: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        None,
+        max_length=1000,
+        description="Text that conditions every micro chunk's decoding (Whisper's initial "
+        "prompt): names, spelling, punctuation style.",
+    )
+    temperature: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="0: beam search, sampling at rising temperatures only where Whisper's "
+        "quality checks fail; above 0: sample at this temperature first.",
+    )
+
+    def batch_key(self) -> tuple[object, ...]:
+        """Clips whose keys are equal can share one generate call: every option but
+        `word_timestamps` (word times are always computed; the server drops them unasked)."""
+        return tuple(
+            (name, tuple(value) if isinstance(value, list) else value)
+            for name in DecodeOptions.model_fields
+            if name != "word_timestamps" and (value := getattr(self, name)) is not None
+        )
+
+    def query(self) -> dict[str, str | float | bool | list[str]]:
+        """The options as `POST /v1/clips` takes them: query parameters, defaults left out
+        (lists as repeated keys, booleans as `true`)."""
+        return self.model_dump(
+            mode="json", include=set(DecodeOptions.model_fields), exclude_defaults=True
+        )
+
+
+class TranscribeParams(DecodeOptions):
+    """How a job is chunked and transcribed. Every field is optional. The decoding options are
+    `DecodeOptions`' (the fields come first); a worker sends each clip `decode_options()`."""
 
     micro_chunk_size_sec: float = Field(
         30.0,
@@ -73,36 +173,6 @@ class TranscribeParams(_Strict):
         le=16000,
         description="Smoothing window (samples at 16 kHz) of the power envelope used to find "
         "silent cut points; 3200 = 0.2 s.",
-    )
-    language: str | None = Field(
-        None,
-        description="Language code (e.g. 'en'). Omit to detect the language of every micro chunk.",
-    )
-    languages: list[str] | None = Field(
-        None,
-        min_length=1,
-        max_length=20,
-        description="When detecting: the languages to choose among (e.g. ['en', 'de']); "
-        "omit to allow every language Whisper knows.",
-    )
-    word_timestamps: bool = Field(
-        False, description="Return every word with its start and end time (absolute)."
-    )
-    task: Literal["transcribe", "translate"] = Field(
-        "transcribe", description="`translate` turns speech in any language into English text."
-    )
-    prompt: str | None = Field(
-        None,
-        max_length=1000,
-        description="Text that conditions every micro chunk's decoding (Whisper's initial "
-        "prompt): names, spelling, punctuation style.",
-    )
-    temperature: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="0: beam search, sampling at rising temperatures only where Whisper's "
-        "quality checks fail; above 0: sample at this temperature first.",
     )
     diarize: bool = Field(
         False,
@@ -144,16 +214,6 @@ class TranscribeParams(_Strict):
         description="Accepted for compatibility with the seed design; must be 16000.",
     )
 
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_language(value)
-
-    @field_validator("languages")
-    @classmethod
-    def _known_languages(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else list(dict.fromkeys(map(normalize_language, value)))
-
     @field_validator("known_speaker_references")
     @classmethod
     def _data_urls(cls, value: list[str] | None) -> list[str] | None:
@@ -184,6 +244,14 @@ class TranscribeParams(_Strict):
         if asked and not self.diarize:
             raise ValueError("speaker counts and known speakers need `diarize: true`")
         return self
+
+    def decode_options(self) -> DecodeOptions:
+        """What each micro chunk is decoded with (these params' own values, validated once
+        already). Diarizing splits segments where the speaker changes, which needs word times:
+        they are asked for, and the orchestrator drops them again unless the job wants them."""
+        options = {name: getattr(self, name) for name in DecodeOptions.model_fields}
+        options["word_timestamps"] = self.word_timestamps or self.diarize
+        return DecodeOptions.model_construct(**options)
 
     def for_workers(self) -> TranscribeParams:
         """What a chunk worker needs: no reference clips (embedded once per job)."""
@@ -220,7 +288,9 @@ class Segment(BaseModel):
     start_time_sec: float
     end_time_sec: float
     text: str
-    language: str = Field(description="Language name, e.g. 'english'.")
+    language: str = Field(
+        "", description="Language name, e.g. 'english' (made from `bcp47_key` when not given)."
+    )
     bcp47_key: str = Field(description="Language code, e.g. 'en'.")
     words: list[Word] | None = Field(
         None, description="The segment's words, when `params.word_timestamps` is set."
@@ -234,6 +304,13 @@ class Segment(BaseModel):
     overlapping_speakers: list[str] | None = Field(
         None, description="When diarizing: others heard speaking at the same time."
     )
+
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        """Inside, a language is its code; the seed's English name is made here, at the edge."""
+        if not self.language:
+            self.language = language_name(self.bcp47_key)
+        return self
 
 
 class TimeSpan(BaseModel):
@@ -372,20 +449,6 @@ class SilenceResult(BaseModel):
 # -- chunk worker -> whisper server -----------------------------------------------------------
 
 
-class ClipOptions(_Strict):
-    """Per-request decoding options (query parameters of the clip endpoint)."""
-
-    language: str | None = None
-    languages: list[str] | None = None
-    """Detection chooses among these only."""
-    task: Literal["transcribe", "translate"] = "transcribe"
-    word_timestamps: bool = False
-    prompt: str | None = None
-    """Whisper's initial prompt: text that conditions the decoder (names, spelling, style)."""
-    temperature: float = Field(0.0, ge=0.0, le=1.0)
-    """The first decoding temperature (0: beam search)."""
-
-
 class ClipSegment(BaseModel):
     """A segment with times relative to the start of its clip, clamped to the clip."""
 
@@ -393,8 +456,8 @@ class ClipSegment(BaseModel):
     end_sec: float
     text: str
     words: list[Word] | None = None
-    language: str | None = None
-    """The language this segment was decoded in (a clip can hold two)."""
+    language: str
+    """The language code this segment was decoded in (a clip can hold two)."""
     avg_logprob: float | None = None
     compression_ratio: float | None = None
     no_speech_prob: float | None = None
@@ -403,8 +466,9 @@ class ClipSegment(BaseModel):
 
 class ClipTranscription(BaseModel):
     segments: list[ClipSegment]
-    language: str
-    """The clip's main language (most text); each segment carries its own."""
+    language: str | None
+    """The clip's main language code (the requested one, else the one with most text; each
+    segment carries its own); None: no words, and no language was requested."""
     language_probability: float
     duration_sec: float
     speech_sec: float | None = None

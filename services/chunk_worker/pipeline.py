@@ -26,11 +26,9 @@ from services.chunk_worker.speakers import Speakers
 from shared.aio import cancel_and_wait
 from shared.audio import pcm16_to_wav
 from shared.clients import WhisperClient
-from shared.languages import language_name
 from shared.schemas import (
     SAMPLE_RATE_HZ,
     ChunkRequest,
-    ClipOptions,
     ClipTranscription,
     LocalSpeaker,
     MicroChunkReport,
@@ -163,16 +161,7 @@ class ChunkTranscriber:
             params.silence_detection_smoothing_num_samples,
             round(first * SAMPLE_RATE_HZ) if first else None,
         )
-        options = ClipOptions(
-            language=params.language,
-            languages=params.languages,
-            # Diarizing splits segments where the speaker changes: that needs word times (the
-            # orchestrator drops them again unless they were asked for).
-            word_timestamps=params.word_timestamps or params.diarize,
-            task=params.task,
-            prompt=params.prompt,
-            temperature=params.temperature,
-        )
+        options = params.decode_options()
         slots = asyncio.Semaphore(self.max_inflight_clips)
         sent: asyncio.Queue[asyncio.Task[_Done] | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[_Done]] = set()
@@ -278,7 +267,6 @@ def to_result(
     sent_start = chunk_start + span.sent_from_samples / SAMPLE_RATE_HZ
     segments = []
     for clip_segment in transcription.segments if transcription else []:
-        code = clip_segment.language or (transcription.language if transcription else "en")
         words = None
         if clip_segment.words is not None:
             words = [
@@ -295,8 +283,7 @@ def to_result(
                 start_time_sec=round(sent_start + clip_segment.start_sec, 3),
                 end_time_sec=round(min(sent_start + clip_segment.end_sec, chunk_end), 3),
                 text=clip_segment.text,
-                language=language_name(code),
-                bcp47_key=code,
+                bcp47_key=clip_segment.language,
                 words=words,
                 avg_logprob=clip_segment.avg_logprob,
                 compression_ratio=clip_segment.compression_ratio,

@@ -19,7 +19,7 @@ from services.whisper_gpu.metrics import ModelMetrics
 from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
-from shared.schemas import ClipOptions, ClipTranscription
+from shared.schemas import ClipTranscription, DecodeOptions
 from shared.vad import Span
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class ModelHolder:
         return self.engine.prepare(decode_clip(body), speech)
 
     async def transcribe(
-        self, clip: PreparedClip, options: ClipOptions, position_sec: float | None = None
+        self, clip: PreparedClip, options: DecodeOptions, position_sec: float | None = None
     ) -> ClipTranscription:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)

@@ -40,12 +40,12 @@ from typing import Generic, TypeVar
 
 from services.whisper_gpu.metrics import ModelMetrics
 from shared.errors import OverloadedError, UpstreamTimeoutError, WhisperfleetError
-from shared.schemas import ClipOptions, ClipTranscription
+from shared.schemas import ClipTranscription, DecodeOptions
 
 logger = logging.getLogger(__name__)
 
 ClipT = TypeVar("ClipT")
-RunBatch = Callable[[Sequence[ClipT], ClipOptions, Callable[[], bool]], list[ClipTranscription]]
+RunBatch = Callable[[Sequence[ClipT], DecodeOptions, Callable[[], bool]], list[ClipTranscription]]
 """(clips, options, abandoned) -> one transcription per clip; `abandoned()` turns true once every
 caller of the batch has gone, so a long batch can stop early."""
 
@@ -69,7 +69,7 @@ class BatchPolicy:
 @dataclass(eq=False)
 class _Pending(Generic[ClipT]):
     clip: ClipT
-    options: ClipOptions
+    options: DecodeOptions
     future: asyncio.Future[ClipTranscription]
     enqueued_at: float
     urgency: float
@@ -78,10 +78,8 @@ class _Pending(Generic[ClipT]):
 
     @property
     def key(self) -> tuple[object, ...]:
-        """Clips batch together when they decode alike (word timestamps are always computed,
-        so they don't split batches)."""
-        o = self.options
-        return (o.task, o.language, tuple(o.languages or ()), o.prompt, o.temperature)
+        """Clips batch together when they decode alike (`DecodeOptions.batch_key`)."""
+        return self.options.batch_key()
 
 
 class BatchFailedError(WhisperfleetError):
@@ -126,7 +124,7 @@ class Batcher(Generic[ClipT]):
         self._queue.clear()
 
     async def submit(
-        self, clip: ClipT, options: ClipOptions, position_sec: float | None = None
+        self, clip: ClipT, options: DecodeOptions, position_sec: float | None = None
     ) -> ClipTranscription:
         """Queue one clip and wait for its transcript; cancelling the wait withdraws it."""
         if len(self._queue) >= self.policy.max_queue_size:

@@ -22,36 +22,35 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
-from shared.schemas import SAMPLE_RATE_HZ
+from shared.schemas import SAMPLE_RATE_HZ, DecodeOptions
 
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 FALLBACK_TEMPERATURES = (0.2, 0.6, 1.0)
 HINT_RATIO = 0.5
+ENGLISH_ONLY = "en"
+"""The language of an English-only model (`tiny.en`, `base.en`): it has no language tokens and
+no detection, and decodes English whatever a request names."""
 TOKENS_PER_SECOND = 50
 """Encoder output frames per second of audio (20 ms each; Whisper's name for it)."""
 
 
 @dataclass(frozen=True)
 class DecodeRequest:
-    """What every window in one pass shares."""
+    """What every window in one pass shares: the clips' decoding options (one batch shares
+    them: `DecodeOptions.batch_key`) and this server's decoding settings."""
 
-    task: str = "transcribe"
-    language: str | None = None
-    languages: tuple[str, ...] | None = None
-    """Detection picks among these only (None: every language the model knows)."""
-    prompt: str | None = None
-    """Text that conditions the decoder (Whisper's initial prompt): names, spelling, style."""
-    temperature: float = 0.0
-    """The first pass's temperature: 0 is beam search; fallback only climbs from here."""
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+    """Language (or the allow-list detection picks among), task, prompt, first temperature
+    (0: beam search; fallback only climbs from there), as the request gave them."""
     beam_size: int = 5
     temperature_fallback: bool = True
 
@@ -124,16 +123,16 @@ class Decoder:
         finds another language more than `1 / HINT_RATIO` times as likely: short windows carry
         little evidence of their language, their neighbours a lot.
         """
-        if request.language is not None or not self.ct2.is_multilingual:
-            return [(request.language or "en", 1.0)] * len(hints)
+        if request.options.language is not None or not self.ct2.is_multilingual:
+            return [(request.options.language or ENGLISH_ONLY, 1.0)] * len(hints)
         chosen = []
         for ranked, hint in zip(self.ct2.detect_language(encoder_output), hints, strict=True):
             # Probabilities stay the model's own (not renormalised over an allow-list), so a
             # window between two allowed languages still looks uncertain.
             candidates = [(token[2:-2], float(p)) for token, p in ranked]
-            if request.languages:
-                candidates = [(c, p) for c, p in candidates if c in request.languages] or [
-                    (request.languages[0], 0.0)
+            if request.options.languages:
+                candidates = [(c, p) for c, p in candidates if c in request.options.languages] or [
+                    (request.options.languages[0], 0.0)
                 ]
             top = candidates[0]
             hinted = next((c for c in candidates if c[0] == hint), None)
@@ -152,7 +151,7 @@ class Decoder:
 
         todo = [i for i, cut in enumerate(cuts_sec) if cut is not None]
         result: list[tuple[str, str] | None] = [None] * len(cuts_sec)
-        if not todo or request.language is not None or not self.ct2.is_multilingual:
+        if not todo or request.options.language is not None or not self.ct2.is_multilingual:
             return result
         frames = on_host(encoder_output)
         empty = self._empty_encoding(frames.dtype)
@@ -187,7 +186,7 @@ class Decoder:
     ) -> list[tuple[list[int], float, float]]:
         """(text tokens, mean log-probability, no-speech probability) per window."""
         prompts = [self.prompt(language, request) for language in languages]
-        first = self.tokenizer(languages[0], request.task)
+        first = self.tokenizer(languages[0], request.options.task)
         if temperature > 0:
             kwargs: dict[str, Any] = {
                 "beam_size": 1,
@@ -218,10 +217,10 @@ class Decoder:
         return decoded
 
     def prompt(self, language: str, request: DecodeRequest) -> list[int]:
-        tokenizer = self.tokenizer(language, request.task)
+        tokenizer = self.tokenizer(language, request.options.task)
         prompt: list[int] = []
-        if request.prompt:
-            previous = tokenizer.encode(" " + request.prompt.strip())
+        if request.options.prompt:
+            previous = tokenizer.encode(" " + request.options.prompt.strip())
             prompt = [tokenizer.sot_prev, *previous[-(self.model.max_length // 2 - 1) :]]
         return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
 
@@ -232,7 +231,7 @@ class Decoder:
         temperature above 0), then temperature fallback for the windows that fail the quality
         checks, then repetition loops cut."""
         codes = [code for code, _ in languages]
-        first = request.temperature
+        first = request.options.temperature
         results = self.generate(encoder_output, codes, request, temperature=first)
         decoded = [
             Decoded(
@@ -254,7 +253,7 @@ class Decoder:
         tries = [1] * len(decoded)
         failing = [i for i, window in enumerate(decoded) if window.needs_fallback]
         for temperature in FALLBACK_TEMPERATURES:
-            if temperature <= request.temperature:
+            if temperature <= request.options.temperature:
                 continue
             if not failing:
                 break
@@ -283,7 +282,7 @@ class Decoder:
             decoded[i] = window
 
     def compression_ratio(self, tokens: list[int], language: str, request: DecodeRequest) -> float:
-        text = self.tokenizer(language, request.task).decode(tokens).strip()
+        text = self.tokenizer(language, request.options.task).decode(tokens).strip()
         return compression_ratio(text)
 
 

@@ -54,9 +54,9 @@ from shared.errors import InvalidAudioError, UnsupportedMediaError
 from shared.schemas import (
     MAX_CLIP_SEC,
     SAMPLE_RATE_HZ,
-    ClipOptions,
     ClipSegment,
     ClipTranscription,
+    DecodeOptions,
     Word,
 )
 from shared.vad import Span, speech_spans
@@ -125,7 +125,7 @@ class ClipEngine(Protocol):
     def transcribe_batch(
         self,
         clips: Sequence[PreparedClip],
-        options: ClipOptions,
+        options: DecodeOptions,
         abandoned: Callable[[], bool] = ...,
     ) -> list[ClipTranscription]: ...
 
@@ -165,24 +165,20 @@ class WindowEngine(ABC, Generic[ResultT]):
         first = Window(0, speech[0][0], speech[-1][1])
         return PreparedClip(audio, speech, self._features(audio, first))
 
-    def transcribe(self, audio: np.ndarray, options: ClipOptions) -> ClipTranscription:
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> ClipTranscription:
         """One clip (tests and tools; the server batches through `transcribe_batch`)."""
         return self.transcribe_batch([self.prepare(audio)], options)[0]
 
     def transcribe_batch(
         self,
         clips: Sequence[PreparedClip],
-        options: ClipOptions,
+        options: DecodeOptions,
         abandoned: Callable[[], bool] = lambda: False,
     ) -> list[ClipTranscription]:
         """Every clip's segments, with their words (callers drop what wasn't asked for).
         Between rounds, `abandoned()` true (every caller has gone) ends the work early."""
         request = DecodeRequest(
-            task=options.task,
-            language=options.language,
-            languages=tuple(options.languages) if options.languages else None,
-            prompt=options.prompt,
-            temperature=options.temperature,
+            options,
             beam_size=self.settings.beam_size,
             temperature_fallback=self.temperature_fallback,
         )
@@ -289,7 +285,7 @@ class WindowEngine(ABC, Generic[ResultT]):
     ) -> tuple[list[Window], list[int]]:
         """Halve the windows that may hold two languages (detection uncertain, or its halves
         disagree); return the halves and the indices of the windows to decode now."""
-        if request.language is not None:
+        if request.options.language is not None:
             return [], list(range(len(windows)))
         splits = [
             None
@@ -347,7 +343,7 @@ class WindowEngine(ABC, Generic[ResultT]):
     # -- the result ----------------------------------------------------------------------------
 
     def _transcription(
-        self, clip: PreparedClip, result: ResultT, options: ClipOptions, *, incomplete: bool
+        self, clip: PreparedClip, result: ResultT, options: DecodeOptions, *, incomplete: bool
     ) -> ClipTranscription:
         pairs = sorted(self._segments(result), key=lambda pair: pair[0].start_sec)
         segments = [segment for segment, _ in pairs]
@@ -433,7 +429,9 @@ class WhisperEngine(WindowEngine[_Words]):
         # One call for the batch: CTranslate2 aligns with one start sequence, so the most
         # common language's (the alignment heads barely depend on it).
         languages = [decoded[i].language for i in indices]
-        tokenizer = self.decoder.tokenizer(max(set(languages), key=languages.count), request.task)
+        tokenizer = self.decoder.tokenizer(
+            max(set(languages), key=languages.count), request.options.task
+        )
         texts = [decoded[i].tokens if i in indices else [] for i in range(len(windows))]
         durations = [w.end_sec - w.start_sec for w in windows]
         words = align_words(self.decoder.ct2, encoder_output, tokenizer, texts, durations)
@@ -491,16 +489,17 @@ def segment_from(
 
 
 def _main_language(
-    pairs: list[tuple[ClipSegment, Decoded]], options: ClipOptions
-) -> tuple[str, float]:
+    pairs: list[tuple[ClipSegment, Decoded]], options: DecodeOptions
+) -> tuple[str | None, float]:
+    """The requested language, or the one with most text; None (probability 0) when nothing
+    was said and none was requested: a clip without words has no language to name."""
     if options.language is not None:
         return options.language, 1.0
     counts: dict[str, int] = {}
     for segment, _ in pairs:
-        if segment.language:
-            counts[segment.language] = counts.get(segment.language, 0) + len(segment.text)
+        counts[segment.language] = counts.get(segment.language, 0) + len(segment.text)
     if not counts:
-        return (options.languages[0] if options.languages else "en"), 0.0
+        return None, 0.0
     language = max(counts, key=lambda code: counts[code])
     probability = max(d.language_probability for _, d in pairs if d.language == language)
     return language, round(probability, 4)

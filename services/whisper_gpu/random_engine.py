@@ -40,7 +40,8 @@ class RandomEngine(WindowEngine[list[_WindowText]]):
     ) -> list[Window]:
         for window, result in zip(windows, decoded, strict=True):
             if result.has_text:
-                text = self.decoder.tokenizer(result.language, request.task).decode(result.tokens)
+                tokenizer = self.decoder.tokenizer(result.language, request.options.task)
+                text = tokenizer.decode(result.tokens)
                 results[window.clip].append((window, result, text))
         return []
 

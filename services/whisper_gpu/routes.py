@@ -14,8 +14,7 @@ from services.whisper_gpu.app import ModelHolder
 from shared.api import cancel_on_disconnect
 from shared.clients import POSITION_HEADER, SPEECH_HEADER
 from shared.errors import InvalidRequestError, PayloadTooLargeError
-from shared.languages import normalize_language
-from shared.schemas import ClipOptions, ClipTranscription
+from shared.schemas import ClipTranscription, DecodeOptions
 from shared.vad import Span, parse_spans
 
 router = APIRouter(tags=["model"])
@@ -30,39 +29,6 @@ class ClipJson(BaseModel):
 def _models(request: Request) -> ModelHolder:
     holder: ModelHolder = request.app.state.models
     return holder
-
-
-def _clip_options(
-    language: Annotated[str | None, Query(description="Language code; omit to detect.")] = None,
-    languages: Annotated[
-        str | None,
-        Query(description="When detecting, choose among these codes (comma-separated)."),
-    ] = None,
-    task: Annotated[str, Query(pattern="^(transcribe|translate)$")] = "transcribe",
-    word_timestamps: bool = False,
-    prompt: Annotated[
-        str | None, Query(max_length=1000, description="Text that conditions the decoder.")
-    ] = None,
-    temperature: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-) -> ClipOptions:
-    allowed = None
-    try:
-        if language is not None:
-            language = normalize_language(language)
-        if languages:
-            allowed = list(dict.fromkeys(normalize_language(c) for c in languages.split(",")))
-    except ValueError as exc:
-        raise InvalidRequestError(
-            str(exc), param="language" if language and not allowed else "languages"
-        ) from exc
-    return ClipOptions(
-        language=language,
-        languages=allowed,
-        task=task,
-        word_timestamps=word_timestamps,
-        prompt=prompt or None,
-        temperature=temperature,
-    )
 
 
 def _speech(
@@ -109,7 +75,7 @@ async def _read_body(request: Request) -> bytes:
 @router.post("/v1/clips", response_model=ClipTranscription)
 async def transcribe_clip(
     request: Request,
-    options: Annotated[ClipOptions, Depends(_clip_options)],
+    options: Annotated[DecodeOptions, Query()],
     speech: Annotated[list[Span] | None, Depends(_speech)],
     models: Annotated[ModelHolder, Depends(_models)],
     position: Annotated[
@@ -118,7 +84,8 @@ async def transcribe_clip(
     ] = None,
 ) -> ClipTranscription:
     """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`): every word
-    spoken in it, in segments with times relative to the clip."""
+    spoken in it, in segments with times relative to the clip. The query string is the
+    decoding options (`DecodeOptions`); a bad one is a 422 naming it."""
     clip = await anyio.to_thread.run_sync(models.prepare, await _read_body(request), speech)
     return await cancel_on_disconnect(request, models.transcribe(clip, options, position))
 

@@ -12,7 +12,7 @@ import pytest
 from services.whisper_gpu.batcher import Batcher, BatchFailedError, BatchPolicy
 from services.whisper_gpu.metrics import ModelMetrics
 from shared.errors import OverloadedError, UpstreamTimeoutError
-from shared.schemas import ClipOptions, ClipTranscription
+from shared.schemas import ClipTranscription, DecodeOptions
 
 POISON = -99.0
 MakeBatcher = Callable[..., Awaitable[Batcher[np.ndarray]]]
@@ -30,7 +30,7 @@ class FakeModel:
     def __call__(
         self,
         clips: Sequence[np.ndarray],
-        options: ClipOptions,
+        options: DecodeOptions,
         abandoned: Callable[[], bool] = lambda: False,
     ) -> list[ClipTranscription]:
         self.abandoned = abandoned
@@ -89,7 +89,7 @@ async def wait_started(model: FakeModel) -> None:
 async def occupy(batcher: Batcher[np.ndarray], model: FakeModel) -> asyncio.Task[ClipTranscription]:
     """Hold the model busy with clip 0, so the next submissions queue up behind it."""
     model.hold()
-    running = asyncio.create_task(batcher.submit(clip(0), ClipOptions()))
+    running = asyncio.create_task(batcher.submit(clip(0), DecodeOptions()))
     await wait_started(model)
     return running
 
@@ -98,7 +98,7 @@ async def test_a_lone_request_on_an_idle_model_does_not_wait(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
     batcher = await make_batcher(max_batch_wait_ms=10_000)
-    result = await asyncio.wait_for(batcher.submit(clip(1), ClipOptions()), timeout=2)
+    result = await asyncio.wait_for(batcher.submit(clip(1), DecodeOptions()), timeout=2)
     assert result.duration_sec == 1
     assert model.batches == [[1.0]]
 
@@ -108,7 +108,7 @@ async def test_requests_arriving_while_busy_form_one_batch(
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
     first = await occupy(batcher, model)
-    rest = [asyncio.create_task(batcher.submit(clip(i), ClipOptions())) for i in range(1, 9)]
+    rest = [asyncio.create_task(batcher.submit(clip(i), DecodeOptions())) for i in range(1, 9)]
     await asyncio.sleep(0.05)
     model.release.set()
     results = await asyncio.gather(first, *rest)
@@ -122,9 +122,9 @@ async def test_a_free_slot_waits_for_companions_up_to_the_limit(
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=150, slots=2)
     first = await occupy(batcher, model)
-    second = asyncio.create_task(batcher.submit(clip(1), ClipOptions()))
+    second = asyncio.create_task(batcher.submit(clip(1), DecodeOptions()))
     await asyncio.sleep(0.05)
-    third = asyncio.create_task(batcher.submit(clip(2), ClipOptions()))
+    third = asyncio.create_task(batcher.submit(clip(2), DecodeOptions()))
     await asyncio.sleep(0.02)
     assert batcher.queue_depth == 2  # slot 2 is free but waits for companions
     await asyncio.sleep(0.2)
@@ -140,10 +140,10 @@ async def test_options_that_cannot_share_a_call_are_not_mixed(
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=20)
     first = await occupy(batcher, model)
     english = [
-        asyncio.create_task(batcher.submit(clip(i), ClipOptions(language="en"))) for i in (1, 2)
+        asyncio.create_task(batcher.submit(clip(i), DecodeOptions(language="en"))) for i in (1, 2)
     ]
     german = [
-        asyncio.create_task(batcher.submit(clip(i), ClipOptions(language="de"))) for i in (3, 4)
+        asyncio.create_task(batcher.submit(clip(i), DecodeOptions(language="de"))) for i in (3, 4)
     ]
     model.release.set()
     results = await asyncio.gather(first, *english, *german)
@@ -156,10 +156,10 @@ async def test_full_queue_answers_overloaded_with_retry_after(
 ) -> None:
     batcher = await make_batcher(max_queue_size=2, max_batch_size=8)
     running = await occupy(batcher, model)
-    queued = [asyncio.create_task(batcher.submit(clip(i), ClipOptions())) for i in (1, 2)]
+    queued = [asyncio.create_task(batcher.submit(clip(i), DecodeOptions())) for i in (1, 2)]
     await asyncio.sleep(0.01)
     with pytest.raises(OverloadedError) as caught:
-        await batcher.submit(clip(3), ClipOptions())
+        await batcher.submit(clip(3), DecodeOptions())
     assert caught.value.headers()["Retry-After"].isdigit()
     assert outcome(batcher, "rejected") == 1
     model.release.set()
@@ -171,8 +171,8 @@ async def test_a_cancelled_request_never_reaches_the_model(
 ) -> None:
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
     running = await occupy(batcher, model)
-    abandoned = asyncio.create_task(batcher.submit(clip(7), ClipOptions()))
-    kept = asyncio.create_task(batcher.submit(clip(8), ClipOptions()))
+    abandoned = asyncio.create_task(batcher.submit(clip(7), DecodeOptions()))
+    kept = asyncio.create_task(batcher.submit(clip(8), DecodeOptions()))
     await asyncio.sleep(0.01)
     abandoned.cancel()
     await asyncio.sleep(0.01)
@@ -188,7 +188,7 @@ async def test_a_running_batch_learns_when_its_callers_have_all_gone(
 ) -> None:
     batcher = await make_batcher(max_batch_size=8)
     model.hold()
-    first = asyncio.create_task(batcher.submit(clip(1), ClipOptions()))
+    first = asyncio.create_task(batcher.submit(clip(1), DecodeOptions()))
     await asyncio.to_thread(model.started.wait, 2)
     assert not model.abandoned()
     first.cancel()
@@ -203,7 +203,7 @@ async def test_a_poisoned_clip_fails_alone_and_the_next_batch_succeeds(
     batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=10_000)
     running = await occupy(batcher, model)
     batch = [
-        asyncio.create_task(batcher.submit(clip(tag), ClipOptions())) for tag in (1, POISON, 2)
+        asyncio.create_task(batcher.submit(clip(tag), DecodeOptions())) for tag in (1, POISON, 2)
     ]
     await asyncio.sleep(0.01)
     model.release.set()
@@ -211,7 +211,7 @@ async def test_a_poisoned_clip_fails_alone_and_the_next_batch_succeeds(
     results = await asyncio.gather(*batch, return_exceptions=True)
     assert isinstance(results[1], BatchFailedError) and "poisoned" in results[1].message
     assert [r.duration_sec for r in (results[0], results[2])] == [1, 2]  # type: ignore[union-attr]
-    after = await batcher.submit(clip(5), ClipOptions())
+    after = await batcher.submit(clip(5), DecodeOptions())
     assert after.duration_sec == 5
     assert outcome(batcher, "error") == 1
 
@@ -222,7 +222,7 @@ async def test_a_request_queued_past_its_deadline_gets_504(
     batcher = await make_batcher(queue_timeout_sec=0.1, max_batch_size=8, max_batch_wait_ms=10_000)
     running = await occupy(batcher, model)
     with pytest.raises(UpstreamTimeoutError, match="waited"):
-        await asyncio.wait_for(batcher.submit(clip(1), ClipOptions()), timeout=5)
+        await asyncio.wait_for(batcher.submit(clip(1), DecodeOptions()), timeout=5)
     model.release.set()
     await running
     assert outcome(batcher, "timeout") == 1
@@ -233,8 +233,8 @@ async def test_earlier_positions_in_the_media_are_served_first(
 ) -> None:
     batcher = await make_batcher(max_batch_size=2, position_speedup=10.0)
     running = await occupy(batcher, model)
-    late = [asyncio.create_task(batcher.submit(clip(t), ClipOptions(), 600.0)) for t in (1, 2)]
-    head = [asyncio.create_task(batcher.submit(clip(t), ClipOptions(), 0.0)) for t in (3, 4)]
+    late = [asyncio.create_task(batcher.submit(clip(t), DecodeOptions(), 600.0)) for t in (1, 2)]
+    head = [asyncio.create_task(batcher.submit(clip(t), DecodeOptions(), 0.0)) for t in (3, 4)]
     await asyncio.sleep(0.01)
     model.release.set()
     await asyncio.gather(running, *late, *head)

@@ -39,7 +39,7 @@ from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_mode
 from services.whisper_gpu.windows import Window
 from shared.audio import pcm16_to_wav, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
-from shared.schemas import ClipOptions, ClipSegment
+from shared.schemas import ClipSegment, DecodeOptions
 from tests.conftest import MEDIA_DIR
 from tests.support.metrics import metric
 
@@ -106,15 +106,23 @@ def test_a_clip_without_speech_never_reaches_the_model(
 
     monkeypatch.setattr(engine.decoder, "encode", refuse)
     noise = np.random.default_rng(0).standard_normal(16000 * 20).astype(np.float32) * 0.01
-    result = engine.transcribe(noise, ClipOptions(language="en"))
+    result = engine.transcribe(noise, DecodeOptions(language="en"))
     assert result.segments == [] and result.speech_sec == 0
     assert result.duration_sec == 20.0
+
+
+def test_a_clip_without_words_has_no_invented_language(engine: RandomEngine) -> None:
+    noise = np.random.default_rng(0).standard_normal(16000 * 20).astype(np.float32) * 0.01
+    for options in (DecodeOptions(), DecodeOptions(languages=["de", "fr"])):
+        result = engine.transcribe(noise, options)  # was "en", or the allow-list's first
+        assert (result.language, result.language_probability) == (None, 0.0)
+    assert engine.transcribe(noise, DecodeOptions(language="de")).language == "de"  # as asked
 
 
 def test_random_model_gives_one_segment_per_window_on_the_speech(engine: RandomEngine) -> None:
     audio = speech_40s()[: 16000 * 12]
     prepared = engine.prepare(audio)
-    result = engine.transcribe_batch([prepared], ClipOptions(language="en"))[0]
+    result = engine.transcribe_batch([prepared], DecodeOptions(language="en"))[0]
     assert prepared.speech and result.speech_sec
     first, last = prepared.speech[0][0], prepared.speech[-1][1]
     assert len(result.segments) == 1  # no alignment for random weights: the window's text
@@ -126,7 +134,7 @@ def test_random_model_gives_one_segment_per_window_on_the_speech(engine: RandomE
 def test_speech_spans_from_the_caller_replace_the_vad(engine: RandomEngine) -> None:
     audio = speech_40s()[: 16000 * 12]
     prepared = engine.prepare(audio, [(2.0, 5.5)])
-    result = engine.transcribe_batch([prepared], ClipOptions(language="en"))[0]
+    result = engine.transcribe_batch([prepared], DecodeOptions(language="en"))[0]
     assert [(s.start_sec, s.end_sec) for s in result.segments] == [(2.0, 5.5)]
     assert engine.prepare(audio, []).features is None  # "no speech" is an answer too
 
@@ -139,9 +147,9 @@ def test_unknown_model_fails_with_a_message_saying_what_to_set(tmp_path: Path) -
 
 def test_clamp_keeps_segments_ordered_and_inside() -> None:
     segments = [
-        ClipSegment(start_sec=0.5, end_sec=2.0, text="a"),
-        ClipSegment(start_sec=1.5, end_sec=1.0, text="b"),
-        ClipSegment(start_sec=22.0, end_sec=26.0, text="c"),
+        ClipSegment(start_sec=0.5, end_sec=2.0, text="a", language="en"),
+        ClipSegment(start_sec=1.5, end_sec=1.0, text="b", language="en"),
+        ClipSegment(start_sec=22.0, end_sec=26.0, text="c", language="en"),
     ]
     clamped = clamp_segments(segments, 5.0)
     assert [(s.start_sec, s.end_sec) for s in clamped] == [(0.5, 2.0), (2.0, 2.0), (5.0, 5.0)]
@@ -205,8 +213,8 @@ def test_a_clip_in_another_container_is_decoded_held_to_it(tmp_path: Path) -> No
 def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: RandomEngine) -> None:
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * seconds]) for seconds in (3, 11, 29)]
-    batched = engine.transcribe_batch(clips, ClipOptions(language="en"))
-    alone = [engine.transcribe_batch([clip], ClipOptions(language="en"))[0] for clip in clips]
+    batched = engine.transcribe_batch(clips, DecodeOptions(language="en"))
+    alone = [engine.transcribe_batch([clip], DecodeOptions(language="en"))[0] for clip in clips]
     assert batched == alone
     assert [t.duration_sec for t in batched] == [3.0, 11.0, 29.0]
 
@@ -225,7 +233,7 @@ def test_batch_detects_the_language_of_each_clip(engine: RandomEngine) -> None:
     fixed."""
     audio = speech_40s()
     clips = [engine.prepare(audio[: 16000 * s]) for s in (4, 9)]
-    results = engine.transcribe_batch(clips, ClipOptions())
+    results = engine.transcribe_batch(clips, DecodeOptions())
     for clip, result in zip(clips, results, strict=True):
         expected = detected(engine, clip, DecodeRequest())
         assert (result.language, result.language_probability) == expected
@@ -237,7 +245,7 @@ def test_detection_keeps_to_the_allowed_languages(engine: RandomEngine) -> None:
     clips = [engine.prepare(audio[: 16000 * s]) for s in (4, 9, 20)]
     unrestricted = {detected(engine, clip, DecodeRequest())[0] for clip in clips}
     assert not unrestricted & {"sw", "yo"}, "pick an allow-list the detection would not choose"
-    results = engine.transcribe_batch(clips, ClipOptions(languages=["sw", "yo"]))
+    results = engine.transcribe_batch(clips, DecodeOptions(languages=["sw", "yo"]))
     assert all(r.segments for r in results)
     assert {r.language for r in results} <= {"sw", "yo"}
     assert {s.language for r in results for s in r.segments} <= {"sw", "yo"}
@@ -267,7 +275,7 @@ def test_rounds_windows_and_language_halving_are_counted(engine: RandomEngine) -
     settings = engine.settings
     clip = engine.prepare(speech_40s()[: 16000 * 12])
     detecting = RandomEngine(engine.model, settings, ModelMetrics())
-    [result] = detecting.transcribe_batch([clip], ClipOptions())
+    [result] = detecting.transcribe_batch([clip], DecodeOptions())
     assert len(result.segments) == 2 and not result.incomplete
     assert counted(detecting, "whisper_rounds_total") == 2
     assert counted(detecting, "whisper_language_splits_total") == 1
@@ -275,7 +283,7 @@ def test_rounds_windows_and_language_halving_are_counted(engine: RandomEngine) -
     assert counted(detecting, "whisper_windows_total", '{kind="clip"}') == 0
 
     told = RandomEngine(engine.model, settings, ModelMetrics())
-    told.transcribe_batch([clip], ClipOptions(language="en"))
+    told.transcribe_batch([clip], DecodeOptions(language="en"))
     assert counted(told, "whisper_rounds_total") == 1
     assert counted(told, "whisper_language_splits_total") == 0
     assert counted(told, "whisper_windows_total", '{kind="clip"}') == 1
@@ -287,7 +295,7 @@ def test_temperature_fallbacks_are_counted(engine: RandomEngine, model_cache_dir
     settings = random_tiny(model_cache_dir, temperature_fallback=True)
     falling_back = RandomEngine(engine.model, settings, ModelMetrics())
     clips = [engine.prepare(speech_40s()[: 16000 * s]) for s in (4, 5)]
-    results = falling_back.transcribe_batch(clips, ClipOptions(language="en"))
+    results = falling_back.transcribe_batch(clips, DecodeOptions(language="en"))
     assert counted(falling_back, "whisper_windows_total", '{kind="clip"}') == 2
     assert counted(falling_back, "whisper_temperature_fallbacks_total") == 2 * 3
     assert all((s.temperature or 0) > 0 for r in results for s in r.segments)
@@ -330,7 +338,7 @@ def test_windows_open_after_the_last_round_are_counted_and_flag_their_clip(
     monkeypatch.setattr(real, "_align", _CreepingAligner(covered_from=20.0))
     audio = speech_40s()[: 16000 * 25]
     clips = [real.prepare(audio, [(0.5, 11.5)]), real.prepare(audio, [(20.0, 21.5)])]
-    creeping, covered = real.transcribe_batch(clips, ClipOptions(language="en"))
+    creeping, covered = real.transcribe_batch(clips, DecodeOptions(language="en"))
     assert creeping.incomplete and not covered.incomplete
     assert counted(real, "whisper_rounds_total") == MAX_ROUNDS
     assert counted(real, "whisper_windows_total", '{kind="clip"}') == 2
@@ -349,7 +357,7 @@ def test_an_abandoned_batch_is_not_flagged_incomplete(engine: RandomEngine) -> N
     """Work stopped because every caller left is not the coverage giving up."""
     clip = engine.prepare(speech_40s()[: 16000 * 12])
     quitting = RandomEngine(engine.model, engine.settings, ModelMetrics())
-    [result] = quitting.transcribe_batch([clip], ClipOptions(), abandoned=lambda: True)
+    [result] = quitting.transcribe_batch([clip], DecodeOptions(), abandoned=lambda: True)
     assert result.segments == [] and not result.incomplete
     assert counted(quitting, "whisper_rounds_total") == 0
     assert counted(quitting, "whisper_windows_given_up_total") == 0

@@ -10,11 +10,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
-from services.whisper_gpu.app import create_app
+from services.whisper_gpu.app import ModelHolder, create_app
 from services.whisper_gpu.config import WhisperSettings
+from services.whisper_gpu.engine import PreparedClip
 from shared import fleet
 from shared.audio import pcm16_to_wav
+from shared.clients import ServiceClient, WhisperClient
+from shared.replicas import ReplicaPool
+from shared.schemas import ClipTranscription, DecodeOptions
 from tests.support.asgi import serve
 from tests.support.metrics import metric
 from tests.support.real_models import audio_16k
@@ -52,8 +57,11 @@ async def test_parameters_and_the_speech_header_are_checked(model_cache_dir: Pat
     speech = wav(audio_16k("speech_40s.wav")[: 16000 * 8])
     async with model_server(model_cache_dir) as client:
         cases = [
-            ("/v1/clips?languages=en,xx", {}, "languages"),
+            ("/v1/clips?languages=en,xx", {}, "languages.1"),
+            ("/v1/clips?languages=en&languages=xx", {}, "languages.1"),
             ("/v1/clips?language=xx", {}, "language"),
+            ("/v1/clips?langauge=en", {}, "langauge"),  # a typo is named, not ignored
+            ("/v1/clips?temperature=2", {}, "temperature"),
             ("/v1/clips", {"X-Speech-Spans": "3-1"}, "X-Speech-Spans"),
             ("/v1/clips", {"X-Speech-Spans": "a-b"}, "X-Speech-Spans"),
         ]
@@ -74,6 +82,51 @@ async def test_parameters_and_the_speech_header_are_checked(model_cache_dir: Pat
         assert metric(metrics, "whisper_rounds_total") == 1
         assert metric(metrics, "whisper_windows_total", '{kind="clip"}') == 1
         assert metric(metrics, "whisper_windows_given_up_total") == 0
+
+
+async def test_bad_languages_beside_a_good_language_is_named_languages(
+    model_cache_dir: Path,
+) -> None:
+    speech = wav(audio_16k("speech_40s.wav")[: 16000 * 8])
+    async with model_server(model_cache_dir) as client:
+        response = await client.post("/v1/clips?language=en&languages=en,xx", content=speech)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["param"] == "languages.1"  # was "language"
+        assert "'xx'" in response.json()["error"]["message"]
+
+
+async def test_the_options_a_worker_sends_are_the_options_the_engine_gets(
+    model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One serialisation: `DecodeOptions.query()` out, the same model parsing it back."""
+    received: list[DecodeOptions] = []
+    transcribe = ModelHolder.transcribe
+
+    async def recording(
+        holder: ModelHolder, clip: PreparedClip, options: DecodeOptions, position: float | None
+    ) -> ClipTranscription:
+        received.append(options)
+        return await transcribe(holder, clip, options, position)
+
+    monkeypatch.setattr(ModelHolder, "transcribe", recording)
+    speech = wav(audio_16k("speech_40s.wav")[: 16000 * 8])
+    sent = [
+        DecodeOptions(),
+        DecodeOptions(
+            languages=["de", "en"],
+            task="translate",
+            word_timestamps=True,
+            prompt="Zoë & Jürgen,\nnaïve? 100%",
+            temperature=0.2,
+        ),
+    ]
+    async with model_server(model_cache_dir) as client:
+        pool = ReplicaPool(["http://model"])
+        whisper = WhisperClient(ServiceClient(client, pool, name="model", setting_hint="URLS"))
+        for options in sent:
+            result = await whisper.transcribe_clip(speech, options, 0.0, [(1.0, 2.5)])
+            assert len(result.segments) == 1
+    assert received == sent
 
 
 async def test_a_clip_without_speech_is_answered_without_the_model(model_cache_dir: Path) -> None:

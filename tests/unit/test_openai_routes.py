@@ -18,6 +18,7 @@ from openai.types.audio import TranscriptionDiarized
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
 from shared.schemas import (
+    DecodeOptions,
     Segment,
     SpeakerMap,
     StreamFooter,
@@ -224,6 +225,27 @@ async def test_bad_values_of_the_other_fields_keep_their_status_and_name(sdk: Sd
     with pytest.raises(openai.UnprocessableEntityError) as invalid:
         await sdk.create(prompt="x" * 1001)  # was a 400 naming `language`
     assert invalid.value.param == "prompt"
+
+
+async def test_a_prompt_too_long_is_a_422_naming_prompt_not_language(sdk: Sdk) -> None:
+    with pytest.raises(openai.UnprocessableEntityError, match="1000 characters") as caught:
+        await sdk.create(language="en", prompt="x" * 1001)
+    assert caught.value.param == "prompt"
+    assert sdk.jobs.requests == []
+
+
+async def test_the_decode_options_reach_the_job_as_the_form_gave_them(sdk: Sdk) -> None:
+    await sdk.create(language=" DE", prompt="Jürgen", temperature=0.4, response_format="text")
+    await sdk.client.audio.translations.create(
+        model="whisper-1", file=AUDIO, prompt="Zoë", response_format="text",
+        extra_body={"language": "xx"},  # a translation's language is ignored, as OpenAI does
+    )  # fmt: skip
+    transcribed, translated = (request.params.decode_options() for request in sdk.jobs.requests)
+    assert transcribed == DecodeOptions(language="de", prompt="Jürgen", temperature=0.4)
+    assert translated == DecodeOptions(task="translate", prompt="Zoë")
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.create(temperature=1.5)
+    assert caught.value.param == "temperature"
 
 
 async def test_a_translation_has_no_diarized_json(sdk: Sdk) -> None:

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.errors import validation_error_body
-from shared.schemas import TranscribeParams, TranscribeRequest
+from shared.schemas import DecodeOptions, Segment, TranscribeParams, TranscribeRequest
 
 
 def test_defaults_match_the_design() -> None:
@@ -94,3 +94,57 @@ def test_workers_are_sent_no_reference_clips() -> None:
     sent = params.for_workers()
     assert sent.diarize and sent.known_speaker_references is None
     assert params.known_speaker_references == [REFERENCE]  # the job keeps them
+
+
+def test_a_jobs_decode_options_are_its_params_own_values() -> None:
+    params = TranscribeParams(
+        languages="de, EN,de", prompt="Names: Zoë", temperature=0.4, micro_chunk_size_sec=20
+    )
+    options = params.decode_options()
+    assert type(options) is DecodeOptions
+    assert options == DecodeOptions(languages=["de", "en"], prompt="Names: Zoë", temperature=0.4)
+    assert DecodeOptions.model_validate(options.query()) == options
+    assert options.query() == {
+        "languages": ["de", "en"],
+        "prompt": "Names: Zoë",
+        "temperature": 0.4,
+    }
+    # Diarizing splits segments where the speaker changes: the clips need word times.
+    assert TranscribeParams(diarize=True).decode_options().word_timestamps is True
+
+
+def test_the_batch_key_is_every_decode_option_but_word_timestamps() -> None:
+    base = DecodeOptions()
+    assert base.batch_key() == DecodeOptions(word_timestamps=True).batch_key()
+    hash(DecodeOptions(languages=["en", "de"]).batch_key())
+    others = [{"language": "de"}, {"languages": ["de"]}, {"task": "translate"}, {"prompt": "Zoë"},
+              {"temperature": 0.2}]  # fmt: skip
+    keys = {DecodeOptions.model_validate(other).batch_key() for other in others}
+    assert len(keys) == len(others) and base.batch_key() not in keys
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"language": "xx"}, "params.language"),
+        ({"language": "en", "languages": ["en", "xx"]}, "params.languages.1"),
+        ({"languages": []}, "params.languages"),
+        ({"language": "en", "prompt": "x" * 1001}, "params.prompt"),
+        ({"temperature": 1.5}, "params.temperature"),
+        ({"task": "summarise"}, "params.task"),
+    ],
+)
+def test_a_bad_decode_option_is_a_422_naming_it(params: dict[str, object], param: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        TranscribeRequest.model_validate({"media_url": "http://h/a.mp3", "params": params})
+    error = validation_error_body(
+        [{**e, "loc": ("body", *e["loc"])} for e in caught.value.errors()]
+    )
+    assert (error.status_code, error.param) == (422, param)
+
+
+def test_a_segment_is_named_from_its_language_code_at_the_edge() -> None:
+    segment = Segment(start_time_sec=0.0, end_time_sec=1.0, text=" Hallo.", bcp47_key="de")
+    body = segment.model_dump()
+    assert (body["language"], body["bcp47_key"]) == ("german", "de")
+    assert list(body)[:5] == ["start_time_sec", "end_time_sec", "text", "language", "bcp47_key"]

@@ -42,7 +42,6 @@ from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError, InvalidRequestError
 from shared.formats import Format, diarized_segment, render, segment_id
-from shared.languages import normalize_language
 from shared.schemas import Segment, SpeakerMap, TranscribeParams
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -55,6 +54,8 @@ _SPEAKER_FIELDS = {
     "max_speakers": "max_speakers",
 }
 """Speaker parameters (TranscribeParams' names) and the form fields they come from."""
+_BAD_REQUEST_FIELDS = {"language", "temperature"}
+"""Fields whose bad values OpenAI answers with 400 (the SDK's BadRequestError); ours are 422s."""
 _VAD_KEYS = {"type", "prefix_padding_ms", "silence_duration_ms", "threshold"}
 
 
@@ -224,22 +225,22 @@ class OpenAIOptions(BaseModel):
         stream = _boolean(form.get("stream"), "stream")
         if stream and task == "translate":
             raise BadRequestError("translations don't stream; omit stream", param="stream")
-        language = form.get("language")
-        try:
-            code = normalize_language(language) if language and task != "translate" else None
-        except ValueError as exc:
-            raise BadRequestError(str(exc), param="language") from None
         diarize = _boolean(form.get("diarize"), "diarize") or (
             response_format == Format.DIARIZED_JSON
         )
+        # The decoding options as the form gives them: TranscribeParams (DecodeOptions) is
+        # their one check. A translation's language is ignored, as OpenAI ignores it.
+        decoding = {
+            name: value
+            for name in ("language", "prompt", "temperature")
+            if (value := form.get(name)) and not (name == "language" and task == "translate")
+        }
         try:
             params = TranscribeParams(
-                language=code,
                 task="translate" if task == "translate" else "transcribe",
-                prompt=form.get("prompt") or None,
-                temperature=_temperature(form.get("temperature")),
                 word_timestamps="word" in granularities,
                 diarize=diarize,
+                **decoding,
                 **_speaker_fields(form, diarize),
             )
         except ValidationError as exc:
@@ -272,9 +273,10 @@ def _speaker_fields(form: UploadForm, diarize: bool) -> dict[str, Any]:
     return values
 
 
-def _invalid(exc: ValidationError) -> InvalidRequestError:
-    """A 422 naming the first offending form field as the client sent it
-    (`known_speaker_names[]`); a check across fields names the first field it mentions."""
+def _invalid(exc: ValidationError) -> BadRequestError | InvalidRequestError:
+    """An error naming the first offending form field as the client sent it
+    (`known_speaker_names[]`); a check across fields names the first field it mentions. A 400
+    when that field is one OpenAI answers 400 for (`language`, `temperature`), else a 422."""
     messages: list[str] = []
     first: str | None = None
     for error in exc.errors():
@@ -290,7 +292,8 @@ def _invalid(exc: ValidationError) -> InvalidRequestError:
             field = _SPEAKER_FIELDS[min(mentioned)[1]] if mentioned else None
         first = first or field
         messages.append(message)
-    return InvalidRequestError("; ".join(messages), param=first)
+    status = BadRequestError if first in _BAD_REQUEST_FIELDS else InvalidRequestError
+    return status("; ".join(messages), param=first)
 
 
 def _boolean(value: str | None, name: str) -> bool:
@@ -299,18 +302,6 @@ def _boolean(value: str | None, name: str) -> bool:
     if value.lower() in ("true", "1"):
         return True
     raise BadRequestError(f"{name} must be true or false", param=name)
-
-
-def _temperature(value: str | None) -> float:
-    if not value:
-        return 0.0
-    try:
-        temperature = float(value)
-    except ValueError:
-        raise BadRequestError("temperature must be a number", param="temperature") from None
-    if not 0.0 <= temperature <= 1.0:
-        raise BadRequestError("temperature must be between 0 and 1", param="temperature")
-    return temperature
 
 
 def _check_chunking_strategy(form: UploadForm) -> None:
