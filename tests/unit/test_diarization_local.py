@@ -252,3 +252,15 @@ def test_a_pause_shorter_than_pause_sec_does_not_cut() -> None:
     pcm = scene(10, (0, 4, 1), (4.15, 9, 5))  # 0.15 s < 0.25 s
     [speaker] = local_speakers(BridgingModels(), pcm, offset_sec=0.0)
     assert len(speaker.turns) == 1
+
+
+def test_a_short_voice_heard_only_over_another_is_dropped() -> None:
+    pcm = scene(10, (0, 2, 1), (2, 2.5, 3), (2.5, 9, 1))  # voice 2 only under voice 1, 0.5 s
+    speakers = local_speakers(FakeModels(), pcm, offset_sec=0.0)
+    assert [voice(s) for s in speakers] == [1]
+
+
+def test_a_longer_voice_heard_only_over_another_is_kept() -> None:
+    pcm = scene(10, (0, 2, 1), (2, 4.5, 3), (4.5, 9, 1))  # 2.5 s >= phantom_sec
+    speakers = local_speakers(FakeModels(), pcm, offset_sec=0.0)
+    assert len(speakers) == 2
