@@ -138,6 +138,18 @@ async def test_clips_the_model_server_gave_up_on_are_marked_in_the_answer() -> N
     assert "incomplete_clips" in transcript.footer.model_dump_json()
 
 
+async def test_the_orchestrator_counts_incomplete_clips_as_they_arrive_not_as_replayed() -> None:
+    """`orchestrator_incomplete_clips_total` counts what the workers sent: a resumed job's
+    stored micro chunks (one of them incomplete) are not counted again."""
+    jobs = runner(FakeWorkers(incomplete_at=(0, 1)))
+    log = MemoryLog({0: ([result(0, 15), result(15, 30, incomplete=True)], True)})
+    events = [e async for e in jobs.events(job(2), log)]
+    registry = jobs.metrics.registry
+    assert registry.get_sample_value("orchestrator_micro_chunks_total") == 2
+    assert registry.get_sample_value("orchestrator_incomplete_clips_total") == 1
+    assert isinstance(events[-1], StreamFooter) and events[-1].incomplete_clips == 2
+
+
 async def test_a_job_without_incomplete_clips_says_nothing_of_them() -> None:
     """The public answer stays as it was when every clip was transcribed in full."""
     events = [event async for event in runner(FakeWorkers()).events(job(2))]

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.transcription.merger import OrderedMerger
 from services.orchestrator.transcription.planning import (
     nominal_boundaries,
@@ -228,10 +229,12 @@ class JobRunner:
         workers: WorkerClient,
         media: MediaClients,
         settings: OrchestratorSettings,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self.workers = workers
         self.media = media
         self.settings = settings
+        self.metrics = metrics or OrchestratorMetrics()
         self.probe_slots = asyncio.Semaphore(settings.max_probes)
 
     async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None = None) -> Job:
@@ -417,6 +420,9 @@ class JobRunner:
                         count += 1
                         if count <= len(stored):
                             continue  # stored before a restart: already replayed
+                        self.metrics.micro_chunks.inc()
+                        if result.micro_chunk.incomplete:
+                            self.metrics.incomplete_clips.inc()
                         if log:
                             await log.record(index, count - 1, result)
                         inbox.put_nowait((index, result))
