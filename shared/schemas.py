@@ -403,11 +403,9 @@ class _Media(_Strict):
         return self
 
 
-class ChunkRequest(_Media):
+class ChunkRequest(_Media, TimeSpan):
     """Transcribe `[start_sec, end_sec)` of the media."""
 
-    start_sec: Seconds
-    end_sec: Seconds
     params: TranscribeParams = Field(default_factory=TranscribeParams)
     first_micro_chunk_sec: float | None = Field(None, ge=5.0, le=MAX_CLIP_SEC)
     """A shorter first micro chunk (the job's first words); None: like the others."""
@@ -491,11 +489,9 @@ class SpeakerEmbeddings(BaseModel):
     """One L2-normalised embedding per reference, in order."""
 
 
-class SilenceRequest(_Media):
+class SilenceRequest(_Media, TimeSpan):
     """Find the quietest instant of the media within `[start_sec, end_sec)`."""
 
-    start_sec: Seconds
-    end_sec: Seconds
     smoothing_num_samples: int = Field(3200, ge=160, le=16000)
 
 
