@@ -350,6 +350,12 @@ def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
                                 f"{footer.num_segments} segments, languages: "
                                 f"{', '.join(footer.languages)}"
                             )
+                            if footer.incomplete_clips:
+                                console.print(
+                                    f"{footer.incomplete_clips} micro chunk(s) incomplete: the "
+                                    "model server gave up on some of their speech, words may be "
+                                    "missing there (`incomplete` in the JSON's macro_chunks)"
+                                )
                             return
                         elif name in ("error", "cancelled"):
                             return  # the job's own state says what happened

@@ -70,8 +70,9 @@ def all_but_probes(path: str) -> bool:
 
 
 def internal_only(path: str) -> bool:
-    """The orchestrator: only `/internal/...` is for the fleet; the rest is its public API."""
-    return path.startswith("/internal/")
+    """The orchestrator: `/internal/...` and `/metrics` are for the fleet; the rest is its
+    public API."""
+    return path.startswith("/internal/") or path == "/metrics"
 
 
 class FleetGate:

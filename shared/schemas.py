@@ -283,7 +283,10 @@ class Word(BaseModel):
 
 
 class Segment(BaseModel):
-    """One timed piece of the transcript (about a sentence), times absolute in the input file."""
+    """One timed piece of the transcript (about a sentence), times absolute in the input file,
+    as clients see it: the seed design's names (`start_time_sec`, `bcp47_key`, the language's
+    English name). Inside the fleet a segment is a `ChunkSegment`; `of()` makes this one from
+    it, the one conversion, where a job's segments leave the transcription path."""
 
     start_time_sec: float
     end_time_sec: float
@@ -312,8 +315,28 @@ class Segment(BaseModel):
             self.language = language_name(self.bcp47_key)
         return self
 
+    @classmethod
+    def of(cls, segment: ChunkSegment) -> Segment:
+        """The public segment of an internal one: the seed's names, the language named."""
+        return cls(
+            start_time_sec=segment.start_sec,
+            end_time_sec=segment.end_sec,
+            text=segment.text,
+            bcp47_key=segment.language,
+            words=segment.words,
+            avg_logprob=segment.avg_logprob,
+            compression_ratio=segment.compression_ratio,
+            no_speech_prob=segment.no_speech_prob,
+            speaker=segment.speaker,
+            overlapping_speakers=segment.overlapping_speakers,
+        )
+
 
 class TimeSpan(BaseModel):
+    """A stretch of time in seconds, `[start_sec, end_sec)`: the one span type inside the fleet
+    (macro and micro chunks, speakers' turns, segments). Only the public `Segment` keeps the
+    seed design's `start_time_sec`/`end_time_sec`."""
+
     start_sec: Seconds
     end_sec: Seconds
 
@@ -324,17 +347,21 @@ class MicroChunkReport(TimeSpan):
 
     num_segments: int
     speech_sec: float | None = None
+    incomplete: bool = Field(
+        False,
+        exclude_if=lambda value: not value,
+        description="The model server gave up on some of this micro chunk's speech (windows "
+        "still open after its last round): words may be missing. Present only when true.",
+    )
 
 
 class MacroChunkReport(TimeSpan):
     micro_chunks: list[MicroChunkReport]
 
 
-class SpeakerTurn(BaseModel):
+class SpeakerTurn(TimeSpan):
     """A stretch of one speaker's speech (who spoke when, apart from the words)."""
 
-    start_sec: float
-    end_sec: float
     speaker: str
 
 
@@ -376,11 +403,9 @@ class _Media(_Strict):
         return self
 
 
-class ChunkRequest(_Media):
+class ChunkRequest(_Media, TimeSpan):
     """Transcribe `[start_sec, end_sec)` of the media."""
 
-    start_sec: Seconds
-    end_sec: Seconds
     params: TranscribeParams = Field(default_factory=TranscribeParams)
     first_micro_chunk_sec: float | None = Field(None, ge=5.0, le=MAX_CLIP_SEC)
     """A shorter first micro chunk (the job's first words); None: like the others."""
@@ -402,11 +427,41 @@ class LocalSpeaker(BaseModel):
     """L2-normalised; None: too little clean speech to embed (placed by the nearest voice)."""
 
 
+class ChunkSegment(TimeSpan):
+    """A segment inside the fleet, from the chunk worker on: times absolute in the input file,
+    the language as its code. The public `Segment` is made from it (`Segment.of`) where a job's
+    segments leave the transcription path."""
+
+    text: str
+    language: str
+    """The language code this segment was decoded in."""
+    words: list[Word] | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    speaker: str | None = None
+    """Who spoke, when diarizing (set by the orchestrator)."""
+    overlapping_speakers: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_names(cls, value: object) -> object:
+        """The seed design's shape (`start_time_sec`, `bcp47_key`, the language's English
+        name), as a chunk worker of an older version sends it and an async job's micro chunks
+        stored before an upgrade hold it, read too."""
+        if isinstance(value, dict) and "start_time_sec" in value:
+            value = {key: item for key, item in value.items() if key != "language"}
+            value["start_sec"] = value.pop("start_time_sec")
+            value["end_sec"] = value.pop("end_time_sec", None)
+            value["language"] = value.pop("bcp47_key", None)
+        return value
+
+
 class MicroChunkResult(BaseModel):
     """One item of a chunk worker's stream: a micro chunk and its segments (absolute times)."""
 
     micro_chunk: MicroChunkReport
-    segments: list[Segment]
+    segments: list[ChunkSegment]
     speakers: list[LocalSpeaker] | None = None
     """When diarizing: the voices heard in the micro chunk (None when not asked)."""
 
@@ -434,11 +489,9 @@ class SpeakerEmbeddings(BaseModel):
     """One L2-normalised embedding per reference, in order."""
 
 
-class SilenceRequest(_Media):
+class SilenceRequest(_Media, TimeSpan):
     """Find the quietest instant of the media within `[start_sec, end_sec)`."""
 
-    start_sec: Seconds
-    end_sec: Seconds
     smoothing_num_samples: int = Field(3200, ge=160, le=16000)
 
 
@@ -527,6 +580,12 @@ class StreamFooter(BaseModel):
     speedup: float
     num_segments: int
     languages: list[str] = Field(description="Language codes seen, in order of first appearance.")
+    incomplete_clips: int = Field(
+        0,
+        exclude_if=lambda value: not value,
+        description="Micro chunks the model server gave up on in part (words may be missing; "
+        "each is marked `incomplete` in `macro_chunks`). Present only when above 0.",
+    )
 
 
 # -- async jobs (`/v1/jobs`) -------------------------------------------------------------------

@@ -25,6 +25,12 @@ class WorkerMetrics:
             "Micro chunks the VAD found no speech in (never sent to the model server)",
             registry=self.registry,
         )
+        self.incomplete_clips = Counter(
+            "chunk_worker_incomplete_clips",
+            "Micro chunks the model server gave up on in part (windows still open after its "
+            "last round: words may be missing)",
+            registry=self.registry,
+        )
         self.audio_seconds = Counter(
             "chunk_worker_audio_seconds", "Seconds of audio transcribed", registry=self.registry
         )

@@ -29,11 +29,11 @@ from shared.clients import WhisperClient
 from shared.schemas import (
     SAMPLE_RATE_HZ,
     ChunkRequest,
+    ChunkSegment,
     ClipTranscription,
     LocalSpeaker,
     MicroChunkReport,
     MicroChunkResult,
-    Segment,
     SilenceRequest,
     SilenceResult,
     Word,
@@ -231,6 +231,8 @@ class ChunkTranscriber:
             while (task := await sent.get()) is not None:
                 span, transcription, voices = await task
                 self.metrics.audio_seconds.inc(span.num_samples / SAMPLE_RATE_HZ)
+                if transcription is not None and transcription.incomplete:
+                    self.metrics.incomplete_clips.inc()
                 result = to_result(request.start_sec, request.end_sec, span, transcription)
                 yield result.model_copy(update={"speakers": voices})
             await producer  # FFmpeg's failures surface here
@@ -261,7 +263,8 @@ def to_result(
     transcription: ClipTranscription | None,
 ) -> MicroChunkResult:
     """A micro chunk's segments in absolute time: range start + clip offset + model time
-    (None: the micro chunk held no speech and was not sent)."""
+    (None: the micro chunk held no speech and was not sent); a clip the model server gave up
+    on in part stays marked (`incomplete`)."""
     chunk_start = range_start_sec + span.offset_samples / SAMPLE_RATE_HZ
     chunk_end = min(chunk_start + span.num_samples / SAMPLE_RATE_HZ, range_end_sec)
     sent_start = chunk_start + span.sent_from_samples / SAMPLE_RATE_HZ
@@ -279,11 +282,11 @@ def to_result(
                 for w in clip_segment.words
             ]
         segments.append(
-            Segment(
-                start_time_sec=round(sent_start + clip_segment.start_sec, 3),
-                end_time_sec=round(min(sent_start + clip_segment.end_sec, chunk_end), 3),
+            ChunkSegment(
+                start_sec=round(sent_start + clip_segment.start_sec, 3),
+                end_sec=round(min(sent_start + clip_segment.end_sec, chunk_end), 3),
                 text=clip_segment.text,
-                bcp47_key=clip_segment.language,
+                language=clip_segment.language,
                 words=words,
                 avg_logprob=clip_segment.avg_logprob,
                 compression_ratio=clip_segment.compression_ratio,
@@ -295,5 +298,6 @@ def to_result(
         end_sec=chunk_end,
         num_segments=len(segments),
         speech_sec=span.speech_sec,
+        incomplete=transcription is not None and transcription.incomplete,
     )
     return MicroChunkResult(micro_chunk=report, segments=segments)

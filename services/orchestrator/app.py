@@ -33,6 +33,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     from services.orchestrator.api.openai_compat import router as openai_router
     from services.orchestrator.api.page import router as page_router
     from services.orchestrator.api.transcribe import router
+    from services.orchestrator.metrics import router as metrics_router
 
     settings = settings or OrchestratorSettings()
     secret = fleet.load_secret(settings.fleet_secret, settings.fleet_secret_file, SECRET_SETTING)
@@ -117,6 +118,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             ),
         )
     )
+    app.include_router(metrics_router)
     app.include_router(router)
     app.include_router(job_router)
     app.include_router(openai_router)

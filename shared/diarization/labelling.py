@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.diarization.clustering import SpeakerTimeline
-from shared.schemas import Segment, Word
+from shared.schemas import ChunkSegment, Word
 
 MIN_OVERLAP_SEC = 0.2
 """Speech at once with the segment's speaker that makes another an overlapping speaker."""
@@ -24,22 +24,22 @@ MIN_WORD_SPAN_SEC = 0.02
 """A word's span is widened to this, so a zero-length word still meets the turn it sits in."""
 
 
-def label_segments(segments: list[Segment], timeline: SpeakerTimeline) -> list[Segment]:
+def label_segments(segments: list[ChunkSegment], timeline: SpeakerTimeline) -> list[ChunkSegment]:
     """The segments with `speaker` (and their words' `speaker`, `overlapping_speakers`),
     split where their words change speaker. An empty timeline leaves them unlabelled."""
     if not timeline.turns:
         return list(segments)
     index = _TurnIndex(timeline)
-    labelled: list[Segment] = []
+    labelled: list[ChunkSegment] = []
     for segment in segments:
         if not segment.words:
-            speaker = index.majority(segment.start_time_sec, segment.end_time_sec)
+            speaker = index.majority(segment.start_sec, segment.end_sec)
             labelled.append(_labelled(segment, speaker, index, {}))
             continue
         words = segment.words
         labels = _word_labels(words, index)
         if labels is None:
-            speaker = index.majority(segment.start_time_sec, segment.end_time_sec)
+            speaker = index.majority(segment.start_sec, segment.end_sec)
             labelled.append(_labelled(segment, speaker, index, {"words": _with(words, speaker)}))
             continue
         runs = _runs(labels)
@@ -51,8 +51,8 @@ def label_segments(segments: list[Segment], timeline: SpeakerTimeline) -> list[S
             part = words[first:end]
             speaker = labels[first]
             update = {
-                "start_time_sec": part[0].start_sec,
-                "end_time_sec": part[-1].end_sec,
+                "start_sec": part[0].start_sec,
+                "end_sec": part[-1].end_sec,
                 "text": "".join(word.word for word in part),
                 "words": _with(part, speaker),
             }
@@ -61,10 +61,10 @@ def label_segments(segments: list[Segment], timeline: SpeakerTimeline) -> list[S
 
 
 def _labelled(
-    segment: Segment, speaker: str, index: _TurnIndex, update: dict[str, object]
-) -> Segment:
+    segment: ChunkSegment, speaker: str, index: _TurnIndex, update: dict[str, object]
+) -> ChunkSegment:
     labelled = segment.model_copy(update=update | {"speaker": speaker})
-    others = index.at_once(speaker, labelled.start_time_sec, labelled.end_time_sec)
+    others = index.at_once(speaker, labelled.start_sec, labelled.end_sec)
     labelled.overlapping_speakers = others or None
     return labelled
 

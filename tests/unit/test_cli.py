@@ -72,6 +72,9 @@ class ScriptedServer:
         final = [{**s, "speaker": labels[s["speaker"]]} for s in self.streamed]
         self.result = {"segments": final, "input_duration_sec": 2.0,
                        "processing_duration_sec": 1.0, "speedup": 2.0}  # fmt: skip
+        self.footer: dict[str, Any] = {"input_duration_sec": 2.0, "speedup": 2.0,
+                                       "processing_duration_sec": 1.0, "num_segments": 2,
+                                       "languages": ["en"]}  # fmt: skip
 
     def job(self, status: str) -> dict[str, Any]:
         job = {"id": "job_1", "status": status, "created_at": 0.0,
@@ -88,8 +91,7 @@ class ScriptedServer:
                 + sse(1, "segment", self.streamed[1])
                 + sse(2, "speakers", {"labels": self.labels,
                                       "speakers": list(dict.fromkeys(self.labels.values()))})
-                + sse(3, "footer", {"input_duration_sec": 2.0, "processing_duration_sec": 1.0,
-                                    "speedup": 2.0, "num_segments": 2, "languages": ["en"]})
+                + sse(3, "footer", self.footer)
             )  # fmt: skip
             return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
         if request.url.path == "/v1/jobs/job_1":
@@ -210,6 +212,17 @@ def test_labels_the_whole_file_kept_print_no_relabelling_line(
     captured = capsys.readouterr()
     assert not any("final labels" in line for line in captured.err.splitlines())
     assert captured.out == "[A] Hello.\n[B] Hi.\n"
+
+
+def test_incomplete_micro_chunks_are_said_after_the_totals(
+    scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL]) == 0
+    assert "incomplete" not in capsys.readouterr().err
+    server.footer["incomplete_clips"] = 2
+    assert main(["transcribe", CALL]) == 0
+    assert "2 micro chunk(s) incomplete" in capsys.readouterr().err
 
 
 def test_a_segment_that_looks_like_markup_is_printed_as_it_is(

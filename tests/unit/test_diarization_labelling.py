@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from shared.diarization.clustering import SpeakerTimeline
 from shared.diarization.labelling import label_segments
-from shared.schemas import Segment, Word
+from shared.schemas import ChunkSegment, Word
 
 
 def word(start: float, end: float, text: str) -> Word:
     return Word(start_sec=start, end_sec=end, word=text, probability=0.9)
 
 
-def segment(start: float, end: float, text: str, words: list[Word] | None = None) -> Segment:
-    return Segment(
-        start_time_sec=start,
-        end_time_sec=end,
+def segment(start: float, end: float, text: str, words: list[Word] | None = None) -> ChunkSegment:
+    return ChunkSegment(
+        start_sec=start,
+        end_sec=end,
         text=text,
-        language="english",
-        bcp47_key="en",
+        language="en",
         words=words,
         avg_logprob=-0.2,
     )
@@ -41,13 +40,13 @@ def test_a_segment_is_split_where_its_words_change_speaker() -> None:
     [first, second] = label_segments(
         [segment(2.0, 6.2, " Are you there? Yes, I am.", words)], TIMELINE
     )
-    assert (first.speaker, first.text, first.start_time_sec, first.end_time_sec) == (
+    assert (first.speaker, first.text, first.start_sec, first.end_sec) == (
         "A",
         " Are you there?",
         2.0,
         4.0,
     )
-    assert (second.speaker, second.text, second.start_time_sec, second.end_time_sec) == (
+    assert (second.speaker, second.text, second.start_sec, second.end_sec) == (
         "B",
         " Yes, I am.",
         4.4,
@@ -56,20 +55,20 @@ def test_a_segment_is_split_where_its_words_change_speaker() -> None:
     assert [w.speaker for w in first.words or []] == ["A"] * 3
     assert [w.speaker for w in second.words or []] == ["B"] * 3
     assert first.avg_logprob == second.avg_logprob == -0.2
-    assert first.language == "english"
+    assert first.language == "en"
 
 
 def test_a_segment_of_one_speaker_keeps_its_text_and_times() -> None:
     words = [word(0.5, 1.0, " Hello"), word(1.1, 1.6, " there.")]
     [labelled] = label_segments([segment(0.4, 1.7, " Hello there.", words)], TIMELINE)
-    assert (labelled.speaker, labelled.text, labelled.start_time_sec) == ("A", " Hello there.", 0.4)
+    assert (labelled.speaker, labelled.text, labelled.start_sec) == ("A", " Hello there.", 0.4)
     assert labelled.overlapping_speakers is None
 
 
 def test_a_segment_without_words_takes_the_speaker_of_most_of_it_whole() -> None:
     [labelled] = label_segments([segment(3.0, 7.0, " Mostly B.")], TIMELINE)
     assert labelled.speaker == "B"
-    assert (labelled.start_time_sec, labelled.end_time_sec) == (3.0, 7.0)
+    assert (labelled.start_sec, labelled.end_sec) == (3.0, 7.0)
 
 
 def test_a_word_in_a_pause_takes_the_label_of_its_neighbours() -> None:

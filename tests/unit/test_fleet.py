@@ -79,6 +79,7 @@ def test_paths_of_each_kind_of_service() -> None:
     assert fleet.all_but_probes("/docs") and fleet.all_but_probes("/openapi.json")
     assert fleet.internal_only("/internal/uploads/abc")
     assert not fleet.internal_only("/v1/transcribe") and not fleet.internal_only("/healthz")
+    assert fleet.internal_only("/metrics")
 
 
 class _Asgi:

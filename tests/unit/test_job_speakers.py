@@ -7,10 +7,10 @@ import numpy as np
 
 from services.orchestrator.transcription.speakers import JobSpeakers, timeline_of
 from shared.schemas import (
+    ChunkSegment,
     LocalSpeaker,
     MicroChunkReport,
     MicroChunkResult,
-    Segment,
     TimeSpan,
     TranscribeParams,
 )
@@ -41,9 +41,7 @@ def conversation() -> list[MicroChunkResult]:
                 LocalSpeaker(turns=[TimeSpan(start_sec=s, end_sec=e)], embedding=embedding)
             )
         segments = [
-            Segment(
-                start_time_sec=s, end_time_sec=e, text="words", language="english", bcp47_key="en"
-            )
+            ChunkSegment(start_sec=s, end_sec=e, text="words", language="en")
             for s, e in ((start + 1, start + 13), (start + 16, start + 28))
         ]
         report = MicroChunkReport(start_sec=start, end_sec=start + 30, num_segments=2)

@@ -4,6 +4,7 @@ failures and departures cancel everything; the first chunk starts early and alon
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -11,11 +12,12 @@ import httpx
 import pytest
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.transcription.runner import Job, JobRunner, MediaClients
+from services.orchestrator.transcription.runner import Job, JobRunner, MediaClients, Transcript
 from shared.errors import MediaHostError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
+    ChunkSegment,
     MacroChunkReport,
     MicroChunkReport,
     MicroChunkResult,
@@ -30,24 +32,26 @@ from shared.schemas import (
 )
 
 
-def result(start: float, end: float) -> MicroChunkResult:
-    segment = Segment(
-        start_time_sec=start,
-        end_time_sec=end,
-        text=f"{start:g}",
-        language="english",
-        bcp47_key="en",
-    )
-    report = MicroChunkReport(start_sec=start, end_sec=end, num_segments=1)
+def result(start: float, end: float, *, incomplete: bool = False) -> MicroChunkResult:
+    segment = ChunkSegment(start_sec=start, end_sec=end, text=f"{start:g}", language="en")
+    report = MicroChunkReport(start_sec=start, end_sec=end, num_segments=1, incomplete=incomplete)
     return MicroChunkResult(micro_chunk=report, segments=[segment])
 
 
 class FakeWorkers:
     """Chunks of 30 s; later chunks answer sooner; chunk `fail_at` raises after its first micro
-    chunk; boundary searches answer the window's middle, after `search_delay_sec`."""
+    chunk; boundary searches answer the window's middle, after `search_delay_sec`; the second
+    micro chunk of each chunk in `incomplete_at` comes back as the model server marks a clip
+    it gave up on in part."""
 
-    def __init__(self, fail_at: int | None = None, search_delay_sec: float = 0.0) -> None:
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        search_delay_sec: float = 0.0,
+        incomplete_at: tuple[int, ...] = (),
+    ) -> None:
         self.fail_at = fail_at
+        self.incomplete_at = incomplete_at
         self.search_delay_sec = search_delay_sec
         self.started: dict[float, float] = {}
         self.requests: list[ChunkRequest] = []
@@ -72,7 +76,8 @@ class FakeWorkers:
             if self.fail_at is not None and request.start_sec == self.fail_at * 30:
                 raise MediaHostError("host went away")
             await asyncio.sleep(0.01)
-            yield result(middle, request.end_sec)
+            incomplete = request.start_sec // 30 in self.incomplete_at
+            yield result(middle, request.end_sec, incomplete=incomplete)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
@@ -102,6 +107,57 @@ async def test_segments_come_out_in_timeline_order_whatever_finishes_first() -> 
     progress = [e.done_sec for e in events if isinstance(e, StreamProgress)]
     assert progress == sorted(progress) and progress[-1] == 120
     assert events[-1].num_segments == 8 and events[-1].languages == ["en"]
+
+
+async def test_segments_leave_the_runner_with_the_public_names_made_once() -> None:
+    events = [event async for event in runner(FakeWorkers()).events(job(1))]
+    [first, _] = [e for e in events if isinstance(e, Segment)]
+    assert json.loads(first.model_dump_json()) == {
+        "start_time_sec": 0.0, "end_time_sec": 15.0, "text": "0", "language": "english",
+        "bcp47_key": "en", "words": None, "avg_logprob": None, "compression_ratio": None,
+        "no_speech_prob": None, "speaker": None, "overlapping_speakers": None,
+    }  # fmt: skip
+
+
+async def test_clips_the_model_server_gave_up_on_are_marked_in_the_answer() -> None:
+    """A micro chunk the model server answered `incomplete` is counted in the footer and
+    marked in its macro chunk's report (the JSON answer and an async job's result)."""
+    transcript = Transcript()
+    async for event in runner(FakeWorkers(incomplete_at=(0, 2))).events(job(3)):
+        transcript.add(event)
+    output = transcript.output()
+    flags = [[m.incomplete for m in macro.micro_chunks] for macro in output.macro_chunks]
+    assert flags == [[False, True], [False, False], [False, True]]
+    assert transcript.footer is not None and transcript.footer.incomplete_clips == 2
+    shown = json.loads(output.model_dump_json())["macro_chunks"]
+    assert [[m.get("incomplete") for m in macro["micro_chunks"]] for macro in shown] == [
+        [None, True],
+        [None, None],
+        [None, True],
+    ]
+    assert "incomplete_clips" in transcript.footer.model_dump_json()
+
+
+async def test_the_orchestrator_counts_incomplete_clips_as_they_arrive_not_as_replayed() -> None:
+    """`orchestrator_incomplete_clips_total` counts what the workers sent: a resumed job's
+    stored micro chunks (one of them incomplete) are not counted again."""
+    jobs = runner(FakeWorkers(incomplete_at=(0, 1)))
+    log = MemoryLog({0: ([result(0, 15), result(15, 30, incomplete=True)], True)})
+    events = [e async for e in jobs.events(job(2), log)]
+    registry = jobs.metrics.registry
+    assert registry.get_sample_value("orchestrator_micro_chunks_total") == 2
+    assert registry.get_sample_value("orchestrator_incomplete_clips_total") == 1
+    assert isinstance(events[-1], StreamFooter) and events[-1].incomplete_clips == 2
+
+
+async def test_a_job_without_incomplete_clips_says_nothing_of_them() -> None:
+    """The public answer stays as it was when every clip was transcribed in full."""
+    events = [event async for event in runner(FakeWorkers()).events(job(2))]
+    footer = events[-1]
+    assert isinstance(footer, StreamFooter) and footer.incomplete_clips == 0
+    assert "incomplete" not in footer.model_dump_json()
+    reports = [e for e in events if isinstance(e, MacroChunkReport)]
+    assert "incomplete" not in "".join(r.model_dump_json() for r in reports)
 
 
 async def test_progress_is_reported_before_earlier_chunks_release_segments() -> None:

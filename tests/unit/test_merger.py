@@ -9,25 +9,25 @@ import pytest
 
 from services.orchestrator.transcription.merger import OrderedMerger
 from shared.schemas import (
+    ChunkSegment,
     MacroChunkReport,
     MicroChunkReport,
     MicroChunkResult,
-    Segment,
     StreamProgress,
     TimeSpan,
 )
 
 
-def result(start: float, end: float, language: str = "en") -> MicroChunkResult:
-    segment = Segment(
-        start_time_sec=start, end_time_sec=end, text=f"{start:g}", language="x", bcp47_key=language
-    )
-    report = MicroChunkReport(start_sec=start, end_sec=end, num_segments=1)
+def result(
+    start: float, end: float, language: str = "en", *, incomplete: bool = False
+) -> MicroChunkResult:
+    segment = ChunkSegment(start_sec=start, end_sec=end, text=f"{start:g}", language=language)
+    report = MicroChunkReport(start_sec=start, end_sec=end, num_segments=1, incomplete=incomplete)
     return MicroChunkResult(micro_chunk=report, segments=[segment])
 
 
 def starts(events: Sequence[object]) -> list[float]:
-    return [e.start_time_sec for e in events if isinstance(e, Segment)]
+    return [e.start_sec for e in events if isinstance(e, ChunkSegment)]
 
 
 def merger(*bounds: float) -> OrderedMerger:
@@ -74,6 +74,15 @@ def test_languages_are_listed_in_order_of_first_appearance() -> None:
     assert list(m.languages) == ["de", "en"]
 
 
+def test_incomplete_clips_are_counted_and_stay_marked_in_their_report() -> None:
+    m = merger(0, 10)
+    m.push(0, result(0, 4, incomplete=True))
+    m.push(0, result(4, 10))
+    [report] = [e for e in m.finish(0) if isinstance(e, MacroChunkReport)]
+    assert [c.incomplete for c in report.micro_chunks] == [True, False]
+    assert m.incomplete_clips == 1
+
+
 def test_misuse_is_refused() -> None:
     m = merger(0, 10)
     m.finish(0)
@@ -89,7 +98,7 @@ def test_results_are_relabelled_in_timeline_order_whatever_order_chunks_finish_i
     hook must see results in timeline order, not arrival order."""
     seen: list[float] = []
 
-    def relabel(result: MicroChunkResult) -> list[Segment]:
+    def relabel(result: MicroChunkResult) -> list[ChunkSegment]:
         seen.append(result.micro_chunk.start_sec)
         return [s.model_copy(update={"speaker": "A"}) for s in result.segments]
 
@@ -98,4 +107,4 @@ def test_results_are_relabelled_in_timeline_order_whatever_order_chunks_finish_i
     m.add_chunk(TimeSpan(start_sec=10, end_sec=20))
     events = m.push(1, result(10, 15)) + m.push(0, result(0, 5)) + m.finish(0) + m.finish(1)
     assert seen == [0, 10]
-    assert [s.speaker for s in events if isinstance(s, Segment)] == ["A", "A"]
+    assert [s.speaker for s in events if isinstance(s, ChunkSegment)] == ["A", "A"]

@@ -17,6 +17,7 @@ from openai.types.audio import TranscriptionDiarized
 
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.transcription.speakers import Diarization
 from shared.schemas import (
     DecodeOptions,
     Segment,
@@ -67,7 +68,12 @@ PROVISIONAL = [
     said(2.0, 2.2, "  ", "A"),
     said(2.5, 4.0, " Hi, Alice.", "B"),
     said(4.5, 6.0, " It's me again.", "C"),
-    SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
+    # as the job runner yields it (not the bare map: a fake that did hid a route reading that)
+    Diarization(
+        SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
+        segments=[],
+        turns=[],
+    ),
     FOOTER,
 ]
 # The job's result (what `run` collects), final labels as the merger writes them.

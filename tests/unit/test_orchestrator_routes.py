@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
@@ -16,6 +17,9 @@ from shared import fleet
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
+from tests.support.metrics import metric
+
+SECRET = "the-fleet-secret-for-these-tests"
 
 
 def settings(tmp_path: Path, **values: object) -> OrchestratorSettings:
@@ -310,3 +314,15 @@ async def test_an_unknown_format_is_a_422_naming_it_on_every_route_that_renders(
         assert response.json()["error"]["param"] == "format"
     assert rendered.status_code == 200 and rendered.text.startswith("WEBVTT")
     assert rendered.headers["content-type"] == "text/vtt; charset=utf-8"
+
+
+async def test_metrics_are_the_fleets_and_count_incomplete_clips(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path, fleet_secret=SecretStr(SECRET)))
+    async with serve(app) as client:
+        refused = await client.get("/metrics")
+        app.state.runner.metrics.incomplete_clips.inc()
+        scraped = await client.get("/metrics", headers=fleet.headers(SECRET))
+    assert_error(refused, 401, "invalid_fleet_credential", "ORCHESTRATOR_FLEET_SECRET")
+    assert scraped.status_code == 200
+    assert metric(scraped.text, "orchestrator_incomplete_clips_total") == 1
+    assert "/metrics" not in app.openapi()["paths"]

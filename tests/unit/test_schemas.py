@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
 from shared.errors import validation_error_body
-from shared.schemas import DecodeOptions, Segment, TranscribeParams, TranscribeRequest
+from shared.schemas import (
+    ChunkSegment,
+    DecodeOptions,
+    MicroChunkResult,
+    Segment,
+    TranscribeParams,
+    TranscribeRequest,
+    Word,
+)
 
 
 def test_defaults_match_the_design() -> None:
@@ -148,3 +158,28 @@ def test_a_segment_is_named_from_its_language_code_at_the_edge() -> None:
     body = segment.model_dump()
     assert (body["language"], body["bcp47_key"]) == ("german", "de")
     assert list(body)[:5] == ["start_time_sec", "end_time_sec", "text", "language", "bcp47_key"]
+
+
+def test_inside_a_segment_has_the_span_names_and_the_edge_makes_the_seeds() -> None:
+    inside = ChunkSegment(start_sec=1.5, end_sec=2.25, text=" Hallo.", language="de",
+                          speaker="A", words=[Word(start_sec=1.5, end_sec=2.25, word=" Hallo.",
+                                                   probability=0.9)])  # fmt: skip
+    public = Segment.of(inside).model_dump()
+    assert (public["start_time_sec"], public["end_time_sec"]) == (1.5, 2.25)
+    assert (public["language"], public["bcp47_key"], public["speaker"]) == ("german", "de", "A")
+    assert public["words"][0]["start_sec"] == 1.5
+    assert "start_time_sec" not in inside.model_dump()
+
+
+def test_a_micro_chunk_in_the_seeds_names_is_still_read() -> None:
+    """An async job's micro chunks stored before the rename (and an older worker's stream)
+    carry the seed's segment names: a job resumed across the upgrade reads them."""
+    stored = {
+        "micro_chunk": {"start_sec": 0.0, "end_sec": 30.0, "num_segments": 1, "speech_sec": 2.0},
+        "segments": [{"start_time_sec": 0.52, "end_time_sec": 2.61, "text": " Hello there.",
+                      "language": "english", "bcp47_key": "en", "words": None,
+                      "avg_logprob": -0.2, "speaker": None}],
+    }  # fmt: skip
+    [segment] = MicroChunkResult.model_validate_json(json.dumps(stored)).segments
+    assert (segment.start_sec, segment.end_sec, segment.language) == (0.52, 2.61, "en")
+    assert segment.avg_logprob == -0.2

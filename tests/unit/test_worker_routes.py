@@ -16,9 +16,12 @@ from services.chunk_worker.app import create_app
 from services.chunk_worker.config import ChunkWorkerSettings
 from services.stack import free_port
 from shared import fleet
+from shared.schemas import CHUNK_STREAM, ClipSegment, ClipTranscription
+from shared.streams import StreamReader
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
+from tests.support.metrics import metric
 
 SECRET = "the-fleet-secret-for-these-tests"
 UPLOAD = uuid.UUID(int=7).hex
@@ -168,3 +171,38 @@ async def test_diarizing_on_a_worker_that_cannot_is_a_400_before_the_media_is_re
             assert_error(await client.post("/v1/speakers", json=references), 400,
                          "diarization_unavailable", why)  # fmt: skip
     assert host.traffic.requests_by_path.get("/media/speech_40s.wav", 0) == before
+
+
+class GivingUp:
+    """Plays the model server for the worker's clips: one segment per clip, and every clip
+    flagged `incomplete` (windows still open after its last round)."""
+
+    def __init__(self) -> None:
+        self.clips = 0
+
+    async def transcribe_clip(self, wav: bytes, options: object, *args: object) -> object:
+        self.clips += 1
+        segment = ClipSegment(start_sec=0.5, end_sec=1.5, text=" Hello.", language="en")
+        return ClipTranscription(segments=[segment], language="en", language_probability=1.0,
+                                 duration_sec=2.0, speech_sec=2.0, incomplete=True)  # fmt: skip
+
+
+async def test_a_clip_the_model_server_gave_up_on_is_marked_and_counted(
+    host: MediaServer,
+) -> None:
+    """`ClipTranscription.incomplete` travels on in the micro chunk's report, its segments in
+    absolute time with the internal span names, and the worker counts it."""
+    app = create_app(worker(allowed_media_networks="127.0.0.0/8"))
+    async with serve(app, headers=fleet.headers(SECRET)) as client:
+        app.state.transcriber.whisper = model = GivingUp()
+        body = {**span(media_url=host.url("speech_40s.wav")), "start_sec": 20, "end_sec": 30}
+        response = await client.post("/v1/chunks", json=body)
+        assert response.status_code == 200, response.text
+        reader = StreamReader(CHUNK_STREAM, response.aiter_bytes())
+        [result] = [item async for item in reader.items()]
+        scraped = (await client.get("/metrics")).text
+    assert model.clips == 1 and result.micro_chunk.incomplete
+    [segment] = result.segments
+    assert 20.5 <= segment.start_sec < segment.end_sec <= 30 and segment.language == "en"
+    assert metric(scraped, "chunk_worker_incomplete_clips_total") == 1
+    assert metric(scraped, "chunk_worker_clips_total") == 1

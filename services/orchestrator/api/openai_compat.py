@@ -38,11 +38,12 @@ from services.orchestrator.api.intake import intake_from_form
 from services.orchestrator.api.sse import stream_job
 from services.orchestrator.jobs.uploads import UploadForm
 from services.orchestrator.transcription.runner import JobEvent
+from services.orchestrator.transcription.speakers import Diarization
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError, InvalidRequestError
 from shared.formats import Format, diarized_segment, render, segment_id
-from shared.schemas import Segment, SpeakerMap, TranscribeParams
+from shared.schemas import Segment, TranscribeParams
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -176,8 +177,8 @@ async def _segment_events(
     final: dict[str, str] = {}
     index = -1
     async for event in events:
-        if isinstance(event, SpeakerMap):
-            final = event.labels
+        if isinstance(event, Diarization):  # the job's `speakers` event
+            final = event.speaker_map.labels
         if not isinstance(event, Segment):
             continue
         index += 1

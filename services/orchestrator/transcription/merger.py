@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.schemas import (
+    ChunkSegment,
     MacroChunkReport,
     MicroChunkResult,
-    Segment,
     StreamProgress,
     TimeSpan,
 )
 
-MergeEvent = Segment | StreamProgress | MacroChunkReport
+MergeEvent = ChunkSegment | StreamProgress | MacroChunkReport
 
 
 @dataclass
@@ -40,7 +40,7 @@ class OrderedMerger:
     def __init__(
         self,
         duration_sec: float,
-        relabel: Callable[[MicroChunkResult], list[Segment]] | None = None,
+        relabel: Callable[[MicroChunkResult], list[ChunkSegment]] | None = None,
     ) -> None:
         """`relabel`: a result's segments as released, called in timeline order (diarization
         labels and splits them); by default they leave as they came."""
@@ -54,6 +54,8 @@ class OrderedMerger:
         self.segments = 0
         self.languages: dict[str, None] = {}
         """Language codes in order of first appearance."""
+        self.incomplete_clips = 0
+        """Micro chunks the model server gave up on in part (`MicroChunkReport.incomplete`)."""
 
     def add_chunk(self, span: TimeSpan) -> int:
         """Register the next macro chunk of the plan; returns its index."""
@@ -76,6 +78,7 @@ class OrderedMerger:
         if chunk.finished:
             raise RuntimeError(f"chunk {index} already finished")
         chunk.results.append(result)
+        self.incomplete_clips += result.micro_chunk.incomplete
         self.done_sec += result.micro_chunk.end_sec - result.micro_chunk.start_sec
         events = list(self._release())
         events.append(
@@ -99,7 +102,7 @@ class OrderedMerger:
             for result in chunk.results[self._released :]:
                 segments = self.relabel(result) if self.relabel else result.segments
                 for segment in segments:
-                    self.languages.setdefault(segment.bcp47_key)
+                    self.languages.setdefault(segment.language)
                     self.segments += 1
                     events.append(segment)
             self._released = len(chunk.results)

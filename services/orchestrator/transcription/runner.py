@@ -27,7 +27,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.transcription.merger import MergeEvent, OrderedMerger
+from services.orchestrator.metrics import OrchestratorMetrics
+from services.orchestrator.transcription.merger import OrderedMerger
 from services.orchestrator.transcription.planning import (
     nominal_boundaries,
     plan_spans,
@@ -42,6 +43,7 @@ from shared.errors import NotReadyError, PayloadTooLargeError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
+    ChunkSegment,
     MacroChunkReport,
     MicroChunkResult,
     Segment,
@@ -100,9 +102,11 @@ BOUNDARY_SEARCHES_AT_ONCE = 2
 """Boundary searches of one job in flight: enough to keep ahead of the chunks they start, few
 enough that the first one (which the first words wait for) doesn't queue behind 20 others."""
 
-JobEvent = StreamHeader | MergeEvent | Diarization | StreamFooter
+JobEvent = StreamHeader | Segment | StreamProgress | MacroChunkReport | Diarization | StreamFooter
 """What a running job yields, in order: header; then segments (timeline order), progress and
-completed macro chunk reports interleaved; when diarizing, the final speakers; the footer."""
+completed macro chunk reports interleaved; when diarizing, the final speakers; the footer.
+Segments leave as clients see them (`Segment`, made from the merger's `ChunkSegment`s here
+and, for the final speakers' segments, in `Transcript`: `Segment.of`, nowhere else)."""
 
 EVENT_NAMES: dict[type, str] = {
     StreamHeader: "header",
@@ -137,7 +141,7 @@ class Transcript:
         if isinstance(event, Segment):
             self.segments.append(event)
         elif isinstance(event, Diarization):  # labelled again, with the final speakers
-            self.segments = event.segments
+            self.segments = [Segment.of(segment) for segment in event.segments]
             self.speakers = event.speaker_map.speakers
             self.speaker_turns = event.turns
         elif isinstance(event, MacroChunkReport):
@@ -225,10 +229,12 @@ class JobRunner:
         workers: WorkerClient,
         media: MediaClients,
         settings: OrchestratorSettings,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self.workers = workers
         self.media = media
         self.settings = settings
+        self.metrics = metrics or OrchestratorMetrics()
         self.probe_slots = asyncio.Semaphore(settings.max_probes)
 
     async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None = None) -> Job:
@@ -338,7 +344,7 @@ class JobRunner:
                 else:
                     events = merger.push(*message)
                 for event in events:
-                    yield event
+                    yield Segment.of(event) if isinstance(event, ChunkSegment) else event
         finally:
             await cancel_and_wait(list(tasks))
         num_segments = merger.segments
@@ -353,6 +359,7 @@ class JobRunner:
             speedup=job.duration_sec / elapsed if elapsed > 0 else 0.0,
             num_segments=num_segments,
             languages=list(merger.languages),
+            incomplete_clips=merger.incomplete_clips,
         )
 
     async def _plan(
@@ -413,6 +420,9 @@ class JobRunner:
                         count += 1
                         if count <= len(stored):
                             continue  # stored before a restart: already replayed
+                        self.metrics.micro_chunks.inc()
+                        if result.micro_chunk.incomplete:
+                            self.metrics.incomplete_clips.inc()
                         if log:
                             await log.record(index, count - 1, result)
                         inbox.put_nowait((index, result))

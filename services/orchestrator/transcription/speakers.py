@@ -23,9 +23,9 @@ from shared.diarization.clustering import (
 )
 from shared.diarization.labelling import label_segments
 from shared.schemas import (
+    ChunkSegment,
     LocalSpeaker,
     MicroChunkResult,
-    Segment,
     SpeakerMap,
     SpeakerTurn,
     TranscribeParams,
@@ -38,7 +38,7 @@ class Diarization:
     (`speaker_map`) and the segments the JSON answer and the job's result carry."""
 
     speaker_map: SpeakerMap
-    segments: list[Segment]
+    segments: list[ChunkSegment]
     turns: list[SpeakerTurn]
 
 
@@ -53,9 +53,9 @@ class JobSpeakers:
         self.known = list(known)
         self.provisional = ProvisionalLabels(self.constraints, self.known)
         self.voices: list[LocalSpeaker] = []
-        self.raw: list[Segment] = []
+        self.raw: list[ChunkSegment] = []
 
-    def label(self, result: MicroChunkResult) -> list[Segment]:
+    def label(self, result: MicroChunkResult) -> list[ChunkSegment]:
         """A micro chunk's segments with provisional speakers (results in timeline order)."""
         voices = result.speakers or []
         labels = self.provisional.add(voices) if voices else []
@@ -72,7 +72,7 @@ class JobSpeakers:
         turns = [SpeakerTurn(start_sec=s, end_sec=e, speaker=who) for s, e, who in final.turns]
         return Diarization(SpeakerMap(labels=labels, speakers=final.speakers), segments, turns)
 
-    def _public(self, segment: Segment) -> Segment:
+    def _public(self, segment: ChunkSegment) -> ChunkSegment:
         return segment if self.keep_words else segment.model_copy(update={"words": None})
 
 
