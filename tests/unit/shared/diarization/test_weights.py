@@ -30,7 +30,7 @@ from shared.diarization.weights import (
     locate,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SEGMENTATION_BYTES = b"segmentation network bytes"
 STATE_DICT_BYTES = b"a state_dict to convert"
 
