@@ -19,6 +19,8 @@ from shared import fleet
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
+from tests.unit.shared.test_fleet import SECRET as FLEET_TEST_SECRET
+from tests.unit.shared.test_fleet import _Asgi
 
 SECRET = "the-fleet-secret-for-these-tests"
 UPLOAD = uuid.UUID(int=7).hex
@@ -168,3 +170,13 @@ async def test_diarizing_on_a_worker_that_cannot_is_a_400_before_the_media_is_re
             assert_error(await client.post("/v1/speakers", json=references), 400,
                          "diarization_unavailable", why)  # fmt: skip
     assert host.traffic.requests_by_path.get("/media/speech_40s.wav", 0) == before
+
+
+async def test_a_large_body_with_the_credential_is_read_then_refused_as_a_bad_body() -> None:
+    """The other half of tests/unit/shared/test_fleet.py's regression test (a body without the
+    credential is refused unread): with it, the same request is read, so the gate is what kept
+    the others unread."""
+    app = create_app(ChunkWorkerSettings(fleet_secret=SecretStr(FLEET_TEST_SECRET)))
+    async with app.router.lifespan_context(app):
+        call = await _Asgi("/v1/silence", f"Bearer {FLEET_TEST_SECRET}", 3 << 20).run(app)
+    assert call.status == 422 and call.pieces_read == 3
