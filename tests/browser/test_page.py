@@ -24,6 +24,7 @@ from services.stack import LocalStack
 from shared import formats
 from shared.schemas import Segment, TranscribeOutput
 from tests.conftest import load_manifest
+from tests.support import required
 from tests.support.media_server import MediaServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,13 +40,16 @@ CHROMIUM_ARGS = [
 ]
 SMALL_CHUNKS = {"micro": "10", "macro": "60"}
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    """Skips the module without Chromium, or fails it where CI requires it (support/required)."""
+    if not CHROMIUM.exists():
+        required.unavailable(
+            required.CHROMIUM, "Debian's Chromium (/usr/bin/chromium)", "apt-get install chromium"
+        )
+    return CHROMIUM
+
 
 # Records, from before the click, every change of the segment list and of the page's state.
 RECORDER = """() => {
