@@ -24,6 +24,8 @@ LAYER_MARKS = {"integration": "integration", "e2e": "e2e", "browser": "e2e"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if not item.path.is_relative_to(TESTS_DIR):
+            continue  # collected from elsewhere on the command line
         parts = item.path.relative_to(TESTS_DIR).parts
         mark = LAYER_MARKS.get(parts[0]) if len(parts) > 1 else None
         if mark is not None:
