@@ -34,7 +34,7 @@ run: $(STAMP) ## Start the whole stack locally on :8000 (model `base`, 2 workers
 test: $(STAMP) ## Run every test (unit and end-to-end)
 	$(PY) -m pytest
 
-test-fast: $(STAMP) ## Unit tests only
+test-fast: $(STAMP) ## Unit tests only: no socket, process or model (about half a minute on 2 cores)
 	$(PY) -m pytest tests/unit
 
 lint: $(STAMP) ## ruff and mypy

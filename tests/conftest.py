@@ -10,12 +10,42 @@ from typing import Any
 import pytest
 
 from services.stack import LocalStack
+from tests.support import required
 from tests.support.hostile_media import write_manifests
 from tests.support.media_server import MediaServer
 from tests.support.postgres import PostgresServer, postgres_bin
 from tests.support.stack import start_stack
 
 MEDIA_DIR = Path(__file__).parent / "media"
+TESTS_DIR = Path(__file__).parent
+LAYER_MARKS = {"integration": "integration", "e2e": "e2e", "browser": "e2e"}
+"""The marker each layer's folder gives its tests (pyproject registers them): `-m "not e2e"`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not item.path.is_relative_to(TESTS_DIR):
+            continue  # collected from elsewhere on the command line
+        parts = item.path.relative_to(TESTS_DIR).parts
+        mark = LAYER_MARKS.get(parts[0]) if len(parts) > 1 else None
+        if mark is not None:
+            item.add_marker(mark)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Says, last, which tests a missing tool kept from running (support/required.py), so a
+    green run without them is not mistaken for a full one."""
+    missing: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) else ""
+        if required.MARK in reason:
+            reason = reason.removeprefix("Skipped: ")
+            missing[reason] = missing.get(reason, 0) + 1
+    if missing:
+        terminalreporter.section("not run: a tool is missing", sep="-", yellow=True)
+        for reason, count in missing.items():
+            terminalreporter.line(f"{count} test(s): {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -99,10 +129,10 @@ def media_server(media_dir: Path) -> Iterator[MediaServer]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session (Debian's `postgresql` package, which
-    .ci/run installs)."""
+    .ci/run installs): without it its tests skip, or fail where CI requires it."""
     bin_dir = postgres_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        required.unavailable(required.POSTGRES, "PostgreSQL", "apt-get install postgresql")
     with PostgresServer(bin_dir) as server:
         yield server
 

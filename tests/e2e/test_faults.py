@@ -1,5 +1,6 @@
 """Faults survived with nothing lost, on the real processes (random model: the words don't
-matter here, the plan's coverage does). Each finished job is checked micro chunk by micro chunk
+matter here, the plan's coverage does; one restart on the real tiny.en, whose words are checked
+against faster-whisper's). Each finished job is checked micro chunk by micro chunk
 (`assert_every_micro_chunk_once`); a fault that can't be ridden out is a clear error in time.
 A worker killed mid-job is in test_load_spreading.py.
 """
@@ -23,12 +24,16 @@ from tests.conftest import load_manifest
 from tests.support.coverage import assert_every_micro_chunk_once
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric, scrape
+from tests.support.real_models import manifest, reference_transcript
+from tests.support.scoring import HypSegment, score
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.e2e
 
 SPEECH_200S_SEC = float(load_manifest("speech_200s.json")["duration_sec"])
 PARAMS = {"macro_chunk_size_sec": 60, "micro_chunk_size_sec": 10, "language": "en"}
+DEFAULTS_EN = {"language": "en"}
+"""The shipped chunk sizes, as test_words.py compares them with faster-whisper."""
 
 
 def transcribe(stack: LocalStack, media_url: str, timeout: float = 300) -> httpx.Response:
@@ -92,6 +97,52 @@ def test_a_job_survives_the_model_server_restarting_mid_job(
         stack.stop()
     finished(result["response"])
     assert served_after_restart >= 1, "the job finished without the restarted model server"
+
+
+def test_the_model_server_killed_mid_job_on_the_real_model_loses_no_words(
+    tmp_path: Path, model_cache_dir: Path, media_server: MediaServer
+) -> None:
+    """The real decode path (alignment, coverage rounds) through a restart: the clips the dead
+    server held are asked again of the new one, and the words are faster-whisper's or better."""
+    name = "words_en_180s"
+    stack = start_stack(tmp_path, model_cache_dir, WHISPER_MODEL="tiny.en")
+    model_server = stack.service("whisper_gpu")
+    try:
+        result: dict[str, httpx.Response] = {}
+        job = threading.Thread(
+            target=lambda: result.update(
+                response=httpx.post(
+                    f"{stack.url}/v1/transcribe",
+                    json={"media_url": media_server.url(f"{name}.mp3"), "params": DEFAULTS_EN},
+                    timeout=600,
+                )
+            )
+        )
+        job.start()
+        deadline = time.monotonic() + 300
+        while clips_served(stack) < 2:
+            assert time.monotonic() < deadline and job.is_alive(), "the job ended too soon"
+            time.sleep(0.05)
+        assert model_server.process is not None
+        model_server.process.kill()  # mid-job, like an OOM kill
+        model_server.process.wait()
+        model_server.stop()
+        time.sleep(1.0)  # refused connections meanwhile
+        model_server.start()
+        job.join(timeout=600)
+        assert not job.is_alive()
+        served_after_restart = clips_served(stack)
+    finally:
+        stack.stop()
+    output = finished(result["response"])
+    assert served_after_restart >= 1, "the job finished without the restarted model server"
+    spoken = manifest(name)
+    segments = [HypSegment(s.start_time_sec, s.end_time_sec, s.text) for s in output.segments]
+    ours = score(spoken, segments)
+    theirs = score(spoken, reference_transcript("tiny.en", model_cache_dir, f"{name}.mp3", "en"))
+    assert ours.lost == [], f"sentences lost: {ours.lost}"
+    assert ours.duplicated_words == 0
+    assert ours.wer <= theirs.wer, f"WER {ours.wer:.3f} vs faster-whisper {theirs.wer:.3f}"
 
 
 def test_a_host_that_drops_the_connection_every_mb_costs_little_and_loses_nothing(

@@ -17,8 +17,8 @@ import uvicorn
 
 from services.orchestrator.app import create_app
 from services.stack import ServiceProcess, free_port
-from tests.unit.test_gate import EndlessJob, multipart
-from tests.unit.test_orchestrator_routes import settings
+from tests.support.orchestrator import settings
+from tests.unit.orchestrator.api.test_gate import EndlessJob, multipart
 
 pytestmark = pytest.mark.e2e
 

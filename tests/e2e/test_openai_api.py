@@ -16,12 +16,15 @@ import pytest
 from services.stack import LocalStack
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric, scrape
-from tests.support.real_models import audio_16k, manifest
-from tests.support.scoring import normalise
+from tests.support.real_models import audio_16k, manifest, reference_transcript
+from tests.support.scoring import HypSegment, normalise, score
 
 pytestmark = pytest.mark.e2e
 
 MEDIA = "words_en_180s.mp3"
+CLIP_SEC = 40.0
+"""`clip_40s` is the first CLIP_SEC seconds of MEDIA."""
+SUFFIX = {"words_en_180s": ".mp3", "speech_40s": ".wav"}
 
 
 def sdk(stack: LocalStack) -> openai.OpenAI:
@@ -30,6 +33,20 @@ def sdk(stack: LocalStack) -> openai.OpenAI:
 
 def spoken_words(name: str) -> set[str]:
     return {w for s in manifest(name)["sentences"] for w in normalise(s["text"])}
+
+
+def assert_as_good_as_faster_whisper(
+    text: str, name: str, cache_dir: Path, first_sec: float | None = None
+) -> None:
+    """`text` (tiny.en's, through the product) against faster-whisper's own transcript of the
+    same audio with the same model: no sentence lost, WER no worse."""
+    spoken = manifest(name, first_sec)
+    theirs = score(
+        spoken, reference_transcript("tiny.en", cache_dir, f"{name}{SUFFIX[name]}", "en", first_sec)
+    )
+    ours = score(spoken, [HypSegment(0.0, float(spoken["duration_sec"]), text)])
+    assert ours.lost == [], f"sentences lost: {ours.lost} in {text!r}"
+    assert ours.wer <= theirs.wer, f"WER {ours.wer:.3f} vs faster-whisper {theirs.wer:.3f}"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +58,7 @@ def clip_40s(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
 
     path = tmp_path_factory.mktemp("clips") / "first_40s.mp3"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(media_dir / MEDIA),
-               "-t", "40", "-c", "copy", str(path)]  # fmt: skip
+               "-t", str(CLIP_SEC), "-c", "copy", str(path)]  # fmt: skip
     subprocess.run(command, check=True)
     return path
 
@@ -93,7 +110,9 @@ def test_bad_values_are_clear_400s(english_stack: LocalStack, clip_40s: Path) ->
             client.audio.transcriptions.create(model="whisper-1", file=file, **kwargs)
 
 
-def test_chunking_strategies_are_accepted(english_stack: LocalStack, clip_40s: Path) -> None:
+def test_chunking_strategies_are_accepted(
+    english_stack: LocalStack, clip_40s: Path, model_cache_dir: Path
+) -> None:
     client = sdk(english_stack)
     strategies: list[Any] = ["auto", {"type": "server_vad", "silence_duration_ms": 500}]
     for strategy in strategies:
@@ -101,7 +120,7 @@ def test_chunking_strategies_are_accepted(english_stack: LocalStack, clip_40s: P
             result = client.audio.transcriptions.create(
                 model="whisper-1", file=file, chunking_strategy=strategy
             )
-        assert result.text
+        assert_as_good_as_faster_whisper(result.text, "words_en_180s", model_cache_dir, CLIP_SEC)
 
 
 def test_streaming_sends_deltas_in_order_then_one_done(
@@ -119,7 +138,7 @@ def test_streaming_sends_deltas_in_order_then_one_done(
 
 
 def test_a_media_url_instead_of_a_file(
-    english_stack: LocalStack, media_server: MediaServer
+    english_stack: LocalStack, media_server: MediaServer, model_cache_dir: Path
 ) -> None:
     response = httpx.post(
         f"{english_stack.url}/v1/audio/transcriptions",
@@ -128,7 +147,7 @@ def test_a_media_url_instead_of_a_file(
         timeout=120,
     )
     assert response.status_code == 200, response.text
-    assert response.json()["text"]
+    assert_as_good_as_faster_whisper(response.json()["text"], "speech_40s", model_cache_dir)
 
 
 def test_a_translation_is_english(multilingual_stack: LocalStack, tmp_path: Path) -> None:

@@ -22,8 +22,13 @@ from tests.support.scoring import HypSegment
 MEDIA_DIR = Path(__file__).resolve().parent.parent / "media"
 
 
-def manifest(name: str) -> dict[str, Any]:
+def manifest(name: str, first_sec: float | None = None) -> dict[str, Any]:
+    """A committed file's sentence times; with `first_sec`, those of a clip of its first
+    seconds (the sentences that end in it)."""
     loaded: dict[str, Any] = json.loads((MEDIA_DIR / f"{name}.json").read_text())
+    if first_sec is not None:
+        loaded["sentences"] = [s for s in loaded["sentences"] if s["end_sec"] <= first_sec]
+        loaded["duration_sec"] = first_sec
     return loaded
 
 
@@ -46,10 +51,18 @@ def faster_whisper(model_name: str, cache_dir: Path) -> WhisperModel:
 
 @functools.cache
 def reference_transcript(
-    model_name: str, cache_dir: Path, media: str, language: str | None
+    model_name: str,
+    cache_dir: Path,
+    media: str,
+    language: str | None,
+    first_sec: float | None = None,
 ) -> tuple[HypSegment, ...]:
-    """`WhisperModel.transcribe` with its defaults: what a faster-whisper user gets."""
+    """`WhisperModel.transcribe` with its defaults: what a faster-whisper user gets (of the
+    first `first_sec` seconds only, when given: a clip cut from a committed file)."""
+    audio = audio_16k(media)
+    if first_sec is not None:
+        audio = audio[: round(first_sec * 16000)]
     segments, _ = faster_whisper(model_name, cache_dir).transcribe(
-        audio_16k(media), language=language, multilingual=language is None
+        audio, language=language, multilingual=language is None
     )
     return tuple(HypSegment(s.start, s.end, s.text) for s in segments)

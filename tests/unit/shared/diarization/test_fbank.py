@@ -21,7 +21,7 @@ from shared.diarization.fbank import (
     num_frames,
 )
 
-REFERENCE = Path(__file__).resolve().parents[1] / "media" / "speaker_reference.npz"
+REFERENCE = Path(__file__).resolve().parents[3] / "media" / "speaker_reference.npz"
 
 
 def _clip(reference: np.lib.npyio.NpzFile, index: int) -> np.ndarray:

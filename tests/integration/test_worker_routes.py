@@ -22,6 +22,8 @@ from tests.support.asgi import serve
 from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric
+from tests.unit.shared.test_fleet import SECRET as FLEET_TEST_SECRET
+from tests.unit.shared.test_fleet import _Asgi
 
 SECRET = "the-fleet-secret-for-these-tests"
 UPLOAD = uuid.UUID(int=7).hex
@@ -206,3 +208,13 @@ async def test_a_clip_the_model_server_gave_up_on_is_marked_and_counted(
     assert 20.5 <= segment.start_sec < segment.end_sec <= 30 and segment.language == "en"
     assert metric(scraped, "chunk_worker_incomplete_clips_total") == 1
     assert metric(scraped, "chunk_worker_clips_total") == 1
+
+
+async def test_a_large_body_with_the_credential_is_read_then_refused_as_a_bad_body() -> None:
+    """The other half of tests/unit/shared/test_fleet.py's regression test (a body without the
+    credential is refused unread): with it, the same request is read, so the gate is what kept
+    the others unread."""
+    app = create_app(ChunkWorkerSettings(fleet_secret=SecretStr(FLEET_TEST_SECRET)))
+    async with app.router.lifespan_context(app):
+        call = await _Asgi("/v1/silence", f"Bearer {FLEET_TEST_SECRET}", 3 << 20).run(app)
+    assert call.status == 422 and call.pieces_read == 3

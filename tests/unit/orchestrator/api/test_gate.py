@@ -25,7 +25,7 @@ from services.orchestrator.transcription.runner import Job, JobEvent, OwnUpload
 from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
-from tests.unit.test_orchestrator_routes import settings
+from tests.support.orchestrator import settings
 
 MB = 1_000_000
 TRANSCRIBE = {"media_url": "http://example.invalid/talk.mp3"}

@@ -11,7 +11,7 @@ from services.chunk_worker.config import ChunkWorkerSettings
 from services.orchestrator.config import OrchestratorSettings
 from services.whisper_gpu.config import WhisperSettings
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+README = (Path(__file__).parents[3] / "README.md").read_text()
 
 
 @pytest.mark.parametrize("settings", [WhisperSettings, ChunkWorkerSettings, OrchestratorSettings])

@@ -15,9 +15,13 @@ import pytest
 from fastapi import FastAPI
 from openai.types.audio import TranscriptionDiarized
 
+from services.orchestrator.api.openai_compat import OpenAIOptions
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
+from services.orchestrator.jobs.uploads import UploadForm
 from services.orchestrator.transcription.speakers import Diarization
+from shared.errors import BadRequestError
+from shared.formats import Format
 from shared.schemas import (
     DecodeOptions,
     Segment,
@@ -25,6 +29,7 @@ from shared.schemas import (
     StreamFooter,
     StreamHeader,
     TimeSpan,
+    TranscribeParams,
     TranscribeRequest,
     Word,
 )
@@ -295,3 +300,65 @@ async def test_a_diarized_stream_in_another_format_is_openais_plain_text_stream(
     ]
     assert all(getattr(event, "segment_id", None) is None for event in events)
     assert streaming_sdk.jobs.requests[-1].params.diarize
+
+
+# -- the form parser alone (OpenAIOptions.from_form) ---------------------------------------------
+
+
+def options(task: str = "transcribe", /, **fields: str | list[str]) -> OpenAIOptions:
+    form = UploadForm(None, {k: v if isinstance(v, list) else [v] for k, v in fields.items()})
+    return OpenAIOptions.from_form(form, task=task)
+
+
+def test_an_empty_form_is_json_with_segments_and_the_default_decoding() -> None:
+    parsed = options()
+    assert parsed.response_format == Format.JSON and not parsed.words and not parsed.stream
+    assert parsed.params == TranscribeParams()
+
+
+def test_word_granularity_asks_for_word_timestamps_with_or_without_brackets() -> None:
+    for name in ("timestamp_granularities[]", "timestamp_granularities"):
+        fields: dict[str, str | list[str]] = {name: ["segment", "word"]}
+        parsed = options(response_format="verbose_json", **fields)
+        assert parsed.words and parsed.params.word_timestamps
+        assert parsed.response_format == Format.VERBOSE_JSON
+
+
+def test_a_translation_ignores_the_language_as_openai_does() -> None:
+    parsed = options("translate", language="de", prompt="Names: Zoë.")
+    assert parsed.params.task == "translate" and parsed.params.language is None
+    assert parsed.params.prompt == "Names: Zoë."
+
+
+@pytest.mark.parametrize(
+    ("task", "fields", "param", "words"),
+    [
+        ("transcribe", {"response_format": "docx"}, "response_format", "docx"),
+        ("translate", {"response_format": "diarized_json"}, "response_format", "no diarized"),
+        ("transcribe", {"timestamp_granularities[]": "char"}, "timestamp_granularities", "word"),
+        ("transcribe", {"stream": "maybe"}, "stream", "true or false"),
+        ("translate", {"stream": "true"}, "stream", "don't stream"),
+        ("transcribe", {"chunking_strategy": "magic"}, "chunking_strategy", "server_vad"),
+        ("transcribe", {"chunking_strategy[type]": "client_vad"}, "chunking_strategy", "auto"),
+        ("transcribe", {"temperature": "2.5"}, "temperature", "temperature"),
+    ],
+)
+def test_bad_fields_are_400s_naming_the_field(
+    task: str, fields: dict[str, str], param: str, words: str
+) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        options(task, **fields)
+    assert refused.value.status_code == 400 and refused.value.param == param
+    assert words in refused.value.message
+
+
+def test_server_vad_settings_are_accepted_as_json_or_as_bracketed_fields() -> None:
+    options(chunking_strategy='{"type": "server_vad", "silence_duration_ms": 500}')
+    options(**{"chunking_strategy[type]": "server_vad", "chunking_strategy[threshold]": "0.5"})
+    options(chunking_strategy="auto")
+
+
+def test_stream_and_diarize_take_openais_booleans() -> None:
+    assert options(stream="True").stream and not options(stream="0").stream
+    assert options(diarize="1").params.diarize
+    assert options(response_format="diarized_json").params.diarize  # the format asks for it

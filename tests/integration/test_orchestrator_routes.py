@@ -12,23 +12,14 @@ import pytest
 from pydantic import SecretStr
 
 from services.orchestrator.app import create_app
-from services.orchestrator.config import OrchestratorSettings
 from shared import fleet
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric
+from tests.support.orchestrator import settings
 
 SECRET = "the-fleet-secret-for-these-tests"
-
-
-def settings(tmp_path: Path, **values: object) -> OrchestratorSettings:
-    return OrchestratorSettings(
-        worker_urls=["http://127.0.0.1:9"],  # never reached by these tests
-        upload_dir=tmp_path / "uploads",
-        database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
-        **values,  # type: ignore[arg-type]
-    )
 
 
 @pytest.fixture(scope="module")
