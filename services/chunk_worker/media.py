@@ -31,7 +31,7 @@ an error, and FFmpeg's stderr (or the proxy's record of the origin) says which o
 the worker's `RangeProxy` (`-protocol_whitelist http,tcp`: no other URL and no file), which
 fetches through `shared.media_host` (address guard, TLS, errors), asks the origin for little
 more than FFmpeg reads, and keeps each file's index for the next window. The measurements
-behind each choice are in `../shared/notes/media-io.md` and `benchmarks/bench_media.py`.
+behind each choice are in ARCHITECTURE.md ("Why") and `benchmarks/bench_media.py`.
 """
 
 from __future__ import annotations

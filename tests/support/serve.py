@@ -1,6 +1,7 @@
-"""Serve a directory with HTTP range support: `python -m tests.support.serve DIR [PORT]`.
+"""Serve a directory with HTTP range support: `python -m tests.support.serve DIR [PORT [HOST]]`.
 
-Files are at http://127.0.0.1:PORT/media/<name>; Ctrl-C stops.
+Files are at http://HOST:PORT/media/<name> (HOST: 127.0.0.1 unless given, e.g. the host's
+address on the containers' network: deploy/DEPLOYMENT.md); Ctrl-C stops.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from tests.support.media_server import MediaServer
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "tests/media")
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 8080
-    with MediaServer(root, port=port) as server:
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
+    with MediaServer(root, port=port, host=host) as server:
         print(f"serving {root} at {server.base_url}/media/<name> (Ctrl-C stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

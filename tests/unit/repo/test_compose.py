@@ -6,8 +6,10 @@ in-memory copies to prove it catches each kind of mistake.
 
 from __future__ import annotations
 
+import ast
 import copy
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -335,6 +337,149 @@ def test_merge_follows_compose_rules() -> None:
     assert merged["ports"] == ["1:1", "2:2"]
     assert merged["healthcheck"] == {"test": ["CMD-SHELL", "b"], "interval": "5s"}
     assert merged["volumes"] == ["logs:/logs", "other:/data"]
+
+
+# ---- the images -------------------------------------------------------------------------------
+
+DOCKERFILES = sorted((ROOT / "services").glob("*/Dockerfile*"))
+
+
+def _stages(dockerfile: Path) -> dict[str, list[str]]:
+    """Each stage's instructions (continuations joined, comments dropped) by stage name; the
+    last stage, the image itself, is ""."""
+    instructions, current = [], ""
+    for line in dockerfile.read_text().splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            instructions.append(" ".join(current.split()))
+            current = ""
+    stages: dict[str, list[str]] = {}
+    for instruction in filter(None, instructions):
+        if instruction.startswith("FROM "):
+            words = instruction.split()
+            stage = stages.setdefault(words[3] if len(words) == 4 else "", [])
+        elif stages:
+            stage.append(instruction)
+    return stages
+
+
+def _module_file(module: str) -> Path | None:
+    path = Path(*module.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if (ROOT / candidate).is_file():
+            return candidate
+    return None
+
+
+def _first_party_files(module: str) -> set[Path]:
+    """The files of a module, its packages and every first-party module it imports, transitively
+    (imports inside functions included: a lazy import fails as surely in the build)."""
+    files: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo += [".".join(parts[:n]) for n in range(1, len(parts))]  # its packages
+        file = _module_file(name)
+        if file is None or file in files:
+            continue
+        files.add(file)
+        for node in ast.walk(ast.parse((ROOT / file).read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return {file for file in files if file.parts[0] in {"shared", "services"}}
+
+
+def test_the_build_context_is_the_package_sources_alone() -> None:
+    """What changes between two builds with no change to the code stays out of the context:
+    README.md (docs), .fleet-secret (made by `make up`), .venv, caches, test media."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*"
+    kept = {pattern[1:] for pattern in patterns if pattern.startswith("!")}
+    assert kept == {"pyproject.toml", "requirements/", "shared/", "services/"}
+    assert {"**/__pycache__", "**/.*"} <= set(patterns)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_a_code_change_rebuilds_only_the_wheel_and_its_install(dockerfile: Path) -> None:
+    """The runtime stage is built on the dependencies' stage (never a copy of the environment,
+    ~1 GB per image per code change, that podman re-hashes on every build) and takes only the
+    project's wheel from the stage that sees the code."""
+    stages = _stages(dockerfile)
+    assert "deps" in stages and "wheel" in stages
+    copies_code = [
+        name
+        for name, instructions in stages.items()
+        for instruction in instructions
+        if instruction.split()[:2] in (["COPY", "shared"], ["COPY", "services"])
+    ]
+    assert set(copies_code) == {"wheel"}
+    image = stages[""]
+    from_other_stages = [i for i in image if i.startswith("COPY --from=")]
+    assert "COPY --from=wheel /wheel /wheel" in from_other_stages
+    assert not any("/opt/venv" in instruction for instruction in from_other_stages)
+    assert dockerfile.read_text().splitlines().count("FROM deps") == 1  # the image's base
+
+
+def test_the_model_stage_copies_every_module_it_imports() -> None:
+    """The chunk worker's image converts the diarization models from a few copied modules (so a
+    change elsewhere keeps that layer); a module they import and the stage lacks breaks the
+    build (as shared/model_cache.py did)."""
+    copied: set[Path] = set()
+    for instruction in _stages(ROOT / "services/chunk_worker/Dockerfile")["models"]:
+        words = instruction.split()
+        if words[0] == "COPY":
+            copied |= {Path(source) for source in words[1:-1]}
+    needed = _first_party_files("shared.diarization.weights")
+    assert Path("shared/model_cache.py") in needed
+    assert needed <= copied, f"add {sorted(map(str, needed - copied))} to the models stage"
+
+
+@pytest.fixture
+def makefiles(tmp_path: Path) -> Path:
+    """A copy of the Makefiles (and a fleet secret), for `make -n`: nothing is run."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    shutil.copy(ROOT / "deploy" / "deploy.mk", tmp_path / "deploy")
+    (tmp_path / ".fleet-secret").write_text("x" * 32)
+    return tmp_path
+
+
+def _make_runs(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["make", "-n", "-C", str(root), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_make_down_removes_scaled_replicas_and_podman_compose_builds_one_at_a_time(
+    makefiles: Path,
+) -> None:
+    """podman-compose's own `down` left replicas added by `--scale` (and so the networks); its
+    parallel builds left podman a copy of the shared layers per image, and the next `make up`
+    with nothing changed rebuilt the dependencies."""
+    for compose in ("docker compose", "podman-compose"):
+        assert " down --remove-orphans" in _make_runs(makefiles, "down", f"COMPOSE={compose}")
+    assert "podman-compose --parallel 1 -f " in _make_runs(
+        makefiles, "up", "COMPOSE=podman-compose"
+    )
+    assert "--parallel" not in _make_runs(makefiles, "up")
+
+
+def test_make_adds_your_compose_override_as_plain_compose_does(makefiles: Path) -> None:
+    assert "override" not in _make_runs(makefiles, "up")
+    (makefiles / "docker-compose.override.yml").write_text("services: {}\n")
+    for target in ("up", "up-gpu", "down", "logs"):
+        assert "-f docker-compose.override.yml" in _make_runs(makefiles, target)
 
 
 # ---- Kubernetes --------------------------------------------------------------------------------
