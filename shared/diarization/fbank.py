@@ -11,7 +11,7 @@ int16 scale), then the per-utterance mean subtracted. The defaults that implies,
     natural log, floored at float32's epsilon (torchaudio's floor; no dither)
 
 All frames at once (one strided view, one rfft, one matrix product): about a millisecond per
-second of audio. tests/unit/test_diarization_fbank.py holds it to torchaudio's output.
+second of audio. tests/unit/shared/diarization/test_fbank.py holds it to torchaudio's output.
 """
 
 from __future__ import annotations
