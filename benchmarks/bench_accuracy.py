@@ -1,6 +1,7 @@
 """Words, lost speech, timing and wall time: the product against faster-whisper, side by side.
 
     python -m benchmarks.bench_accuracy [--model base] [--minutes 20] [--files gb,us,cs]
+                                        [--concurrent 4] [--peers transcribe,batched]
 
 Builds long files of synthetic speech with known sentence times (espeak-ng voices through
 scripts/speech.py; cached in bench-results/media), then transcribes each one three ways with the
@@ -10,7 +11,9 @@ same model files, compute type and cores, one after the other:
     transcribe   faster-whisper's `WhisperModel.transcribe` (its defaults: the long-form loop)
     batched      faster-whisper's `BatchedInferencePipeline.transcribe` (VAD chunks, batch 8)
 
-and prints WER, WER of sentences next to one of the product's micro-chunk cuts vs elsewhere
+then (with `--concurrent N`, 4 by default) sends N jobs at once to the product, the English files
+in turn, against the batched pipeline's time for the same files one after the other, and
+prints WER, WER of sentences next to one of the product's micro-chunk cuts vs elsewhere
 (with 95% bootstrap intervals), sentences lost, duplicated words, segment-edge timing errors,
 wall time, the ratios, and PASS/FAIL against the targets; a plot goes to
 bench-results/accuracy.png. Needs Debian's espeak-ng to build the files (once).
@@ -24,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,10 @@ from tests.support.real_models import audio_16k
 from tests.support.scoring import HypSegment, Score, bootstrap_interval, near_cuts, score, wer_of
 
 RESULTS = Path("bench-results")
+ONE_JOB_TARGET = 0.8
+"""One job's wall time at most this share of the batched pipeline's on the same file."""
+CONCURRENT_TARGET = 0.9
+"""N jobs at once at most this share of the batched pipeline's time for them one by one."""
 LANGUAGE_BLOCKS = ("en-gb", "de", "fr", "es", "en-us", "fr", "de", "es")
 
 
@@ -101,6 +109,33 @@ def run_product(stack: LocalStack, url: str, language: str | None) -> Run:
     return Run("product", segments, wall, [m["start_sec"] for m in micros[1:]])
 
 
+def run_at_once(stack: LocalStack, jobs: list[tuple[str, str | None]]) -> tuple[float, list[Run]]:
+    """Every (url, language) job sent to the product at the same moment; the wall time until the
+    last one is done, and each run."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        started = time.perf_counter()
+        runs = list(pool.map(lambda job: run_product(stack, *job), jobs))
+    return time.perf_counter() - started, runs
+
+
+def report_at_once(
+    keys: list[str], wall: float, scores: list[Score], batched: dict[str, float]
+) -> list[str]:
+    """Print the N-jobs-at-once figures; return their PASS/FAIL lines."""
+    one_by_one = sum(batched[key] for key in keys)
+    wer = sum(s.errors for s in scores) / sum(s.reference_words for s in scores)
+    lost = sum(len(s.lost) for s in scores)
+    print(f"\n{len(keys)} jobs at once ({', '.join(keys)}): {wall:.1f} s; the batched pipeline "
+          f"one by one: {one_by_one:.1f} s; ratio {wall / one_by_one:.3f}; WER {wer:.2%}, "
+          f"sentences lost {lost}")  # fmt: skip
+    return [
+        f"{'PASS' if wall <= CONCURRENT_TARGET * one_by_one else 'FAIL'}  {len(keys)} jobs at "
+        f"once: {wall:.1f} s <= {CONCURRENT_TARGET}x batched one by one {one_by_one:.1f} s "
+        f"({wall / one_by_one:.3f}x)",
+        f"{'PASS' if lost == 0 else 'FAIL'}  {len(keys)} jobs at once: sentences lost {lost} == 0",
+    ]
+
+
 def run_faster_whisper(system: str, model_dir: Path, path: Path, language: str | None) -> Run:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -155,13 +190,13 @@ def report(name: str, manifest: dict[str, Any], scored: list[tuple[Run, Score]])
         )
     (product, ours), *peers = scored
     best_peer = min(result.wer for _, result in peers)
-    batched_wall = next(run.wall_sec for run, _ in peers if run.system == "batched")
-    transcribe_wall = next(run.wall_sec for run, _ in peers if run.system == "transcribe")
+    walls = {run.system: run.wall_sec for run, _ in peers}
+    batched_wall = walls["batched"]
     near, far = near_cuts(ours, product.cuts)
     near_ci, far_ci = bootstrap_interval(near), bootstrap_interval(far)
-    print(f"ratios: WER product / best peer {ours.wer / best_peer:.3f}; wall product / batched "
-          f"{product.wall_sec / batched_wall:.3f}, product / transcribe "
-          f"{product.wall_sec / transcribe_wall:.3f}")  # fmt: skip
+    print(f"ratios: WER product / best peer {ours.wer / best_peer:.3f}; wall "
+          + ", ".join(f"product / {system} {product.wall_sec / wall:.3f}"
+                      for system, wall in walls.items()))  # fmt: skip
     verdicts = [
         (f"WER {ours.wer:.2%} <= best peer {best_peer:.2%}", ours.wer <= best_peer),
         (f"sentences lost {len(ours.lost)} == 0", not ours.lost),
@@ -171,8 +206,9 @@ def report(name: str, manifest: dict[str, Any], scored: list[tuple[Run, Score]])
             near_ci[0] <= far_ci[1],
         ),
         (
-            f"wall {product.wall_sec:.1f} s <= batched {batched_wall:.1f} s",
-            product.wall_sec <= batched_wall,
+            f"wall {product.wall_sec:.1f} s <= 0.8x batched {batched_wall:.1f} s "
+            f"({product.wall_sec / batched_wall:.3f}x)",
+            product.wall_sec <= ONE_JOB_TARGET * batched_wall,
         ),
     ]
     if any(s.get("language", "en") != "en" for s in manifest["sentences"]):
@@ -212,7 +248,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--files", default="gb,us,cs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--concurrent", type=int, default=4, help="jobs at once (English files in turn); 0: none"
+    )
+    parser.add_argument("--peers", default="transcribe,batched")
     args = parser.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    if "batched" not in peers or not set(peers) <= {"transcribe", "batched"}:
+        raise SystemExit("--peers: batched, and optionally transcribe")
     keys = [k for k in args.files.split(",") if k]
     if args.model == "tiny.en" and "cs" in keys:
         keys.remove("cs")  # an English-only model has no languages to switch between
@@ -241,18 +284,35 @@ def main() -> None:
             language = file_plan(key, args.minutes)[1]
             product_runs[key] = run_product(stack, server.url(path.name), language)
             print(f"{path.name}: product {product_runs[key].wall_sec:.1f} s", flush=True)
+        english = [key for key in keys if file_plan(key, args.minutes)[1]]
+        at_once = [english[i % len(english)] for i in range(args.concurrent)] if english else []
+        if at_once:
+            jobs = [(server.url(media[k].name), file_plan(k, args.minutes)[1]) for k in at_once]
+            at_once_wall, at_once_runs = run_at_once(stack, jobs)
+            print(f"{len(jobs)} jobs at once: {at_once_wall:.1f} s", flush=True)
     rows = []
     verdicts = []
     for key, path in media.items():
         manifest = json.loads(path.with_suffix(".json").read_text())
         language = file_plan(key, args.minutes)[1]
         runs = [product_runs[key]]
-        for system in ("transcribe", "batched"):
+        for system in peers:
             runs.append(run_faster_whisper(system, model_dir, path, language))
             print(f"{path.name}: {system} {runs[-1].wall_sec:.1f} s", flush=True)
         scored = [(run, score(manifest, run.segments)) for run in runs]
         rows.append((path.stem, scored))
         verdicts += report(path.stem, manifest, scored)
+    if at_once:
+        batched = {name: dict((r.system, r) for r, _ in scored)["batched"].wall_sec
+                   for name, scored in rows}  # fmt: skip
+        manifests = {k: json.loads(media[k].with_suffix(".json").read_text()) for k in at_once}
+        at_once_scores = [
+            score(manifests[k], r.segments) for k, r in zip(at_once, at_once_runs, strict=True)
+        ]
+        verdicts += report_at_once(
+            at_once, at_once_wall, at_once_scores,
+            {key: batched[media[key].stem] for key in at_once},
+        )  # fmt: skip
     plot(rows, RESULTS / "accuracy.png")
     print(
         f"\nmodel {args.model} (int8), {available_cpus()} CPUs; plot: {RESULTS / 'accuracy.png'}\n"
