@@ -97,9 +97,8 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
             speakers = await _load_speakers(settings)
             app.state.speakers = speakers
             app.state.transcriber = ChunkTranscriber(
-                whisper, access, fetch, settings.max_inflight_clips, metrics, speakers,
-                pack_speech=settings.pack_speech,
-            )  # fmt: skip
+                whisper, access, fetch, settings.max_inflight_clips, metrics, speakers
+            )
             maintenance = asyncio.create_task(
                 pool.maintain(whisper_http, settings.whisper_refresh_sec)
             )

@@ -54,11 +54,6 @@ class ChunkWorkerSettings(BaseSettings):
     """Memory the range proxy may keep for file heads and tails (indexes, moov atoms)."""
     media_read_timeout_sec: float = Field(30.0, gt=0)
     """Give up on a media host that sends nothing for this long (FFmpeg reconnects first)."""
-    pack_speech: bool = True
-    """Send the model a micro chunk's speech end to end, its pauses shortened to the VAD's
-    padding, and cut micro chunks by that packed length: a 30 s window then holds ~30 s of
-    speech instead of ~27 s of audio with pauses, so a job takes fewer windows. Off: each
-    micro chunk's audio from its first speech to its last, pauses and all."""
     diarization: bool = True
     """Serve `diarize` requests: find who speaks in each micro chunk (pyannote segmentation and
     CAM++ speaker embeddings, ONNX on the CPU). Needs the converted weights in `models_dir`

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from services.chunk_worker.pipeline import MicroChunk, MicroChunker
+from services.chunk_worker.pipeline import MicroChunker
 from services.chunk_worker.silence import quietest_point
 from shared.schemas import SAMPLE_RATE_HZ
 
@@ -94,97 +94,3 @@ def test_audio_without_pauses_is_cut_between_half_and_the_maximum(kind: str) -> 
     assert len(times) >= 6
     for cut, chunk_start in times:
         assert 10 - 0.01 <= cut - chunk_start <= 20
-
-
-# -- packed micro chunks (the limit is on speech, not audio) -----------------------------------
-
-
-def loud_scores(audio: np.ndarray) -> np.ndarray:
-    """A stand-in for the VAD: a window is speech where the audio is loud."""
-    windows = audio.reshape(-1, 512)
-    loud: np.ndarray = np.sqrt((windows**2).mean(axis=1)) > 0.01
-    return loud.astype(np.float32)
-
-
-def talk(sentences: int, speech_sec: float, pause_sec: float) -> np.ndarray:
-    """Sentences of loud noise with quiet pauses between them."""
-    parts = []
-    for i in range(sentences):
-        parts += [noise(speech_sec, -20, seed=i), noise(pause_sec, -70, seed=100 + i)]
-    return as_pcm(np.concatenate(parts)).astype(np.float32)
-
-
-def packed_chunks(
-    samples: np.ndarray, max_sec: float, first_sec: float | None = None
-) -> list[MicroChunk]:
-    chunker = MicroChunker(
-        round(max_sec * RATE), 3200, round(first_sec * RATE) if first_sec else None, loud_scores
-    )
-    chunks = [
-        chunk
-        for start in range(0, len(samples), 32768)
-        for chunk in chunker.feed(samples[start : start + 32768])
-    ]
-    return chunks + list(chunker.finish())
-
-
-def test_packed_chunks_hold_the_limit_of_speech_across_more_audio() -> None:
-    # 4 s sentences, 2 s pauses: a 30 s limit of speech spans ~40 s of audio.
-    samples = talk(20, 4.0, 2.0)
-    chunks = packed_chunks(samples, 30.0)
-    assert sum(len(c.samples) for c in chunks) == len(samples)  # nothing lost or repeated
-    for chunk in chunks[:-1]:
-        assert chunk.speech is not None
-        speech = sum(e - s for s, e in chunk.speech)
-        assert 15.0 <= speech <= 30.0  # the limit is on speech ...
-        assert len(chunk.samples) / RATE > 30.0  # ... so a chunk holds more than 30 s of audio
-        cut = (chunk.offset_samples + len(chunk.samples)) / RATE
-        assert cut % 6.0 > 4.0  # and is cut in a pause
-
-
-def test_speech_spans_are_in_each_chunks_own_time() -> None:
-    samples = talk(10, 4.0, 2.0)
-    chunks = packed_chunks(samples, 20.0)
-    for chunk in chunks:
-        start = chunk.offset_samples / RATE
-        assert chunk.speech
-        for s, e in chunk.speech:  # each span is a sentence (VAD padding aside)
-            sentence = (start + s + 0.25) // 6.0
-            assert start + s >= sentence * 6.0 - 0.25
-            assert start + e <= sentence * 6.0 + 4.0 + 0.25
-
-
-def test_a_packed_chunk_without_enough_speech_stops_at_twice_the_limit() -> None:
-    samples = talk(3, 1.0, 30.0)  # little speech, long silences
-    chunks = packed_chunks(samples, 10.0)
-    assert all(len(c.samples) <= 20 * RATE for c in chunks)
-    assert sum(len(c.samples) for c in chunks) == len(samples)
-
-
-def test_the_first_packed_chunk_has_its_own_smaller_limit() -> None:
-    chunks = packed_chunks(talk(10, 4.0, 2.0), 30.0, first_sec=10.0)
-    assert chunks[0].speech is not None
-    assert sum(e - s for s, e in chunks[0].speech) <= 10.0
-    assert sum(e - s for s, e in chunks[1].speech or []) > 15.0
-
-
-def test_packed_cuts_do_not_depend_on_how_the_audio_arrives() -> None:
-    """Regression: the VAD scored each block as it came (FFmpeg's reads vary in size), so the
-    same file got other cuts, and other words, from run to run."""
-    samples = talk(12, 3.5, 1.3)
-
-    def fresh_state_scores(audio: np.ndarray) -> np.ndarray:
-        scores = loud_scores(audio)
-        scores[:4] = 0.0  # like the VAD's, a call's first windows lack the state before them
-        return scores
-
-    def run(block: int) -> list[tuple[int, list[tuple[float, float]] | None]]:
-        chunker = MicroChunker(20 * RATE, 3200, None, fresh_state_scores)
-        chunks = [
-            chunk
-            for start in range(0, len(samples), block)
-            for chunk in chunker.feed(samples[start : start + block])
-        ]
-        return [(c.offset_samples, c.speech) for c in chunks + list(chunker.finish())]
-
-    assert run(4096) == run(32768) == run(10_001)
