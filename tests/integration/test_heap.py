@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+"""The child imports `services` from here, wherever pytest was started."""
 
 RETAINED_AFTER_FREEING = """
 import sys
@@ -34,7 +38,7 @@ def _retained_mib(mode: str) -> float:
     env = {"PATH": "/usr/bin:/bin"}  # no MALLOC_* settings from the caller
     done = subprocess.run(
         [sys.executable, "-c", RETAINED_AFTER_FREEING, mode],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
+        env=env, cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return float(done.stdout)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+"""The child imports `services` from here, wherever pytest was started."""
 
 THREADS_AFTER_NUMPY = "{imports}; import os; print(len(os.listdir('/proc/self/task')))"
 
@@ -15,7 +19,7 @@ def _threads_after(imports: str) -> int:
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     done = subprocess.run(
         [sys.executable, "-c", THREADS_AFTER_NUMPY.format(imports=imports)],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
+        env=env, cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return int(done.stdout)
 
