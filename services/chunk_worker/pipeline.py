@@ -192,9 +192,10 @@ class ChunkTranscriber:
                 if not params.diarize:
                     return span, await transcribing, None
                 chunk_start = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
+                heard = (chunk_start + speech[0][0], chunk_start + speech[-1][1])
                 result, voices = await asyncio.gather(
                     transcribing,
-                    self.speakers.of_micro_chunk(chunk.samples / 32768.0, chunk_start),
+                    self.speakers.of_micro_chunk(chunk.samples / 32768.0, chunk_start, heard),
                 )
                 return span, result, voices
             finally:

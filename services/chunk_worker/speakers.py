@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 
 from shared.audio import decode_clip_bytes
-from shared.diarization.local import local_speakers
+from shared.diarization.local import local_speakers, within_speech
 from shared.diarization.models import SpeakerModels
 from shared.errors import BadRequestError, DiarizationUnavailableError, WhisperfleetError
 from shared.schemas import SAMPLE_RATE_HZ, LocalSpeaker
@@ -81,10 +81,14 @@ class Speakers:
             raise DiarizationUnavailableError(self.unavailable, param="params.diarize")
         return self.models
 
-    async def of_micro_chunk(self, pcm: np.ndarray, offset_sec: float) -> list[LocalSpeaker]:
-        """The voices heard in a micro chunk (16 kHz mono float32), times absolute."""
+    async def of_micro_chunk(
+        self, pcm: np.ndarray, offset_sec: float, speech: tuple[float, float]
+    ) -> list[LocalSpeaker]:
+        """The voices heard in a micro chunk (16 kHz mono float32), times absolute, within
+        `speech` (absolute seconds: where the VAD hears its first and last speech)."""
         models = self.require()
-        return await self._run(local_speakers, models, pcm, offset_sec)
+        voices = await self._run(local_speakers, models, pcm, offset_sec)
+        return within_speech(voices, *speech)
 
     async def embed_references(self, references: list[str]) -> list[list[float]]:
         """One embedding per known speaker's reference clip (data URLs), in order."""

@@ -156,6 +156,37 @@ def local_speakers(
     return speakers
 
 
+def within_speech(
+    speakers: list[LocalSpeaker], start_sec: float, end_sec: float
+) -> list[LocalSpeaker]:
+    """The voices cut to [start_sec, end_sec] (absolute): a micro chunk's first to last speech as
+    the VAD hears it. The segmentation model often hears a voice in the silence at a window's
+    first frames, most often the voice whose speech follows (a micro chunk is cut in a pause, so
+    it starts with one); cut there, a voice starts no earlier than the speech. On the generated
+    conversations (simulated cuts, macro chunks of 120 and 100 s) the false alarms went from
+    0.21-0.38% of the speech to 0.00-0.08% (DER 2 voices 0.27 -> 0.11% and 0.63 -> 0.33%,
+    4 voices 0.47 -> 0.26% and 0.94 -> 0.27%); the real recordings stayed as they were (AMI
+    excerpts 30.32 -> 30.19% and 24.65 -> 24.67%, the call 1.68%). Cutting to every VAD span
+    instead of their outer bounds missed 6-7% more of the AMI excerpts' speech. A voice left
+    without turns is dropped."""
+
+    def cut(spans: list[TimeSpan]) -> list[TimeSpan]:
+        kept = [
+            TimeSpan(start_sec=max(span.start_sec, start_sec), end_sec=min(span.end_sec, end_sec))
+            for span in spans
+        ]
+        return [span for span in kept if span.end_sec > span.start_sec]
+
+    cut_speakers = []
+    for speaker in speakers:
+        turns = cut(speaker.turns)
+        if turns:
+            cut_speakers.append(
+                speaker.model_copy(update={"turns": turns, "overlap": cut(speaker.overlap)})
+            )
+    return cut_speakers
+
+
 def window_starts(num_samples: int) -> list[int]:
     """First sample of each window: the fewest 10 s windows that cover the clip, evenly spread
     (one, zero-padded, for a clip up to 10 s)."""

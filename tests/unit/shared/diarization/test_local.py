@@ -14,14 +14,20 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from shared.diarization.local import LocalOptions, local_speakers, window_cores, window_starts
+from shared.diarization.local import (
+    LocalOptions,
+    local_speakers,
+    window_cores,
+    window_starts,
+    within_speech,
+)
 from shared.diarization.models import (
     FRAME_DURATION_SEC,
     FRAME_STEP_SEC,
     SEGMENTATION_FRAMES,
     SEGMENTATION_WINDOW_SAMPLES,
 )
-from shared.schemas import EMBEDDING_DIM, LocalSpeaker
+from shared.schemas import EMBEDDING_DIM, LocalSpeaker, TimeSpan
 
 RATE = 16000
 LEVEL_CLASS = {0: 0, 1: 1, 2: 2, 3: 4, 4: 3, 5: 1}
@@ -264,3 +270,29 @@ def test_a_longer_voice_heard_only_over_another_is_kept() -> None:
     pcm = scene(10, (0, 2, 1), (2, 4.5, 3), (4.5, 9, 1))  # 2.5 s >= phantom_sec
     speakers = local_speakers(FakeModels(), pcm, offset_sec=0.0)
     assert len(speakers) == 2
+
+
+def _speaker(turns: list[tuple[float, float]], overlap: list[tuple[float, float]]) -> LocalSpeaker:
+    return LocalSpeaker(
+        turns=[TimeSpan(start_sec=a, end_sec=b) for a, b in turns],
+        overlap=[TimeSpan(start_sec=a, end_sec=b) for a, b in overlap],
+        embedding=None,
+    )
+
+
+def test_voices_are_cut_to_the_micro_chunks_speech() -> None:
+    """A voice heard in the silence before the first speech (a window's first frames) or after
+    the last starts and ends with the speech; a voice heard only there is dropped."""
+    early = _speaker(
+        [(100.0, 100.4), (101.0, 104.0), (108.0, 112.0)], [(100.1, 100.3), (103.0, 103.5)]
+    )
+    phantom = _speaker([(100.0, 100.3)], [])
+    late = _speaker([(110.0, 113.0)], [(112.5, 113.0)])
+    cut = within_speech([early, phantom, late], 100.35, 111.0)
+    assert [spans(s) for s in cut] == [
+        [(100.35, 100.4), (101.0, 104.0), (108.0, 111.0)],
+        [(110.0, 111.0)],
+    ]
+    assert [(o.start_sec, o.end_sec) for o in cut[0].overlap] == [(103.0, 103.5)]
+    assert cut[1].overlap == []
+    assert within_speech([early], 0.0, 1000.0) == [early]
