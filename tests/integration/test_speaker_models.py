@@ -3,7 +3,8 @@
 Needs the converted weights in the default cache (`make setup` runs `python -m
 shared.diarization.weights`; `make test` depends on it), and skips with that command otherwise.
 The embeddings are compared with tests/media/speaker_reference.npz: what 3D-Speaker's own CAM++
-in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py);
+in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py;
+the cached model's convolutions are int8, so the bound is int8's, not float's);
 the segmentation scores with tests/media/segmentation_reference.npz: what the model as published
 gives before its convolutions are rewritten (scripts/make_segmentation_reference.py).
 """
@@ -69,13 +70,26 @@ def _clips(reference: dict[str, np.ndarray]) -> list[np.ndarray]:
 def test_embeddings_match_the_original_network(
     models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
 ) -> None:
+    """int8 convolutions: cosine 0.988-0.997 to the torch network on these clips (the float
+    conversion gave 0.99999+; another speaker's voice gives 0.2-0.3)."""
     ours = models.embed(_clips(reference))
     original = reference["embeddings"]
     original = original / np.linalg.norm(original, axis=1, keepdims=True)
     assert ours.shape == (len(original), EMBEDDING_DIM)
     assert ours.dtype == np.float32
     cosine = np.sum(ours * original, axis=1)
-    assert np.all(cosine >= 0.999), cosine
+    assert np.all(cosine >= 0.98), cosine
+    assert float(cosine.mean()) >= 0.99, cosine
+
+
+def test_the_embedding_network_runs_int8_convolutions(weights: DiarizationWeights) -> None:
+    graph = onnx.load(str(weights.embedding)).graph
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    made_by = {output: node for node in graph.node for output in node.output}
+    assert convs
+    for conv in convs:
+        assert made_by[conv.input[0]].op_type == "DequantizeLinear", conv.name
+        assert made_by[conv.input[1]].op_type == "DequantizeLinear", conv.name
 
 
 def test_embeddings_are_unit_vectors_that_tell_voices_apart(
