@@ -59,8 +59,9 @@ def conv_activations(model: onnx.ModelProto) -> list[str]:
 def observed_ranges(
     model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]]
 ) -> dict[str, Range]:
-    """(lowest, highest) value of each Conv input and output over `feeds`, by running the float
-    model in onnxruntime with those tensors as extra outputs."""
+    """(lowest, highest) value of each tensor `conv_activations` names, over `feeds`, by running
+    the float model in onnxruntime with those tensors as extra outputs."""
+    # Here only: the conversion itself (quantize_convs) is onnx and numpy, nothing that runs it.
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     names = conv_activations(model)
