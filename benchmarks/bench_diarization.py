@@ -28,7 +28,11 @@ DER is scored the standard way (tests/support/der.py: 0.25 s collar, overlapped 
 not scored, optimal label mapping; the reference bridges a speaker's pauses under 0.3 s). A known
 speaker is scored both ways: the share of their speech under their name, and the share of what
 carries their name that is their speech. Prints one table per file, the targets next to the
-figures, PASS/FAIL lines, and writes every figure to bench-results/diarization.json.
+figures, PASS/FAIL lines, and writes every figure to bench-results/diarization.json. Under each
+table, where /proc is: the CPU each service used for the jobs with and without `diarize`. The
+chunk workers' difference is what diarization costs; the model server's share moves by a few
+percent between identical jobs (what batching happens to do), which is the noise in the wall
+time's ratio.
 `--systems senko` needs neither the stack nor the diarization models.
 """
 
@@ -160,6 +164,9 @@ class Run:
     turns: list[Turn]
     wall_sec: float
     note: str = ""
+    cpu_sec: dict[str, float] | None = None
+    """CPU seconds each of the stack's services used during the job (children included; Linux
+    /proc only): less noisy than the wall time, and it shows where diarization's cost lands."""
 
 
 def make_media(file: BenchFile, folder: Path, workdir: Path) -> Media:
@@ -187,15 +194,38 @@ def params(diarize: bool, known: dict[str, str] | None = None) -> dict[str, Any]
     return params
 
 
+def stack_cpu_sec(stack: LocalStack) -> dict[str, float] | None:
+    """CPU seconds used so far by each service process and its children (user + system), from
+    /proc/<pid>/stat; None where there is no /proc."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used = {}
+    for service in stack.services:
+        assert service.process is not None
+        try:
+            fields = Path(f"/proc/{service.process.pid}/stat").read_text().rsplit(")", 1)[1]
+        except OSError:
+            return None
+        utime, stime, cutime, cstime = (int(x) for x in fields.split()[11:15])
+        used[service.name] = (utime + stime + cutime + cstime) / tick
+    return used
+
+
 def run_product(stack: LocalStack, url: str, system: str, job: dict[str, Any]) -> list[Run]:
     """The job through /v1/transcribe: scored on its speaker turns (who spoke when), and for a
     diarized job a second row on its labelled segments (what a transcript reader sees: speech
     without words, backchannels, counts as missed there)."""
+    cpu_before = stack_cpu_sec(stack)
     started = time.perf_counter()
     response = httpx.post(
         f"{stack.url}/v1/transcribe", json={"media_url": url, "params": job}, timeout=14400
     )
     wall = time.perf_counter() - started
+    cpu_after = stack_cpu_sec(stack)
+    cpu = (
+        {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after}
+        if cpu_before and cpu_after
+        else None
+    )
     if response.status_code != 200:
         raise SystemExit(f"{system}: HTTP {response.status_code}: {response.text[:500]}")
     output = response.json()
@@ -207,12 +237,12 @@ def run_product(stack: LocalStack, url: str, system: str, job: dict[str, Any]) -
     ]
     notes = [f"{len(output['macro_chunks'])} macro chunks"]
     if not job.get("diarize"):
-        return [Run(system, [], wall, ", ".join(notes))]
+        return [Run(system, [], wall, ", ".join(notes), cpu)]
     if len(labelled) < len(segments):
         notes.append(f"{len(segments) - len(labelled)} segments without a speaker")
     turns = [(t["start_sec"], t["end_sec"], t["speaker"]) for t in output["speaker_turns"]]
     return [
-        Run(system, turns, wall, ", ".join(notes)),
+        Run(system, turns, wall, ", ".join(notes), cpu),
         Run(f"{system} segments", labelled, wall, "the transcript's segments as turns"),
     ]
 
@@ -324,6 +354,9 @@ def report(media: Media, rows: list[Row], plain: Run | None) -> list[str]:
             f"{plain.system:<18} {'':>45} {plain.wall_sec:>7.1f}s "
             f"{duration / plain.wall_sec:>7.1f}  {plain.note}"
         )
+    product_run = next((row.run for row in rows if row.run.system == "product"), None)
+    if plain and product_run and plain.cpu_sec and product_run.cpu_sec:
+        print(cpu_line(plain.cpu_sec, product_run.cpu_sec, duration))
     by_system = {row.run.system: row for row in rows}
     verdicts: list[tuple[str, bool | None]] = []
     product = by_system.get("product")
@@ -371,6 +404,23 @@ def report(media: Media, rows: list[Row], plain: Run | None) -> list[str]:
             )
     verdict = {True: "PASS", False: "FAIL", None: "SKIP"}
     return [f"{verdict[ok]}  {media.file.name}: {text}" for text, ok in verdicts]
+
+
+def cpu_line(plain: dict[str, float], diarized: dict[str, float], duration_sec: float) -> str:
+    """Where the CPU went, without and with diarization: the chunk workers' difference is
+    diarization's cost; the model server's moves between identical jobs too (batching)."""
+
+    def parts(used: dict[str, float]) -> tuple[float, float, float]:
+        workers = sum(v for name, v in used.items() if name.startswith("chunk_worker"))
+        return sum(used.values()), used.get("whisper_gpu", 0.0), workers
+
+    (total0, model0, workers0), (total1, model1, workers1) = parts(plain), parts(diarized)
+    per_10_min = (workers1 - workers0) * 600 / duration_sec
+    return (
+        f"CPU, without / with diarize: whole job {total0:.1f} / {total1:.1f} s "
+        f"({total1 / total0:.3f}x), model server {model0:.1f} / {model1:.1f} s, chunk workers "
+        f"{workers0:.1f} / {workers1:.1f} s (diarization {per_10_min:.1f} s per 10 min of audio)"
+    )
 
 
 def ensure_weights(models_dir: Path) -> None:
@@ -530,12 +580,22 @@ def _results(media: Media, rows: list[Row], plain: Run | None) -> dict[str, Any]
                 "scored_sec": row.score.scored_sec,
                 "speakers_found": row.score.hypothesis_speakers,
                 "wall_sec": round(row.run.wall_sec, 2),
+                "cpu_sec": row.run.cpu_sec,
                 "names": row.names,
                 "note": row.run.note,
             }
             for row in rows
         }
-        | ({"product, no diarize": {"wall_sec": round(plain.wall_sec, 2)}} if plain else {}),
+        | (
+            {
+                "product, no diarize": {
+                    "wall_sec": round(plain.wall_sec, 2),
+                    "cpu_sec": plain.cpu_sec,
+                }
+            }
+            if plain
+            else {}
+        ),
     }
 
 
