@@ -41,6 +41,23 @@ ENGLISH_ONLY = "en"
 no detection, and decodes English whatever a request names."""
 TOKENS_PER_SECOND = 50
 """Encoder output frames per second of audio (20 ms each; Whisper's name for it)."""
+FULL_WINDOW_FRAMES = 3000
+"""Whisper's 30 s window in log-mel frames (10 ms each), what it was trained on."""
+MIN_ENCODED_FRAMES = 1000
+"""The shortest stretch the encoder sees (10 s): a few seconds of speech then padding, the way
+Whisper saw the ends of its training files."""
+ENCODED_PADDING_FRAMES = 100
+"""Padding after a window's speech (1 s), so the model hears it end."""
+
+
+def encoded_frames(frames: int, full_window: bool) -> int:
+    """How many log-mel frames the encoder sees for a window of `frames`: Whisper's 30 s, or
+    (not `full_window`) the window's own plus 1 s, at least 10 s, an even count (the encoder
+    halves it)."""
+    if full_window:
+        return FULL_WINDOW_FRAMES
+    wanted = max(MIN_ENCODED_FRAMES, frames + ENCODED_PADDING_FRAMES)
+    return min(FULL_WINDOW_FRAMES, wanted + wanted % 2)
 
 
 @dataclass(frozen=True)
@@ -91,8 +108,9 @@ class Decoded:
 class Decoder:
     """Wraps a loaded faster-whisper model; every method takes and returns whole batches."""
 
-    def __init__(self, model: WhisperModel) -> None:
+    def __init__(self, model: WhisperModel, *, full_window: bool = False) -> None:
         self.model = model
+        self.full_window = full_window
         self.ct2 = model.model
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._empty: np.ndarray | None = None
@@ -106,13 +124,15 @@ class Decoder:
         return self._tokenizers[key]
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        """Log-mel features of up to 30 s of audio, padded to Whisper's 3000 frames."""
-        from faster_whisper.audio import pad_or_trim
-
-        return np.asarray(pad_or_trim(self.model.feature_extractor(audio)[..., :-1]))
+        """Log-mel features of up to 30 s of audio, padded (`encoded_frames`)."""
+        mel = self.model.feature_extractor(audio)[..., :-1]
+        return padded(mel, encoded_frames(mel.shape[-1], self.full_window))
 
     def encode(self, features: Sequence[np.ndarray]) -> Any:
-        return self.model.encode(np.stack(features))
+        """One encoder call for the batch, every window padded to the longest: the encoder's
+        cost grows faster than its input (attention), so a 20 s window costs 0.4x a 30 s one."""
+        frames = max(f.shape[-1] for f in features)
+        return self.model.encode(np.stack([padded(f, frames) for f in features]))
 
     def languages(
         self, encoder_output: Any, request: DecodeRequest, hints: Sequence[str | None]
@@ -154,7 +174,7 @@ class Decoder:
         if not todo or request.options.language is not None or not self.ct2.is_multilingual:
             return result
         frames = on_host(encoder_output)
-        empty = self._empty_encoding(frames.dtype)
+        empty = self._empty_encoding(frames.dtype)[: frames.shape[1]]
         spliced = []
         for i in todo:
             cut = min(frames.shape[1], round(float(cuts_sec[i] or 0) * TOKENS_PER_SECOND))
@@ -171,8 +191,8 @@ class Decoder:
 
     def _empty_encoding(self, dtype: Any) -> np.ndarray:
         if self._empty is None:
-            silence = self.features(np.zeros(SAMPLE_RATE_HZ // 10, dtype=np.float32))
-            self._empty = on_host(self.encode([silence]))[0]
+            silence = self.model.feature_extractor(np.zeros(SAMPLE_RATE_HZ // 10, np.float32))
+            self._empty = on_host(self.encode([padded(silence, FULL_WINDOW_FRAMES)]))[0]
         return self._empty.astype(dtype)
 
     def generate(
@@ -304,6 +324,13 @@ def select(encoder_output: Any, indices: Sequence[int]) -> Any:
         return encoder_output
     array = on_host(encoder_output)[list(indices)]
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
+
+
+def padded(mel: np.ndarray, frames: int) -> np.ndarray:
+    """Log-mel features cut or padded with zeros to `frames`, as faster-whisper pads them."""
+    from faster_whisper.audio import pad_or_trim
+
+    return np.asarray(pad_or_trim(mel, frames))
 
 
 def on_host(encoder_output: Any) -> np.ndarray:

@@ -4,7 +4,8 @@ A clip comes with its speech spans (from the chunk worker's VAD, or computed her
 no speech never reach the model. The rest are decoded in rounds of batched *windows*:
 
     round 1   one window per clip: its speech, first span to last
-    decode    encode, language per window, generate (no timestamps), quality checks
+    decode    encode (at the window's length on CPU), language per window, generate (no
+              timestamps), quality checks
     align     every word gets its time from the cross-attention path
     check     speech the words don't cover -> a new window over it, for the next round:
               - speech after the last word (the model stopped early: the common loss)
@@ -151,7 +152,10 @@ class WindowEngine(ABC, Generic[ResultT]):
         self.model = model
         self.settings = settings
         self.metrics = metrics or ModelMetrics()
-        self.decoder = Decoder(model)
+        full_window = settings.encode_full_window
+        if full_window is None:
+            full_window = model.model.device == "cuda"
+        self.decoder = Decoder(model, full_window=full_window)
         fallback = settings.temperature_fallback
         self.temperature_fallback = self.fallback_by_default if fallback is None else fallback
 
@@ -256,13 +260,33 @@ class WindowEngine(ABC, Generic[ResultT]):
         results: list[ResultT],
         request: DecodeRequest,
     ) -> list[Window]:
-        """Decode one round of windows; return the windows of the next round."""
+        """Decode one round of windows; return the windows of the next round. Windows are
+        encoded at their own length (`decoding.encoded_frames`), so those of one length are
+        decoded together, shortest first: a window's transcript never depends on the windows
+        that share its batch."""
         self.metrics.rounds.inc()
-        features = [
-            w.features if w.features is not None else self._features(clips[w.clip].audio, w)
+        windows = [
+            w
+            if w.features is not None
+            else replace(w, features=self._features(clips[w.clip].audio, w))
             for w in windows
         ]
-        encoder_output = self.decoder.encode(features)
+        lengths = sorted({_frames(w) for w in windows})
+        follow_up: list[Window] = []
+        for length in lengths:
+            group = [w for w in windows if _frames(w) == length]
+            follow_up += self._decode(clips, group, results, request)
+        return follow_up
+
+    def _decode(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        results: list[ResultT],
+        request: DecodeRequest,
+    ) -> list[Window]:
+        """Decode windows of one encoded length together; return the next round's windows."""
+        encoder_output = self.decoder.encode([_features_of(w) for w in windows])
         languages = self.decoder.languages(encoder_output, request, [w.hint for w in windows])
         follow_up, kept = self._split_languages(clips, windows, encoder_output, languages, request)
         if not kept:
@@ -530,3 +554,13 @@ def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSeg
         )
         floor = end
     return clamped
+
+
+def _features_of(window: Window) -> np.ndarray:
+    if window.features is None:
+        raise ValueError("a window is decoded before its features are computed")
+    return window.features
+
+
+def _frames(window: Window) -> int:
+    return int(_features_of(window).shape[-1])

@@ -219,6 +219,46 @@ def test_a_clip_gets_the_same_transcript_alone_or_in_a_batch(engine: RandomEngin
     assert [t.duration_sec for t in batched] == [3.0, 11.0, 29.0]
 
 
+def encoded_lengths(engine: WindowEngine[Any], clips: list[PreparedClip]) -> list[list[int]]:
+    """The log-mel frames of each encoder call while the clips are transcribed together."""
+    calls: list[list[int]] = []
+    encode = engine.decoder.encode
+
+    def spy(features: Any) -> Any:
+        calls.append([f.shape[-1] for f in features])
+        return encode(features)
+
+    engine.decoder.encode = spy  # type: ignore[method-assign]
+    try:
+        engine.transcribe_batch(clips, DecodeOptions(language="en"))
+    finally:
+        del engine.decoder.encode
+    return calls
+
+
+def test_a_window_is_encoded_at_its_speech_length_and_batched_with_its_own_length(
+    engine: RandomEngine,
+) -> None:
+    audio = speech_40s()
+    clips = [engine.prepare(audio[: 16000 * seconds]) for seconds in (11, 24, 11)]
+    speech = [c.speech[-1][1] - c.speech[0][0] for c in clips]
+    calls = encoded_lengths(engine, clips)
+    # The two 11 s clips in one call (shortest first), the 24 s one in its own.
+    assert [len(call) for call in calls] == [2, 1], calls
+    assert calls[0][0] == calls[0][1]
+    for frames, seconds in ((calls[0][0], speech[0]), (calls[1][0], speech[1])):
+        assert abs(frames - (seconds * 100 + 100)) <= 2, (frames, seconds)
+
+
+def test_full_window_encoding_gives_every_window_thirty_seconds(model_cache_dir: Path) -> None:
+    settings = random_tiny(model_cache_dir).model_copy(update={"encode_full_window": True})
+    full = load_engine(settings, choose_placement(settings))
+    assert isinstance(full, RandomEngine)
+    audio = speech_40s()
+    clips = [full.prepare(audio[: 16000 * seconds]) for seconds in (11, 29)]
+    assert encoded_lengths(full, clips) == [[3000, 3000]]
+
+
 def detected(engine: RandomEngine, clip: PreparedClip, request: DecodeRequest) -> tuple[str, float]:
     """What the model's language detection says of a clip's first window, on its own."""
     assert clip.features is not None

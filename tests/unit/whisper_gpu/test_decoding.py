@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.whisper_gpu.decoding import Decoded, compression_ratio, cut_repetition, select
+from services.whisper_gpu.decoding import (
+    Decoded,
+    compression_ratio,
+    cut_repetition,
+    encoded_frames,
+    padded,
+    select,
+)
 
 
 def test_a_phrase_looping_three_times_is_kept_once() -> None:
@@ -45,3 +52,28 @@ def test_selecting_windows_of_a_batch_keeps_their_rows() -> None:
     view = ctranslate2.StorageView.from_array(rows)
     assert select(view, [0, 1, 2, 3]) is view
     assert np.array_equal(np.asarray(select(view, [1, 3])), rows[[1, 3]])
+
+
+def test_a_window_is_encoded_at_its_own_length_plus_a_second() -> None:
+    assert encoded_frames(2000, full_window=False) == 2100
+    assert encoded_frames(2001, full_window=False) == 2102  # even: the encoder halves it
+
+
+def test_a_short_window_is_encoded_as_ten_seconds() -> None:
+    assert encoded_frames(150, full_window=False) == 1000
+
+
+def test_a_window_near_thirty_seconds_is_encoded_as_thirty() -> None:
+    assert encoded_frames(2950, full_window=False) == 3000
+    assert encoded_frames(3000, full_window=False) == 3000
+
+
+def test_full_windows_are_always_thirty_seconds() -> None:
+    assert encoded_frames(150, full_window=True) == 3000
+
+
+def test_features_are_padded_with_zeros_or_cut() -> None:
+    mel = np.ones((80, 5), dtype=np.float32)
+    assert padded(mel, 8)[:, 5:].tolist() == np.zeros((80, 3)).tolist()
+    assert padded(mel, 8)[:, :5].tolist() == mel.tolist()
+    assert padded(mel, 3).shape == (80, 3)
