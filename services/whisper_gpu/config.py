@@ -43,10 +43,11 @@ class WhisperSettings(BaseSettings):
     but off for random models (their output never passes the checks, so every window would be
     decoded four times)."""
     encode_full_window: bool | None = None
-    """Encode every window as Whisper's full 30 s, as faster-whisper does. Off, the encoder sees
-    a window's own audio plus 1 s of padding (at least 10 s), which costs less than its share
-    of 30 s: a 20 s window 0.4x. Default: off on CPU, on with CUDA (a batch must share one
-    length, and windows of many lengths would split CUDA's batches)."""
+    """Encode every window as Whisper's full 30 s, as faster-whisper does. Off, a clip's first
+    window is encoded at its own length plus 1 s of padding (at least 10 s), which costs less
+    than its share of 30 s (a 20 s window 0.4x); later rounds' windows are 30 s either way.
+    Default: off on CPU, on with CUDA (a batch must share one length, and windows of many
+    lengths would split CUDA's batches)."""
     max_batch_size: int = Field(0, ge=0, le=256)
     """Most clips in one model call; 0 = auto: 16 on CUDA, 1 on CPU, where a batch costs as
     much per clip as one clip alone and then waits for its slowest member, so replicas per core

@@ -123,10 +123,11 @@ class Decoder:
             )
         return self._tokenizers[key]
 
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        """Log-mel features of up to 30 s of audio, padded (`encoded_frames`)."""
+    def features(self, audio: np.ndarray, *, full_window: bool = False) -> np.ndarray:
+        """Log-mel features of up to 30 s of audio, padded (`encoded_frames`): to 30 s if this
+        decoder or the caller asks for it."""
         mel = self.model.feature_extractor(audio)[..., :-1]
-        return padded(mel, encoded_frames(mel.shape[-1], self.full_window))
+        return padded(mel, encoded_frames(mel.shape[-1], self.full_window or full_window))
 
     def encode(self, features: Sequence[np.ndarray]) -> Any:
         """One encoder call for the batch, every window padded to the longest: the encoder's

@@ -250,6 +250,15 @@ def test_a_window_is_encoded_at_its_speech_length_and_batched_with_its_own_lengt
         assert abs(frames - (seconds * 100 + 100)) <= 2, (frames, seconds)
 
 
+def test_only_a_clips_first_window_is_encoded_short(engine: RandomEngine) -> None:
+    audio = speech_40s()
+    lengths = {
+        kind: engine._features(audio, Window(0, 1.0, 6.0, kind=kind)).shape[-1]
+        for kind in ("clip", "gap", "retry", "language")
+    }
+    assert lengths == {"clip": 1000, "gap": 3000, "retry": 3000, "language": 3000}
+
+
 def test_full_window_encoding_gives_every_window_thirty_seconds(model_cache_dir: Path) -> None:
     settings = random_tiny(model_cache_dir).model_copy(update={"encode_full_window": True})
     full = load_engine(settings, choose_placement(settings))
