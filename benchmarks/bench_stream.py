@@ -6,9 +6,9 @@ stack and right after another client abandoned a job; and streaming vs JSON tota
 Builds a 20-minute and a 2-hour MP3 from the committed speech (stream copy, seconds), serves
 them with range support and starts the real stack. Scenarios, one after the other:
 
-    idle         each file streamed alone: seconds to the first segment
+    idle         each file streamed alone, 3 s after the job before: seconds to the first segment
     abandoned    a client streams the 20-minute file, leaves after its first segment, and 3 s
-                 later another client streams the 2-hour file: its first segment
+                 later (then at once) another client streams the 2-hour file: its first segment
     totals       (with --totals) each file streamed to the end and fetched as JSON: the ratio
 
 Targets: first segment within 3 s on an idle stack whatever the length, within 5 s right after
@@ -104,25 +104,29 @@ def main() -> None:
             return {"media_url": media.url(path.name), "params": {"language": "en"}}
 
         first_segment(stack.url, body(short), leave=True)  # warm every process once
-        time.sleep(3)
-        idle = {
-            path.name: first_segment(stack.url, body(path), leave=True)[0] for path in (short, long)
-        }
-        time.sleep(3)
-        first_segment(stack.url, body(short), leave=True)  # a client who leaves at once...
-        time.sleep(3)
-        after_abandoned = first_segment(stack.url, body(long), leave=True)[0]  # ...and the next
+        idle = {}
+        for path in (short, long):
+            # Idle: the job before, left after its first segment, has let go of the machine (a
+            # model call already running finishes: up to a window's decode, about 1.5 s).
+            time.sleep(3)
+            idle[path.name] = first_segment(stack.url, body(path), leave=True)[0]
+        after: dict[float, float] = {}
+        for gap in (3.0, 0.0):
+            time.sleep(3)
+            first_segment(stack.url, body(short), leave=True)  # a client who leaves at once...
+            time.sleep(gap)
+            after[gap] = first_segment(stack.url, body(long), leave=True)[0]  # ...and the next
         print(f"\nmodel {args.model}, {args.workers} workers\n")
         print(f"{'scenario':<44} {'first segment':>14}")
         for name, seconds in idle.items():
             print(f"{'idle stack: ' + name:<44} {seconds:>13.2f}s")
             ok = verdict(seconds <= 3)
             lines.append(f"{ok}  {name}, idle: first segment {seconds:.2f} s <= 3 s")
-        print(f"{'3 s after an abandoned job: ' + long.name:<44} {after_abandoned:>13.2f}s")
-        lines.append(
-            f"{verdict(after_abandoned <= 5)}  {long.name}, 3 s after an abandoned job: "
-            f"first segment {after_abandoned:.2f} s <= 5 s"
-        )
+        for gap, seconds in after.items():
+            scenario = f"{gap:g} s after an abandoned job: {long.name}"
+            print(f"{scenario:<44} {seconds:>13.2f}s")
+            ok = verdict(seconds <= 5)
+            lines.append(f"{ok}  {scenario}: first segment {seconds:.2f} s <= 5 s")
         if args.totals:
             for path in (short, long):
                 _, stream_total = first_segment(stack.url, body(path), leave=False)
