@@ -7,12 +7,15 @@ Builds a 20-minute and a 2-hour MP3 from the committed speech (stream copy, seco
 them with range support and starts the real stack. Scenarios, one after the other:
 
     idle         each file streamed alone, 3 s after the job before: seconds to the first segment
+    diarize      the same with `diarize`, right after each idle run: the speakers must not delay
+                 the first words (the worker answers a micro chunk once its voices are found too)
     abandoned    a client streams the 20-minute file, leaves after its first segment, and 3 s
                  later (then at once) another client streams the 2-hour file: its first segment
     totals       (with --totals) each file streamed to the end and fetched as JSON: the ratio
 
-Targets: first segment within 3 s on an idle stack whatever the length, within 5 s right after
-an abandoned job; a streamed job no slower than 1.05x the JSON endpoint.
+Targets: first segment within 3 s on an idle stack whatever the length, with `diarize` within
+0.5 s of the same file without it, within 5 s right after an abandoned job; a streamed job no
+slower than 1.05x the JSON endpoint.
 """
 
 from __future__ import annotations
@@ -100,16 +103,21 @@ def main() -> None:
     lines = []
     with stack, MediaServer(folder) as media:
 
-        def body(path: Path) -> dict[str, object]:
-            return {"media_url": media.url(path.name), "params": {"language": "en"}}
+        def body(path: Path, diarize: bool = False) -> dict[str, object]:
+            params: dict[str, object] = {"language": "en"}
+            if diarize:
+                params["diarize"] = True
+            return {"media_url": media.url(path.name), "params": params}
 
         first_segment(stack.url, body(short), leave=True)  # warm every process once
-        idle = {}
+        idle, diarized = {}, {}
         for path in (short, long):
             # Idle: the job before, left after its first segment, has let go of the machine (a
             # model call already running finishes: up to a window's decode, about 1.5 s).
             time.sleep(3)
             idle[path.name] = first_segment(stack.url, body(path), leave=True)[0]
+            time.sleep(3)
+            diarized[path.name] = first_segment(stack.url, body(path, diarize=True), leave=True)[0]
         after: dict[float, float] = {}
         for gap in (3.0, 0.0):
             time.sleep(3)
@@ -122,6 +130,13 @@ def main() -> None:
             print(f"{'idle stack: ' + name:<44} {seconds:>13.2f}s")
             ok = verdict(seconds <= 3)
             lines.append(f"{ok}  {name}, idle: first segment {seconds:.2f} s <= 3 s")
+        for name, seconds in diarized.items():
+            print(f"{'idle stack, diarize: ' + name:<44} {seconds:>13.2f}s")
+            ok = verdict(seconds <= idle[name] + 0.5)
+            lines.append(
+                f"{ok}  {name}, idle, diarize: first segment {seconds:.2f} s <= "
+                f"{idle[name]:.2f} s without + 0.5 s"
+            )
         for gap, seconds in after.items():
             scenario = f"{gap:g} s after an abandoned job: {long.name}"
             print(f"{scenario:<44} {seconds:>13.2f}s")
