@@ -26,6 +26,8 @@ APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 SENTENCE_END = ".。!！?？"
 _MAX_MEDIAN_WORD_SEC = 0.7
 _IMPLAUSIBLE_WORD_SEC = 1.5
+_NO_TIME_SEC = 0.5 / TOKENS_PER_SECOND
+"""Less than half an alignment frame (20 ms): a word the path gave no frame of its own."""
 
 
 @dataclass
@@ -83,6 +85,22 @@ def _words_from_path(tokenizer: Tokenizer, tokens: list[int], result: Any) -> li
         probability = float(np.mean(probabilities[first:last])) if last > first else 0.0
         words.append(AlignedWord(word, start, max(start, end), probability, word_tokens))
     return words
+
+
+def words_past_the_audio(words: Sequence[AlignedWord]) -> int:
+    """How many of a window's last words the alignment gave no time at all: a run of two or
+    more words of zero duration at the end. The path runs out of frames there because the model
+    decoded past the audio it heard; with a window encoded at its own length, that is most
+    often the last sentence said again (two_voices_20s.wav's last clip: "... many requests
+    together. A model server matches clips from many requests together." with every word of
+    the second one at the clip's end). Real words always get a frame or more; had the model
+    heard real speech there, the coverage check decodes it again (`windows.py`)."""
+    run = 0
+    for word in reversed(words):
+        if word.end_sec - word.start_sec > _NO_TIME_SEC:
+            break
+        run += 1
+    return run if run >= 2 else 0
 
 
 def split_words(tokenizer: Tokenizer, tokens: list[int]) -> tuple[list[str], list[list[int]]]:

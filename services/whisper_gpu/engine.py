@@ -6,7 +6,9 @@ no speech never reach the model. The rest are decoded in rounds of batched *wind
     round 1   one window per clip: its speech, first span to last
     decode    encode (round 1 at the window's length on CPU, later rounds 30 s), language
               per window, generate (no timestamps), quality checks
-    align     every word gets its time from the cross-attention path
+    align     every word gets its time from the cross-attention path; words the path gives no
+              time at the window's end were decoded past the audio (a sentence said twice) and
+              are dropped
     check     speech the words don't cover -> a new window over it, for the next round:
               - speech after the last word (the model stopped early: the common loss)
               - speech between two words (a skipped sentence), or before the first
@@ -38,7 +40,7 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 from faster_whisper import WhisperModel
 
-from services.whisper_gpu.alignment import AlignedWord, align_words
+from services.whisper_gpu.alignment import AlignedWord, align_words, words_past_the_audio
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
 from services.whisper_gpu.metrics import ModelMetrics
@@ -427,6 +429,10 @@ class WhisperEngine(WindowEngine[_Words]):
         for index, (window, result) in enumerate(zip(windows, decoded, strict=True)):
             speech = speech_within(clips[window.clip].speech, window)
             words = aligned.get(index, [])
+            past = words_past_the_audio(words)
+            if past:
+                self.metrics.words_past_the_audio.inc(past)
+                words = words[:-past]
             for word in words:
                 word.start_sec += window.start_sec
                 word.end_sec += window.start_sec

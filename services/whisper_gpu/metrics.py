@@ -6,8 +6,9 @@ abandoned requests (cancelled); `no_speech` counts clips answered without the mo
 
 The rest show what completeness costs (`engine.py`): rounds per batch, windows decoded by why
 (`gap` and `retry` are the coverage check's), windows halved for their language, decodes
-repeated at a higher temperature, and windows still open when the rounds ran out (their clips
-come back `incomplete`: words may be missing).
+repeated at a higher temperature, words dropped because the model decoded past the audio, and
+windows still open when the rounds ran out (their clips come back `incomplete`: words may be
+missing).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class ModelMetrics:
         self.fallbacks = Counter(
             "whisper_temperature_fallbacks",
             "Window decodes repeated at a higher temperature after failing the quality checks",
+            registry=self.registry,
+        )
+        self.words_past_the_audio = Counter(
+            "whisper_words_past_the_audio",
+            "Words dropped because the alignment gave them no time at a window's end: the model "
+            "decoded past the audio it heard (most often its last sentence again)",
             registry=self.registry,
         )
         self.windows_given_up = Counter(

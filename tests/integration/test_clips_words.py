@@ -23,7 +23,9 @@ from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
 from shared import fleet
 from shared.audio import pcm16_to_wav
+from shared.clients import SPEECH_HEADER
 from shared.schemas import ClipTranscription
+from shared.vad import format_spans, speech_spans
 from tests.support.real_models import audio_16k, faster_whisper, manifest
 from tests.support.scoring import HypSegment, score
 
@@ -31,11 +33,13 @@ MEDIA = "words_en_180s"
 
 
 @contextlib.asynccontextmanager
-async def model_server(model_cache_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def model_server(
+    model_cache_dir: Path, model: str = "tiny.en"
+) -> AsyncIterator[httpx.AsyncClient]:
     """The model server app with its lifespan (model loading, batcher), called in-process."""
     secret = secrets.token_urlsafe(32)
     settings = WhisperSettings(
-        model="tiny.en", model_cache_dir=model_cache_dir, num_workers=1, fleet_secret=secret
+        model=model, model_cache_dir=model_cache_dir, num_workers=1, fleet_secret=secret
     )
     app: FastAPI = create_app(settings, on_load_failure=lambda: None)
     async with app.router.lifespan_context(app):
@@ -107,3 +111,33 @@ async def check_clips(client: httpx.AsyncClient, model_cache_dir: Path) -> None:
         errors[1] += theirs.errors
         assert result.segments[-1].end_sec >= relative["sentences"][-1]["end_sec"] - 0.5
     assert errors[0] <= errors[1], f"word errors {errors[0]}, faster-whisper's {errors[1]}"
+
+
+async def test_a_sentence_decoded_past_the_audio_comes_back_once(model_cache_dir: Path) -> None:
+    """two_voices_20s.wav's last micro chunk as a chunk worker sends it (7.3 s to the end, cut
+    to its speech, with its speech spans): encoded at its own length, `base` decoded the last
+    sentence twice, the second time past the audio, every word of it at the clip's end."""
+    audio = audio_16k("two_voices_20s.wav")[int(7.285 * 16000) :]
+    speech = speech_spans(audio)
+    first, last = int(speech[0][0] * 16000), int(np.ceil(speech[-1][1] * 16000))
+    samples = audio[first:last]
+    shifted = [(s - first / 16000, e - first / 16000) for s, e in speech]
+    async with model_server(model_cache_dir, model="base") as client:
+        response = await client.post(
+            "/v1/clips?language=en",
+            content=pcm16_to_wav((samples * 32767).astype(np.int16)),
+            headers={"content-type": "audio/wav", SPEECH_HEADER: format_spans(shifted)},
+        )
+    assert response.status_code == 200, response.text
+    ours = [s.text for s in ClipTranscription.model_validate(response.json()).segments]
+    theirs_segments, _ = faster_whisper("base", model_cache_dir).transcribe(samples, language="en")
+    theirs = [s.text for s in theirs_segments]
+
+    def words(texts: list[str]) -> list[str]:
+        return [w.strip(".,!?").lower() for text in texts for w in text.split()]
+
+    last_sentence = "a model server matches clips from many requests together"
+    said = " ".join(words(ours))
+    assert said.count(last_sentence) == 1, ours
+    assert " ".join(words(theirs)).count(last_sentence) == 1, theirs
+    assert len(words(ours)) <= len(words(theirs)) + 2, (ours, theirs)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from services.whisper_gpu.alignment import AlignedWord, _limit_long_words, _merge_punctuation
+from services.whisper_gpu.alignment import (
+    AlignedWord,
+    _limit_long_words,
+    _merge_punctuation,
+    words_past_the_audio,
+)
 
 
 def word(text: str, start: float, end: float, tokens: list[int] | None = None) -> AlignedWord:
@@ -39,3 +44,23 @@ def test_the_last_word_of_a_sentence_is_limited_to_twice_the_median() -> None:
     words = [word(" one", 0.0, 0.3), word(" two", 0.3, 0.6), word(" day.", 0.6, 3.0)]
     _limit_long_words(words)
     assert words[-1].end_sec == 0.6 + 2 * 0.3
+
+
+def test_words_the_alignment_gave_no_time_at_the_end_are_past_the_audio() -> None:
+    heard = [
+        word(" many", 10.1, 10.4),
+        word(" requests", 10.4, 10.7),
+        word(" together.", 10.7, 11.4),
+    ]
+    again = [word(" A", 11.84, 11.84), word(" model", 11.84, 11.84), word(" server.", 11.84, 11.84)]
+    assert words_past_the_audio(heard + again) == 3
+    assert words_past_the_audio(heard + again[:2]) == 2
+
+
+def test_one_word_without_time_or_words_without_time_before_others_are_kept() -> None:
+    heard = [word(" many", 10.1, 10.4), word(" requests", 10.4, 10.7)]
+    assert words_past_the_audio([*heard, word(" yes.", 10.7, 10.7)]) == 0
+    squeezed = [word(" a", 9.0, 9.0), word(" b", 9.0, 9.0)]
+    assert words_past_the_audio([*squeezed, *heard]) == 0
+    assert words_past_the_audio(heard) == 0
+    assert words_past_the_audio([]) == 0
