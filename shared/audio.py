@@ -41,11 +41,12 @@ def read_pcm16_wav(data: bytes) -> np.ndarray | None:
     return samples
 
 
-def decode_clip_bytes(data: bytes) -> np.ndarray:
+def decode_clip_bytes(data: bytes, subject: str = "the clip") -> np.ndarray:
     """Audio bytes in any container `shared.containers` allows, as 16 kHz mono float32. PyAV
     is held to the sniffed demuxer and opens nothing the data names (an `ffconcat` body would
-    otherwise make it read the server's own files); 415 for anything else."""
-    container = sniff_bytes(data)
+    otherwise make it read the server's own files); 415 for anything else, calling the bytes
+    `subject`."""
+    container = sniff_bytes(data, subject)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
     pieces: list[np.ndarray] = []
     with av.open(

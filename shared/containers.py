@@ -207,26 +207,32 @@ _NOT_MEDIA: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
 _PLAYLISTS = ("playlist", "manifest", "concat list", "URLs")
 
 
-def _refusal(body: bytes) -> UnsupportedMediaError:
+def _refusal(body: bytes, subject: str) -> UnsupportedMediaError:
     text = body.lstrip(b"\xef\xbb\xbf \t\r\n")
+    param = _param(subject)
     known = ", ".join(sorted({c.name for c in _ALL}))
     for pattern, kind in _NOT_MEDIA:
         if pattern.match(text):
             if any(word in kind for word in _PLAYLISTS):
+                itself = "the URL of the media" if param else "the audio"
                 return UnsupportedMediaError(
-                    f"media_url is {kind}, not a media file: give the URL of the media "
-                    "itself (this server reads one file; it never follows the URLs or files "
-                    "a playlist names)",
-                    param="media_url",
+                    f"{subject} is {kind}, not a media file: give {itself} itself (this server "
+                    "reads one file; it never follows the URLs or files a playlist names)",
+                    param=param,
                 )
             return UnsupportedMediaError(
-                f"media_url is {kind}, not audio or video (readable: {known})",
-                param="media_url",
+                f"{subject} is {kind}, not audio or video (readable: {known})", param=param
             )
     return UnsupportedMediaError(
-        f"media_url is not audio or video in a container this server reads ({known})",
-        param="media_url",
+        f"{subject} is not audio or video in a container this server reads ({known})",
+        param=param,
     )
+
+
+def _param(subject: str) -> str | None:
+    """The request field an error names: `media_url` for a file fetched by URL; none for bytes
+    a request carries (its caller names the field)."""
+    return subject if subject == "media_url" else None
 
 
 class NestedOpenRefusedError(UnsupportedMediaError):
@@ -253,12 +259,13 @@ def pyav_options(container: Container) -> dict[str, Any]:
     }
 
 
-def sniff_bytes(data: bytes) -> Container:
-    """`sniff_container` for a file held whole in memory (a clip sent to the model server)."""
+def sniff_bytes(data: bytes, subject: str = "the clip") -> Container:
+    """`sniff_container` for a file held whole in memory (a clip sent to the model server, a
+    known speaker's reference); errors call it `subject`."""
     tag_end = read_after_tag(data[:SNIFF_BYTES])
     if tag_end is not None:
-        return sniff_container(data[tag_end : tag_end + SNIFF_BYTES].lstrip(b"\x00"))
-    return sniff_container(data[:SNIFF_BYTES])
+        return sniff_container(data[tag_end : tag_end + SNIFF_BYTES].lstrip(b"\x00"), subject)
+    return sniff_container(data[:SNIFF_BYTES], subject)
 
 
 def read_after_tag(head: bytes) -> int | None:
@@ -268,11 +275,12 @@ def read_after_tag(head: bytes) -> int | None:
     return tag_end if len(head) >= SNIFF_BYTES and tag_end > SNIFF_BYTES // 2 else None
 
 
-def sniff_container(head: bytes) -> Container:
+def sniff_container(head: bytes, subject: str = "media_url") -> Container:
     """The container of a file that starts with `head` (or of the bytes after its ID3 tag);
-    UnsupportedMediaError (415) for anything this server does not read."""
+    UnsupportedMediaError (415), calling the file `subject`, for anything this server does not
+    read."""
     if not head:
-        raise UnsupportedMediaError("media_url is empty (0 bytes)", param="media_url")
+        raise UnsupportedMediaError(f"{subject} is empty (0 bytes)", param=_param(subject))
     body = head[id3v2_length(head) :]
     if head.startswith(b"ID3"):
         body = body.lstrip(b"\x00")  # padding after the tag
@@ -283,4 +291,4 @@ def sniff_container(head: bytes) -> Container:
         return ADTS
     if mpeg_bitrates(body) is not None:
         return MP3
-    raise _refusal(body)
+    raise _refusal(body, subject)

@@ -109,11 +109,9 @@ def _reference_pcm(reference: str, index: int) -> np.ndarray:
             f"known speaker reference {index} is not valid base64 in a data URL", param=param
         ) from None
     try:
-        pcm = decode_clip_bytes(data)
+        pcm = decode_clip_bytes(data, subject=f"known speaker reference {index}")
     except WhisperfleetError as exc:
-        raise BadRequestError(
-            f"known speaker reference {index}: {exc.message}", param=param
-        ) from None
+        raise BadRequestError(exc.message, param=param) from None
     except Exception:
         raise BadRequestError(
             f"known speaker reference {index} is not audio that can be decoded "

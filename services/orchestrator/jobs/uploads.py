@@ -51,8 +51,9 @@ logger = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_FIELD_BYTES = 64 * 1024
-_REFERENCE_BYTES = 512 * 1024
-"""A known speaker's reference clip as a data URL: 10 s of 16 kHz WAV is 427 KB."""
+_REFERENCE_BYTES = 3 * 1024 * 1024
+"""A known speaker's reference clip as a data URL: 10 s of 48 kHz stereo 16-bit WAV (what a
+recorder or a browser makes) is 2.6 MB, of 16 kHz mono WAV 427 KB."""
 _FIELD_BYTES = {
     "known_speaker_references[]": _REFERENCE_BYTES,
     "known_speaker_references": _REFERENCE_BYTES,
@@ -341,9 +342,20 @@ class _Receiver:
         self._value += data[start:end]
         self._form_bytes += end - start
         if len(self._value) > _FIELD_BYTES.get(self._name or "", _MAX_FIELD_BYTES):
-            raise BadRequestError(f"form field {self._name!r} is too long", param=self._name)
+            raise self._too_long()
         if self._form_bytes > _MAX_FORM_BYTES:
             raise BadRequestError("the form's fields are too long together", param=self._name)
+
+    def _too_long(self) -> BadRequestError:
+        name = self._name or ""
+        if name.startswith("known_speaker_references"):
+            index = len(self.form.fields.get(name, []))
+            return BadRequestError(
+                f"known speaker reference {index} is over {_REFERENCE_BYTES // 2**20} MB as a "
+                "data URL; give 2-10 s of the speaker alone (10 s of 16 kHz mono WAV is 0.4 MB)",
+                param=f"known_speaker_references[{index}]",
+            )
+        return BadRequestError(f"form field {name!r} is too long", param=name)
 
     def _part_end(self) -> None:
         if self._file is not None:

@@ -66,6 +66,7 @@ async def test_an_unusable_reference_is_a_400_naming_it(
         await Speakers(CountingModels()).embed_references([good, make(speech)])  # type: ignore[operator]
     assert caught.value.param == "known_speaker_references[1]"
     assert words in caught.value.message
+    assert "media_url" not in caught.value.message  # the clip is not the job's media
 
 
 def _own_priority() -> int:

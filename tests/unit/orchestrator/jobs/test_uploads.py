@@ -83,24 +83,30 @@ async def test_the_file_goes_to_disk_and_the_fields_are_kept(tmp_path: Path) -> 
 async def test_reference_clips_fit_in_their_fields_and_other_fields_stay_small(
     tmp_path: Path,
 ) -> None:
-    """10 s of 16 kHz WAV as a data URL is 427 KB: it must fit in a reference field (and eight
-    of them in the JSON `params`), while other fields keep their 64 KiB cap."""
+    """10 s of 48 kHz stereo 16-bit WAV (a recorder's, a browser's) as a data URL is 2.6 MB: it
+    must fit in a reference field (and eight 10 s clips of 16 kHz in the JSON `params`), while
+    other fields keep their 64 KiB cap. A reference over the cap is a 400 naming which one."""
     store = make_store(tmp_path)
+    recorded = "data:audio/wav;base64," + "A" * (4 * 10 * 48_000 * 2 * 2 // 3)
     clip = "data:audio/wav;base64," + "A" * 426_672
     files = {"file": ("talk.mp3", b"ID3", "audio/mpeg")}
     async with client(store) as http:
         fits = await http.post("/upload", files=files, data={
-            "known_speaker_references[]": [clip, clip], "params": "x" * (8 * len(clip)),
+            "known_speaker_references[]": [clip, recorded], "params": "x" * (8 * len(clip)),
         })  # fmt: skip
         too_long = await http.post(
-            "/upload", files=files, data={"known_speaker_references[]": clip + "A" * 100_000}
+            "/upload",
+            files=files,
+            data={"known_speaker_references[]": [clip, "A" * (3 * 2**20 + 1)]},
         )
         prompt = await http.post("/upload", files=files, data={"prompt": "x" * 70_000})
     assert fits.status_code == 200, fits.text
-    assert [len(v) for v in fits.json()["fields"]["known_speaker_references[]"]] == [len(clip)] * 2
-    for refused, field in ((too_long, "known_speaker_references[]"), (prompt, "prompt")):
+    sizes = [len(v) for v in fits.json()["fields"]["known_speaker_references[]"]]
+    assert sizes == [len(clip), len(recorded)]
+    for refused, field in ((too_long, "known_speaker_references[1]"), (prompt, "prompt")):
         assert refused.status_code == 400
         assert refused.json()["error"]["param"] == field
+    assert "known speaker reference 1 is over 3 MB" in too_long.json()["error"]["message"]
 
 
 async def test_an_upload_over_the_cap_is_a_413_and_leaves_nothing(tmp_path: Path) -> None:
