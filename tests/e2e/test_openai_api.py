@@ -110,6 +110,22 @@ def test_bad_values_are_clear_400s(english_stack: LocalStack, clip_40s: Path) ->
             client.audio.transcriptions.create(model="whisper-1", file=file, **kwargs)
 
 
+def test_a_file_that_is_not_audio_is_a_415_naming_the_file_not_a_media_url(
+    english_stack: LocalStack,
+) -> None:
+    """An upload is read back at one of this server's own URLs, but the client sent a file."""
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(english_stack).audio.transcriptions.create(
+            model="whisper-1", file=("notes.txt", b"not audio " * 100, "text/plain")
+        )
+    assert caught.value.status_code == 415
+    body = caught.value.body
+    assert isinstance(body, dict), body
+    detail = body.get("error", body)
+    assert detail["param"] == "file", body
+    assert detail["message"].startswith("the uploaded file is not audio or video"), body
+
+
 def test_chunking_strategies_are_accepted(
     english_stack: LocalStack, clip_40s: Path, model_cache_dir: Path
 ) -> None:

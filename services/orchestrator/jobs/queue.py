@@ -306,7 +306,9 @@ class JobQueue:
 
     async def events(self, job_id: str, after: int) -> AsyncGenerator[StoredEvent, None]:
         """The job's events after `after`, as they are kept, until its last one. Woken by the
-        run on this replica, or by the watcher's one query for jobs others run."""
+        run on this replica, or by the watcher's one query for jobs others run. A client that
+        resumes at or after the last event of a job that has ended gets nothing and the end at
+        once (it would otherwise wait for an event that never comes, pinged forever)."""
         with self.watcher.watch(job_id) as watch:
             while True:
                 woken = watch.woken  # taken before reading: a wake from now on is not lost
@@ -319,6 +321,9 @@ class JobQueue:
                 if not batch:
                     if watch.gone:
                         return  # deleted (retention)
+                    last = await self.store.last_event(job_id)
+                    if last is not None and last.name in TERMINAL_EVENTS:
+                        return
                     await woken.wait()
 
     # ---- the claim loop

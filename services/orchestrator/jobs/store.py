@@ -741,6 +741,18 @@ class JobStore:
             rows = (await connection.execute(query)).all()
         return [StoredEvent(row[0], row[1], row[2]) for row in rows]
 
+    async def last_event(self, job_id: str) -> StoredEvent | None:
+        """The job's last event (None: none yet, or no such job)."""
+        query = (
+            sa.select(job_events.c.seq, job_events.c.name, job_events.c.data)
+            .where(job_events.c.job_id == job_id)
+            .order_by(job_events.c.seq.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else StoredEvent(row[0], row[1], row[2])
+
     async def last_event_seqs(self, job_ids: Collection[str]) -> dict[str, int]:
         """The last event id of each job (-1: none yet), in one query; a deleted job is
         missing from the answer."""

@@ -355,7 +355,8 @@ class _Receiver:
                 "data URL; give 2-10 s of the speaker alone (10 s of 16 kHz mono WAV is 0.4 MB)",
                 param=f"known_speaker_references[{index}]",
             )
-        return BadRequestError(f"form field {name!r} is too long", param=name)
+        limit = _FIELD_BYTES.get(name, _MAX_FIELD_BYTES) // 1024
+        return BadRequestError(f"form field {name!r} is over {limit} KB", param=name)
 
     def _part_end(self) -> None:
         if self._file is not None:

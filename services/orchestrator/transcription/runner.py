@@ -39,7 +39,7 @@ from services.orchestrator.transcription.speakers import Diarization, JobSpeaker
 from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
 from shared.diarization.clustering import KnownSpeaker
-from shared.errors import NotReadyError, PayloadTooLargeError
+from shared.errors import NotReadyError, PayloadTooLargeError, WhisperfleetError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -243,22 +243,25 @@ class JobRunner:
         credential), not a client's, so no address rule applies."""
         started = time.perf_counter()
         policy = self.media.policy_for(upload)
-        probe = await probe_media(
-            self.media.client_for(upload),
-            request.media_url,
-            policy,
-            self.settings.probe_timeout_sec,
-            self.settings.probe_deadline_sec,
-            self.media.headers_for(upload),
-            self.probe_slots,
-        )
+        try:
+            probe = await probe_media(
+                self.media.client_for(upload),
+                request.media_url,
+                policy,
+                self.settings.probe_timeout_sec,
+                self.settings.probe_deadline_sec,
+                self.media.headers_for(upload),
+                self.probe_slots,
+            )
+        except WhisperfleetError as exc:
+            raise (about_the_upload(exc) if upload is not None else exc) from None
         duration = probe.duration_sec
         longest = self.settings.max_duration_sec
         if longest and duration > longest:
             raise PayloadTooLargeError(
                 f"the media is {duration:.0f} s long; this server takes at most {longest:g} s "
                 "(ORCHESTRATOR_MAX_DURATION_SEC)",
-                param="media_url",
+                param="media_url" if upload is None else UPLOAD_FIELD,
             )
         job = Job(request, duration, started, upload)
         return await self.with_known_speakers(job)
@@ -459,3 +462,18 @@ class JobRunner:
         async for event in self.events(job):
             transcript.add(event)
         return transcript.output()
+
+
+UPLOAD_FIELD = "file"
+"""The form field an upload comes in (every upload route's)."""
+
+
+def about_the_upload(error: WhisperfleetError) -> WhisperfleetError:
+    """A check of an uploaded file's media, told about the file the client sent: it gave no
+    `media_url` (the upload is read back at one of this server's own)."""
+    if error.param == "media_url":
+        error.param = UPLOAD_FIELD
+        if error.message.startswith("media_url "):
+            error.message = "the uploaded file " + error.message.removeprefix("media_url ")
+            error.args = (error.message,)
+    return error

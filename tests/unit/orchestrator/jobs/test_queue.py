@@ -66,6 +66,29 @@ async def test_cancelling_a_queued_job_ends_its_events_and_removes_its_upload(
     assert not (tmp_path / "uploads" / upload_id).exists()
 
 
+async def test_resuming_at_or_after_an_ended_jobs_last_event_ends_at_once(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """A client that reconnects with the id of the footer it already has (or a later one) must
+    get the end of the stream, not a connection held open by pings forever."""
+    media = MediaStore(tmp_path / "uploads", "http://127.0.0.1:1", 1 << 20, 0)
+    await store.create("job_1", "anonymous", "{}", None, None)
+    lease = (await store.claim("me", 30, 1)).leases[0]
+    await store.append_events(
+        lease, [StoredEvent(0, "header", "{}"), StoredEvent(1, "segment", "{}")]
+    )
+    await store.finish(lease, JobStatus.SUCCEEDED, event=("footer", "{}"))
+    settings = OrchestratorSettings(database_url="sqlite://")
+    async with httpx.AsyncClient() as client:
+        queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
+        async with asyncio.timeout(5):
+            resumed = {
+                after: [event.name async for event in queue.events("job_1", after)]
+                for after in (0, 1, 2, 99)
+            }
+    assert resumed == {0: ["segment", "footer"], 1: ["footer"], 2: [], 99: []}
+
+
 async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobStore) -> None:
     await store.create("job_1", "anonymous", "{}", None, None)
     first_run = (await store.claim("me", 30, 1)).leases[0]

@@ -12,8 +12,14 @@ import httpx
 import pytest
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.transcription.runner import Job, JobRunner, MediaClients, Transcript
-from shared.errors import MediaHostError
+from services.orchestrator.transcription.runner import (
+    Job,
+    JobRunner,
+    MediaClients,
+    Transcript,
+    about_the_upload,
+)
+from shared.errors import BadRequestError, MediaHostError, UnsupportedMediaError
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -249,3 +255,12 @@ async def test_the_plan_waits_for_the_chunks_so_tasks_dont_pile_up_ahead_of_the_
     assert sum(isinstance(e, MacroChunkReport) for e in events) == 200
     # 4 running + 4 queued chunks, the plan and its 4 searches, the test itself
     assert most <= 4 + 4 + 1 + 4 + 2, most
+
+
+def test_a_failed_check_of_an_upload_names_the_file_not_a_media_url() -> None:
+    error = about_the_upload(
+        UnsupportedMediaError("media_url has no audio stream", param="media_url")
+    )
+    assert (error.param, error.message) == ("file", "the uploaded file has no audio stream")
+    other = about_the_upload(BadRequestError("bad language", param="language"))
+    assert (other.param, other.message) == ("language", "bad language")
