@@ -87,7 +87,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             app.state.media_store = store
             media = MediaClients(public_media, policy, own_media, fleet.headers(secret))
             app.state.runner = runner = JobRunner(workers, media, settings)
-            app.state.job_queue = queue = JobQueue(job_store, runner, store, webhook_http, settings)
+            app.state.job_queue = queue = JobQueue(
+                job_store, runner, store, webhook_http, settings, webhook_policy=policy
+            )
             maintenance = asyncio.create_task(
                 pool.maintain(worker_http, settings.worker_refresh_sec)
             )

@@ -23,7 +23,7 @@ Nothing outside this package opens a connection to a media host; import from the
 """
 
 from shared.media_host.addresses import AddressPolicy, MediaAddressRefusedError
-from shared.media_host.connections import media_client, sync_media_client
+from shared.media_host.connections import check_destination, media_client, sync_media_client
 from shared.media_host.deadline import Deadline
 from shared.media_host.failures import status_error, transfer_retries, transport_error
 from shared.media_host.media_file import MediaFile
@@ -33,6 +33,7 @@ __all__ = [
     "Deadline",
     "MediaAddressRefusedError",
     "MediaFile",
+    "check_destination",
     "media_client",
     "status_error",
     "sync_media_client",

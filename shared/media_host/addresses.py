@@ -72,8 +72,16 @@ class AddressPolicy:
             return "not global"
         return None
 
-    def check(self, host: str, addresses: Sequence[str]) -> str:
-        """The first address of `host` the policy allows; MediaAddressRefusedError if none."""
+    def check(
+        self,
+        host: str,
+        addresses: Sequence[str],
+        *,
+        param: str = "media_url",
+        doing: str = "fetches media only from",
+    ) -> str:
+        """The first address of `host` the policy allows; MediaAddressRefusedError (naming
+        `param`, saying what the server `doing` public addresses) if none."""
         allower = self.setting or "this server's configuration"
         reasons = []
         for text in addresses:
@@ -83,10 +91,10 @@ class AddressPolicy:
                 return text
             reasons.append(f"{address} ({reason})")
         raise MediaAddressRefusedError(
-            f"{host} resolves to {', '.join(reasons) or 'no address'}: the server fetches "
-            f"media only from public addresses (not loopback, private, carrier-grade NAT, "
-            f"link-local, documentation or other special ranges) unless {allower} allows them",
-            param="media_url",
+            f"{host} resolves to {', '.join(reasons) or 'no address'}: the server {doing} "
+            f"public addresses (not loopback, private, carrier-grade NAT, link-local, "
+            f"documentation or other special ranges) unless {allower} allows them",
+            param=param,
         )
 
 

@@ -44,6 +44,21 @@ def _host_only(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+async def check_destination(policy: AddressPolicy, url: str, param: str, doing: str) -> None:
+    """Refuse now (MediaAddressRefusedError naming `param`) a URL whose host resolves only to
+    addresses `policy` refuses, rather than when it is used; a host that doesn't resolve now
+    passes (its connection will say so, and may be retried). Its connection checks again."""
+    parsed = httpx.URL(url)
+    try:
+        infos = await anyio.getaddrinfo(
+            parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80),
+            type=socket.SOCK_STREAM,
+        )  # fmt: skip
+    except OSError:
+        return
+    policy.check(parsed.host, [str(info[4][0]) for info in infos], param=param, doing=doing)
+
+
 class _GuardedAsyncBackend(httpcore.AnyIOBackend):
     """Resolves once, checks, connects to the checked address (see the module docstring)."""
 

@@ -160,6 +160,21 @@ async def test_a_job_for_a_refused_address_is_refused_at_submit_and_never_queued
     assert listed.json() == {"object": "list", "data": [], "has_more": False}
 
 
+async def test_a_webhook_to_a_refused_address_is_refused_at_submit_not_after_the_job(
+    tmp_path: Path, host: MediaServer
+) -> None:
+    """Loopback is refused by this configuration: the webhook would never be delivered."""
+    async with serve(create_app(settings(tmp_path))) as client:
+        response = await client.post(
+            "/v1/jobs",
+            json={"media_url": host.url("speech_40s.wav"), "webhook_url": "http://127.0.0.1:9/h"},
+        )
+        listed = await client.get("/v1/jobs")
+    assert_error(response, 422, "media_address_refused", "sends webhooks only to")
+    assert response.json()["error"]["param"] == "webhook_url"
+    assert listed.json()["data"] == []
+
+
 async def test_job_lookups_are_404_and_bad_options_422(tmp_path: Path) -> None:
     async with serve(create_app(settings(tmp_path))) as client:
         missing = await client.get("/v1/jobs/job_0123")

@@ -60,6 +60,7 @@ from services.orchestrator.transcription.runner import (
 )
 from shared.aio import cancel_and_wait
 from shared.errors import RateLimitedError, WhisperfleetError
+from shared.media_host import AddressPolicy, check_destination
 from shared.schemas import (
     JobInfo,
     JobRequest,
@@ -158,11 +159,14 @@ class JobQueue:
         webhook_client: httpx.AsyncClient,
         settings: OrchestratorSettings,
         watch_interval_sec: float = 0.5,
+        webhook_policy: AddressPolicy | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
         self.media_store = media_store
         self.webhook_client = webhook_client
+        self.webhook_policy = webhook_policy
+        """The address rule of `webhook_client`, checked at submit too (None: only there)."""
         self.settings = settings
         self.instance = settings.instance_id
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -224,6 +228,13 @@ class JobQueue:
         """Check the media now (a bad URL or file is a 4xx here, not a failed job later: range
         support, duration, the same as `/v1/transcribe`), then queue the job."""
         own = OwnUpload(upload.id, upload.filename) if upload is not None else None
+        if request.webhook_url is not None and self.webhook_policy is not None:
+            await check_destination(  # the rule delivery applies, before any work
+                self.webhook_policy,
+                str(request.webhook_url),
+                param="webhook_url",
+                doing="sends webhooks only to",
+            )
         job = await self.runner.prepare(self.transcription(request, own), upload=own)
         job_id = "job_" + secrets.token_hex(12)
         try:
@@ -322,8 +333,10 @@ class JobQueue:
                     if watch.gone:
                         return  # deleted (retention)
                     last = await self.store.last_event(job_id)
+                    if last is not None and last.seq > after:
+                        continue  # written since the read above: read them
                     if last is not None and last.name in TERMINAL_EVENTS:
-                        return
+                        return  # resumed at or after the end
                     await woken.wait()
 
     # ---- the claim loop
