@@ -177,7 +177,8 @@ def _speaker_params(args: argparse.Namespace) -> dict[str, Any]:
     """Diarization's params; each `--speaker NAME=FILE` read now, so a bad one is an error
     before anything is sent."""
     params: dict[str, Any] = {}
-    if args.diarize or args.speakers or args.speaker:
+    wants_speakers = getattr(args, "format", None) == Format.DIARIZED_JSON
+    if args.diarize or args.speakers or args.speaker or wants_speakers:
         params["diarize"] = True
     if args.speakers:
         params["num_speakers"] = args.speakers

@@ -22,6 +22,11 @@ json, and a cue never holds two: a segment's words are cut where their speaker c
     diarized_json  `speaker` on every segment ("" where none was heard: the SDK wants a string)
 Labels are written on one line (whitespace collapsed); in WebVTT, escaped.
 
+Gaps. When the model server gave up on some speech (`incomplete` micro chunks: words may be
+missing), the JSON formats say how many micro chunks: `"incomplete_clips": N`, only when above
+0 (a key the SDKs keep as an extra field); a text format can't say it (the OpenAI route puts it
+in a header as well: `X-Whisperfleet-Incomplete-Clips`).
+
 Used by the OpenAI-compatible API, the page (through `POST /v1/render`) and the CLI, so a
 subtitle file looks the same wherever it comes from. Plain functions over the shared schemas.
 """
@@ -103,17 +108,30 @@ class Cue:
     speaker: str | None = None
 
 
+class NotDiarizedError(ValueError):
+    """diarized_json asked of a transcript made without diarization."""
+
+
 def render(
     output: TranscribeOutput, fmt: Format | str, *, task: str = "transcribe", words: bool = False
 ) -> str:
-    """The transcript in `fmt` (a `Format`, or its name: ValueError for an unknown one)."""
+    """The transcript in `fmt` (a `Format`, or its name: ValueError for an unknown one;
+    NotDiarizedError for diarized_json of a transcript made without `diarize`, whose every
+    speaker would be "")."""
+    gaps = {"incomplete_clips": n} if (n := incomplete_clips(output)) else {}
     match Format.parse(fmt):
         case Format.JSON:
-            return json.dumps({"text": full_text(output.segments)}, ensure_ascii=False)
+            return json.dumps({"text": full_text(output.segments), **gaps}, ensure_ascii=False)
         case Format.VERBOSE_JSON:
-            return json.dumps(verbose_json(output, task=task, words=words), ensure_ascii=False)
+            body = verbose_json(output, task=task, words=words)
+            return json.dumps({**body, **gaps}, ensure_ascii=False)
         case Format.DIARIZED_JSON:
-            return json.dumps(diarized_json(output, task=task), ensure_ascii=False)
+            if output.speakers is None:  # set, maybe empty, whenever a job diarized
+                raise NotDiarizedError(
+                    "diarized_json needs a transcript made with diarize=true; this one has no "
+                    "speakers (ask for verbose_json, or transcribe with diarize=true)"
+                )
+            return json.dumps({**diarized_json(output, task=task), **gaps}, ensure_ascii=False)
         case Format.TEXT | Format.TXT:
             return text(output.segments)
         case Format.SRT:
@@ -122,6 +140,11 @@ def render(
             return vtt(output.segments)
         case Format.TSV:
             return tsv(output.segments)
+
+
+def incomplete_clips(output: TranscribeOutput) -> int:
+    """Micro chunks the model server gave up on in part (words may be missing there)."""
+    return sum(micro.incomplete for macro in output.macro_chunks for micro in macro.micro_chunks)
 
 
 def diarized(segments: Sequence[Segment]) -> bool:

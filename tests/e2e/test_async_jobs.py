@@ -156,6 +156,11 @@ def test_a_url_job_succeeds_with_the_synchronous_transcript_and_renders(
 
     srt = httpx.get(f"{job_stack.url}/v1/jobs/{info.id}?format=srt").text
     assert srt.startswith("1\n") and "-->" in srt
+    # Speakers were not asked for: diarized_json would label every segment "".
+    unlabelled = httpx.get(f"{job_stack.url}/v1/jobs/{info.id}?format=diarized_json")
+    assert unlabelled.status_code == 400, unlabelled.text
+    assert unlabelled.json()["error"]["param"] == "format"
+    assert "diarize=true" in unlabelled.json()["error"]["message"]
     listed = httpx.get(f"{job_stack.url}/v1/jobs", params={"status": "succeeded"}).json()
     assert info.id in [j["id"] for j in listed["data"]]
     assert all(j["result"] is None for j in listed["data"])  # pages stay small

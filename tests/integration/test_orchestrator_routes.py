@@ -322,6 +322,21 @@ async def test_an_unknown_format_is_a_422_naming_it_on_every_route_that_renders(
     assert rendered.headers["content-type"] == "text/vtt; charset=utf-8"
 
 
+async def test_diarized_json_of_a_transcript_without_speakers_is_a_400_naming_format(
+    tmp_path: Path,
+) -> None:
+    said = {"start_time_sec": 0.0, "end_time_sec": 1.0, "text": " Hi.", "bcp47_key": "en"}
+    plain = {"segments": [said],
+             "input_duration_sec": 1.0, "processing_duration_sec": 1.0, "speedup": 1.0}  # fmt: skip
+    async with serve(create_app(settings(tmp_path))) as client:
+        refused = await client.post("/v1/render?format=diarized_json", json={"output": plain})
+        diarized = {**plain, "speakers": [], "segments": []}  # diarized, nobody spoke
+        rendered = await client.post("/v1/render?format=diarized_json", json={"output": diarized})
+    assert_error(refused, 400, "bad_request", "diarize=true")
+    assert refused.json()["error"]["param"] == "format"
+    assert rendered.status_code == 200 and rendered.json()["segments"] == []
+
+
 async def test_metrics_are_the_fleets_and_count_incomplete_clips(tmp_path: Path) -> None:
     app = create_app(settings(tmp_path, fleet_secret=SecretStr(SECRET)))
     async with serve(app) as client:

@@ -71,7 +71,8 @@ class ScriptedServer:
         self.streamed = [labelled(float(i), text, who) for i, (text, who) in enumerate(pairs)]
         final = [{**s, "speaker": labels[s["speaker"]]} for s in self.streamed]
         self.result = {"segments": final, "input_duration_sec": 2.0,
-                       "processing_duration_sec": 1.0, "speedup": 2.0}  # fmt: skip
+                       "processing_duration_sec": 1.0, "speedup": 2.0,
+                       "speakers": list(dict.fromkeys(labels.values()))}  # fmt: skip
         self.footer: dict[str, Any] = {"input_duration_sec": 2.0, "speedup": 2.0,
                                        "processing_duration_sec": 1.0, "num_segments": 2,
                                        "languages": ["en"]}  # fmt: skip
@@ -141,6 +142,16 @@ def test_diarize_alone_asks_for_speakers_and_nothing_else(
     params = server.submitted[0]["params"]
     assert params["diarize"] is True
     assert not {"num_speakers", "known_speaker_names"} & set(params)
+
+
+def test_the_diarized_json_format_asks_for_speakers_by_itself(
+    scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = scripted({"A": "Ann", "B": "B"})
+    assert main(["transcribe", CALL, "-q", "-f", "diarized_json"]) == 0
+    assert server.submitted[0]["params"]["diarize"] is True
+    body = json.loads(capsys.readouterr().out)
+    assert [s["speaker"] for s in body["segments"]] == ["Ann", "B"]
 
 
 @pytest.mark.parametrize(

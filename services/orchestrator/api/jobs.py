@@ -15,8 +15,8 @@ from services.orchestrator.api.sse import respond
 from services.orchestrator.jobs.queue import JobQueue
 from services.orchestrator.jobs.store import JobRecord
 from shared.aio import finish_shielded
-from shared.errors import ConflictError, InvalidRequestError, NotFoundError
-from shared.formats import Format, render
+from shared.errors import BadRequestError, ConflictError, InvalidRequestError, NotFoundError
+from shared.formats import Format, NotDiarizedError, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -93,9 +93,11 @@ async def get_job(
             param="format",
         )
     task = row.job_request().params.task
-    return Response(
-        render(info.result, format, task=task, words=words), media_type=format.media_type
-    )
+    try:
+        text = render(info.result, format, task=task, words=words)
+    except NotDiarizedError as exc:
+        raise BadRequestError(f"job {job_id}: {exc}", param="format") from None
+    return Response(text, media_type=format.media_type)
 
 
 @router.get(

@@ -30,7 +30,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from services.orchestrator.api.auth import Caller, GateDep
 from services.orchestrator.api.deps import ERRORS, Runner, Store
@@ -42,8 +42,8 @@ from services.orchestrator.transcription.speakers import Diarization
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import BadRequestError, InvalidRequestError
-from shared.formats import Format, diarized_segment, render, segment_id
-from shared.schemas import Segment, TranscribeParams
+from shared.formats import Format, diarized_segment, incomplete_clips, render, segment_id
+from shared.schemas import Segment, StreamFooter, TranscribeParams
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -95,6 +95,9 @@ class TextSegment(BaseModel):
 class TextDone(BaseModel):
     type: str = "transcript.text.done"
     text: str
+    incomplete_clips: int = Field(0, exclude_if=lambda value: not value)
+    """Ours: micro chunks the model server gave up on in part (words may be missing); present
+    only when above 0."""
 
 
 @router.get("/v1/models", response_model=ModelList)
@@ -150,7 +153,9 @@ async def _answer(
     finally:
         await finish_shielded(held.aclose)
     text = render(output, options.response_format, task=task, words=options.words)
-    return Response(text, media_type=options.response_format.media_type)
+    gaps = incomplete_clips(output)
+    headers = {"X-Whisperfleet-Incomplete-Clips": str(gaps)} if gaps else None
+    return Response(text, media_type=options.response_format.media_type, headers=headers)
 
 
 async def _text_events(
@@ -158,12 +163,15 @@ async def _text_events(
 ) -> AsyncGenerator[tuple[str, BaseModel], None]:
     """OpenAI's streaming transcription: a delta per segment in timeline order, then done."""
     pieces: list[str] = []
+    gaps = 0
     async for event in events:
+        if isinstance(event, StreamFooter):
+            gaps = event.incomplete_clips
         if isinstance(event, Segment) and event.text.strip():
             delta = event.text.strip() if not pieces else " " + event.text.strip()
             pieces.append(delta)
             yield "transcript.text.delta", TextDelta(delta=delta)
-    yield "transcript.text.done", TextDone(text="".join(pieces))
+    yield "transcript.text.done", TextDone(text="".join(pieces), incomplete_clips=gaps)
 
 
 async def _segment_events(
@@ -176,9 +184,12 @@ async def _segment_events(
     said: list[tuple[int, Segment]] = []
     final: dict[str, str] = {}
     index = -1
+    gaps = 0
     async for event in events:
         if isinstance(event, Diarization):  # the job's `speakers` event
             final = event.speaker_map.labels
+        if isinstance(event, StreamFooter):
+            gaps = event.incomplete_clips
         if not isinstance(event, Segment):
             continue
         index += 1
@@ -195,7 +206,7 @@ async def _segment_events(
             "transcript.text.segment",
             TextSegment.model_validate(diarized_segment(index, segment)),
         )
-    yield "transcript.text.done", TextDone(text="".join(pieces))
+    yield "transcript.text.done", TextDone(text="".join(pieces), incomplete_clips=gaps)
 
 
 class OpenAIOptions(BaseModel):
@@ -215,15 +226,21 @@ class OpenAIOptions(BaseModel):
                 "translations have no diarized_json; diarize with /v1/audio/transcriptions",
                 param="response_format",
             )
-        granularities = set(form.fields.get("timestamp_granularities[]", []))
-        granularities |= set(form.fields.get("timestamp_granularities", []))
+        granularities = set(form_array(form, "timestamp_granularities"))
         if not granularities <= {"segment", "word"}:
             raise BadRequestError(
                 "timestamp_granularities[] takes 'segment' and/or 'word'",
-                param="timestamp_granularities",
+                param="timestamp_granularities[]",
             )
         _check_chunking_strategy(form)
         stream = _boolean(form.get("stream"), "stream")
+        if "word" in granularities and (stream or response_format != Format.VERBOSE_JSON):
+            # Words cost an alignment pass; only verbose_json has a place for them.
+            raise BadRequestError(
+                "timestamp_granularities[]=word gives words only in response_format="
+                "verbose_json (not streamed); send that, or leave out 'word'",
+                param="timestamp_granularities[]",
+            )
         if stream and task == "translate":
             raise BadRequestError("translations don't stream; omit stream", param="stream")
         diarize = _boolean(form.get("diarize"), "diarize") or (
@@ -260,8 +277,7 @@ def _speaker_fields(form: UploadForm, diarize: bool) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, field in _SPEAKER_FIELDS.items():
         if field.endswith("[]"):
-            items = form.fields.get(field, []) + form.fields.get(name, [])
-            if items:
+            if items := form_array(form, name):
                 values[name] = items
         elif value := form.get(field):
             values[name] = value
@@ -272,6 +288,21 @@ def _speaker_fields(form: UploadForm, diarize: bool) -> dict[str, Any]:
             param=field,
         )
     return values
+
+
+def form_array(form: UploadForm, name: str) -> list[str]:
+    """An array field however a client encodes it: `name[]` repeated (the SDKs), `name`
+    repeated, or indexed `name[0]`, `name[1]` ... (qs-style encoders), in order."""
+    indexed = sorted(
+        (int(key[len(name) + 1 : -1]), values)
+        for key, values in form.fields.items()
+        if key.startswith(name + "[") and key.endswith("]") and key[len(name) + 1 : -1].isdigit()
+    )
+    return [
+        *form.fields.get(name + "[]", []),
+        *form.fields.get(name, []),
+        *(value for _, values in indexed for value in values),
+    ]
 
 
 def _invalid(exc: ValidationError) -> BadRequestError | InvalidRequestError:

@@ -293,6 +293,8 @@ class _Receiver:
         self._file: IO[bytes] | None = None
         self._fields = 0
         self._form_bytes = 0
+        self._closed = False
+        """The closing boundary came: the body was sent whole."""
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -303,6 +305,7 @@ class _Receiver:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def _part_begin(self) -> None:
@@ -374,9 +377,18 @@ class _Receiver:
                 self._value.decode("utf-8", "replace")
             )
 
+    def _end(self) -> None:
+        self._closed = True
+
     def result(self) -> UploadForm:
         if self._file is not None:
             raise BadRequestError("the upload ended before its file did", param=self.file_field)
+        if not self._closed:  # python-multipart's finalize() does not check it
+            raise BadRequestError(
+                "the multipart body is malformed (it ends before its closing boundary); "
+                "send the whole form",
+                param=self.file_field,
+            )
         return self.form
 
     def discard(self) -> None:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from shared import formats
-from shared.schemas import Segment, TranscribeOutput, Word
+from shared.schemas import MacroChunkReport, MicroChunkReport, Segment, TranscribeOutput, Word
 
 
 def segment(start: float, end: float, text: str, words: list[Word] | None = None) -> Segment:
@@ -25,12 +25,14 @@ def segment(start: float, end: float, text: str, words: list[Word] | None = None
     )
 
 
-def output(*segments: Segment) -> TranscribeOutput:
+def output(*segments: Segment, speakers: list[str] | None = None) -> TranscribeOutput:
+    """A transcript; `speakers` (maybe empty) marks one made with diarization."""
     return TranscribeOutput(
         segments=list(segments),
         input_duration_sec=12.5,
         processing_duration_sec=1.0,
         speedup=12.5,
+        speakers=speakers,
     )
 
 
@@ -122,6 +124,7 @@ DIALOGUE = output(
     said(2.0, 3.5, " How are you?", "A"),
     said(4.0, 5.0, " Fine.", "B"),
     said(5.5, 6.0, " Good.", "A"),
+    speakers=["A", "B"],
 )
 
 
@@ -240,5 +243,40 @@ def test_diarized_json_is_the_openai_sdks_transcription_diarized() -> None:
 def test_diarized_json_of_a_segment_without_a_speaker_is_an_empty_label() -> None:
     from openai.types.audio import TranscriptionDiarized
 
-    body = json.loads(formats.render(output(said(0, 1, " Hm.", None)), "diarized_json"))
+    heard = output(said(0, 1, " Hm.", None), speakers=[])
+    body = json.loads(formats.render(heard, "diarized_json"))
     assert TranscriptionDiarized.model_validate(body).segments[0].speaker == ""
+
+
+def test_diarized_json_of_a_transcript_made_without_diarization_is_refused() -> None:
+    with pytest.raises(formats.NotDiarizedError, match="diarize=true"):
+        formats.render(TWO, "diarized_json")
+    speechless = json.loads(formats.render(output(speakers=[]), "diarized_json"))
+    assert speechless["segments"] == [] and speechless["text"] == ""
+
+
+def test_json_formats_count_micro_chunks_the_model_server_gave_up_on() -> None:
+    gave_up = TWO.model_copy(
+        update={
+            "macro_chunks": [
+                MacroChunkReport(
+                    start_sec=0.0,
+                    end_sec=12.5,
+                    micro_chunks=[
+                        MicroChunkReport(start_sec=0.0, end_sec=6.0, num_segments=2),
+                        MicroChunkReport(
+                            start_sec=6.0, end_sec=9.0, num_segments=0, incomplete=True
+                        ),
+                        MicroChunkReport(
+                            start_sec=9.0, end_sec=12.5, num_segments=0, incomplete=True
+                        ),
+                    ],
+                )
+            ]
+        }
+    )
+    assert formats.incomplete_clips(gave_up) == 2
+    for fmt in ("json", "verbose_json"):
+        assert json.loads(formats.render(gave_up, fmt))["incomplete_clips"] == 2
+        assert "incomplete_clips" not in json.loads(formats.render(TWO, fmt))
+    assert formats.render(gave_up, "srt") == formats.render(TWO, "srt")

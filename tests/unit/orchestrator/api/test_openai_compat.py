@@ -23,7 +23,10 @@ from services.orchestrator.transcription.speakers import Diarization
 from shared.errors import BadRequestError
 from shared.formats import Format
 from shared.schemas import (
+    ChunkSegment,
     DecodeOptions,
+    MacroChunkReport,
+    MicroChunkReport,
     Segment,
     SpeakerMap,
     StreamFooter,
@@ -81,12 +84,21 @@ PROVISIONAL = [
     ),
     FOOTER,
 ]
-# The job's result (what `run` collects), final labels as the merger writes them.
+# The job's result (what `run` collects): the `speakers` event's segments have final labels.
 FINAL = [
-    HEADER,
-    said(0.0, 2.0, " Hello there.", "Alice"),
-    said(2.5, 4.0, " Hi, Alice.", "Bob"),
-    said(4.5, 6.0, " It's me again.", "Alice"),
+    *PROVISIONAL[:-2],
+    Diarization(
+        SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
+        segments=[
+            ChunkSegment(start_sec=start, end_sec=end, text=text, language="en", speaker=who)
+            for start, end, text, who in [
+                (0.0, 2.0, " Hello there.", "Alice"),
+                (2.5, 4.0, " Hi, Alice.", "Bob"),
+                (4.5, 6.0, " It's me again.", "Alice"),
+            ]
+        ],
+        turns=[],
+    ),
     FOOTER,
 ]
 
@@ -176,6 +188,48 @@ async def test_our_speaker_fields_go_in_extra_body_and_any_format_shows_speakers
     assert params.diarize and (params.min_speakers, params.max_speakers) == (2, 3)
     await sdk.create(response_format="vtt", extra_body={"diarize": "true", "num_speakers": "2"})
     assert sdk.jobs.requests[-1].params.num_speakers == 2
+
+
+# A job whose model server gave up on one of its two micro chunks (words may be missing).
+GAVE_UP = [
+    HEADER,
+    said(0.0, 2.0, " Hello there.", ""),
+    MacroChunkReport(
+        start_sec=0.0,
+        end_sec=9.0,
+        micro_chunks=[
+            MicroChunkReport(start_sec=0.0, end_sec=5.0, num_segments=1),
+            MicroChunkReport(start_sec=5.0, end_sec=9.0, num_segments=0, incomplete=True),
+        ],
+    ),
+    FOOTER.model_copy(update={"num_segments": 1, "incomplete_clips": 1}),
+]
+
+
+async def test_an_answer_with_missing_words_says_so_in_a_header_and_its_json(
+    tmp_path: Path,
+) -> None:
+    async for sdk in sdk_over(tmp_path, GAVE_UP):
+        raw = await sdk.client.audio.transcriptions.with_raw_response.create(
+            model="whisper-1", file=AUDIO, response_format="verbose_json"
+        )
+        assert raw.headers["X-Whisperfleet-Incomplete-Clips"] == "1"
+        assert (raw.parse().model_extra or {})["incomplete_clips"] == 1
+        text = await sdk.client.audio.transcriptions.with_raw_response.create(
+            model="whisper-1", file=AUDIO, response_format="text"
+        )
+        assert text.headers["X-Whisperfleet-Incomplete-Clips"] == "1"
+        stream = await sdk.create(stream=True)
+        done = [event async for event in stream][-1]
+        assert done.type == "transcript.text.done" and done.model_extra["incomplete_clips"] == 1
+
+
+async def test_a_whole_answer_has_no_incomplete_marks(sdk: Sdk) -> None:
+    raw = await sdk.client.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=AUDIO, response_format="verbose_json"
+    )
+    assert "X-Whisperfleet-Incomplete-Clips" not in raw.headers
+    assert "incomplete_clips" not in raw.http_response.json()
 
 
 async def test_without_diarization_nothing_asks_for_speakers(sdk: Sdk) -> None:
@@ -324,6 +378,46 @@ def test_word_granularity_asks_for_word_timestamps_with_or_without_brackets() ->
         assert parsed.response_format == Format.VERBOSE_JSON
 
 
+def test_word_granularity_sent_indexed_is_read_as_the_array_it_is() -> None:
+    fields: dict[str, str | list[str]] = {
+        "timestamp_granularities[1]": "word",
+        "timestamp_granularities[0]": "segment",
+    }
+    assert options(response_format="verbose_json", **fields).params.word_timestamps
+    with pytest.raises(BadRequestError) as refused:
+        options(**{"timestamp_granularities[0]": "char"})
+    assert refused.value.param == "timestamp_granularities[]"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"response_format": "json"},
+        {"response_format": "srt"},
+        {"response_format": "diarized_json"},
+        {"response_format": "verbose_json", "stream": "true"},
+    ],
+)
+def test_word_granularity_where_words_have_no_place_is_a_400_not_ignored(
+    fields: dict[str, str],
+) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        options(**fields, **{"timestamp_granularities[]": ["segment", "word"]})
+    assert refused.value.param == "timestamp_granularities[]"
+    assert "verbose_json" in refused.value.message
+    assert not options(**fields, **{"timestamp_granularities[]": "segment"}).words
+
+
+def test_speaker_arrays_are_read_indexed_too() -> None:
+    parsed = options(
+        response_format="diarized_json",
+        **{"known_speaker_names[1]": "bob", "known_speaker_names[0]": "ann"},
+        **{"known_speaker_references[0]": "data:audio/wav;base64,UklGRg=="},
+        **{"known_speaker_references[1]": "data:audio/wav;base64,UklGRg=="},
+    )
+    assert parsed.params.known_speaker_names == ["ann", "bob"]
+
+
 def test_a_translation_ignores_the_language_as_openai_does() -> None:
     parsed = options("translate", language="de", prompt="Names: Zoë.")
     assert parsed.params.task == "translate" and parsed.params.language is None
@@ -335,7 +429,7 @@ def test_a_translation_ignores_the_language_as_openai_does() -> None:
     [
         ("transcribe", {"response_format": "docx"}, "response_format", "docx"),
         ("translate", {"response_format": "diarized_json"}, "response_format", "no diarized"),
-        ("transcribe", {"timestamp_granularities[]": "char"}, "timestamp_granularities", "word"),
+        ("transcribe", {"timestamp_granularities[]": "char"}, "timestamp_granularities[]", "word"),
         ("transcribe", {"stream": "maybe"}, "stream", "true or false"),
         ("translate", {"stream": "true"}, "stream", "don't stream"),
         ("transcribe", {"chunking_strategy": "magic"}, "chunking_strategy", "server_vad"),

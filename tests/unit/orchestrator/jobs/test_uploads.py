@@ -156,6 +156,25 @@ async def test_a_cut_upload_leaves_nothing(tmp_path: Path) -> None:
     assert list(store.root.iterdir()) == []
 
 
+async def test_a_body_without_its_closing_boundary_is_a_400_malformed_not_a_missing_file(
+    tmp_path: Path,
+) -> None:
+    store = make_store(tmp_path)
+    bodies = [
+        b"--XyZ\r\nbroken",
+        b'--XyZ\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n',
+    ]
+    headers = {"content-type": "multipart/form-data; boundary=XyZ"}
+    async with client(store) as http:
+        for body in bodies:
+            response = await http.post("/upload", content=body, headers=headers)
+            assert response.status_code == 400, body
+            assert "closing boundary" in response.json()["error"]["message"]
+        whole = await http.post("/upload", content=bodies[1] + b"--XyZ--\r\n", headers=headers)
+    assert whole.status_code == 200
+    assert whole.json()["fields"] == {"model": ["whisper-1"]}
+
+
 def test_sweep_removes_what_a_crash_left_and_nothing_else(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     store.root.mkdir(parents=True)
