@@ -34,7 +34,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from shared.formats import FORMATS, Format, render
 from shared.retries import Retries, RetrySchedule
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_main(["--port", str(args.port), "--workers", str(args.workers)])
     # soft_wrap: a line is never broken at the terminal's width (scripts grep it, logs keep it).
     console = Console(stderr=True, quiet=getattr(args, "quiet", False), soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)  # -q quiets progress, never an error
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     timeout = httpx.Timeout(30.0, read=None)
     with httpx.Client(base_url=args.server, headers=headers, timeout=timeout) as client:
@@ -113,14 +114,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "jobs":
                 return list_jobs(client, args)
             if args.command == "watch":
+                _check_output(args.output)
                 return follow(client, args.job_id, args, console, cancel_on_interrupt=False)
             return transcribe(client, args, console)
         except CliError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             return 1
         except httpx.HTTPError as exc:
-            console.print(f"[red]error:[/red] {args.server}: {exc}", highlight=False)
+            errors.print(f"[red]error:[/red] {args.server}: {escape(str(exc))}", highlight=False)
             return 1
+        except BrokenPipeError:  # `whisperfleet jobs | head -1`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +164,7 @@ def transcribe(client: httpx.Client, args: argparse.Namespace, console: Console)
     if args.prompt:
         params["prompt"] = args.prompt
     params.update(_speaker_params(args))
+    _check_output(args.output)  # before the job runs, not after
     info = _submit(client, args.media, params, args.webhook)
     if args.detach:
         print(info.id)
@@ -237,7 +243,13 @@ def follow(
     task = "translate" if getattr(args, "translate", False) else "transcribe"
     text = render(info.result, fmt, task=task, words=args.words)
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(
+                f"-o {args.output}: {exc.strerror or exc}; the transcript is kept on the "
+                f"server: whisperfleet watch {job_id} -o FILE"
+            ) from None
         console.print(f"wrote {args.output} ({len(info.result.segments)} segments)")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -260,7 +272,11 @@ def list_jobs(client: httpx.Client, args: argparse.Namespace) -> int:
     if not sys.stdout.isatty():  # for scripts: tab-separated, one job per line
         sys.stdout.writelines("\t".join(row) + "\n" for row in rows)
         return 0
-    table = Table("id", "status", "created", "done", "total")
+    # The id whole, whatever the width: it is what `whisperfleet watch` takes.
+    widest = max((len(row[0]) for row in rows), default=2)
+    table = Table(
+        Column("id", no_wrap=True, min_width=widest), "status", "created", "done", "total"
+    )
     for row in rows:
         table.add_row(*row)
     Console().print(table)
@@ -276,6 +292,8 @@ def _submit(
         response = client.post("/v1/jobs", json={"media_url": media, "params": params, **extra})
     else:
         path = Path(media)
+        if path.is_dir():
+            raise CliError(f"{media} is a folder; give one audio or video file")
         if not path.is_file():
             raise CliError(f"{media}: no such file (give a local file or an http(s) URL)")
         with path.open("rb") as file:
@@ -292,6 +310,19 @@ def _job(client: httpx.Client, job_id: str) -> JobInfo:
     if response.status_code != 200:
         raise CliError(_error_message(response))
     return JobInfo.model_validate(response.json())
+
+
+def _check_output(output: Path | None) -> None:
+    """`-o` names a file that can be written: said before the job, not after it ran."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise CliError(f"-o {output} is a folder; give a file name, e.g. {output / 'talk.srt'}")
+    folder = output.parent
+    if not folder.is_dir():
+        raise CliError(f"-o {output}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise CliError(f"-o {output}: not writable")
 
 
 def _format_from(output: Path | None) -> Format:
@@ -348,9 +379,10 @@ def _watch(client: httpx.Client, job_id: str, console: Console) -> None:
                             console.print(
                                 f"{footer.input_duration_sec:.0f} s of audio in "
                                 f"{footer.processing_duration_sec:.1f} s ({footer.speedup:.0f}x), "
-                                f"{footer.num_segments} segments, languages: "
-                                f"{', '.join(footer.languages)}"
-                            )
+                                f"{footer.num_segments} segments"
+                                + (f", languages: {', '.join(footer.languages)}"
+                                   if footer.languages else "")
+                            )  # fmt: skip
                             if footer.incomplete_clips:
                                 console.print(
                                     f"{footer.incomplete_clips} micro chunk(s) incomplete: the "
@@ -394,9 +426,12 @@ def _events(lines: Iterator[str]) -> Iterator[tuple[str | None, str, dict[str, A
 def _error_message(response: httpx.Response) -> str:
     response.read()
     try:
-        message = str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200]
+        error = response.json()["error"]
+        message, code = str(error["message"]), error.get("code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, code = response.text[:200], None
+    if code == "invalid_api_key":  # the server's words are for any client; say how, here
+        message += " (give --api-key KEY or set WHISPERFLEET_API_KEY)"
     return f"HTTP {response.status_code}: {message}"
 
 

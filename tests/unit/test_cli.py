@@ -324,3 +324,66 @@ def test_a_stream_that_brings_nothing_is_given_up_after_the_tries_in_a_row(
         "error: the events of job_1 stopped before the job ended; follow it again: "
         "whisperfleet watch job_1"
     )
+
+
+def test_quiet_silences_progress_never_an_error(
+    scripted: Callable[..., ScriptedServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripted({"A": "A", "B": "B"})
+    missing = f"Ann={tmp_path / 'missing.wav'}"
+    assert main(["transcribe", CALL, "-q", "--speaker", missing]) == 1
+    assert "can't read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("{dir}", "is a folder"), ("{dir}/no/such/x.srt", "does not exist")],
+)
+def test_an_output_that_cant_be_written_is_refused_before_the_job_runs(
+    scripted: Callable[..., ScriptedServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    output: str,
+    message: str,
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL, "-q", "-o", output.format(dir=tmp_path)]) == 1
+    assert message in capsys.readouterr().err
+    assert server.submitted == []  # nothing was transcribed for nothing
+
+
+def test_a_folder_given_as_the_media_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["transcribe", str(tmp_path), "--server", "http://127.0.0.1:9"]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_the_jobs_table_shows_whole_ids_on_an_80_column_terminal(
+    scripted: Callable[..., ScriptedServer],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    job_id = "job_c2b0772c32c6ae1f0d9e8b7a6c5d4e3f"
+    listing = {"object": "list", "data": [{**server.job("succeeded"), "id": job_id,
+                                           "result": None}], "has_more": False}  # fmt: skip
+    handle = server.handle
+    server.handle = lambda request: (  # type: ignore[method-assign]
+        httpx.Response(200, json=listing) if request.url.path == "/v1/jobs" else handle(request)
+    )
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert main(["jobs"]) == 0
+    assert job_id in capsys.readouterr().out
+
+
+def test_a_missing_api_key_says_how_to_give_one(
+    scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    refusal = {"error": {"message": "send 'Authorization: Bearer <key>'", "type": "x",
+                         "code": "invalid_api_key", "param": None}}  # fmt: skip
+    server.handle = lambda request: httpx.Response(401, json=refusal)  # type: ignore[method-assign]
+    assert main(["jobs"]) == 1
+    assert "--api-key" in capsys.readouterr().err
