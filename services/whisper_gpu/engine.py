@@ -44,7 +44,7 @@ from services.whisper_gpu.alignment import AlignedWord, align_words, words_past_
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
 from services.whisper_gpu.metrics import ModelMetrics
-from services.whisper_gpu.segmenter import snap_to_speech, split_segments
+from services.whisper_gpu.segmenter import snap_to_speech, split_segments, widen_instant_words
 from services.whisper_gpu.windows import (
     MAX_SPLITS,
     Window,
@@ -247,8 +247,10 @@ class WindowEngine(ABC, Generic[ResultT]):
         the next round must decode."""
 
     @abstractmethod
-    def _segments(self, result: ResultT) -> list[tuple[ClipSegment, Decoded]]:
-        """A clip's segments, each with the decode its text came from."""
+    def _segments(
+        self, result: ResultT, speech: Sequence[Span]
+    ) -> list[tuple[ClipSegment, Decoded]]:
+        """A clip's segments, each with the decode its text came from (`speech`: the clip's)."""
 
     def _warm_up_read(self, encoder_output: object, languages: list[str]) -> None:
         """Run the model calls `_read` makes once (nothing by default)."""
@@ -375,7 +377,7 @@ class WindowEngine(ABC, Generic[ResultT]):
     def _transcription(
         self, clip: PreparedClip, result: ResultT, options: DecodeOptions, *, incomplete: bool
     ) -> ClipTranscription:
-        pairs = sorted(self._segments(result), key=lambda pair: pair[0].start_sec)
+        pairs = sorted(self._segments(result, clip.speech), key=lambda pair: pair[0].start_sec)
         segments = [segment for segment, _ in pairs]
         language, probability = _main_language(pairs, options)
         return ClipTranscription(
@@ -482,8 +484,12 @@ class WhisperEngine(WindowEngine[_Words]):
             [1.0] * batch,
         )
 
-    def _segments(self, result: _Words) -> list[tuple[ClipSegment, Decoded]]:
+    def _segments(
+        self, result: _Words, speech: Sequence[Span]
+    ) -> list[tuple[ClipSegment, Decoded]]:
         words = sorted(result.words, key=lambda pair: pair[0].start_sec)
+        # Once every round is done: the coverage check saw the words as aligned.
+        widen_instant_words([w for w, _ in words], speech)
         by_decode: dict[int, Decoded] = {id(w): d for w, d in words}
         pairs = []
         for group in split_segments([w for w, _ in words], [d for _, d in words]):

@@ -17,6 +17,7 @@ from services.whisper_gpu.decoding import Decoded, DecodeRequest
 from services.whisper_gpu.engine import PreparedClip, WindowEngine, segment_from
 from services.whisper_gpu.windows import Window
 from shared.schemas import ClipSegment
+from shared.vad import Span
 
 _WindowText = tuple[Window, Decoded, str]
 
@@ -45,7 +46,9 @@ class RandomEngine(WindowEngine[list[_WindowText]]):
                 results[window.clip].append((window, result, text))
         return []
 
-    def _segments(self, result: list[_WindowText]) -> list[tuple[ClipSegment, Decoded]]:
+    def _segments(
+        self, result: list[_WindowText], speech: Sequence[Span]
+    ) -> list[tuple[ClipSegment, Decoded]]:
         return [
             (segment_from(window.start_sec, window.end_sec, text, decoded, None), decoded)
             for window, decoded, text in result

@@ -141,3 +141,40 @@ async def test_a_sentence_decoded_past_the_audio_comes_back_once(model_cache_dir
     assert said.count(last_sentence) == 1, ours
     assert " ".join(words(theirs)).count(last_sentence) == 1, theirs
     assert len(words(ours)) <= len(words(theirs)) + 2, (ours, theirs)
+
+
+async def test_a_reply_over_a_sentences_end_is_timed_on_its_speech_not_as_an_instant(
+    model_cache_dir: Path,
+) -> None:
+    """conversation_2v_143s.mp3's third micro chunk as a chunk worker sends it (23.805 s on):
+    "Okay.", said over the end of the other voice's sentence, came back at 30.061-30.061 s, a
+    segment, word and subtitle cue of no length. faster-whisper times that word as an instant
+    too on the whole micro chunk (30.025-30.025), and leaves it out of this clip; ours must last,
+    sit on the reply as the manifest has it, and lose no word faster-whisper has."""
+    offset = 23.805
+    audio = audio_16k("conversation_2v_143s.mp3")[int(offset * 16000) : int(51.245 * 16000)]
+    speech = speech_spans(audio)
+    first, last = int(speech[0][0] * 16000), int(np.ceil(speech[-1][1] * 16000))
+    samples = audio[first:last]
+    start = offset + first / 16000
+    shifted = [(s - first / 16000, e - first / 16000) for s, e in speech]
+    async with model_server(model_cache_dir, model="base") as client:
+        response = await client.post(
+            "/v1/clips?language=en&word_timestamps=true",
+            content=pcm16_to_wav((samples * 32767).astype(np.int16)),
+            headers={"content-type": "audio/wav", SPEECH_HEADER: format_spans(shifted)},
+        )
+    assert response.status_code == 200, response.text
+    ours = ClipTranscription.model_validate(response.json()).segments
+    words = [w for s in ours for w in s.words or []]
+    assert all(s.end_sec - s.start_sec >= 0.02 for s in ours), [(s.start_sec, s.text) for s in ours]
+    assert all(w.end_sec - w.start_sec >= 0.02 for w in words), words
+    [reply] = [s for s in manifest("conversation_2v_143s")["sentences"] if 29 < s["start_sec"] < 30]
+    [okay] = [w for w in words if w.word.strip(" .,").lower() == "okay" and w.start_sec < 8]
+    assert reply["start_sec"] - 0.1 <= okay.start_sec + start < okay.end_sec + start
+    assert okay.end_sec + start <= reply["end_sec"] + 0.1, (okay, reply)
+    theirs, _ = faster_whisper("base", model_cache_dir).transcribe(
+        samples, language="en", word_timestamps=True
+    )
+    their_words = [w for s in theirs for w in s.words or [] if w.start < 9]
+    assert len([w for w in words if w.start_sec < 9]) >= len(their_words)  # none lost for it

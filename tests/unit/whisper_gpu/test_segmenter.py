@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.whisper_gpu.alignment import AlignedWord
-from services.whisper_gpu.segmenter import snap_to_speech, split_segments
+from services.whisper_gpu.segmenter import snap_to_speech, split_segments, widen_instant_words
 
 
 def words(*spec: tuple[str, float, float]) -> list[AlignedWord]:
@@ -55,3 +55,36 @@ def test_a_last_word_running_into_the_next_sentence_stays_in_its_own() -> None:
     [word] = words((" night.", 27.3, 28.2))
     snap_to_speech([word], [(25.0, 27.8), (27.95, 31.0)])
     assert (word.start_sec, word.end_sec) == (27.3, 27.8)
+
+
+def times(ws: list[AlignedWord]) -> list[tuple[float, float]]:
+    return [(round(w.start_sec, 3), round(w.end_sec, 3)) for w in ws]
+
+
+def test_a_reply_said_over_a_sentences_end_gets_the_time_before_it() -> None:
+    """conversation_2v_143s.mp3: "Okay." (spoken 29.72-30.16 s) came back at 30.061-30.061,
+    a zero-length segment and subtitle cue."""
+    ws = words((" ringing.", 29.521, 29.741), (" Okay.", 30.061, 30.061), (" The", 30.441, 30.561))
+    widen_instant_words(ws, [(27.3, 30.2), (30.4, 32.9)])
+    assert times(ws) == [(29.521, 29.741), (29.761, 30.061), (30.441, 30.561)]
+
+
+def test_an_instant_word_takes_no_more_than_the_free_time_and_stays_in_its_speech() -> None:
+    ws = words((" a", 1.0, 1.5), (" b", 1.6, 1.6), (" c", 1.6, 1.9))
+    widen_instant_words(ws, [(0.5, 2.0)])
+    assert times(ws)[1] == (1.5, 1.6)  # the 0.1 s between its neighbours, not 0.3
+    [first] = words((" hm", 2.0, 2.0))
+    widen_instant_words([first], [(2.0, 3.0)])  # at its span's start: the time after it
+    assert times([first]) == [(2.0, 2.3)]
+
+
+def test_a_word_with_no_free_time_on_either_side_keeps_its_instant() -> None:
+    ws = words((" a", 1.0, 1.5), (" b", 1.5, 1.5), (" c", 1.5, 1.9))
+    widen_instant_words(ws, [(0.5, 2.0)])
+    assert times(ws) == [(1.0, 1.5), (1.5, 1.5), (1.5, 1.9)]
+
+
+def test_words_with_time_are_left_as_they_are() -> None:
+    ws = words((" one", 0.0, 0.4), (" two", 0.9, 1.3))
+    widen_instant_words(ws, [(0.0, 1.3)])
+    assert times(ws) == [(0.0, 0.4), (0.9, 1.3)]
