@@ -250,6 +250,26 @@ async def test_an_upload_whose_job_is_refused_at_submit_leaves_nothing_behind(
     assert listed.json()["data"] == []
 
 
+async def test_a_form_field_of_its_own_is_a_422_naming_it_not_silently_ignored(
+    tmp_path: Path,
+) -> None:
+    """`curl -F file=@de.wav -F language=en` transcribed German: the field was never read. The
+    form holds `file` (or `media_url`), `params` (JSON) and, for jobs, `webhook_url`; anything
+    else is refused before the job runs, the upload with it."""
+    audio = {"file": ("a.wav", b"RIFF" + bytes(1000), "audio/wav")}
+    async with serve(create_app(settings(tmp_path))) as client:
+        option = await client.post("/v1/transcribe", files=audio, data={"language": "en"})
+        typo = await client.post("/v1/jobs", files=audio, data={"langauge": "en"})
+        openai = await client.post(
+            "/v1/audio/transcriptions", files=audio, data={"model": "x", "langauge": "en"}
+        )
+    assert_error(option, 422, "invalid_request", "'language'", "params")
+    assert option.json()["error"]["param"] == "language"
+    assert_error(typo, 422, "invalid_request", "'langauge'", "webhook_url")
+    assert_error(openai, 400, "bad_request", "Unrecognized request argument supplied: langauge")
+    assert list((tmp_path / "uploads").iterdir()) == []
+
+
 async def test_a_second_orchestrator_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
     async with serve(create_app(settings(tmp_path))):
         with pytest.raises(RuntimeError, match="SQLite serves one orchestrator") as refused:

@@ -65,6 +65,7 @@ async def take_request(
         return Intake(body, None, store)
     form = await store.receive(request)
     try:
+        _check_form_fields(form, body_type)
         try:
             params = TranscribeParams.model_validate_json(form.get("params") or "{}")
         except ValidationError as exc:
@@ -74,6 +75,26 @@ async def take_request(
     except BaseException:
         store.remove(form.upload)
         raise
+
+
+_FORM_FIELDS = {"file", "media_url", "url", "params"}
+"""What a multipart `/v1/transcribe` body holds; `body_type`'s own fields besides."""
+
+
+def _check_form_fields(form: UploadForm, body_type: type[TranscribeRequest]) -> None:
+    """A field the form can't hold is a 422 naming it, as a typo in a JSON body is: a
+    decoding option sent as a field of its own (`-F language=en`) would otherwise be ignored."""
+    known = _FORM_FIELDS | set(body_type.model_fields)
+    for name in form.fields:
+        if name in known:
+            continue
+        where = (
+            f"decoding options go inside the `params` field as JSON, e.g. "
+            f"-F 'params={{\"{name}\": ...}}'"
+            if name in TranscribeParams.model_fields
+            else f"the form takes {', '.join(sorted(known - {'params'}))} and params (JSON)"
+        )
+        raise InvalidRequestError(f"unknown form field {name!r}: {where}", param=name)
 
 
 async def read_capped(request: Request, limit: int) -> bytes:

@@ -217,6 +217,7 @@ class OpenAIOptions(BaseModel):
 
     @classmethod
     def from_form(cls, form: UploadForm, *, task: str) -> OpenAIOptions:
+        _check_fields(form)
         try:
             response_format = Format.parse(form.get("response_format") or Format.JSON)
         except ValueError as exc:
@@ -288,6 +289,25 @@ def _speaker_fields(form: UploadForm, diarize: bool) -> dict[str, Any]:
             param=field,
         )
     return values
+
+
+_FIELDS = {"file", "url", "media_url", "model", "language", "prompt", "response_format",
+           "temperature", "stream", "chunking_strategy", "diarize", *_SPEAKER_FIELDS}  # fmt: skip
+_ARRAYS = {"timestamp_granularities", "include", "known_speaker_names", "known_speaker_references"}
+
+
+def _check_fields(form: UploadForm) -> None:
+    """A field the API doesn't have is a 400 naming it, as OpenAI answers one: a misspelt
+    option (`langauge`) would otherwise be ignored without a word."""
+    for name in form.fields:
+        base, bracket, key = name.partition("[")
+        if name in _FIELDS or (
+            base in _ARRAYS and (not bracket or key[:-1].isdigit() or key == "]")
+        ):
+            continue
+        if base == "chunking_strategy" and bracket and key.endswith("]"):
+            continue  # its object's keys, checked with it
+        raise BadRequestError(f"Unrecognized request argument supplied: {name}", param=name)
 
 
 def form_array(form: UploadForm, name: str) -> list[str]:

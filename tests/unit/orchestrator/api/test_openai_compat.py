@@ -446,6 +446,21 @@ def test_bad_fields_are_400s_naming_the_field(
     assert words in refused.value.message
 
 
+@pytest.mark.parametrize(
+    "field", ["langauge", "timestamp_granularities[x]", "known_speaker_names[0", "speakers"]
+)
+def test_a_field_the_api_does_not_have_is_a_400_naming_it(field: str) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        options(**{field: "en"})
+    assert refused.value.param == field and "Unrecognized request argument" in refused.value.message
+
+
+def test_every_field_the_sdk_sends_is_known() -> None:
+    options(model="whisper-1", language="en", prompt="p", temperature="0",
+            response_format="verbose_json", stream="false", chunking_strategy="auto",
+            **{"include[]": "logprobs", "timestamp_granularities[]": "word"})  # fmt: skip
+
+
 def test_server_vad_settings_are_accepted_as_json_or_as_bracketed_fields() -> None:
     options(chunking_strategy='{"type": "server_vad", "silence_duration_ms": 500}')
     options(**{"chunking_strategy[type]": "server_vad", "chunking_strategy[threshold]": "0.5"})
