@@ -28,6 +28,7 @@ from typing import IO
 import httpx
 
 from services.whisper_gpu.config import WhisperSettings
+from shared.config import from_environment
 
 LOCAL_NETWORKS = "127.0.0.0/8,::1"
 """What `make run` lets media URLs reach besides the internet: this machine."""
@@ -194,7 +195,8 @@ class LocalStack:
                 "ORCHESTRATOR_WORKER_URLS": ",".join(w.url for w in workers),
                 "ORCHESTRATOR_FLEET_SECRET": self.fleet_secret,
                 "ORCHESTRATOR_MODEL_NAME": self.env.get(
-                    "WHISPER_MODEL", os.environ.get("WHISPER_MODEL", WhisperSettings().model)
+                    "WHISPER_MODEL",
+                    os.environ.get("WHISPER_MODEL", from_environment(WhisperSettings).model),
                 ),
                 **self.env,
             },
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    model = os.environ.get("WHISPER_MODEL") or WhisperSettings().model
+    model = os.environ.get("WHISPER_MODEL") or from_environment(WhisperSettings).model
     print(f"starting the model server ({model}), {args.workers} chunk workers, orchestrator ...")
     try:
         stack.start()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.chunk_worker.app import create_app
 from services.chunk_worker.config import ChunkWorkerSettings
 from services.runner import serve
+from shared.config import from_environment
 
 if __name__ == "__main__":
-    settings = ChunkWorkerSettings()
+    settings = from_environment(ChunkWorkerSettings)
     serve(create_app(settings), settings.host, settings.port)

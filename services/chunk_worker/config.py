@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.config import empty_is_unset, networks, split_urls
+from shared.config import empty_is_unset, executable, networks, split_urls
 
 
 class ChunkWorkerSettings(BaseSettings):
@@ -47,7 +47,8 @@ class ChunkWorkerSettings(BaseSettings):
     chunk_deadline_sec: float = Field(3600.0, gt=0)
     """Longest time one range may take end to end."""
     ffmpeg_path: str | None = None
-    """FFmpeg binary; default: the one shipped with the imageio-ffmpeg package."""
+    """FFmpeg binary (a path, or a name on PATH); default: the one shipped with the
+    imageio-ffmpeg package. Checked at start."""
     seek_preroll_sec: float = Field(2.0, ge=0.0, le=30.0)
     """Seek this much early and trim on the output side: exact starts for every format."""
     range_cache_mb: int = Field(32, ge=1, le=4096)
@@ -75,3 +76,4 @@ class ChunkWorkerSettings(BaseSettings):
     _split_urls = field_validator("whisper_urls", "orchestrator_urls", mode="before")(split_urls)
     _networks = field_validator("allowed_media_networks", mode="before")(networks)
     _unset = field_validator("fleet_secret", "fleet_secret_file", mode="before")(empty_is_unset)
+    _ffmpeg = field_validator("ffmpeg_path", mode="before")(executable)

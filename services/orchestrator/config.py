@@ -9,9 +9,11 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from services.orchestrator.api.gate import parse_host
-from shared.config import empty_is_unset, networks, split_list, split_urls
+from shared.config import empty_is_unset, networks, readable_file, split_list, split_urls
 
 
 def _default_upload_dir() -> Path:
@@ -166,7 +168,33 @@ class OrchestratorSettings(BaseSettings):
         return f"http://{host}:{self.port}"
 
     _split_urls = field_validator("worker_urls", mode="before")(split_urls)
-    _split_keys = field_validator("api_keys", mode="before")(split_list)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        keys = split_list(value)
+        if isinstance(value, str) and value.strip() and not keys:  # `,`: an open API by typo
+            raise ValueError("holds no key; give keys separated by commas, or leave it unset")
+        return keys
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _keys_file(cls, value: object) -> object:
+        return readable_file(empty_is_unset(value))
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            url = None
+        if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(
+                "not a database URL; give sqlite+aiosqlite:///path/jobs.db or "
+                "postgresql://user:password@host/db"
+            )
+        return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -177,7 +205,7 @@ class OrchestratorSettings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name (with an optional :port)")
         return hosts
 
-    _unset = field_validator(
-        "api_keys_file", "webhook_secret", "fleet_secret", "fleet_secret_file", mode="before"
-    )(empty_is_unset)
+    _unset = field_validator("webhook_secret", "fleet_secret", "fleet_secret_file", mode="before")(
+        empty_is_unset
+    )
     _networks = field_validator("allowed_media_networks", mode="before")(networks)

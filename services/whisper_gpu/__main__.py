@@ -9,10 +9,11 @@ import uvicorn
 from services.runner import build_server
 from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
+from shared.config import from_environment
 
 
 def main() -> int:
-    settings = WhisperSettings()
+    settings = from_environment(WhisperSettings)
     servers: list[uvicorn.Server] = []
 
     def stop() -> None:

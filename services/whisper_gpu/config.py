@@ -27,7 +27,10 @@ class WhisperSettings(BaseSettings):
     """Where downloaded and generated models are kept."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` uses CUDA when a GPU is visible, else the CPU."""
-    compute_type: str = "auto"
+    compute_type: Literal[
+        "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+        "float16", "bfloat16", "float32",
+    ] = "auto"  # fmt: skip
     """CTranslate2 compute type; `auto` is float16 on CUDA and int8 on CPU."""
     cpu_threads: int = Field(0, ge=0, le=256)
     """Threads per model replica on CPU; 0 = the CPUs this process may use (its affinity and

