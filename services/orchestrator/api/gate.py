@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.api import error_response
@@ -278,7 +279,10 @@ class GateMiddleware:
             )
             keys: Gate = scope["app"].state.gate
             scope.setdefault("state", {})["caller"] = keys.identify(headers.get("authorization"))
-            cap = self.bodies.check(path, headers)
+            # A path no route has is the router's 404, whatever its body (a multipart POST to
+            # /v1/nothing was told to send JSON); the body stays unread and capped.
+            routed = any(r.matches(scope)[0] != Match.NONE for r in scope["app"].router.routes)
+            cap = self.bodies.check(path, headers) if routed else self.bodies.json
         except WhisperfleetError as refusal:
             await _refuse(refusal, scope, receive, send)
             return

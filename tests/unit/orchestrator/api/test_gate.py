@@ -177,6 +177,16 @@ async def test_json_sent_as_text_plain_is_a_415_naming_what_to_send(tmp_path: Pa
     assert_error(render_form, 415, "unsupported_media", "application/json")
 
 
+async def test_a_body_to_a_path_no_route_has_is_a_404_not_a_415(tmp_path: Path) -> None:
+    """`whisperfleet transcribe x.wav --server http://host:8000/v1` (the SDKs' habit) posted a
+    form to /v1/v1/jobs and was told to send JSON."""
+    async with serve(create_app(settings(tmp_path))) as client:
+        form = await client.post("/v1/v1/jobs", files={"file": ("a.wav", b"RIFF")})
+        wrong_method = await client.put("/v1/jobs", files={"file": ("a.wav", b"RIFF")})
+    assert form.status_code == 404, form.text
+    assert wrong_method.status_code == 405, wrong_method.text  # a route: its own answer
+
+
 async def test_without_a_key_200_mb_get_a_401_before_any_byte_is_read(tmp_path: Path) -> None:
     """The key was a route dependency, and FastAPI reads the body first: a 200 MB body without a
     key was read to its end (61 s) before the 401."""
