@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from shared.errors import InvalidRequestError
+
+if TYPE_CHECKING:  # schemas import this module
+    from shared.schemas import DecodeOptions
+
 LANGUAGE_NAMES: dict[str, str] = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian",
     "ko": "korean", "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish",
@@ -38,3 +45,25 @@ def normalize_language(value: str) -> str:
     if code not in LANGUAGE_NAMES:
         raise ValueError(f"unknown language code {value!r}; use a Whisper code such as 'en'")
     return code
+
+
+def check_english_only(options: DecodeOptions, model: str) -> None:
+    """An English-only model (`tiny.en`) asked for another language or a translation: a 422
+    naming the option, rather than English words labelled as the language asked for."""
+    others = [
+        code for code in [options.language, *(options.languages or [])] if code not in (None, "en")
+    ]
+    if others:
+        param = "language" if options.language not in (None, "en") else "languages"
+        raise InvalidRequestError(
+            f"the served model {model} is English-only: it can't read "
+            f"{language_name(str(others[0])).title()}; leave {param} out or give en, or serve a "
+            "multilingual model (WHISPER_MODEL=base)",
+            param=param,
+        )
+    if options.task == "translate":
+        raise InvalidRequestError(
+            f"the served model {model} is English-only: it can't translate; transcribe, or "
+            "serve a multilingual model (WHISPER_MODEL=base)",
+            param="task",
+        )

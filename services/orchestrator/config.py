@@ -76,7 +76,9 @@ class OrchestratorSettings(BaseSettings):
     window is full) is dropped: its job is cancelled and its job slot and upload freed."""
     model_name: str = "base"
     """The model `GET /v1/models` lists: set it to the model server's WHISPER_MODEL (any name a
-    client sends maps to the served model)."""
+    client sends maps to the served model). An English-only name (`tiny.en`) also refuses
+    other languages and translation at once, before the media is fetched (the model server
+    refuses them too, whatever this says)."""
     upload_dir: Path = Field(default_factory=_default_upload_dir)
     """The media store: uploads are streamed here and served to the chunk workers from here;
     each is removed when its job ends, and leftovers of a crash at the next start."""

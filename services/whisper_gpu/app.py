@@ -19,6 +19,7 @@ from services.whisper_gpu.metrics import ModelMetrics
 from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
+from shared.languages import check_english_only
 from shared.schemas import ClipTranscription, DecodeOptions
 from shared.vad import Span
 
@@ -87,6 +88,9 @@ class ModelHolder:
     ) -> ClipTranscription:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
+        assert self.engine is not None
+        if not self.engine.multilingual:
+            check_english_only(options, self.settings.model)
         if not clip.speech:  # nothing for the model: answer without queueing
             self.metrics.requests.labels(outcome="no_speech").inc()
             assert self.engine is not None

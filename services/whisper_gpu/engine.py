@@ -134,6 +134,11 @@ class ClipEngine(Protocol):
 
     def warm_up(self) -> None: ...
 
+    @property
+    def multilingual(self) -> bool:
+        """False for an English-only model (`tiny.en`): it reads English and nothing else."""
+        ...
+
 
 ResultT = TypeVar("ResultT")
 """What an engine keeps of a clip's decoded windows until its segments are made."""
@@ -160,6 +165,10 @@ class WindowEngine(ABC, Generic[ResultT]):
         self.decoder = Decoder(model, full_window=full_window)
         fallback = settings.temperature_fallback
         self.temperature_fallback = self.fallback_by_default if fallback is None else fallback
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
 
     def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip:
         if speech is None:

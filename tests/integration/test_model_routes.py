@@ -29,11 +29,11 @@ SECRET = "the-fleet-secret-for-these-tests"
 
 @contextlib.asynccontextmanager
 async def model_server(
-    cache: Path, headers: dict[str, str] | None = None
+    cache: Path, headers: dict[str, str] | None = None, model: str = "random-tiny"
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan, and a client sending `headers` (default: the credential)."""
     settings = WhisperSettings(
-        model="random-tiny", model_cache_dir=cache, num_workers=1, fleet_secret=SECRET
+        model=model, model_cache_dir=cache, num_workers=1, fleet_secret=SECRET
     )
     app = create_app(settings, on_load_failure=lambda: None)
     async with app.router.lifespan_context(app):
@@ -93,6 +93,22 @@ async def test_bad_languages_beside_a_good_language_is_named_languages(
         assert response.status_code == 422, response.text
         assert response.json()["error"]["param"] == "languages.1"  # was "language"
         assert "'xx'" in response.json()["error"]["message"]
+
+
+async def test_an_english_only_model_refuses_other_languages_and_translation(
+    model_cache_dir: Path,
+) -> None:
+    """`tiny.en` asked for German transcribed English and labelled it German."""
+    speech = wav(audio_16k("speech_40s.wav")[: 16000 * 8])
+    async with model_server(model_cache_dir, model="tiny.en") as client:
+        for query, param in [("language=de", "language"), ("languages=en,de", "languages"),
+                             ("task=translate", "task")]:  # fmt: skip
+            response = await client.post(f"/v1/clips?{query}", content=speech)
+            assert response.status_code == 422, response.text
+            assert response.json()["error"]["param"] == param
+            assert "English-only" in response.json()["error"]["message"]
+        english = await client.post("/v1/clips?language=en", content=speech)
+    assert english.status_code == 200 and english.json()["segments"]
 
 
 async def test_the_options_a_worker_sends_are_the_options_the_engine_gets(

@@ -19,7 +19,12 @@ from services.orchestrator.transcription.runner import (
     Transcript,
     about_the_upload,
 )
-from shared.errors import BadRequestError, MediaHostError, UnsupportedMediaError
+from shared.errors import (
+    BadRequestError,
+    InvalidRequestError,
+    MediaHostError,
+    UnsupportedMediaError,
+)
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -264,3 +269,13 @@ def test_a_failed_check_of_an_upload_names_the_file_not_a_media_url() -> None:
     assert (error.param, error.message) == ("file", "the uploaded file has no audio stream")
     other = about_the_upload(BadRequestError("bad language", param="language"))
     assert (other.param, other.message) == ("language", "bad language")
+
+
+async def test_an_english_only_fleet_refuses_another_language_before_fetching_anything() -> None:
+    jobs = runner(FakeWorkers(), model_name="tiny.en")  # type: ignore[arg-type]
+    german = TranscribeRequest(
+        media_url="http://host/a.mp3", params=TranscribeParams(language="de")
+    )
+    with pytest.raises(InvalidRequestError) as refused:
+        await jobs.prepare(german)  # the media host is never asked: it would fail otherwise
+    assert refused.value.param == "language" and "English-only" in refused.value.message
