@@ -208,7 +208,7 @@ class BodyRules:
                 settings.max_request_kb * 1024,
                 f"the request body is larger than {settings.max_request_kb} KiB "
                 "(ORCHESTRATOR_MAX_REQUEST_KB); media goes in a multipart `file` or behind a "
-                "`media_url`",
+                "`media_url`, and a known speaker's reference clip needs only 2-10 s",
             ),
             render=Cap(
                 settings.max_render_mb * 1_000_000,

@@ -113,7 +113,8 @@ async def read_capped(request: Request, limit: int) -> bytes:
 def _too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"the request body is larger than {limit // 1024} KiB (ORCHESTRATOR_MAX_REQUEST_KB); "
-        "media goes in a multipart `file` or behind a `media_url`"
+        "media goes in a multipart `file` or behind a `media_url`, and a known speaker's "
+        "reference clip needs only 2-10 s"
     )
 
 

@@ -494,7 +494,10 @@
           `${data.num_segments} segment${data.num_segments === 1 ? "" : "s"}`,
           `${data.languages.length > 1 ? "languages" : "language"}: ${languages}`,
         ];
-        if (job.header) parts.splice(1, 0, `${job.header.macro_chunks.length} chunks`);
+        if (job.header) {
+          const chunks = job.header.macro_chunks.length;
+          parts.splice(1, 0, `${chunks} chunk${chunks === 1 ? "" : "s"}`);
+        }
         setStatus(parts.join(" · "), true);
         ui.status.dataset.numSegments = String(data.num_segments);
         break;
