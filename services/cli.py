@@ -242,6 +242,8 @@ def follow(
     fmt = Format.parse(args.format) if args.format else _format_from(args.output)
     task = "translate" if getattr(args, "translate", False) else "transcribe"
     text = render(info.result, fmt, task=task, words=args.words)
+    if args.words and info.result.segments and not any(s.words for s in info.result.segments):
+        console.print(f"{job_id} was transcribed without word times: it has none to show")
     if args.output:
         try:
             args.output.write_text(text, encoding="utf-8")
