@@ -158,8 +158,8 @@ def test_a_media_url_instead_of_a_file(
 ) -> None:
     response = httpx.post(
         f"{english_stack.url}/v1/audio/transcriptions",
-        data={"model": "whisper-1", "url": media_server.url("speech_40s.wav")},
-        files={"unused": ("", b"")},  # multipart, as the SDK sends
+        # multipart, as the SDK sends (fields without a filename: no file part)
+        files={"model": (None, "whisper-1"), "url": (None, media_server.url("speech_40s.wav"))},
         timeout=120,
     )
     assert response.status_code == 200, response.text
