@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from shared.errors import InvalidRequestError
@@ -47,21 +48,25 @@ def normalize_language(value: str) -> str:
     return code
 
 
-def check_english_only(options: DecodeOptions, model: str) -> None:
-    """An English-only model (`tiny.en`) asked for another language or a translation: a 422
-    naming the option, rather than English words labelled as the language asked for."""
-    others = [
-        code for code in [options.language, *(options.languages or [])] if code not in (None, "en")
-    ]
-    if others:
-        param = "language" if options.language not in (None, "en") else "languages"
+def check_languages(options: DecodeOptions, model: str, known: Collection[str]) -> None:
+    """The options ask only for what the served model reads (`known`: its language codes;
+    `{"en"}` for an English-only model such as `tiny.en`): a 422 naming the option otherwise,
+    rather than English words labelled German, or gibberish for a code the model has no token
+    for (`yue` is large-v3's alone)."""
+    asked = [options.language] if options.language is not None else []
+    missing = [code for code in [*asked, *(options.languages or [])] if code not in known]
+    english_only = set(known) == {"en"}
+    if missing:
+        param = "language" if options.language in missing else "languages"
+        name = language_name(missing[0]).title()
+        cannot = "is English-only: it can't read" if english_only else "has no"
         raise InvalidRequestError(
-            f"the served model {model} is English-only: it can't read "
-            f"{language_name(str(others[0])).title()}; leave {param} out or give en, or serve a "
-            "multilingual model (WHISPER_MODEL=base)",
+            f"the served model {model} {cannot} {name} ({missing[0]}); leave {param} out or "
+            f"give a language it reads"
+            + (", or serve a multilingual model (WHISPER_MODEL=base)" if english_only else ""),
             param=param,
         )
-    if options.task == "translate":
+    if options.task == "translate" and english_only:
         raise InvalidRequestError(
             f"the served model {model} is English-only: it can't translate; transcribe, or "
             "serve a multilingual model (WHISPER_MODEL=base)",

@@ -19,7 +19,7 @@ from services.whisper_gpu.metrics import ModelMetrics
 from shared import fleet
 from shared.api import health_router, install_error_handlers
 from shared.errors import NotReadyError
-from shared.languages import check_english_only
+from shared.languages import check_languages
 from shared.schemas import ClipTranscription, DecodeOptions
 from shared.vad import Span
 
@@ -89,8 +89,7 @@ class ModelHolder:
         if self.batcher is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
         assert self.engine is not None
-        if not self.engine.multilingual:
-            check_english_only(options, self.settings.model)
+        check_languages(options, self.settings.model, self.engine.languages)
         if not clip.speech:  # nothing for the model: answer without queueing
             self.metrics.requests.labels(outcome="no_speech").inc()
             assert self.engine is not None

@@ -31,6 +31,7 @@ rounds, windows by kind, language halving, temperature fallbacks, windows given 
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -54,6 +55,7 @@ from services.whisper_gpu.windows import (
 )
 from shared.audio import decode_clip_bytes, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
+from shared.languages import LANGUAGE_NAMES
 from shared.schemas import (
     MAX_CLIP_SEC,
     SAMPLE_RATE_HZ,
@@ -135,8 +137,9 @@ class ClipEngine(Protocol):
     def warm_up(self) -> None: ...
 
     @property
-    def multilingual(self) -> bool:
-        """False for an English-only model (`tiny.en`): it reads English and nothing else."""
+    def languages(self) -> frozenset[str]:
+        """The language codes the model reads: `{"en"}` for an English-only model (`tiny.en`);
+        a multilingual one's, as its tokenizer has them (`yue` only from large-v3 on)."""
         ...
 
 
@@ -166,9 +169,12 @@ class WindowEngine(ABC, Generic[ResultT]):
         fallback = settings.temperature_fallback
         self.temperature_fallback = self.fallback_by_default if fallback is None else fallback
 
-    @property
-    def multilingual(self) -> bool:
-        return bool(self.model.model.is_multilingual)
+    @functools.cached_property
+    def languages(self) -> frozenset[str]:
+        if not self.model.model.is_multilingual:
+            return frozenset({"en"})
+        tokens = self.model.hf_tokenizer
+        return frozenset(c for c in LANGUAGE_NAMES if tokens.token_to_id(f"<|{c}|>") is not None)
 
     def prepare(self, audio: np.ndarray, speech: list[Span] | None = None) -> PreparedClip:
         if speech is None:

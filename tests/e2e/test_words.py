@@ -127,3 +127,15 @@ def test_each_sentence_of_a_code_switching_file_gets_its_language(
         right += bool(covering) and covering[0].bcp47_key == sentence["language"]
     assert right / len(sentences) >= share, f"{right} of {len(sentences)} in the right language"
     assert len(scored(name, output).lost) <= most_lost
+
+
+def test_a_language_the_served_model_has_no_token_for_is_a_422_at_the_client(
+    multilingual_stack: LocalStack, media_server: MediaServer
+) -> None:
+    """The model server refuses it on the first clip; the client gets that 422, not gibberish
+    after a minute (`yue` is large-v3's; `base` has no token for it)."""
+    body = {"media_url": media_server.url("speech_40s.wav"), "params": {"language": "yue"}}
+    response = httpx.post(f"{multilingual_stack.url}/v1/transcribe", json=body, timeout=120)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "language"
+    assert "has no Cantonese" in response.json()["error"]["message"]

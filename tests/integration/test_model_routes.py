@@ -111,6 +111,20 @@ async def test_an_english_only_model_refuses_other_languages_and_translation(
     assert english.status_code == 200 and english.json()["segments"]
 
 
+async def test_a_language_the_model_has_no_token_for_is_a_422_not_gibberish(
+    model_cache_dir: Path,
+) -> None:
+    """`base` asked for Cantonese (`yue`, a large-v3 token) answered "D", "Ho", "Forget even
+    sh" after 54 s for 15 s of German."""
+    speech = wav(audio_16k("speech_40s.wav")[: 16000 * 8])
+    async with model_server(model_cache_dir, model="base") as client:
+        for query, param in [("language=yue", "language"), ("languages=de,yue", "languages")]:
+            response = await client.post(f"/v1/clips?{query}", content=speech)
+            assert response.status_code == 422, response.text
+            assert response.json()["error"]["param"] == param
+            assert "has no Cantonese (yue)" in response.json()["error"]["message"]
+
+
 async def test_the_options_a_worker_sends_are_the_options_the_engine_gets(
     model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,7 +40,7 @@ from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
 from shared.diarization.clustering import KnownSpeaker
 from shared.errors import NotReadyError, PayloadTooLargeError, WhisperfleetError
-from shared.languages import check_english_only
+from shared.languages import check_languages
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -244,7 +244,7 @@ class JobRunner:
         credential), not a client's, so no address rule applies."""
         started = time.perf_counter()
         if self.settings.model_name.endswith(".en"):  # said before the media is even fetched
-            check_english_only(request.params.decode_options(), self.settings.model_name)
+            check_languages(request.params.decode_options(), self.settings.model_name, {"en"})
         policy = self.media.policy_for(upload)
         try:
             probe = await probe_media(
