@@ -53,19 +53,48 @@ def widen_instant_words(words: list[AlignedWord], speech: Sequence[Span]) -> Non
     before it, else after it, within its speech span and never over a neighbour word. Such a
     word is most often a short reply said over the end of another's sentence ("Okay." at
     30.061-30.061 s in conversation_2v_143s.mp3, spoken 29.72-30.16 s; faster-whisper times it
-    30.025-30.025): the path reaches it late, so the time it had lies before it. A word with no
-    free time on either side keeps its instant."""
+    30.025-30.025): the path reaches it late, so the time it had lies before it. A word with
+    no free time on either side (a clitic squeezed between two words: "'un", "'a") takes up to
+    half of its longer neighbour's time instead; only between two instants does it stay one."""
     for i, word in enumerate(words):
         if word.end_sec - word.start_sec >= INSTANT_SEC:
             continue
         around = [(s, e) for s, e in speech if s <= word.start_sec <= e]
         span_start, span_end = around[0] if around else (float("-inf"), float("inf"))
-        low = max(span_start, words[i - 1].end_sec if i > 0 else span_start, 0.0)
-        high = min(span_end, words[i + 1].start_sec if i + 1 < len(words) else span_end)
+        before = words[i - 1] if i > 0 else None
+        after = words[i + 1] if i + 1 < len(words) else None
+        low = max(span_start, before.end_sec if before else span_start, 0.0)
+        high = min(span_end, after.start_sec if after else span_end)
         if word.end_sec - low >= INSTANT_SEC:
             word.start_sec = max(low, word.end_sec - INSTANT_WORD_SEC)
         elif high - word.start_sec >= INSTANT_SEC:
             word.end_sec = min(high, word.start_sec + INSTANT_WORD_SEC)
+        else:
+            _share_a_neighbours_time(word, before, after)
+
+
+def _share_a_neighbours_time(
+    word: AlignedWord, before: AlignedWord | None, after: AlignedWord | None
+) -> None:
+    """The instant `word` takes up to half of its longer neighbour that touches it."""
+    touching = [
+        (n.end_sec - n.start_sec, n is after, n)
+        for n in (before, after)
+        if n is not None
+        and abs((n.end_sec if n is before else n.start_sec) - word.start_sec) < INSTANT_SEC
+    ]
+    if not touching:
+        return
+    length, is_after, neighbour = max(touching, key=lambda item: item[0])
+    share = min(INSTANT_WORD_SEC, length / 2)
+    if share < INSTANT_SEC:
+        return
+    if is_after:
+        neighbour.start_sec += share
+        word.end_sec = neighbour.start_sec
+    else:
+        neighbour.end_sec -= share
+        word.start_sec = neighbour.end_sec
 
 
 def split_segments(

@@ -78,10 +78,20 @@ def test_an_instant_word_takes_no_more_than_the_free_time_and_stays_in_its_speec
     assert times([first]) == [(2.0, 2.3)]
 
 
-def test_a_word_with_no_free_time_on_either_side_keeps_its_instant() -> None:
+def test_a_word_with_no_free_time_takes_half_its_longer_neighbour_at_most() -> None:
+    """codeswitch_180s.mp3: "'un" at 104.481-104.481 between two touching words."""
     ws = words((" a", 1.0, 1.5), (" b", 1.5, 1.5), (" c", 1.5, 1.9))
     widen_instant_words(ws, [(0.5, 2.0)])
-    assert times(ws) == [(1.0, 1.5), (1.5, 1.5), (1.5, 1.9)]
+    assert times(ws) == [(1.0, 1.25), (1.25, 1.5), (1.5, 1.9)]  # half of " a" (0.5 s)
+    ws = words((" a", 1.0, 1.1), (" b", 1.1, 1.1), (" long", 1.1, 2.1))
+    widen_instant_words(ws, [(0.5, 2.5)])
+    assert times(ws) == [(1.0, 1.1), (1.1, 1.4), (1.4, 2.1)]  # 0.3 s of " long" at most
+
+
+def test_an_instant_between_two_instants_stays_one() -> None:
+    ws = words((" a", 1.0, 1.0), (" b", 1.0, 1.0))
+    widen_instant_words(ws, [(1.0, 1.0)])
+    assert times(ws) == [(1.0, 1.0), (1.0, 1.0)]
 
 
 def test_words_with_time_are_left_as_they_are() -> None:
