@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -132,6 +133,18 @@ class DecodeOptions(_Strict):
         description="0: beam search, sampling at rising temperatures only where Whisper's "
         "quality checks fail; above 0: sample at this temperature first.",
     )
+
+    @field_validator("languages")
+    @classmethod
+    def _languages_only_when_detecting(
+        cls, value: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        if value is not None and info.data.get("language") is not None:
+            raise ValueError(
+                "give language (one language, no detection) or languages (detection among "
+                "them), not both"
+            )
+        return value
 
     def batch_key(self) -> tuple[object, ...]:
         """Clips whose keys are equal can share one generate call: every option but

@@ -55,8 +55,10 @@ _SPEAKER_FIELDS = {
     "max_speakers": "max_speakers",
 }
 """Speaker parameters (TranscribeParams' names) and the form fields they come from."""
-_BAD_REQUEST_FIELDS = {"language", "temperature"}
+_BAD_REQUEST_FIELDS = {"language", "temperature", "prompt"}
 """Fields whose bad values OpenAI answers with 400 (the SDK's BadRequestError); ours are 422s."""
+_STREAMED_FORMATS = {Format.JSON, Format.TEXT, Format.DIARIZED_JSON}
+"""What `stream=true` can send: OpenAI's text deltas (diarized_json's with segment events)."""
 _VAD_KEYS = {"type", "prefix_padding_ms", "silence_duration_ms", "threshold"}
 
 
@@ -244,6 +246,12 @@ class OpenAIOptions(BaseModel):
             )
         if stream and task == "translate":
             raise BadRequestError("translations don't stream; omit stream", param="stream")
+        if stream and response_format not in _STREAMED_FORMATS:
+            raise BadRequestError(
+                "a stream sends text as it is transcribed, so response_format is json, text or "
+                f"diarized_json; {response_format} needs the whole transcript: omit stream",
+                param="response_format",
+            )
         diarize = _boolean(form.get("diarize"), "diarize") or (
             response_format == Format.DIARIZED_JSON
         )

@@ -183,3 +183,12 @@ def test_a_micro_chunk_in_the_seeds_names_is_still_read() -> None:
     [segment] = MicroChunkResult.model_validate_json(json.dumps(stored)).segments
     assert (segment.start_sec, segment.end_sec, segment.language) == (0.52, 2.61, "en")
     assert segment.avg_logprob == -0.2
+
+
+def test_language_and_languages_together_is_a_422_naming_languages() -> None:
+    """`{"language": "de", "languages": ["en"]}` was taken, and `languages` ignored."""
+    with pytest.raises(ValidationError) as refused:
+        TranscribeParams(language="de", languages=["en"])
+    [error] = refused.value.errors()
+    assert error["loc"] == ("languages",) and "not both" in error["msg"]
+    assert TranscribeParams(languages=["en", "de"]).language is None  # detection among them

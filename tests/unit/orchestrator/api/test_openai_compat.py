@@ -287,13 +287,13 @@ async def test_bad_values_of_the_other_fields_keep_their_status_and_name(sdk: Sd
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk.create(language="xx")
     assert caught.value.param == "language"
-    with pytest.raises(openai.UnprocessableEntityError) as invalid:
-        await sdk.create(prompt="x" * 1001)  # was a 400 naming `language`
+    with pytest.raises(openai.BadRequestError) as invalid:
+        await sdk.create(prompt="x" * 1001)  # was named `language`; a 400 as OpenAI answers
     assert invalid.value.param == "prompt"
 
 
-async def test_a_prompt_too_long_is_a_422_naming_prompt_not_language(sdk: Sdk) -> None:
-    with pytest.raises(openai.UnprocessableEntityError, match="1000 characters") as caught:
+async def test_a_prompt_too_long_is_a_400_naming_prompt_not_language(sdk: Sdk) -> None:
+    with pytest.raises(openai.BadRequestError, match="1000 characters") as caught:
         await sdk.create(language="en", prompt="x" * 1001)
     assert caught.value.param == "prompt"
     assert sdk.jobs.requests == []
@@ -395,7 +395,7 @@ def test_word_granularity_sent_indexed_is_read_as_the_array_it_is() -> None:
         {"response_format": "json"},
         {"response_format": "srt"},
         {"response_format": "diarized_json"},
-        {"response_format": "verbose_json", "stream": "true"},
+        {"response_format": "text", "stream": "true"},
     ],
 )
 def test_word_granularity_where_words_have_no_place_is_a_400_not_ignored(
@@ -435,6 +435,14 @@ def test_a_translation_ignores_the_language_as_openai_does() -> None:
         ("transcribe", {"chunking_strategy": "magic"}, "chunking_strategy", "server_vad"),
         ("transcribe", {"chunking_strategy[type]": "client_vad"}, "chunking_strategy", "auto"),
         ("transcribe", {"temperature": "2.5"}, "temperature", "temperature"),
+        ("transcribe", {"prompt": "x" * 1001}, "prompt", "1000"),
+        ("transcribe", {"stream": "true", "response_format": "srt"}, "response_format", "omit"),
+        (
+            "transcribe",
+            {"stream": "true", "response_format": "verbose_json"},
+            "response_format",
+            "whole transcript",
+        ),
     ],
 )
 def test_bad_fields_are_400s_naming_the_field(
