@@ -13,7 +13,9 @@ import io
 import os
 import threading
 import time
+import wave
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import av
 import httpx
@@ -224,3 +226,18 @@ async def test_probe_threads_are_bounded_and_a_slot_is_held_until_its_thread_end
     assert alive == 0 or slots.locked()  # a thread still reading still holds its slot
     probe = await probe_media(http, host.url("speech_40s.cbr.mp3"), POLICY, 30.0, 5.0, slots=slots)
     assert probe.duration_sec == pytest.approx(42.12, abs=0.05)
+
+
+async def test_a_wav_without_samples_is_said_to_hold_no_audio_not_to_be_a_live_stream(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    """A valid WAV header and 0 frames was "could not determine the duration of media_url (a
+    live stream?)", and for an upload the message kept saying media_url."""
+    with wave.open(str(tmp_path / "empty.wav"), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(16000)
+    with MediaServer(tmp_path) as server, pytest.raises(UnsupportedMediaError) as refused:
+        await probe_media(http, server.url("empty.wav"), POLICY, 30.0, 60.0)
+    assert refused.value.message.startswith("media_url holds no audio")  # the upload rewrite's
+    assert "live stream" not in refused.value.message

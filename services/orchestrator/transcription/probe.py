@@ -143,8 +143,13 @@ def probe_duration(
     except av.error.FFmpegError as exc:
         raise MediaHostError(f"probing media_url failed: {exc}") from exc
     if not duration or duration <= 0:
+        # A file of known size says it lasts nothing (a WAV header with no samples); one of
+        # unknown size and no duration is most often a live stream.
+        found = (
+            "holds no audio (it lasts 0 s)" if media.size else "has no duration (a live stream?)"
+        )
         raise UnsupportedMediaError(
-            "could not determine the duration of media_url (a live stream?)", param="media_url"
+            f"media_url {found}; give a recording with sound in it", param="media_url"
         )
     return duration
 
