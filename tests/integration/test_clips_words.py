@@ -113,23 +113,32 @@ async def check_clips(client: httpx.AsyncClient, model_cache_dir: Path) -> None:
     assert errors[0] <= errors[1], f"word errors {errors[0]}, faster-whisper's {errors[1]}"
 
 
+async def as_a_worker_sends_it(
+    client: httpx.AsyncClient, audio: np.ndarray, query: str
+) -> tuple[ClipTranscription, np.ndarray, float]:
+    """A micro chunk as a chunk worker sends it: cut to its first-to-last speech, with its
+    speech spans. Returns the answer, the samples sent, and where they start in `audio`."""
+    speech = speech_spans(audio)
+    first, last = int(speech[0][0] * 16000), int(np.ceil(speech[-1][1] * 16000))
+    samples = audio[first:last]
+    shifted = [(s - first / 16000, e - first / 16000) for s, e in speech]
+    response = await client.post(
+        f"/v1/clips?{query}",
+        content=pcm16_to_wav((samples * 32767).astype(np.int16)),
+        headers={"content-type": "audio/wav", SPEECH_HEADER: format_spans(shifted)},
+    )
+    assert response.status_code == 200, response.text
+    return ClipTranscription.model_validate(response.json()), samples, first / 16000
+
+
 async def test_a_sentence_decoded_past_the_audio_comes_back_once(model_cache_dir: Path) -> None:
     """two_voices_20s.wav's last micro chunk as a chunk worker sends it (7.3 s to the end, cut
     to its speech, with its speech spans): encoded at its own length, `base` decoded the last
     sentence twice, the second time past the audio, every word of it at the clip's end."""
     audio = audio_16k("two_voices_20s.wav")[int(7.285 * 16000) :]
-    speech = speech_spans(audio)
-    first, last = int(speech[0][0] * 16000), int(np.ceil(speech[-1][1] * 16000))
-    samples = audio[first:last]
-    shifted = [(s - first / 16000, e - first / 16000) for s, e in speech]
     async with model_server(model_cache_dir, model="base") as client:
-        response = await client.post(
-            "/v1/clips?language=en",
-            content=pcm16_to_wav((samples * 32767).astype(np.int16)),
-            headers={"content-type": "audio/wav", SPEECH_HEADER: format_spans(shifted)},
-        )
-    assert response.status_code == 200, response.text
-    ours = [s.text for s in ClipTranscription.model_validate(response.json()).segments]
+        result, samples, _ = await as_a_worker_sends_it(client, audio, "language=en")
+    ours = [s.text for s in result.segments]
     theirs_segments, _ = faster_whisper("base", model_cache_dir).transcribe(samples, language="en")
     theirs = [s.text for s in theirs_segments]
 
@@ -153,19 +162,11 @@ async def test_a_reply_over_a_sentences_end_is_timed_on_its_speech_not_as_an_ins
     sit on the reply as the manifest has it, and lose no word faster-whisper has."""
     offset = 23.805
     audio = audio_16k("conversation_2v_143s.mp3")[int(offset * 16000) : int(51.245 * 16000)]
-    speech = speech_spans(audio)
-    first, last = int(speech[0][0] * 16000), int(np.ceil(speech[-1][1] * 16000))
-    samples = audio[first:last]
-    start = offset + first / 16000
-    shifted = [(s - first / 16000, e - first / 16000) for s, e in speech]
     async with model_server(model_cache_dir, model="base") as client:
-        response = await client.post(
-            "/v1/clips?language=en&word_timestamps=true",
-            content=pcm16_to_wav((samples * 32767).astype(np.int16)),
-            headers={"content-type": "audio/wav", SPEECH_HEADER: format_spans(shifted)},
-        )
-    assert response.status_code == 200, response.text
-    ours = ClipTranscription.model_validate(response.json()).segments
+        query = "language=en&word_timestamps=true"
+        result, samples, cut_sec = await as_a_worker_sends_it(client, audio, query)
+    ours = result.segments
+    start = offset + cut_sec
     words = [w for s in ours for w in s.words or []]
     assert all(s.end_sec - s.start_sec >= 0.02 for s in ours), [(s.start_sec, s.text) for s in ours]
     assert all(w.end_sec - w.start_sec >= 0.02 for w in words), words
