@@ -488,7 +488,7 @@ class ChunkStreamFooter(BaseModel):
 CHUNK_STREAM: StreamTypes[MicroChunkResult, BaseModel, ChunkStreamFooter] = StreamTypes(
     item=MicroChunkResult, footer=ChunkStreamFooter
 )
-"""`POST /v1/chunks/stream` on a chunk worker: micro chunk results in timeline order."""
+"""`POST /v1/chunks` on a chunk worker: micro chunk results in timeline order."""
 
 
 class SpeakerEmbedRequest(_Strict):
