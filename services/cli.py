@@ -36,7 +36,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from shared.formats import FORMATS, Format, render
+from shared.formats import FORMATS, Format
 from shared.retries import Retries, RetrySchedule
 from shared.schemas import (
     MAX_SPEAKERS,
@@ -240,8 +240,7 @@ def follow(
         message = (info.error or {}).get("message") or f"the job was {info.status.value}"
         raise CliError(message)
     fmt = Format.parse(args.format) if args.format else _format_from(args.output)
-    task = "translate" if getattr(args, "translate", False) else "transcribe"
-    text = render(info.result, fmt, task=task, words=args.words)
+    text = _rendered(client, job_id, fmt, words=args.words)
     if args.words and info.result.segments and not any(s.words for s in info.result.segments):
         console.print(f"{job_id} was transcribed without word times: it has none to show")
     if args.output:
@@ -312,6 +311,16 @@ def _job(client: httpx.Client, job_id: str) -> JobInfo:
     if response.status_code != 200:
         raise CliError(_error_message(response))
     return JobInfo.model_validate(response.json())
+
+
+def _rendered(client: httpx.Client, job_id: str, fmt: Format, *, words: bool) -> str:
+    """The job's transcript in `fmt`, rendered by the server: it knows what the job was asked
+    (a translation's verbose_json says `translate`, also when another command started it)."""
+    params = {"format": fmt.value, "words": "true" if words else "false"}
+    response = client.get(f"/v1/jobs/{job_id}", params=params)
+    if response.status_code != 200:
+        raise CliError(_error_message(response))
+    return response.text
 
 
 def _check_output(output: Path | None) -> None:

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from services.cli import _format_from, main
+from shared.formats import render
 from shared.retries import RetrySchedule
+from shared.schemas import TranscribeOutput
 
 
 @pytest.mark.parametrize("columns", ["20", "80", None])
@@ -82,6 +84,12 @@ class ScriptedServer:
                "progress": {"done_sec": 0.0, "total_sec": 2.0}}  # fmt: skip
         return {**job, "result": self.result} if status == "succeeded" else job
 
+    def rendered(self, query: httpx.QueryParams) -> str:
+        """As the jobs route renders: with the task the job was submitted with."""
+        task = self.submitted[-1]["params"].get("task", "transcribe")
+        output = TranscribeOutput.model_validate(self.result)
+        return render(output, query["format"], task=task, words=query.get("words") == "true")
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/v1/jobs":
             self.submitted.append(json.loads(request.content))
@@ -95,6 +103,8 @@ class ScriptedServer:
                 + sse(3, "footer", self.footer)
             )  # fmt: skip
             return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+        if request.url.path == "/v1/jobs/job_1" and "format" in request.url.params:
+            return httpx.Response(200, text=self.rendered(request.url.params))
         if request.url.path == "/v1/jobs/job_1":
             return httpx.Response(200, json=self.job("succeeded" if self.submitted else "queued"))
         return httpx.Response(404, json={"error": {"message": "no such route"}})
@@ -215,6 +225,17 @@ def test_watching_shows_each_speaker_then_the_relabelling_and_writes_the_final_l
     )
 
 
+def test_watching_a_translation_renders_it_as_one_whatever_command_started_it(
+    scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watch` has no --translate: the server, which keeps the job's request, renders it."""
+    scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL, "--translate", "--detach"]) == 0
+    capsys.readouterr()
+    assert main(["watch", "job_1", "-f", "verbose_json"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "translate"
+
+
 def test_labels_the_whole_file_kept_print_no_relabelling_line(
     scripted: Callable[..., ScriptedServer], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -258,6 +279,12 @@ class DroppingServer(ScriptedServer):
         self.per_connection = per_connection
         self.cut = cut
         self.resumed_after: list[str | None] = []
+
+    def rendered(self, query: httpx.QueryParams) -> str:
+        """As the jobs route renders: with the task the job was submitted with."""
+        task = self.submitted[-1]["params"].get("task", "transcribe")
+        output = TranscribeOutput.model_validate(self.result)
+        return render(output, query["format"], task=task, words=query.get("words") == "true")
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.url.path != "/v1/jobs/job_1/events":
