@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from shared.languages import language_name
 from shared.schemas import Segment, TranscribeOutput, Word
 
 
@@ -113,17 +114,23 @@ class NotDiarizedError(ValueError):
 
 
 def render(
-    output: TranscribeOutput, fmt: Format | str, *, task: str = "transcribe", words: bool = False
+    output: TranscribeOutput,
+    fmt: Format | str,
+    *,
+    task: str = "transcribe",
+    words: bool = False,
+    language: str | None = None,
 ) -> str:
     """The transcript in `fmt` (a `Format`, or its name: ValueError for an unknown one;
     NotDiarizedError for diarized_json of a transcript made without `diarize`, whose every
-    speaker would be "")."""
+    speaker would be ""). `language`: the code the request named, verbose_json's language
+    when no segment has one."""
     gaps = {"incomplete_clips": n} if (n := incomplete_clips(output)) else {}
     match Format.parse(fmt):
         case Format.JSON:
             return json.dumps({"text": full_text(output.segments), **gaps}, ensure_ascii=False)
         case Format.VERBOSE_JSON:
-            body = verbose_json(output, task=task, words=words)
+            body = verbose_json(output, task=task, words=words, language=language)
             return json.dumps({**body, **gaps}, ensure_ascii=False)
         case Format.DIARIZED_JSON:
             if output.speakers is None:  # set, maybe empty, whenever a job diarized
@@ -165,9 +172,12 @@ def text(segments: Sequence[Segment]) -> str:
     return "".join(f"{_prefix(speaker)}{full_text(list(turn))}\n" for speaker, turn in turns)
 
 
-def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[str, Any]:
+def verbose_json(
+    output: TranscribeOutput, *, task: str, words: bool, language: str | None = None
+) -> dict[str, Any]:
     """OpenAI's verbose_json: segments with Whisper's scores, and words when asked for; the
-    speaker on each segment and word that has one."""
+    speaker on each segment and word that has one. Without segments (no speech) the language is
+    the one the request named (`language`, a code), else "english", as OpenAI answers."""
     segments = [
         {
             "id": index,
@@ -176,7 +186,7 @@ def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[st
             "end": round(s.end_time_sec, 3),
             "text": s.text,
             "tokens": [],
-            "temperature": 0.0,
+            "temperature": s.temperature if s.temperature is not None else 0.0,
             "avg_logprob": s.avg_logprob if s.avg_logprob is not None else 0.0,
             "compression_ratio": s.compression_ratio if s.compression_ratio is not None else 0.0,
             "no_speech_prob": s.no_speech_prob if s.no_speech_prob is not None else 0.0,
@@ -184,7 +194,10 @@ def verbose_json(output: TranscribeOutput, *, task: str, words: bool) -> dict[st
         }
         for index, s in enumerate(output.segments)
     ]
-    language = output.segments[0].language if output.segments else "english"
+    if output.segments:
+        language = output.segments[0].language
+    else:
+        language = language_name(language) if language else "english"
     body: dict[str, Any] = {
         "task": task,
         "language": "english" if task == "translate" else language,  # the text's language

@@ -314,6 +314,11 @@ class Segment(BaseModel):
     avg_logprob: float | None = Field(None, description="Mean token log-probability.")
     compression_ratio: float | None = Field(None, description="gzip ratio of the decoded text.")
     no_speech_prob: float | None = Field(None, description="Whisper's no-speech probability.")
+    temperature: float | None = Field(
+        None,
+        description="The sampling temperature the text was decoded at: 0 is beam search; "
+        "above 0 where Whisper's quality checks failed at lower ones (or as asked).",
+    )
     speaker: str | None = Field(
         None, description="Who spoke, when diarizing: `A`, `B`, ... or a known speaker's name."
     )
@@ -340,6 +345,7 @@ class Segment(BaseModel):
             avg_logprob=segment.avg_logprob,
             compression_ratio=segment.compression_ratio,
             no_speech_prob=segment.no_speech_prob,
+            temperature=segment.temperature,
             speaker=segment.speaker,
             overlapping_speakers=segment.overlapping_speakers,
         )
@@ -452,6 +458,7 @@ class ChunkSegment(TimeSpan):
     avg_logprob: float | None = None
     compression_ratio: float | None = None
     no_speech_prob: float | None = None
+    temperature: float | None = None
     speaker: str | None = None
     """Who spoke, when diarizing (set by the orchestrator)."""
     overlapping_speakers: list[str] | None = None

@@ -292,6 +292,7 @@ def to_result(
                 avg_logprob=clip_segment.avg_logprob,
                 compression_ratio=clip_segment.compression_ratio,
                 no_speech_prob=clip_segment.no_speech_prob,
+                temperature=clip_segment.temperature,
             )
         )
     report = MicroChunkReport(

@@ -92,9 +92,9 @@ async def get_job(
             f"job {job_id} is {info.status.value}: a transcript exists once it has succeeded",
             param="format",
         )
-    task = row.job_request().params.task
+    params = row.job_request().params
     try:
-        text = render(info.result, format, task=task, words=words)
+        text = render(info.result, format, task=params.task, words=words, language=params.language)
     except NotDiarizedError as exc:
         raise BadRequestError(f"job {job_id}: {exc}", param="format") from None
     return Response(text, media_type=format.media_type)

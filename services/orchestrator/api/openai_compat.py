@@ -154,7 +154,13 @@ async def _answer(
         output = await cancel_on_disconnect(request, work)
     finally:
         await finish_shielded(held.aclose)
-    text = render(output, options.response_format, task=task, words=options.words)
+    text = render(
+        output,
+        options.response_format,
+        task=task,
+        words=options.words,
+        language=options.params.language,
+    )
     gaps = incomplete_clips(output)
     headers = {"X-Whisperfleet-Incomplete-Clips": str(gaps)} if gaps else None
     return Response(text, media_type=options.response_format.media_type, headers=headers)

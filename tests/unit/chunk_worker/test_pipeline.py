@@ -24,13 +24,15 @@ def test_model_times_are_moved_by_the_range_the_chunk_and_its_first_speech() -> 
     word = Word(start_sec=0.2, end_sec=0.61, word=" Hello", probability=0.75)
     segment = ClipSegment(
         start_sec=0.2, end_sec=2.0, text=" Hello there.", words=[word], language="de",
-        avg_logprob=-0.3, compression_ratio=1.2, no_speech_prob=0.01,
+        avg_logprob=-0.3, compression_ratio=1.2, no_speech_prob=0.01, temperature=0.2,
     )  # fmt: skip
     result = to_result(600.0, 900.0, span, clip(segment))
     (out,) = result.segments
     assert (out.start_sec, out.end_sec) == (621.7, 623.5)
     assert out.text == " Hello there." and out.language == "de"  # the segment's own language
-    assert (out.avg_logprob, out.compression_ratio, out.no_speech_prob) == (-0.3, 1.2, 0.01)
+    assert (out.avg_logprob, out.compression_ratio, out.no_speech_prob, out.temperature) == (
+        -0.3, 1.2, 0.01, 0.2,
+    )  # fmt: skip
     assert out.words is not None
     (moved,) = out.words
     assert (moved.start_sec, moved.end_sec, moved.word, moved.probability) == (

@@ -104,6 +104,23 @@ def test_verbose_json_is_openais_shape_with_words_when_asked() -> None:
     assert "words" not in without
 
 
+def test_verbose_json_carries_the_temperature_each_segment_was_decoded_at() -> None:
+    """A segment sampled after a quality check failed says so, as OpenAI's does."""
+    fallback = segment(0.5, 2.0, " Mm hmm.")
+    fallback.temperature = 0.4
+    body = json.loads(formats.render(output(segment(0, 0.5, " Hi."), fallback), "verbose_json"))
+    assert [s["temperature"] for s in body["segments"]] == [0.0, 0.4]
+
+
+def test_verbose_json_of_a_silent_file_names_the_language_asked_for_not_english() -> None:
+    silent = output()
+    body = json.loads(formats.render(silent, "verbose_json", language="de"))
+    assert body["language"] == "german"
+    assert json.loads(formats.render(silent, "verbose_json"))["language"] == "english"
+    translated = json.loads(formats.render(silent, "verbose_json", task="translate", language="de"))
+    assert translated["language"] == "english"  # the text's language
+
+
 def test_empty_segments_make_no_cues_and_unknown_formats_are_refused() -> None:
     assert formats.render(output(segment(0, 1, "  ")), "srt") == ""
     with pytest.raises(ValueError, match="unknown format"):

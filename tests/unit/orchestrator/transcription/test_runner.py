@@ -126,7 +126,8 @@ async def test_segments_leave_the_runner_with_the_public_names_made_once() -> No
     assert json.loads(first.model_dump_json()) == {
         "start_time_sec": 0.0, "end_time_sec": 15.0, "text": "0", "language": "english",
         "bcp47_key": "en", "words": None, "avg_logprob": None, "compression_ratio": None,
-        "no_speech_prob": None, "speaker": None, "overlapping_speakers": None,
+        "no_speech_prob": None, "temperature": None, "speaker": None,
+        "overlapping_speakers": None,
     }  # fmt: skip
 
 
