@@ -57,7 +57,7 @@ from services.orchestrator.transcription.planning import (
     spans_from_boundaries,
 )
 from shared.aio import gather_bounded
-from shared.clients import WhisperClient
+from shared.clients import ModelServerClient
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     SAMPLE_RATE_HZ,
@@ -176,7 +176,7 @@ def looped_pauses(starts: list[float], duration_sec: float) -> list[tuple[float,
 # -- the fake model client ---------------------------------------------------------------------
 
 
-class FakeWhisper(WhisperClient):
+class FakeModelServer(ModelServerClient):
     """Records when clips arrive and answers with no segments after `delay_sec`."""
 
     def __init__(self, delay_sec: float = 0.0) -> None:  # no ServiceClient: nothing is sent
@@ -224,7 +224,7 @@ LOCAL = ["127.0.0.0/8"]
 
 
 @asynccontextmanager
-async def worker(whisper: WhisperClient) -> AsyncIterator[ChunkTranscriber]:
+async def worker(whisper: ModelServerClient) -> AsyncIterator[ChunkTranscriber]:
     """The worker's core as the app builds it (worker defaults: its own media access and range
     proxy, so a file's index is fetched once per worker), with a fake model client."""
     access = MediaAccess(
@@ -245,7 +245,7 @@ async def worker(whisper: WhisperClient) -> AsyncIterator[ChunkTranscriber]:
 async def workers(count: int) -> AsyncIterator[list[ChunkTranscriber]]:
     """`count` simulated chunk workers, each with its own range proxy (its own cache)."""
     async with AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(worker(FakeWhisper())) for _ in range(count)]
+        yield [await stack.enter_async_context(worker(FakeModelServer())) for _ in range(count)]
 
 
 # -- measurements ------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ async def first_chunk(
 ) -> None:
     url = server.url(file.path.name)
     for run in range(runs):
-        whisper = FakeWhisper()
+        whisper = FakeModelServer()
         async with worker(whisper) as transcriber:  # a worker that has not seen the file yet
             start = round((file.duration_sec - MACRO_SEC) * (run + 1) / (runs + 1))
             request = ChunkRequest(
@@ -392,7 +392,7 @@ async def rss_probe(url: str, start_sec: float, end_sec: float) -> None:
 
     Only the worker's own modules are imported here (the media host, PyAV and the orchestrator
     are imported lazily by the parent), so the baseline is small and growth shows."""
-    whisper = FakeWhisper(delay_sec=0.25)
+    whisper = FakeModelServer(delay_sec=0.25)
     async with worker(whisper) as transcriber:
         request = ChunkRequest(
             media_url=url,

@@ -273,7 +273,7 @@ class ServiceClient:
                 ) from exc
 
 
-class WhisperClient:
+class ModelServerClient:
     """The chunk worker's view of the model server."""
 
     def __init__(self, service: ServiceClient) -> None:

@@ -27,7 +27,7 @@
 
 Body (OpenAI's error shape): `{"error": {"message", "type", "code", "param"}}`. A service that
 receives such a body from a peer re-raises the same class (`error_from_body`), so the end client
-sees the original cause, e.g. "whisper server unreachable", not a generic 502.
+sees the original cause, e.g. "model server unreachable", not a generic 502.
 """
 
 from __future__ import annotations

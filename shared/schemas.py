@@ -2,7 +2,7 @@
 
 The public request/response (`TranscribeRequest`, `TranscribeOutput`) keep the field names of the
 seed design, so a client written against its JSON works unchanged. Internal hops (orchestrator ->
-chunk worker -> whisper server) use the types further down.
+chunk worker -> model server) use the types further down.
 """
 
 from __future__ import annotations
@@ -519,7 +519,7 @@ class SilenceResult(BaseModel):
     split_sec: float
 
 
-# -- chunk worker -> whisper server -----------------------------------------------------------
+# -- chunk worker -> model server -----------------------------------------------------------
 
 
 class ClipSegment(BaseModel):

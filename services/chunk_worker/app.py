@@ -19,7 +19,7 @@ from services.chunk_worker.pipeline import ChunkTranscriber
 from services.chunk_worker.speakers import Speakers, diarization_thread
 from shared import fleet
 from shared.api import health_router, install_error_handlers
-from shared.clients import RetryPolicy, ServiceClient, WhisperClient
+from shared.clients import ModelServerClient, RetryPolicy, ServiceClient
 from shared.diarization.models import load_speaker_models
 from shared.diarization.weights import DiarizationModelsMissing, locate
 from shared.media_host import AddressPolicy
@@ -71,11 +71,11 @@ def create_app(settings: ChunkWorkerSettings | None = None) -> FastAPI:
             access,
         ):
             pool = ReplicaPool(settings.whisper_urls)
-            whisper = WhisperClient(
+            whisper = ModelServerClient(
                 ServiceClient(
                     whisper_http,
                     pool,
-                    name="whisper server",
+                    name="model server",
                     setting_hint="CHUNK_WORKER_WHISPER_URLS",
                     retry=RetryPolicy(
                         attempts=settings.whisper_retry_attempts,

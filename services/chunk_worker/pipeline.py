@@ -5,7 +5,7 @@ a time; when that many are in flight the worker stops reading FFmpeg's output, s
 download) pause too. Memory therefore stays at about `max_inflight_clips` clips however long the
 range is.
 
-    FFmpeg stdout ──blocks──> MicroChunker ──chunk──> [semaphore] ──> WhisperClient
+    FFmpeg stdout ──blocks──> MicroChunker ──chunk──> [semaphore] ──> ModelServerClient
                                                                         │
     MicroChunkResult stream <── in cut order, absolute times <──────────┘
 """
@@ -25,7 +25,7 @@ from services.chunk_worker.silence import latest_pause, quietest_point
 from services.chunk_worker.speakers import Speakers
 from shared.aio import cancel_and_wait
 from shared.audio import pcm16_to_wav
-from shared.clients import WhisperClient
+from shared.clients import ModelServerClient
 from shared.schemas import (
     SAMPLE_RATE_HZ,
     ChunkRequest,
@@ -116,7 +116,7 @@ class ChunkTranscriber:
 
     def __init__(
         self,
-        whisper: WhisperClient,
+        whisper: ModelServerClient,
         access: MediaAccess,
         fetch: FetchOptions,
         max_inflight_clips: int,

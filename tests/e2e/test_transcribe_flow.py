@@ -189,7 +189,5 @@ def test_unreachable_whisper_server_is_a_503_naming_it(
         )
     finally:
         broken.stop()
-    assert_error(
-        response, 503, "upstream_unavailable", "whisper server", "CHUNK_WORKER_WHISPER_URLS"
-    )
+    assert_error(response, 503, "upstream_unavailable", "model server", "CHUNK_WORKER_WHISPER_URLS")
     assert "retry-after" in response.headers

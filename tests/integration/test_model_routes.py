@@ -17,7 +17,7 @@ from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.engine import PreparedClip
 from shared import fleet
 from shared.audio import pcm16_to_wav
-from shared.clients import ServiceClient, WhisperClient
+from shared.clients import ModelServerClient, ServiceClient
 from shared.replicas import ReplicaPool
 from shared.schemas import ClipTranscription, DecodeOptions
 from tests.support.asgi import serve
@@ -152,7 +152,7 @@ async def test_the_options_a_worker_sends_are_the_options_the_engine_gets(
     ]
     async with model_server(model_cache_dir) as client:
         pool = ReplicaPool(["http://model"])
-        whisper = WhisperClient(ServiceClient(client, pool, name="model", setting_hint="URLS"))
+        whisper = ModelServerClient(ServiceClient(client, pool, name="model", setting_hint="URLS"))
         for options in sent:
             result = await whisper.transcribe_clip(speech, options, 0.0, [(1.0, 2.5)])
             assert len(result.segments) == 1

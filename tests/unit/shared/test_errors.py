@@ -51,9 +51,9 @@ def test_a_peers_error_is_rebuilt_as_the_same_class(error: WhisperfleetError) ->
 def test_a_foreign_body_becomes_an_upstream_error_naming_the_peer(
     status: int, expected: type[WhisperfleetError]
 ) -> None:
-    error = error_from_body(status, b"<html>oops</html>", source="whisper server")
+    error = error_from_body(status, b"<html>oops</html>", source="model server")
     assert type(error) is expected
-    assert "whisper server" in error.message and "oops" in error.message
+    assert "model server" in error.message and "oops" in error.message
 
 
 def test_an_error_class_of_another_module_is_rebuilt_from_a_peers_body() -> None:
