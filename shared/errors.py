@@ -2,6 +2,8 @@
 
     WhisperfleetError (500 internal_error)
     ├── BadRequestError (400 bad_request)                    OpenAI API: a value we don't offer
+    │   └── DiarizationUnavailableError (400 diarization_unavailable)
+    │                                                        a worker without the speaker models
     ├── UnauthorizedError (401 invalid_api_key)              no or a wrong API key
     │   └── FleetCredentialError (401 invalid_fleet_credential)
     │                                                        an internal call without the fleet
@@ -14,15 +16,22 @@
     │   ├── MediaUnavailableError (422 media_unavailable)    media host answered 4xx
     │   ├── RangeNotSupportedError (422 range_not_supported) media host ignores Range
     │   ├── CorruptMediaError (422 corrupt_media)            header the file can't hold
-    │   └── InvalidAudioError (422 invalid_audio)            empty / too long clip
+    │   ├── InvalidAudioError (422 invalid_audio)            empty / too long clip
+    │   └── MediaAddressRefusedError (422 media_address_refused)
+    │                                                        a URL to an address not allowed
+    │                                                        (shared/media_host/addresses.py)
     ├── PayloadTooLargeError (413 payload_too_large)        upload or body over its cap
     ├── UnsupportedMediaError (415 unsupported_media)        not decodable / no audio stream
+    │   └── NestedOpenRefusedError (415 unsupported_media)   a playlist or reference inside the
+    │                                                        data (shared/containers.py)
     ├── MediaHostError (502 media_host_error)                media host down or 5xx
     ├── UpstreamError (502 upstream_error)                   a peer service failed
     ├── UpstreamUnavailableError (503 upstream_unavailable)  a peer service is unreachable
     │   ├── OverloadedError (503 overloaded)                 queue full, retry later
     │   └── NotReadyError (503 not_ready)                    model still loading
     ├── UpstreamTimeoutError (504 upstream_timeout)          deadline passed
+    ├── BatchFailedError (500 model_error)                   the model raised on a clip
+    │                                                        (services/whisper_gpu/batcher.py)
     └── InsufficientStorageError (507 insufficient_storage)  the media store's disk is full
 
 Body (OpenAI's error shape): `{"error": {"message", "type", "code", "param"}}`. A service that
@@ -204,7 +213,11 @@ def _all_subclasses(cls: type[WhisperfleetError]) -> list[type[WhisperfleetError
 def _class_for(code: str) -> type[WhisperfleetError]:
     """The class of an error code, among every subclass defined so far: some live in other
     modules (`media_host.MediaAddressRefusedError`), defined after this one is imported."""
-    by_code = {cls.code: cls for cls in _all_subclasses(WhisperfleetError)}
+    by_code = {
+        cls.code: cls
+        for cls in _all_subclasses(WhisperfleetError)
+        if "code" in vars(cls)  # a subclass that keeps its parent's code is not its class
+    }
     return by_code.get(code, UpstreamError)
 
 

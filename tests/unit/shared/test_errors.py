@@ -7,6 +7,7 @@ import pytest
 from shared.errors import (
     MediaUnavailableError,
     OverloadedError,
+    UnsupportedMediaError,
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -62,3 +63,13 @@ def test_an_error_class_of_another_module_is_rebuilt_from_a_peers_body() -> None
     body = MediaAddressRefusedError("refused", param="media_url").body().model_dump_json()
     error = error_from_body(422, body.encode(), source="chunk worker")
     assert type(error) is MediaAddressRefusedError and error.status_code == 422
+
+
+def test_a_code_is_rebuilt_as_the_class_that_defines_it_not_a_subclass_sharing_it() -> None:
+    """Regression: a peer's `unsupported_media` came back as NestedOpenRefusedError, a subclass
+    that keeps its parent's code (same status and message, the wrong class)."""
+    from shared.containers import NestedOpenRefusedError
+
+    assert NestedOpenRefusedError.code == UnsupportedMediaError.code
+    body = UnsupportedMediaError("no audio stream").body().model_dump_json()
+    assert type(error_from_body(415, body.encode(), source="chunk worker")) is UnsupportedMediaError
