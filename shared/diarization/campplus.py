@@ -59,13 +59,14 @@ OPSET = 17
 IR_VERSION = 8
 FEATURE_DIM = 80
 EMBEDDING_DIM = 192
+"""shared.schemas.EMBEDDING_DIM, restated: the image's model stage converts with this module
+without shared.schemas (tests/unit/repo/test_compose.py; their equality: test_campplus.py)."""
 SEGMENT_FRAMES = 100
 """A CAM layer's segment pooling length (frames after the TDNN's stride 2)."""
 BN_EPS = 1e-5
 
 _BLOCKS = ((12, 3, 1), (24, 3, 2), (16, 3, 2))
 """(layers, kernel, dilation) of the three CAM dense blocks."""
-_GROWTH = 32
 _STORAGE_DTYPES: dict[str, np.dtype[Any]] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),

@@ -20,7 +20,8 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from shared.schemas import SAMPLE_RATE_HZ
+
 FRAME_LENGTH = 400
 FRAME_SHIFT = 160
 FFT_SIZE = 512
@@ -37,12 +38,12 @@ def _mel(freq: np.ndarray | float) -> np.ndarray:
 
 def _mel_banks() -> np.ndarray:
     """[257, 80] float32: the triangular filters, transposed for a right-hand product."""
-    nyquist = SAMPLE_RATE / 2
+    nyquist = SAMPLE_RATE_HZ / 2
     low, high = float(_mel(LOW_FREQ)), float(_mel(nyquist))
     delta = (high - low) / (NUM_MEL_BINS + 1)
     left = low + np.arange(NUM_MEL_BINS, dtype=np.float64)[:, None] * delta
     centre, right = left + delta, left + 2 * delta
-    mel = _mel(SAMPLE_RATE / FFT_SIZE * np.arange(FFT_SIZE // 2))[None, :]
+    mel = _mel(SAMPLE_RATE_HZ / FFT_SIZE * np.arange(FFT_SIZE // 2))[None, :]
     up = (mel - left) / (centre - left)
     down = (right - mel) / (right - centre)
     banks = np.maximum(0.0, np.minimum(up, down))

@@ -25,9 +25,9 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 
-from shared.diarization.fbank import SAMPLE_RATE, campplus_features
+from shared.diarization.fbank import campplus_features
 from shared.diarization.weights import DiarizationWeights
-from shared.schemas import EMBEDDING_DIM
+from shared.schemas import EMBEDDING_DIM, SAMPLE_RATE_HZ
 
 SEGMENTATION_WINDOW_SAMPLES = 160_000
 """10 s at 16 kHz: the segmentation model's input."""
@@ -35,12 +35,12 @@ SEGMENTATION_FRAMES = 589
 """Output frames per 10 s window."""
 FRAME_STEP_SAMPLES = 270
 FRAME_DURATION_SAMPLES = 991
-FRAME_STEP_SEC = FRAME_STEP_SAMPLES / SAMPLE_RATE
+FRAME_STEP_SEC = FRAME_STEP_SAMPLES / SAMPLE_RATE_HZ
 """Seconds between output frames."""
-FRAME_DURATION_SEC = FRAME_DURATION_SAMPLES / SAMPLE_RATE
+FRAME_DURATION_SEC = FRAME_DURATION_SAMPLES / SAMPLE_RATE_HZ
 """The receptive field of one output frame."""
 POWERSET_CLASSES = 7
-MIN_EMBED_SAMPLES = SAMPLE_RATE // 2
+MIN_EMBED_SAMPLES = SAMPLE_RATE_HZ // 2
 """The shortest clip `embed` takes (0.5 s)."""
 
 __all__ = [

@@ -347,7 +347,8 @@ def test_temperature_fallbacks_are_counted(engine: RandomEngine, model_cache_dir
     results = falling_back.transcribe_batch(clips, DecodeOptions(language="en"))
     assert counted(falling_back, "whisper_windows_total", '{kind="clip"}') == 2
     assert counted(falling_back, "whisper_temperature_fallbacks_total") == 2 * 3
-    assert all((s.temperature or 0) > 0 for r in results for s in r.segments)
+    temperatures = [s.temperature for r in results for s in r.segments]
+    assert temperatures and all((t or 0) > 0 for t in temperatures)
 
 
 class _CreepingAligner:

@@ -503,8 +503,9 @@ class JobQueue:
 
     def _ended(self, row: JobRecord) -> None:
         """After a job's end is written (`row` as it ended), whatever ended it: its readers
-        woken, its upload removed (the one place an async job's is), its webhook called
-        (not for a cancel: the canceller knows)."""
+        woken, its upload removed (if it is still here: one handed to the database was removed
+        at submit, and `_sweep` removes those of jobs it deletes), its webhook called (not for
+        a cancel: the canceller knows)."""
         self.watcher.wake(row.id)
         if row.upload_id:
             self.media_store.remove(row.upload_id)

@@ -184,9 +184,9 @@ class MediaStore:
         return path if path.is_file() else None
 
     def remove(self, upload: Upload | str | None) -> None:
-        """The one place an upload's file is removed (by the upload or its id; its `.part`
-        too), whatever ended it: its job, a refused or failed request, a hand-over to the
-        database; `release` also drops what the database kept of it."""
+        """Removes an upload's file (by the upload or its id; its `.part` too), whatever ended
+        it: its job, a refused or failed request, a hand-over to the database (`sweep` removes,
+        at start, what an earlier run left); `release` also drops what the database kept of it."""
         upload_id = upload.id if isinstance(upload, Upload) else upload
         if upload_id is not None and _ID.match(upload_id):
             path = self.root / upload_id

@@ -400,6 +400,3 @@ def test_ffmpeg_failures_map_to_errors_users_can_act_on(
     assert words in failure.message
     assert "secret" not in failure.message  # the URL's signature never leaks
     assert "Task finished" not in failure.message
-
-
-# -- the range proxy ---------------------------------------------------------------------------

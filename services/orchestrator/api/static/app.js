@@ -14,8 +14,8 @@
 // palette); the speaker list has a name field per label. A name replaces the label on the page
 // and in what is sent to /v1/render, so Copy and every download carry it.
 //
-// The pure parts (SSE parser, time formats, SRT/VTT/TXT writers) live on `window.whisperfleet`
-// so tests can drive them directly.
+// The pure parts (SSE parser, time formats, the plain-text writer) live on `window.whisperfleet`
+// so tests can drive them directly; SRT, VTT and the JSON formats come from /v1/render.
 "use strict";
 
 (() => {

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shared.diarization import campplus
 from shared.diarization.campplus import StateDictError, read_state_dict
+from shared.schemas import EMBEDDING_DIM
 
 
 class _Storage:
@@ -134,3 +136,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_zip_is_refused() -> None:
     with pytest.raises(StateDictError, match="not a zip"):
         read_state_dict(b"\x80\x02}q\x00.")
+
+
+def test_the_embedding_length_restated_for_the_model_stage_is_the_fleets() -> None:
+    assert campplus.EMBEDDING_DIM == EMBEDDING_DIM
