@@ -53,7 +53,7 @@ from services.chunk_worker.range_proxy import RangeProxy
 from services.chunk_worker.speakers import Speakers
 from services.orchestrator.transcription.planning import (
     nominal_boundaries,
-    search_windows,
+    search_window,
     spans_from_boundaries,
 )
 from shared.aio import gather_bounded
@@ -153,6 +153,11 @@ def loop_starts(path: Path, nominal_sec: float, duration_sec: float) -> list[flo
         search = decode(path, "-ss", f"{low:.6f}", seconds=12)
         starts.append(low + best_offset(search, reference) / SAMPLE_RATE_HZ - 1.0)
     return starts
+
+
+def boundary_windows(count: int, duration_sec: float) -> list[tuple[float, float]]:
+    """Where the orchestrator looks for each inner boundary of `count` macro chunks."""
+    return [search_window(i, count, duration_sec, BOUNDARY_SEARCH_SEC) for i in range(count - 1)]
 
 
 def looped_pauses(starts: list[float], duration_sec: float) -> list[tuple[float, float]]:
@@ -292,7 +297,7 @@ async def whole_file(
     async with workers(WORKERS) as fleet:
         server.traffic.reset()
         nominal = nominal_boundaries(duration, MACRO_SEC)
-        windows = search_windows(nominal, duration, BOUNDARY_SEARCH_SEC)
+        windows = boundary_windows(len(nominal) + 1, duration)
         requests = [
             SilenceRequest(
                 media_url=url,
@@ -437,7 +442,7 @@ def cut_quality(
 ) -> None:
     gaps = looped_pauses(file.loop_starts, file.duration_sec)
     nominal = nominal_boundaries(file.duration_sec, MACRO_SEC)
-    windows = search_windows(nominal, file.duration_sec, BOUNDARY_SEARCH_SEC)
+    windows = boundary_windows(len(nominal) + 1, file.duration_sec)
     results.macro["ours"] = score(list(zip(boundaries, windows, strict=True)), gaps)
     results.macro["grid"] = score(list(zip(nominal, windows, strict=True)), gaps)
     ours: list[tuple[float, tuple[float, float]]] = []

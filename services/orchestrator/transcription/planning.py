@@ -48,24 +48,6 @@ def search_window(
     return boundary - min(half_width_sec, room), boundary + min(half_width_sec, room)
 
 
-def search_windows(
-    boundaries: list[float], duration_sec: float, half_width_sec: float
-) -> list[tuple[float, float]]:
-    """A window around each boundary, kept clear of its neighbours and of the file's ends."""
-    windows = []
-    points = [0.0, *boundaries, duration_sec]
-    for i, boundary in enumerate(boundaries, start=1):
-        room_before = (points[i] - points[i - 1]) / 2
-        room_after = (points[i + 1] - points[i]) / 2
-        windows.append(
-            (
-                boundary - min(half_width_sec, room_before),
-                boundary + min(half_width_sec, room_after),
-            )
-        )
-    return windows
-
-
 def spans_from_boundaries(duration_sec: float, boundaries: list[float]) -> list[TimeSpan]:
     points = [0.0, *sorted(boundaries), duration_sec]
     return [

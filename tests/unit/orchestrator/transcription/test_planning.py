@@ -11,7 +11,7 @@ import pytest
 from services.orchestrator.transcription.planning import (
     nominal_boundaries,
     plan_spans,
-    search_windows,
+    search_window,
     spans_from_boundaries,
 )
 
@@ -42,10 +42,10 @@ def test_spans_tile_the_timeline() -> None:
 
 
 def test_search_windows_stay_clear_of_neighbours_and_ends() -> None:
-    boundaries = nominal_boundaries(40.0, 30.0)  # one boundary at 20 s
-    assert search_windows(boundaries, 40.0, 5.0) == [(15.0, 25.0)]
-    tight = nominal_boundaries(90.0, 30.0)  # boundaries 30, 60
-    windows = search_windows(tight, 90.0, 20.0)
+    assert nominal_boundaries(40.0, 30.0) == [20.0]
+    assert search_window(0, 2, 40.0, 5.0) == (15.0, 25.0)
+    assert nominal_boundaries(90.0, 30.0) == [30.0, 60.0]
+    windows = [search_window(i, 3, 90.0, 20.0) for i in range(2)]
     assert windows == [(15.0, 45.0), (45.0, 75.0)]
     for (_, high), (low, _) in itertools.pairwise(windows):
         assert high <= low
