@@ -237,7 +237,7 @@ def follow(
         return 130
     info = _job(client, job_id)
     if info.status != "succeeded" or info.result is None:
-        message = (info.error or {}).get("message") or f"the job was {info.status.value}"
+        message = info.error.message if info.error else f"the job was {info.status.value}"
         raise CliError(message)
     fmt = Format.parse(args.format) if args.format else _format_from(args.output)
     text = _rendered(client, job_id, fmt, words=args.words)

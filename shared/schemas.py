@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.errors import ErrorDetail
 from shared.languages import language_name, normalize_language
 from shared.streams import StreamTypes
 
@@ -651,7 +652,7 @@ class JobInfo(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     progress: JobProgress
-    error: dict[str, str | None] | None = Field(
+    error: ErrorDetail | None = Field(
         None, description="The error body's `error` object, when the job failed."
     )
     result: TranscribeOutput | None = None

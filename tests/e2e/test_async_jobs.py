@@ -394,7 +394,7 @@ def test_a_job_that_keeps_killing_its_orchestrator_ends_failed_and_is_not_run_ag
     finally:
         stack.stop()
     assert info.status == "failed" and info.error is not None
-    assert "stopped its orchestrator 2 times" in str(info.error["message"])
+    assert "stopped its orchestrator 2 times" in info.error.message
     assert [e[0] for e in stream] == list(range(len(stream)))
     assert stream[-1][1] == "error" and [e[1] for e in stream].count("header") == 1
     assert again.status == "failed" and again.finished_at == info.finished_at

@@ -45,7 +45,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from shared.errors import WhisperfleetError
+from shared.errors import ErrorDetail, WhisperfleetError
 from shared.schemas import (
     JobInfo,
     JobProgress,
@@ -187,7 +187,7 @@ class JobRecord:
             started_at=self.started_at,
             finished_at=self.finished_at,
             progress=JobProgress(done_sec=self.done_sec, total_sec=self.total_sec),
-            error=json.loads(self.error) if self.error else None,
+            error=ErrorDetail.model_validate_json(self.error) if self.error else None,
             result=(
                 TranscribeOutput.model_validate_json(self.result)
                 if with_result and self.result
