@@ -8,7 +8,8 @@
         one transfer's tries: `for attempt in retries: with attempt: ...` (or `async for`), the
         last failure re-raised as it was; `progressed()` when a try got somewhere starts the
         count afresh, so a long transfer over a link that drops now and then fails only when
-        `attempts` tries in a row get nowhere
+        `attempts` tries in a row get nowhere; a failure with a `retry_after_sec` (the server's
+        Retry-After) waits at least that long, up to `max_delay_sec`
 
 Every transfer that is retried uses it, each with its own schedule and failures:
 
@@ -98,6 +99,14 @@ class Retries:
         """Tries that failed since the last progress, the one just failed included."""
         return state.attempt_number - self._fresh_from + 1
 
+    def _wait(self, state: RetryCallState) -> float:
+        delay = self.schedule.delay(self._in_a_row(state) - 1)
+        failure = state.outcome.exception() if state.outcome else None
+        asked = getattr(failure, "retry_after_sec", None)
+        if isinstance(asked, int | float) and asked > 0:
+            delay = max(delay, min(float(asked), self.schedule.max_delay_sec))
+        return delay
+
     def _before(self, state: RetryCallState) -> None:
         self._attempt = state.attempt_number
 
@@ -109,7 +118,7 @@ class Retries:
     def _options(self) -> dict[str, Any]:
         return {
             "retry": retry_if_exception_type(self.retry_on),
-            "wait": lambda state: self.schedule.delay(self._in_a_row(state) - 1),
+            "wait": self._wait,
             "stop": lambda state: self._in_a_row(state) >= self.schedule.attempts,
             "before": self._before,
             "before_sleep": self._log,

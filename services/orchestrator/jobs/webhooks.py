@@ -5,11 +5,13 @@ Signed like Stripe's and Standard Webhooks': `X-Whisperfleet-Timestamp` (Unix se
 configured secret, so a receiver can check both who sent it and that it is fresh. Sent through
 the media-host seam's client, so the address guard applies to webhook URLs as to media URLs.
 Retried on connection failures, 429 and 5xx on the schedule of every transfer (`shared.retries`:
-after 0, 1, 3, 7 ... s); the outcome is kept.
+after 0, 1, 3, 7 ... s, or the receiver's Retry-After when longer, up to a minute); the outcome
+is kept.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import time
@@ -36,10 +38,30 @@ def verify(secret: str, timestamp: str, body: bytes, signed: str, max_age_sec: f
 
 
 class _Retry(Exception):
-    def __init__(self, status_code: int | None, error: str) -> None:
+    def __init__(
+        self, status_code: int | None, error: str, retry_after_sec: float | None = None
+    ) -> None:
         super().__init__(error)
         self.status_code = status_code
         self.error = error
+        self.retry_after_sec = retry_after_sec
+        """The receiver's Retry-After: the next try waits at least this long."""
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds (delta-seconds or an HTTP date); None if absent or
+    unreadable."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 async def deliver(
@@ -78,12 +100,13 @@ async def _post(
         # Only the status is wanted: the receiver's body is never read (it could be endless).
         async with client.stream("POST", url, content=body, headers=headers) as response:
             status = response.status_code
+            wait = retry_after(response.headers.get("retry-after"))
     except WhisperfleetError as exc:  # refused by the address guard: final
         return WebhookOutcome(delivered=False, attempts=tries, error=exc.message)
     except httpx.HTTPError as exc:
         raise _Retry(None, f"{type(exc).__name__}: {exc}") from exc
     if status == 429 or status >= 500:
-        raise _Retry(status, f"HTTP {status}")
+        raise _Retry(status, f"HTTP {status}", wait)
     ok = 200 <= status < 300
     return WebhookOutcome(
         delivered=ok, attempts=tries, status_code=status, error=None if ok else f"HTTP {status}"

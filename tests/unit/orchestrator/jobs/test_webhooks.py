@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import itertools
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from services.orchestrator.app import NETWORKS_SETTING
-from services.orchestrator.jobs.webhooks import deliver, signature, verify
+from services.orchestrator.jobs.webhooks import deliver, retry_after, signature, verify
 from shared.media_host import AddressPolicy, media_client
 
 
@@ -93,3 +94,27 @@ async def test_a_receivers_endless_answer_is_not_read() -> None:
         outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 1, 0.001)
     assert outcome.delivered and outcome.status_code == 200
     assert sent <= 65536
+
+
+async def test_a_receivers_retry_after_is_waited_for_not_ignored() -> None:
+    """429 with Retry-After: 1 waits a second, not the schedule's 0 for a first retry."""
+    sent_at: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent_at.append(time.monotonic())
+        if len(sent_at) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        outcome = await deliver(client, "https://hooks.example/x", b"{}", "k", 3, 0.001)
+    assert outcome.delivered and outcome.attempts == 2
+    assert sent_at[1] - sent_at[0] >= 1.0
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (retry_after(later) or 0) <= 30
+    assert retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
