@@ -28,6 +28,22 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+async def read_capped(
+    request: Request, limit: int, too_large: Callable[[int | None], WhisperfleetError]
+) -> bytes:
+    """The request body, refused as soon as it passes `limit` bytes: by its Content-Length
+    before reading (`too_large(declared)`), else while reading (`too_large(None)`)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(None)
+    return bytes(body)
+
+
 class ClientDisconnectedError(Exception):
     """The HTTP client went away before its answer was ready."""
 

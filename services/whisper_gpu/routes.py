@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from services.whisper_gpu.app import ModelHolder
-from shared.api import cancel_on_disconnect
+from shared.api import cancel_on_disconnect, read_capped
 from shared.clients import POSITION_HEADER, SPEECH_HEADER
 from shared.errors import InvalidRequestError, PayloadTooLargeError
 from shared.schemas import ClipTranscription, DecodeOptions
@@ -51,17 +51,13 @@ def _speech(
 
 async def _read_body(request: Request) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"body is {declared} bytes; the limit is {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+
+    def too_large(declared: int | None) -> PayloadTooLargeError:
+        if declared is not None:
+            return PayloadTooLargeError(f"body is {declared} bytes; the limit is {limit} bytes")
+        return PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
+
+    body = await read_capped(request, limit, too_large)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             return base64.b64decode(ClipJson.model_validate_json(body).audio_b64, validate=True)

@@ -25,7 +25,7 @@ Then the key before anything about the body (a caller without one costs a header
 type before the size (a `text/plain` post is refused whatever its size).
 
 One place decides: the key's identity goes into the request's state for the `Caller`
-dependency (auth.py), and the body caps are this module's; `read_capped` (intake.py) and the
+dependency (auth.py), and the body caps are this module's; `read_json_body` (intake.py) and the
 media store's upload cap (jobs/uploads.py) stay as a second line with the same limits and wording,
 the media store's also counting the file itself and the free disk.
 """

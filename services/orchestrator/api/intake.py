@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from services.orchestrator.jobs.uploads import MediaStore, Upload, UploadForm
 from services.orchestrator.transcription.runner import OwnUpload
+from shared.api import read_capped
 from shared.errors import InvalidRequestError, PayloadTooLargeError, validation_error_body
 from shared.schemas import TranscribeParams, TranscribeRequest
 
@@ -59,7 +60,7 @@ async def take_request(
     fields (`/v1/jobs`: `webhook_url`), which a form sends as fields of the same names."""
     if not is_multipart(request):
         try:
-            body = body_type.model_validate_json(await read_capped(request, max_json_bytes))
+            body = body_type.model_validate_json(await read_json_body(request, max_json_bytes))
         except ValidationError as exc:
             raise validation_error_body(exc.errors()) from None
         return Intake(body, None, store)
@@ -97,17 +98,9 @@ def _check_form_fields(form: UploadForm, body_type: type[TranscribeRequest]) -> 
         raise InvalidRequestError(f"unknown form field {name!r}: {where}", param=name)
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
+async def read_json_body(request: Request, limit: int) -> bytes:
+    """A JSON request body, refused with 413 as soon as it passes `limit` bytes."""
+    return await read_capped(request, limit, lambda _declared: _too_large(limit))
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

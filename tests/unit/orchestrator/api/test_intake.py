@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.requests import Request
 
-from services.orchestrator.api.intake import intake_from_form, read_capped, take_request
+from services.orchestrator.api.intake import intake_from_form, read_json_body, take_request
 from services.orchestrator.jobs.uploads import MediaStore, Upload, UploadForm
 from shared.errors import InvalidRequestError, PayloadTooLargeError
 from shared.schemas import JobRequest, TranscribeParams
@@ -106,7 +106,7 @@ def request_of(body: bytes, pieces: int = 1, content_length: bool = True) -> Req
 
 async def test_a_json_body_is_read_whole_up_to_its_cap() -> None:
     body = b'{"media_url": "' + MEDIA.encode() + b'"}'
-    assert await read_capped(request_of(body, pieces=3), len(body)) == body
+    assert await read_json_body(request_of(body, pieces=3), len(body)) == body
 
 
 @pytest.mark.parametrize("content_length", [True, False])
@@ -116,7 +116,7 @@ async def test_a_json_body_over_the_cap_is_a_413_saying_where_media_goes(
     """Refused by its declared length before any byte is read, or as soon as it passes."""
     body = b"x" * 4096
     with pytest.raises(PayloadTooLargeError) as refused:
-        await read_capped(request_of(body, pieces=4, content_length=content_length), 1024)
+        await read_json_body(request_of(body, pieces=4, content_length=content_length), 1024)
     assert refused.value.status_code == 413
     assert "larger than 1 KiB (ORCHESTRATOR_MAX_REQUEST_KB)" in refused.value.message
     assert "multipart `file` or behind a `media_url`" in refused.value.message
