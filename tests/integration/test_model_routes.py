@@ -84,6 +84,27 @@ async def test_parameters_and_the_speech_header_are_checked(model_cache_dir: Pat
         assert metric(metrics, "whisper_windows_given_up_total") == 0
 
 
+async def test_a_clip_over_the_body_limit_is_a_413_declared_or_streamed(
+    model_cache_dir: Path,
+) -> None:
+    settings = WhisperSettings(
+        model="random-tiny", model_cache_dir=model_cache_dir, fleet_secret=SECRET
+    )
+    limit = settings.max_body_bytes
+    async with model_server(model_cache_dir) as client:
+        declared = await client.post("/v1/clips", content=b"\0" * (limit + 1))
+        assert declared.status_code == 413
+        assert f"body is {limit + 1} bytes" in declared.json()["error"]["message"]
+
+        async def undeclared() -> AsyncIterator[bytes]:  # chunked: no Content-Length
+            for _ in range(limit // 65536 + 2):
+                yield b"\0" * 65536
+
+        streamed = await client.post("/v1/clips", content=undeclared())
+        assert streamed.status_code == 413
+        assert f"exceeds the limit of {limit} bytes" in streamed.json()["error"]["message"]
+
+
 async def test_bad_languages_beside_a_good_language_is_named_languages(
     model_cache_dir: Path,
 ) -> None:
