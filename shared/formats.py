@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from shared.errors import BadRequestError
 from shared.languages import language_name
 from shared.schemas import Segment, TranscribeOutput, Word
 
@@ -109,8 +110,9 @@ class Cue:
     speaker: str | None = None
 
 
-class NotDiarizedError(ValueError):
-    """diarized_json asked of a transcript made without diarization."""
+class NotDiarizedError(BadRequestError):
+    """diarized_json asked of a transcript made without diarization (a 400 naming `format`
+    wherever a transcript is rendered)."""
 
 
 def render(
@@ -136,7 +138,8 @@ def render(
             if output.speakers is None:  # set, maybe empty, whenever a job diarized
                 raise NotDiarizedError(
                     "diarized_json needs a transcript made with diarize=true; this one has no "
-                    "speakers (ask for verbose_json, or transcribe with diarize=true)"
+                    "speakers (ask for verbose_json, or transcribe with diarize=true)",
+                    param="format",
                 )
             return json.dumps({**diarized_json(output, task=task), **gaps}, ensure_ascii=False)
         case Format.TEXT | Format.TXT:

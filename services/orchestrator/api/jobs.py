@@ -15,8 +15,8 @@ from services.orchestrator.api.sse import respond
 from services.orchestrator.jobs.queue import JobQueue
 from services.orchestrator.jobs.store import JobRecord
 from shared.aio import finish_shielded
-from shared.errors import BadRequestError, ConflictError, InvalidRequestError, NotFoundError
-from shared.formats import Format, NotDiarizedError, render
+from shared.errors import ConflictError, InvalidRequestError, NotFoundError
+from shared.formats import Format, render
 from shared.schemas import JobInfo, JobList, JobRequest, JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -93,10 +93,7 @@ async def get_job(
             param="format",
         )
     params = row.job_request().params
-    try:
-        text = render(info.result, format, task=params.task, words=words, language=params.language)
-    except NotDiarizedError as exc:
-        raise BadRequestError(f"job {job_id}: {exc}", param="format") from None
+    text = render(info.result, format, task=params.task, words=words, language=params.language)
     return Response(text, media_type=format.media_type)
 
 

@@ -17,8 +17,8 @@ from services.orchestrator.api.sse import stream_job
 from services.orchestrator.transcription.runner import JobEvent, public_event
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
-from shared.errors import BadRequestError, MediaUnavailableError
-from shared.formats import Format, NotDiarizedError, render
+from shared.errors import MediaUnavailableError
+from shared.formats import Format, render
 from shared.schemas import TranscribeOutput, TranscribeRequest
 
 router = APIRouter(tags=["transcription"])
@@ -108,8 +108,5 @@ async def render_transcript(
     """A transcript (as `/v1/transcribe` answers it) in another format: txt, srt, vtt, tsv,
     json, verbose_json, diarized_json. The page's downloads come from here, so every format is
     made once."""
-    try:
-        text = render(body.output, format, task=body.task, words=words)
-    except NotDiarizedError as exc:
-        raise BadRequestError(str(exc), param="format") from None
+    text = render(body.output, format, task=body.task, words=words)
     return Response(text, media_type=format.media_type)
