@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from shared.errors import validation_error_body
 from shared.formats import FORMATS, Format
 from shared.retries import Retries, RetrySchedule
 from shared.schemas import (
@@ -46,6 +48,7 @@ from shared.schemas import (
     SpeakerMap,
     StreamFooter,
     StreamProgress,
+    TranscribeParams,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -164,6 +167,7 @@ def transcribe(client: httpx.Client, args: argparse.Namespace, console: Console)
     if args.prompt:
         params["prompt"] = args.prompt
     params.update(_speaker_params(args))
+    _check_params(params)
     _check_output(args.output)  # before the job runs, not after
     info = _submit(client, args.media, params, args.webhook)
     if args.detach:
@@ -177,6 +181,23 @@ def _speaker_count(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_SPEAKERS:
         raise argparse.ArgumentTypeError(f"give a number from 1 to {MAX_SPEAKERS}")
     return int(value)
+
+
+_FLAGS = {"language": "-l/--language", "prompt": "--prompt", "num_speakers": "--speakers",
+          "known_speaker_names": "--speaker", "known_speaker_references": "--speaker"}  # fmt: skip
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """The options checked as the server checks them (TranscribeParams), before a file of
+    hours is uploaded only to be refused; the error names the flag."""
+    try:
+        TranscribeParams.model_validate(params)
+    except ValidationError as exc:
+        error = validation_error_body(exc.errors())
+        field = (error.param or "").split(".")[0]
+        flag = _FLAGS.get(field, field)
+        reason = (error.message.partition(": ")[2] or error.message).removeprefix("Value error, ")
+        raise CliError(f"{flag}: {reason}") from None
 
 
 def _speaker_params(args: argparse.Namespace) -> dict[str, Any]:

@@ -196,6 +196,23 @@ def test_a_bad_speaker_clip_is_one_error_line_before_anything_is_sent(
     assert server.submitted == []
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [(["-l", "xx"], "-l/--language: unknown language code 'xx'"),
+     (["--prompt", "word " * 300], "--prompt: String should have at most 1000 characters")],
+)  # fmt: skip
+def test_an_option_the_server_would_refuse_is_an_error_before_anything_is_sent(
+    scripted: Callable[..., ScriptedServer],
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    said: str,
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL, *flags]) == 1
+    assert server.submitted == []
+    assert capsys.readouterr().err.startswith(f"error: {said}")
+
+
 @pytest.mark.parametrize("count", ["0", "33", "two"])
 def test_a_speaker_count_out_of_range_is_refused_by_the_parser(
     count: str, capsys: pytest.CaptureFixture[str]
