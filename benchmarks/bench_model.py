@@ -40,6 +40,7 @@ from services.whisper_gpu.random_model import RANDOM_PRESETS, ensure_random_mode
 from shared import fleet
 from shared.audio import pcm16_to_wav
 from shared.cpus import available_cpus
+from shared.schemas import DecodeOptions
 
 RESULTS = Path("bench-results")
 MEDIA = Path(__file__).resolve().parent.parent / "tests" / "media" / "speech_200s.mp3"
@@ -132,7 +133,7 @@ async def through_server(
         while not queue.empty():
             body = queue.get_nowait()
             t0 = time.perf_counter()
-            response = await client.post(f"{url}/v1/clips?language=en", content=body)
+            response = await client.post(f"{url}/v1/clips", params=OPTIONS.query(), content=body)
             response.raise_for_status()
             latencies.append(time.perf_counter() - t0)
 
@@ -143,6 +144,9 @@ async def through_server(
 
 
 SECRET = secrets.token_urlsafe(32)
+OPTIONS = DecodeOptions(language="en")
+"""What every clip is decoded with, as a chunk worker sends it (the language given, as to the
+in-process ways)."""
 """The model server's fleet secret for this run (the benchmark is its only client)."""
 
 

@@ -38,7 +38,17 @@ from shared.schemas import (
     SilenceResult,
     Word,
 )
-from shared.vad import speech_seconds, speech_spans
+from shared.vad import Span, speech_seconds, speech_spans
+
+
+def cut_to_speech(speech: list[Span]) -> tuple[int, int, list[Span]]:
+    """What of a micro chunk is sent, given its speech spans (seconds into it, at least one):
+    samples [first, last), from its first speech to its last, and the spans as seconds into
+    what is sent (the model server's speech header)."""
+    first = int(speech[0][0] * SAMPLE_RATE_HZ)
+    last = int(np.ceil(speech[-1][1] * SAMPLE_RATE_HZ))
+    shift = first / SAMPLE_RATE_HZ
+    return first, last, [(start - shift, end - shift) for start, end in speech]
 
 
 @dataclass(frozen=True)
@@ -174,11 +184,7 @@ class ChunkTranscriber:
                 if not speech:  # no speech: the model never sees it (Whisper would invent words)
                     self.metrics.clips_without_speech.inc()
                     return chunk.span, None, [] if params.diarize else None
-                first = int(speech[0][0] * SAMPLE_RATE_HZ)
-                last = int(np.ceil(speech[-1][1] * SAMPLE_RATE_HZ))
-                shifted = [
-                    (s - first / SAMPLE_RATE_HZ, e - first / SAMPLE_RATE_HZ) for s, e in speech
-                ]
+                first, last, shifted = cut_to_speech(speech)
                 span = ClipSpan(
                     chunk.offset_samples,
                     len(chunk.samples),

@@ -19,12 +19,13 @@ import httpx
 import numpy as np
 from fastapi import FastAPI
 
+from services.chunk_worker.pipeline import cut_to_speech
 from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
 from shared import fleet
 from shared.audio import pcm16_to_wav
 from shared.clients import SPEECH_HEADER
-from shared.schemas import ClipTranscription
+from shared.schemas import ClipTranscription, DecodeOptions
 from shared.vad import format_spans, speech_spans
 from tests.support.real_models import audio_16k, faster_whisper, manifest
 from tests.support.scoring import HypSegment, score
@@ -114,16 +115,15 @@ async def check_clips(client: httpx.AsyncClient, model_cache_dir: Path) -> None:
 
 
 async def as_a_worker_sends_it(
-    client: httpx.AsyncClient, audio: np.ndarray, query: str
+    client: httpx.AsyncClient, audio: np.ndarray, options: DecodeOptions
 ) -> tuple[ClipTranscription, np.ndarray, float]:
-    """A micro chunk as a chunk worker sends it: cut to its first-to-last speech, with its
-    speech spans. Returns the answer, the samples sent, and where they start in `audio`."""
-    speech = speech_spans(audio)
-    first, last = int(speech[0][0] * 16000), int(np.ceil(speech[-1][1] * 16000))
+    """A micro chunk as a chunk worker sends it (`pipeline.cut_to_speech`, the options as
+    query parameters). Returns the answer, the samples sent, and where they start in `audio`."""
+    first, last, shifted = cut_to_speech(speech_spans(audio))
     samples = audio[first:last]
-    shifted = [(s - first / 16000, e - first / 16000) for s, e in speech]
     response = await client.post(
-        f"/v1/clips?{query}",
+        "/v1/clips",
+        params=options.query(),
         content=pcm16_to_wav((samples * 32767).astype(np.int16)),
         headers={"content-type": "audio/wav", SPEECH_HEADER: format_spans(shifted)},
     )
@@ -137,7 +137,7 @@ async def test_a_sentence_decoded_past_the_audio_comes_back_once(model_cache_dir
     sentence twice, the second time past the audio, every word of it at the clip's end."""
     audio = audio_16k("two_voices_20s.wav")[int(7.285 * 16000) :]
     async with model_server(model_cache_dir, model="base") as client:
-        result, samples, _ = await as_a_worker_sends_it(client, audio, "language=en")
+        result, samples, _ = await as_a_worker_sends_it(client, audio, DecodeOptions(language="en"))
     ours = [s.text for s in result.segments]
     theirs_segments, _ = faster_whisper("base", model_cache_dir).transcribe(samples, language="en")
     theirs = [s.text for s in theirs_segments]
@@ -163,8 +163,8 @@ async def test_a_reply_over_a_sentences_end_is_timed_on_its_speech_not_as_an_ins
     offset = 23.805
     audio = audio_16k("conversation_2v_143s.mp3")[int(offset * 16000) : int(51.245 * 16000)]
     async with model_server(model_cache_dir, model="base") as client:
-        query = "language=en&word_timestamps=true"
-        result, samples, cut_sec = await as_a_worker_sends_it(client, audio, query)
+        options = DecodeOptions(language="en", word_timestamps=True)
+        result, samples, cut_sec = await as_a_worker_sends_it(client, audio, options)
     ours = result.segments
     start = offset + cut_sec
     words = [w for s in ours for w in s.words or []]

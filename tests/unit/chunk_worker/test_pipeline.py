@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.chunk_worker.pipeline import ClipSpan, to_result
+from services.chunk_worker.pipeline import ClipSpan, cut_to_speech, to_result
 from shared.schemas import SAMPLE_RATE_HZ, ClipSegment, ClipTranscription, Word
 
 RATE = SAMPLE_RATE_HZ
@@ -67,3 +67,9 @@ def test_a_micro_chunk_never_sent_has_its_report_and_no_segments() -> None:
     assert result.segments == []
     assert (result.micro_chunk.start_sec, result.micro_chunk.end_sec) == (5.0, 15.0)
     assert result.micro_chunk.num_segments == 0 and result.micro_chunk.speech_sec == 0.0
+
+
+def test_a_clip_is_sent_from_its_first_speech_to_its_last_with_spans_moved_to_match() -> None:
+    first, last, shifted = cut_to_speech([(1.5, 3.0), (4.0, 6.25003)])
+    assert (first, last) == (24000, 100001)  # the last sample rounded up: no speech cut off
+    assert shifted == [(0.0, 1.5), (2.5, pytest.approx(4.75003))]
