@@ -17,8 +17,7 @@ import uvicorn
 
 from services.orchestrator.app import create_app
 from services.stack import ServiceProcess, free_port
-from tests.support.orchestrator import settings
-from tests.unit.orchestrator.api.test_gate import EndlessJob, multipart
+from tests.support.orchestrator import EndlessJob, multipart, settings
 
 pytestmark = pytest.mark.e2e
 

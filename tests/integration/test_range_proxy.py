@@ -15,7 +15,7 @@ import pytest
 
 from services.chunk_worker.range_proxy import RangeProxy
 from shared.errors import MediaHostError, MediaUnavailableError, RangeNotSupportedError
-from tests.unit.chunk_worker.test_media import URL, Origin
+from tests.support.media_origin import URL, Origin
 
 FILE = os.urandom(3 << 20)
 

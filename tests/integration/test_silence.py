@@ -14,7 +14,7 @@ import pytest
 from services.chunk_worker.silence import quietest_point
 from shared.schemas import SAMPLE_RATE_HZ
 from tests.conftest import MEDIA_DIR, in_pause, load_manifest, pauses
-from tests.unit.chunk_worker.test_silence import cuts
+from tests.support.chunking import cuts
 
 RATE = SAMPLE_RATE_HZ
 

@@ -18,12 +18,10 @@ from services.stack import free_port
 from shared import fleet
 from shared.schemas import CHUNK_STREAM, ClipSegment, ClipTranscription
 from shared.streams import StreamReader
-from tests.support.asgi import serve
+from tests.support.asgi import RawCall, serve
 from tests.support.errors import assert_error
 from tests.support.media_server import MediaServer
 from tests.support.metrics import metric
-from tests.unit.shared.test_fleet import SECRET as FLEET_TEST_SECRET
-from tests.unit.shared.test_fleet import _Asgi
 
 SECRET = "the-fleet-secret-for-these-tests"
 UPLOAD = uuid.UUID(int=7).hex
@@ -214,7 +212,7 @@ async def test_a_large_body_with_the_credential_is_read_then_refused_as_a_bad_bo
     """The other half of tests/unit/shared/test_fleet.py's regression test (a body without the
     credential is refused unread): with it, the same request is read, so the gate is what kept
     the others unread."""
-    app = create_app(ChunkWorkerSettings(fleet_secret=SecretStr(FLEET_TEST_SECRET)))
+    app = create_app(ChunkWorkerSettings(fleet_secret=SecretStr(SECRET)))
     async with app.router.lifespan_context(app):
-        call = await _Asgi("/v1/silence", f"Bearer {FLEET_TEST_SECRET}", 3 << 20).run(app)
+        call = await RawCall("/v1/silence", f"Bearer {SECRET}", 3 << 20).run(app)
     assert call.status == 422 and call.pieces_read == 3

@@ -3,10 +3,8 @@ range proxy against an in-memory origin (httpx.MockTransport)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -40,8 +38,7 @@ from shared.errors import (
     UnsupportedMediaError,
 )
 from tests.conftest import MEDIA_DIR
-
-URL = "https://media.example/podcast.mp3?X-Signature=secret"
+from tests.support.media_origin import URL, Origin
 
 # -- sniffing ----------------------------------------------------------------------------------
 
@@ -134,59 +131,6 @@ def test_anything_else_is_refused_before_ffmpeg_runs(data: bytes, words: str) ->
 
 def test_a_bare_wav_header_is_read_with_an_input_seek() -> None:
     assert sniff_format(b"RIFF\x00\x00\x00\x00WAVEfmt ") == MediaFormat(WAV, SeekMode.INPUT)
-
-
-@dataclass
-class Origin:
-    """An in-memory media host for httpx.MockTransport: honours single ranges, counts bytes."""
-
-    data: bytes
-    honour_range: bool = True
-    status: int | None = None
-    fail_after: int | None = None
-    """Close the body after this many bytes (every time): a host that vanishes mid-file."""
-    cut_every: int | None = None
-    """Reset each response after this many bytes of it: a link that drops now and then."""
-    requests: list[tuple[int, int]] = field(default_factory=list)
-    sent: int = 0
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        if self.status is not None:
-            return httpx.Response(self.status, content=b"nope")
-        size = len(self.data)
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", ""))
-        if not match or not self.honour_range:
-            first, last, status, headers = 0, size - 1, 200, {}
-        else:
-            first = int(match.group(1))
-            if first >= size:
-                return httpx.Response(416, headers={"content-range": f"bytes */{size}"})
-            last = min(size - 1, int(match.group(2))) if match.group(2) else size - 1
-            status, headers = 206, {"content-range": f"bytes {first}-{last}/{size}"}
-        self.requests.append((first, last))
-        headers["content-length"] = str(last - first + 1)
-        return httpx.Response(status, headers=headers, stream=self.body(first, last))
-
-    def body(self, first: int, last: int) -> httpx.AsyncByteStream:
-        origin = self
-
-        class Body(httpx.AsyncByteStream):
-            async def __aiter__(self) -> AsyncIterator[bytes]:
-                position = first
-                while position <= last:
-                    end = min(last + 1, position + 4096)
-                    if origin.fail_after is not None and end > origin.fail_after:
-                        raise httpx.ReadError("connection reset by peer")
-                    if origin.cut_every is not None and end - first > origin.cut_every:
-                        raise httpx.ReadError("connection reset by peer")
-                    origin.sent += end - position
-                    yield origin.data[position:end]
-                    position = end
-
-        return Body()
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
 
 
 @asynccontextmanager

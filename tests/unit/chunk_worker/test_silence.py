@@ -3,14 +3,12 @@ the maximum (on committed speech, decoded by FFmpeg: tests/integration/test_sile
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
-from services.chunk_worker.pipeline import MicroChunker
 from services.chunk_worker.silence import quietest_point
 from shared.schemas import SAMPLE_RATE_HZ
+from tests.support.chunking import cuts
 
 RATE = SAMPLE_RATE_HZ
 
@@ -22,19 +20,6 @@ def noise(seconds: float, dbfs: float, seed: int = 0) -> np.ndarray:
 
 def as_pcm(signal: np.ndarray) -> np.ndarray:
     return np.clip(np.round(signal), -32768, 32767).astype(np.int16)
-
-
-def cuts(samples: np.ndarray, max_sec: float, smoothing: int) -> Iterator[tuple[float, float]]:
-    """(cut time, chunk start time) of every cut MicroChunker makes, fed in 4096-sample blocks."""
-    chunker = MicroChunker(round(max_sec * RATE), smoothing)
-    chunks = [
-        chunk
-        for start in range(0, len(samples), 4096)
-        for chunk in chunker.feed(samples[start : start + 4096])
-    ]
-    chunks += list(chunker.finish())
-    for chunk in chunks[:-1]:
-        yield (chunk.offset_samples + len(chunk.samples)) / RATE, chunk.offset_samples / RATE
 
 
 # -- synthetic signals -------------------------------------------------------------------------

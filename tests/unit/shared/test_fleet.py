@@ -19,6 +19,7 @@ from shared.api import install_error_handlers
 from shared.clients import RetryPolicy, ServiceClient
 from shared.errors import FleetCredentialError, UnauthorizedError, UpstreamError
 from shared.replicas import ReplicaPool
+from tests.support.asgi import RawCall
 
 SECRET = "s3cret-of-the-whole-fleet"
 
@@ -82,49 +83,13 @@ def test_paths_of_each_kind_of_service() -> None:
     assert fleet.internal_only("/metrics")
 
 
-class _Asgi:
-    """One raw ASGI call with a large body offered in pieces: how much of it was read."""
-
-    def __init__(self, path: str, authorization: str | None, body_bytes: int) -> None:
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(body_bytes).encode())]  # fmt: skip
-        if authorization is not None:
-            headers.append((b"authorization", authorization.encode()))
-        self.scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                      "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-                      "query_string": b"", "root_path": "", "headers": headers,
-                      "client": ("127.0.0.1", 1), "server": ("app", 80)}  # fmt: skip
-        self.left = body_bytes
-        self.pieces_read = 0
-        self.status: int | None = None
-        self.body = b""
-
-    async def receive(self) -> dict[str, Any]:
-        piece = min(self.left, 1 << 20)
-        self.left -= piece
-        self.pieces_read += 1
-        head = b'{"value": 1}' if self.pieces_read == 1 else b""  # then spaces: valid JSON
-        body = head + b" " * (piece - len(head))
-        return {"type": "http.request", "body": body, "more_body": self.left > 0}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        elif message["type"] == "http.response.body":
-            self.body += message.get("body", b"")
-
-    async def run(self, app: Any) -> _Asgi:
-        await app(self.scope, self.receive, self.send)
-        return self
-
-
 async def test_a_large_body_without_the_credential_is_refused_unread() -> None:
     """Regression: a worker route's pydantic body was read in full before any check ran."""
     app = create_worker(ChunkWorkerSettings(fleet_secret=SecretStr(SECRET)))
     size = 200 << 20  # 200 MiB offered
     for path in ("/v1/chunks", "/v1/silence"):
         for authorization in (None, "Bearer wrong-secret-of-the-fleet"):
-            call = await _Asgi(path, authorization, size).run(app)
+            call = await RawCall(path, authorization, size).run(app)
             assert call.status == 401 and call.pieces_read == 0, (path, authorization)
             assert b"invalid_fleet_credential" in call.body
     # With the credential the same request is read: the gate is what kept these unread
@@ -152,7 +117,7 @@ async def test_a_fastapi_dependency_would_have_read_the_body_first() -> None:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(_router)
-    call = await _Asgi("/x", None, 3 << 20).run(app)
+    call = await RawCall("/x", None, 3 << 20).run(app)
     assert call.status == 401 and call.pieces_read == 3
 
 

@@ -4,8 +4,6 @@ decided before the body is read; event streams drop a reader that stopped readin
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,15 +15,12 @@ import openai
 import pytest
 from starlette.types import Message
 
-from services.orchestrator.api.auth import Gate
 from services.orchestrator.api.gate import parse_host
 from services.orchestrator.app import create_app
-from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.transcription.runner import Job, JobEvent, OwnUpload
-from shared.schemas import Segment, StreamHeader, TranscribeOutput, TranscribeRequest
+from shared.schemas import Segment, TranscribeOutput
 from tests.support.asgi import serve
 from tests.support.errors import assert_error
-from tests.support.orchestrator import settings
+from tests.support.orchestrator import EndlessJob, multipart, settings
 
 MB = 1_000_000
 TRANSCRIBE = {"media_url": "http://example.invalid/talk.mp3"}
@@ -322,55 +317,6 @@ async def test_the_openai_sdk_passes_the_gate(tmp_path: Path) -> None:
             await unkeyed.models.list()
     assert [model.id for model in models.data] == ["base"]
     assert refused.value.param == "diarize"
-
-
-class EndlessJob:
-    """Stands in for the JobRunner: a job whose events never end, and whose work (a task, as a
-    real job's chunks are) records being cancelled, and how many job slots were held then."""
-
-    def __init__(self, settings: OrchestratorSettings, gate: Gate) -> None:
-        self.settings = settings
-        self.gate = gate
-        self.work_cancelled = asyncio.Event()
-        self.slots_held_at_cancel: int | None = None
-
-    async def prepare(self, request: TranscribeRequest, *, upload: OwnUpload | None = None) -> Job:
-        return Job(request, 3600.0, time.monotonic(), upload)
-
-    async def events(self, job: Job) -> AsyncIterator[JobEvent]:
-        async def work() -> None:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                self.work_cancelled.set()
-                self.slots_held_at_cancel = sum(self.gate._running.values())
-                raise
-
-        task = asyncio.create_task(work())
-        try:
-            yield StreamHeader(media_url=job.request.media_url, input_duration_sec=3600.0,
-                               macro_chunks=[])  # fmt: skip
-            for n in itertools.count():
-                yield Segment(
-                    start_time_sec=n, end_time_sec=n + 1, text="word " * 2000,
-                    language="english", bcp47_key="en",
-                )  # fmt: skip
-                await asyncio.sleep(0)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def multipart(boundary: str, audio: bytes) -> bytes:
-    return (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-            f"Content-Type: audio/wav\r\n\r\n"
-        ).encode()
-        + audio
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
 
 
 class SlowSource:

