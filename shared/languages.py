@@ -48,14 +48,25 @@ def normalize_language(value: str) -> str:
     return code
 
 
+ENGLISH = "en"
+ENGLISH_ONLY = frozenset({ENGLISH})
+"""What an English-only model (`tiny.en`, `base.en`) reads: it has no language tokens and no
+detection, and decodes English whatever a request names."""
+
+
+def is_english_only(model: str) -> bool:
+    """An English-only model by its name (faster-whisper's and ours end in `.en`)."""
+    return model.endswith(".en")
+
+
 def check_languages(options: DecodeOptions, model: str, known: Collection[str]) -> None:
     """The options ask only for what the served model reads (`known`: its language codes;
-    `{"en"}` for an English-only model such as `tiny.en`): a 422 naming the option otherwise,
+    `ENGLISH_ONLY` for a model such as `tiny.en`): a 422 naming the option otherwise,
     rather than English words labelled German, or gibberish for a code the model has no token
     for (`yue` is large-v3's alone)."""
     asked = [options.language] if options.language is not None else []
     missing = [code for code in [*asked, *(options.languages or [])] if code not in known]
-    english_only = set(known) == {"en"}
+    english_only = set(known) == ENGLISH_ONLY
     if missing:
         param = "language" if options.language in missing else "languages"
         name = language_name(missing[0]).title()

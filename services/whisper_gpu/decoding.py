@@ -29,6 +29,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
+from shared.languages import ENGLISH
 from shared.schemas import SAMPLE_RATE_HZ, DecodeOptions
 
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -36,9 +37,6 @@ LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 FALLBACK_TEMPERATURES = (0.2, 0.6, 1.0)
 HINT_RATIO = 0.5
-ENGLISH_ONLY = "en"
-"""The language of an English-only model (`tiny.en`, `base.en`): it has no language tokens and
-no detection, and decodes English whatever a request names."""
 TOKENS_PER_SECOND = 50
 """Encoder output frames per second of audio (20 ms each; Whisper's name for it)."""
 FULL_WINDOW_FRAMES = 3000
@@ -145,7 +143,7 @@ class Decoder:
         little evidence of their language, their neighbours a lot.
         """
         if request.options.language is not None or not self.ct2.is_multilingual:
-            return [(request.options.language or ENGLISH_ONLY, 1.0)] * len(hints)
+            return [(request.options.language or ENGLISH, 1.0)] * len(hints)
         chosen = []
         for ranked, hint in zip(self.ct2.detect_language(encoder_output), hints, strict=True):
             # Probabilities stay the model's own (not renormalised over an allow-list), so a

@@ -55,7 +55,7 @@ from services.whisper_gpu.windows import (
 )
 from shared.audio import decode_clip_bytes, read_pcm16_wav
 from shared.errors import InvalidAudioError, UnsupportedMediaError
-from shared.languages import LANGUAGE_NAMES
+from shared.languages import ENGLISH_ONLY, LANGUAGE_NAMES
 from shared.schemas import (
     MAX_CLIP_SEC,
     SAMPLE_RATE_HZ,
@@ -138,7 +138,7 @@ class ClipEngine(Protocol):
 
     @property
     def languages(self) -> frozenset[str]:
-        """The language codes the model reads: `{"en"}` for an English-only model (`tiny.en`);
+        """The language codes the model reads: `ENGLISH_ONLY` for `tiny.en`;
         a multilingual one's, as its tokenizer has them (`yue` only from large-v3 on)."""
         ...
 
@@ -172,7 +172,7 @@ class WindowEngine(ABC, Generic[ResultT]):
     @functools.cached_property
     def languages(self) -> frozenset[str]:
         if not self.model.model.is_multilingual:
-            return frozenset({"en"})
+            return ENGLISH_ONLY
         tokens = self.model.hf_tokenizer
         return frozenset(c for c in LANGUAGE_NAMES if tokens.token_to_id(f"<|{c}|>") is not None)
 

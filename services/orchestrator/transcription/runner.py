@@ -40,7 +40,7 @@ from shared.aio import cancel_and_wait
 from shared.clients import WorkerClient
 from shared.diarization.clustering import KnownSpeaker
 from shared.errors import NotReadyError, PayloadTooLargeError, WhisperfleetError
-from shared.languages import check_languages
+from shared.languages import ENGLISH_ONLY, check_languages, is_english_only
 from shared.media_host import AddressPolicy
 from shared.schemas import (
     ChunkRequest,
@@ -243,8 +243,9 @@ class JobRunner:
         is this orchestrator's own (read back at `request.media_url` with the fleet
         credential), not a client's, so no address rule applies."""
         started = time.perf_counter()
-        if self.settings.model_name.endswith(".en"):  # said before the media is even fetched
-            check_languages(request.params.decode_options(), self.settings.model_name, {"en"})
+        if is_english_only(self.settings.model_name):  # said before the media is even fetched
+            options = request.params.decode_options()
+            check_languages(options, self.settings.model_name, ENGLISH_ONLY)
         policy = self.media.policy_for(upload)
         try:
             probe = await probe_media(
