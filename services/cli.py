@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("media", help="a local file (uploaded) or an http(s) URL")
     _output_options(run)
     run.add_argument("-l", "--language", help="language code (default: detect per chunk)")
+    run.add_argument(
+        "--languages",
+        metavar="CODES",
+        help="detect among these only, e.g. en,de (a file that switches between them)",
+    )
     run.add_argument("--translate", action="store_true", help="translate into English")
     run.add_argument("--words", action="store_true", help="word timestamps (verbose_json)")
     run.add_argument("--prompt", help="text that guides spelling and style")
@@ -162,6 +167,8 @@ def transcribe(client: httpx.Client, args: argparse.Namespace, console: Console)
     params: dict[str, Any] = {"word_timestamps": args.words}
     if args.language:
         params["language"] = args.language
+    if args.languages:
+        params["languages"] = [code.strip() for code in args.languages.split(",") if code.strip()]
     if args.translate:
         params["task"] = "translate"
     if args.prompt:
@@ -183,7 +190,8 @@ def _speaker_count(value: str) -> int:
     return int(value)
 
 
-_FLAGS = {"language": "-l/--language", "prompt": "--prompt", "num_speakers": "--speakers",
+_FLAGS = {"language": "-l/--language", "languages": "--languages", "prompt": "--prompt",
+          "num_speakers": "--speakers",
           "known_speaker_names": "--speaker", "known_speaker_references": "--speaker"}  # fmt: skip
 
 

@@ -199,7 +199,9 @@ def test_a_bad_speaker_clip_is_one_error_line_before_anything_is_sent(
 @pytest.mark.parametrize(
     ("flags", "said"),
     [(["-l", "xx"], "-l/--language: unknown language code 'xx'"),
-     (["--prompt", "word " * 300], "--prompt: String should have at most 1000 characters")],
+     (["--prompt", "word " * 300], "--prompt: String should have at most 1000 characters"),
+     (["--languages", "en,xx"], "--languages: unknown language code 'xx'"),
+     (["-l", "en", "--languages", "en,de"], "--languages: give language (one language")],
 )  # fmt: skip
 def test_an_option_the_server_would_refuse_is_an_error_before_anything_is_sent(
     scripted: Callable[..., ScriptedServer],
@@ -211,6 +213,14 @@ def test_an_option_the_server_would_refuse_is_an_error_before_anything_is_sent(
     assert main(["transcribe", CALL, *flags]) == 1
     assert server.submitted == []
     assert capsys.readouterr().err.startswith(f"error: {said}")
+
+
+def test_languages_to_detect_among_are_sent_as_a_list(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted({"A": "A", "B": "B"})
+    assert main(["transcribe", CALL, "--languages", "en, de"]) == 0
+    assert server.submitted[-1]["params"]["languages"] == ["en", "de"]
 
 
 @pytest.mark.parametrize("count", ["0", "33", "two"])
