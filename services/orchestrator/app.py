@@ -15,7 +15,8 @@ from services.orchestrator.api.auth import Gate, load_keys
 from services.orchestrator.api.gate import GateMiddleware
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.jobs.queue import JobQueue
-from services.orchestrator.jobs.store import JobStore, single_writer
+from services.orchestrator.jobs.sqlite import single_writer
+from services.orchestrator.jobs.store import JobStore
 from services.orchestrator.jobs.uploads import MediaStore
 from services.orchestrator.transcription.runner import JobRunner, MediaClients
 from shared import fleet

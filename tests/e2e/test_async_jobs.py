@@ -22,7 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs.store import JobStore, chunks
+from services.orchestrator.jobs.store import JobStore
+from services.orchestrator.jobs.tables import chunks
 from services.orchestrator.jobs.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from services.stack import LocalStack
 from shared.schemas import JobInfo, TranscribeOutput

@@ -30,7 +30,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs.store import TERMINAL_EVENTS, JobRecord, JobStore, upload_blocks
+from services.orchestrator.jobs.records import TERMINAL_EVENTS, JobRecord
+from services.orchestrator.jobs.store import JobStore
+from services.orchestrator.jobs.tables import upload_blocks
 from services.stack import LocalStack, ServiceProcess, free_port
 from shared.schemas import JobInfo, JobStatus, TranscribeOutput
 from tests.support.coverage import assert_every_micro_chunk_once

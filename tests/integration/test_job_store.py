@@ -16,15 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs.store import (
-    UPLOAD_BLOCK_BYTES,
-    CapReached,
-    JobStore,
-    Lease,
-    LeaseLost,
-    StoredEvent,
-    upload_blocks,
-)
+from services.orchestrator.jobs.records import CapReached, Lease, LeaseLost, StoredEvent
+from services.orchestrator.jobs.store import JobStore
+from services.orchestrator.jobs.tables import UPLOAD_BLOCK_BYTES, upload_blocks
 from shared.schemas import JobStatus, MicroChunkReport, MicroChunkResult, TimeSpan
 from tests.support.postgres import PostgresServer
 

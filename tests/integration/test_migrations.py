@@ -18,7 +18,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs.store import JobRecord, JobStore, jobs, metadata
+from services.orchestrator.jobs.records import JobRecord
+from services.orchestrator.jobs.store import JobStore
+from services.orchestrator.jobs.tables import jobs, metadata
 from tests.support.postgres import PostgresServer
 
 Schema = dict[str, dict[str, Any]]

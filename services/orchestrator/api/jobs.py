@@ -13,7 +13,7 @@ from services.orchestrator.api.deps import ERRORS, Queue, Store, request_body
 from services.orchestrator.api.intake import take_request
 from services.orchestrator.api.sse import respond
 from services.orchestrator.jobs.queue import JobQueue
-from services.orchestrator.jobs.store import JobRecord
+from services.orchestrator.jobs.records import JobRecord
 from shared.aio import finish_shielded
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 from shared.formats import Format, render

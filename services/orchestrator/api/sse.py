@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.orchestrator.api.intake import Intake
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs.store import StoredEvent
+from services.orchestrator.jobs.records import StoredEvent
 from services.orchestrator.transcription.runner import JobEvent, JobRunner
 from shared.aio import finish_shielded
 from shared.errors import WhisperfleetError

@@ -39,17 +39,17 @@ import httpx
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.jobs.event_watch import EventWatcher
-from services.orchestrator.jobs.store import (
+from services.orchestrator.jobs.records import (
     TERMINAL_EVENTS,
     CapReached,
     HandBack,
     JobRecord,
-    JobStore,
     Lease,
     LeaseLost,
     StoredEvent,
     cancelled_event,
 )
+from services.orchestrator.jobs.store import JobStore
 from services.orchestrator.jobs.uploads import MediaStore, Upload
 from services.orchestrator.jobs.webhooks import deliver
 from services.orchestrator.transcription.runner import (

@@ -1,14 +1,5 @@
-"""The job table: async jobs, their events and finished micro chunks, in SQLite or PostgreSQL.
-
-    jobs            one row per job: request, status, progress, result or error, the claim
-                    (`lease_owner`, `lease_until`, `lease_token`) of the replica running it,
-                    `attempts` (claims that did not end cleanly), webhook outcome
-    job_events      every event the job produced, numbered from 0 (the SSE ids)
-    chunks          the plan as run: each macro chunk's span, `micro_count` once it finished
-    micro_results   each micro chunk's result as it arrived: what a resumed job does not redo
-    upload_blocks   an upload in 1 MiB blocks (PostgreSQL only: an async job's, and a running
-                    request's), so that every replica can serve any range of it to the workers;
-                    every block but the last is full, so block k holds bytes [k MiB, k+1 MiB)
+"""The job table: async jobs, their events and finished micro chunks, in SQLite or PostgreSQL
+(the tables: tables.py; what is handed out: records.py).
 
 SQLAlchemy Core (async: aiosqlite, asyncpg); the schema is made by Alembic migrations
 (`migrations/`), run at start. Every write is one short transaction, and a claim is a
@@ -28,14 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
-import json
 import secrets
 import time
 import zlib
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,232 +33,40 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from shared.errors import ErrorDetail, WhisperfleetError
+from services.orchestrator.jobs.records import (
+    FINISHED,
+    TERMINAL_EVENTS,
+    CapReached,
+    Claims,
+    HandBack,
+    JobRecord,
+    Lease,
+    LeaseLost,
+    Renewal,
+    StoredEvent,
+    cancelled_event,
+    exhausted_error,
+)
+from services.orchestrator.jobs.sqlite import sqlite_path, sqlite_pragmas
+from services.orchestrator.jobs.tables import (
+    UPLOAD_BLOCK_BYTES,
+    chunks,
+    job_events,
+    jobs,
+    micro_results,
+    upload_blocks,
+)
 from shared.schemas import (
-    JobInfo,
-    JobProgress,
-    JobRequest,
     JobStatus,
     MicroChunkResult,
     TimeSpan,
-    TranscribeOutput,
-    WebhookOutcome,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-TERMINAL_EVENTS = ("footer", "error", "cancelled")
-"""The last event of every job: success, failure, cancellation."""
-UPLOAD_BLOCK_BYTES = 1 << 20
-"""Part of the schema: a range is found by block number, so changing it needs a migration."""
 _BLOCKS_PER_READ = 4
 _CAP_LOCKS = 7402320
 """The advisory lock namespace of the per-key caps (the migrations' lock is a one-key lock,
 another key space)."""
-
-metadata = sa.MetaData()
-
-
-def _job_id() -> sa.Column[str]:
-    """The key column of every table a job owns: deleted with the job."""
-    return sa.Column(
-        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
-
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("created_at", sa.Float, nullable=False, index=True),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("owner", sa.String(64), nullable=False),
-    sa.Column("request", sa.Text, nullable=False),
-    sa.Column("upload_id", sa.String(64)),
-    sa.Column("upload_name", sa.String(255)),
-    sa.Column("webhook_url", sa.Text),
-    sa.Column("webhook", sa.Text),
-    sa.Column("done_sec", sa.Float, nullable=False, default=0.0),
-    sa.Column("total_sec", sa.Float),
-    sa.Column("error", sa.Text),
-    sa.Column("result", sa.Text),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
-    sa.Column("lease_owner", sa.String(128)),
-    sa.Column("lease_until", sa.Float),
-    sa.Column("lease_token", sa.String(32)),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Index("ix_jobs_owner_status", "owner", "status"),
-)
-job_events = sa.Table(
-    "job_events",
-    metadata,
-    _job_id(),
-    sa.Column("seq", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(32), nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
-)
-chunks = sa.Table(
-    "chunks",
-    metadata,
-    _job_id(),
-    sa.Column("chunk_index", sa.Integer, primary_key=True),
-    sa.Column("start_sec", sa.Float, nullable=False),
-    sa.Column("end_sec", sa.Float, nullable=False),
-    sa.Column("micro_count", sa.Integer),
-)
-micro_results = sa.Table(
-    "micro_results",
-    metadata,
-    _job_id(),
-    sa.Column("chunk_index", sa.Integer, primary_key=True),
-    sa.Column("micro_index", sa.Integer, primary_key=True),
-    sa.Column("data", sa.Text, nullable=False),
-)
-upload_blocks = sa.Table(
-    "upload_blocks",
-    metadata,
-    sa.Column("upload_id", sa.String(64), primary_key=True),
-    sa.Column("block", sa.Integer, primary_key=True),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False, server_default="0"),
-)
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One row of `jobs`, typed: what the store hands the queue and the routes (its fields are
-    the table's columns, a test holds them together)."""
-
-    id: str
-    status: JobStatus
-    created_at: float
-    updated_at: float
-    owner: str
-    request: str
-    """The `JobRequest` as JSON (`job_request()` parses it)."""
-    started_at: float | None = None
-    finished_at: float | None = None
-    upload_id: str | None = None
-    upload_name: str | None = None
-    webhook_url: str | None = None
-    webhook: str | None = None
-    """The `WebhookOutcome` as JSON, once delivered or given up."""
-    done_sec: float = 0.0
-    total_sec: float | None = None
-    error: str | None = None
-    """The error body's `error` object as JSON, when the job failed."""
-    result: str | None = None
-    """The `TranscribeOutput` as JSON, when the job succeeded."""
-    cancel_requested: bool = False
-    lease_owner: str | None = None
-    lease_until: float | None = None
-    lease_token: str | None = None
-    attempts: int = 0
-
-    @classmethod
-    def of(cls, row: sa.Row[Any]) -> JobRecord:
-        values: dict[str, Any] = dict(row._mapping)
-        return cls(**{**values, "status": JobStatus(values["status"])})
-
-    def job_request(self) -> JobRequest:
-        return JobRequest.model_validate_json(self.request)
-
-    def info(self, with_result: bool = True) -> JobInfo:
-        """The job as the API answers it (`GET /v1/jobs/{id}`, the webhook)."""
-        return JobInfo(
-            id=self.id,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            progress=JobProgress(done_sec=self.done_sec, total_sec=self.total_sec),
-            error=ErrorDetail.model_validate_json(self.error) if self.error else None,
-            result=(
-                TranscribeOutput.model_validate_json(self.result)
-                if with_result and self.result
-                else None
-            ),
-            webhook_url=self.webhook_url,
-            webhook=WebhookOutcome.model_validate_json(self.webhook) if self.webhook else None,
-        )
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event of a job as kept and sent: its number (the SSE id), name and JSON data."""
-
-    seq: int
-    name: str
-    data: str
-
-
-@dataclass(frozen=True)
-class Lease:
-    """One claim of one job: every write of the running job names it."""
-
-    job_id: str
-    owner: str
-    token: str
-
-
-class LeaseLost(Exception):
-    """The job was claimed by another replica since `lease` was drawn: stop it, touch nothing.
-    Not a WhisperfleetError: it never reaches a client."""
-
-    def __init__(self, lease: Lease) -> None:
-        super().__init__(f"{lease.owner} no longer holds job {lease.job_id}")
-        self.lease = lease
-
-
-@dataclass
-class Claims:
-    """What one round of claiming found."""
-
-    leases: list[Lease] = field(default_factory=list)
-    exhausted: list[str] = field(default_factory=list)
-    """Jobs failed instead of claimed: they had stopped their orchestrator too often."""
-    cancelled: list[str] = field(default_factory=list)
-    """Jobs cancelled instead of claimed: their cancel was asked for before their owner died."""
-
-
-@dataclass
-class HandBack:
-    """What a hand-back (a graceful stop, or a restart taking back its jobs) did."""
-
-    queued: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-    """Jobs whose cancel had been asked for: ended `cancelled` (with their event), not queued."""
-
-
-class CapReached(Exception):
-    """The owner has its cap of queued and running jobs: nothing was written."""
-
-    def __init__(self, active: int) -> None:
-        super().__init__(f"{active} active jobs")
-        self.active = active
-
-
-@dataclass
-class Renewal:
-    cancel: set[str] = field(default_factory=set)
-    """Held jobs whose cancel was requested (through any replica)."""
-    lost: set[str] = field(default_factory=set)
-    """Jobs this replica no longer holds: another claimed them."""
-
-
-def exhausted_error(attempts: int) -> WhisperfleetError:
-    return WhisperfleetError(
-        f"the job stopped its orchestrator {attempts} times (crash, kill or out of memory); it "
-        "is not run again (ORCHESTRATOR_JOB_MAX_ATTEMPTS)"
-    )
-
-
-def cancelled_event(job_id: str) -> str:
-    """The data of a job's `cancelled` event."""
-    return json.dumps({"id": job_id, "status": JobStatus.CANCELLED.value})
 
 
 def _migrate(connection: Connection) -> None:
@@ -325,7 +121,7 @@ class JobStore:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         else:
             settings = {}
             if idle_transaction_sec:
@@ -965,45 +761,3 @@ async def _write_blocks(connection: AsyncConnection, upload_id: str, path: Path)
                 )
             )
             block += 1
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of an SQLite database URL (None: not SQLite, or in memory)."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[-1] if "///" in url else ""
-    return Path(path) if path and path != ":memory:" else None
-
-
-@contextlib.contextmanager
-def single_writer(url: str) -> Iterator[None]:
-    """SQLite: one orchestrator per database file. An exclusive lock on `<file>.lock`, held
-    for the app's life (migrations run under it), refuses a second process on the same file
-    with a message that says what to do; PostgreSQL: nothing to hold."""
-    path = sqlite_path(url)
-    if path is None:
-        yield
-        return
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"another orchestrator already uses the SQLite job table {path} (it holds "
-                f"{lock}): SQLite serves one orchestrator; for several replicas set "
-                "ORCHESTRATOR_DATABASE_URL=postgresql://..., or give this one its own file"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL: readers never wait for the writer; foreign keys on (SQLite's default is off)."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection `JobStore.migrate` hands over.
 
 New revision: `alembic -c services/orchestrator/jobs/migrations/alembic.ini revision -m "..."`
-(then write its upgrade by hand; the tables are in services/orchestrator/jobs/store.py).
+(then write its upgrade by hand; the tables are in services/orchestrator/jobs/tables.py).
 """
 
 from __future__ import annotations

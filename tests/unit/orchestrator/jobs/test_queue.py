@@ -22,7 +22,8 @@ from starlette.responses import StreamingResponse
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.jobs.queue import JobQueue, _Recorder
-from services.orchestrator.jobs.store import JobRecord, JobStore, Lease, Renewal, StoredEvent
+from services.orchestrator.jobs.records import JobRecord, Lease, Renewal, StoredEvent
+from services.orchestrator.jobs.store import JobStore
 from services.orchestrator.jobs.uploads import MediaStore, Upload
 from services.orchestrator.transcription.runner import Job, OwnUpload
 from shared.errors import RateLimitedError

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.orchestrator.jobs.store import UPLOAD_BLOCK_BYTES, JobStore
+from services.orchestrator.jobs.store import JobStore
+from services.orchestrator.jobs.tables import UPLOAD_BLOCK_BYTES
 from services.orchestrator.jobs.uploads import MediaStore, Upload, byte_range
 from shared.errors import BadRequestError, MediaUnavailableError, WhisperfleetError
 
