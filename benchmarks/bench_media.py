@@ -195,6 +195,7 @@ class FakeModelServer(ModelServerClient):
         options: DecodeOptions,
         position_sec: float | None = None,
         speech: list[Span] | None = None,
+        language_hint: str | None = None,
     ) -> ClipTranscription:
         self.calls.append(time.perf_counter())
         self.first_call.set()

@@ -47,6 +47,8 @@ BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 ItemT = TypeVar("ItemT", bound=BaseModel)
 POSITION_HEADER = "X-Clip-Position-Sec"
 SPEECH_HEADER = "X-Speech-Spans"
+LANGUAGE_HINT_HEADER = "X-Language-Hint"
+"""A clip's context, not an option: the language its job has been heard in so far."""
 
 _RETRYABLE_STATUS = frozenset({503, 504})
 _RETRYABLE_TRANSPORT = (
@@ -285,11 +287,15 @@ class ModelServerClient:
         options: DecodeOptions,
         position_sec: float | None = None,
         speech: list[Span] | None = None,
+        language_hint: str | None = None,
     ) -> ClipTranscription:
         """`position_sec`, the clip's place in its media, lets the server serve earlier
         clips of a job first (see the batcher's scheduling); `speech`, where the VAD found
-        speech in the clip, spares the server its own VAD pass."""
+        speech in the clip, spares the server its own VAD pass; `language_hint`, the language
+        its job has been heard in, is what a detection unsure between it and another picks."""
         headers = {"content-type": "audio/wav"}
+        if language_hint is not None:
+            headers[LANGUAGE_HINT_HEADER] = language_hint
         if position_sec is not None:
             headers[POSITION_HEADER] = f"{position_sec:.3f}"
         if speech is not None:

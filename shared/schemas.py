@@ -429,6 +429,10 @@ class ChunkRequest(_Media, TimeSpan):
     params: TranscribeParams = Field(default_factory=TranscribeParams)
     first_micro_chunk_sec: float | None = Field(None, ge=5.0, le=MAX_CLIP_SEC)
     """A shorter first micro chunk (the job's first words); None: like the others."""
+    language_hint: LanguageCode | None = None
+    """The language the job has been heard in so far (its most spoken, when the chunk was
+    sent): each micro chunk's detection picks it where it is plausible (the model server's
+    `X-Language-Hint`). None: nothing heard yet."""
 
 
 EMBEDDING_DIM = 192

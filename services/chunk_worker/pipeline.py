@@ -194,7 +194,9 @@ class ChunkTranscriber:
                 position = request.start_sec + (chunk.offset_samples + first) / SAMPLE_RATE_HZ
                 wav = pcm16_to_wav(chunk.samples[first:last])
                 self.metrics.clips.inc()
-                transcribing = self.whisper.transcribe_clip(wav, options, position, shifted)
+                transcribing = self.whisper.transcribe_clip(
+                    wav, options, position, shifted, request.language_hint
+                )
                 if not params.diarize:
                     return span, await transcribing, None
                 chunk_start = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ

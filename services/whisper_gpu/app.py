@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -76,12 +77,15 @@ class ModelHolder:
         if self.batcher is not None:
             await self.batcher.stop()
 
-    def prepare(self, body: bytes, speech: list[Span] | None = None) -> PreparedClip:
+    def prepare(
+        self, body: bytes, speech: list[Span] | None = None, language_hint: str | None = None
+    ) -> PreparedClip:
         """Decode, find the speech (unless the caller says where it is) and compute features
         (blocking: run in a thread)."""
         if self.engine is None:
             raise NotReadyError(self.not_ready_reason() or "not ready", retry_after_sec=5)
-        return self.engine.prepare(decode_clip(body), speech)
+        clip = self.engine.prepare(decode_clip(body), speech)
+        return dataclasses.replace(clip, language_hint=language_hint)
 
     async def transcribe(
         self, clip: PreparedClip, options: DecodeOptions, position_sec: float | None = None

@@ -134,18 +134,26 @@ class Decoder:
         return self.model.encode(np.stack([padded(f, frames) for f in features]))
 
     def languages(
-        self, encoder_output: Any, request: DecodeRequest, hints: Sequence[str | None]
+        self,
+        encoder_output: Any,
+        request: DecodeRequest,
+        hints: Sequence[str | None],
+        priors: Sequence[str | None] | None = None,
     ) -> list[tuple[str, float]]:
         """(code, probability) per window: the requested language, or the likeliest allowed.
 
-        A window's `hint` (the language of the window it continues) wins unless the detection
-        finds another language more than `1 / HINT_RATIO` times as likely: short windows carry
-        little evidence of their language, their neighbours a lot.
+        A window's `hint` (the language of the window it continues), else its `prior` (the
+        language its job has been heard in), wins unless the detection finds another language
+        more than `1 / HINT_RATIO` times as likely: short windows carry little evidence of
+        their language, their neighbours and the rest of the file a lot (faster-whisper
+        detects once, on a file's first 30 s).
         """
         if request.options.language is not None or not self.ct2.is_multilingual:
             return [(request.options.language or ENGLISH, 1.0)] * len(hints)
         chosen = []
-        for ranked, hint in zip(self.ct2.detect_language(encoder_output), hints, strict=True):
+        priors = priors or [None] * len(hints)
+        detected = self.ct2.detect_language(encoder_output)
+        for ranked, hint, prior in zip(detected, hints, priors, strict=True):
             # Probabilities stay the model's own (not renormalised over an allow-list), so a
             # window between two allowed languages still looks uncertain.
             candidates = [(token[2:-2], float(p)) for token, p in ranked]
@@ -154,12 +162,22 @@ class Decoder:
                     (request.options.languages[0], 0.0)
                 ]
             top = candidates[0]
-            hinted = next((c for c in candidates if c[0] == hint), None)
-            chosen.append(hinted if hinted and hinted[1] >= HINT_RATIO * top[1] else top)
+            plausible = [
+                c
+                for wanted in (hint, prior)
+                if wanted is not None
+                for c in candidates
+                if c[0] == wanted and c[1] >= HINT_RATIO * top[1]
+            ]
+            chosen.append(plausible[0] if plausible else top)
         return chosen
 
     def halves_languages(
-        self, encoder_output: Any, cuts_sec: Sequence[float | None], request: DecodeRequest
+        self,
+        encoder_output: Any,
+        cuts_sec: Sequence[float | None],
+        request: DecodeRequest,
+        priors: Sequence[str | None] | None = None,
     ) -> list[tuple[str, str] | None]:
         """The likeliest language of each window's first and second part (split at its cut),
         without encoding again: the window's encoder output with the other part's frames
@@ -183,7 +201,8 @@ class Decoder:
             spliced += [first, second]
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(spliced)))
         hints: list[str | None] = [None] * len(spliced)
-        codes = [code for code, _ in self.languages(view, request, hints)]
+        half_priors = [(priors or [None] * len(cuts_sec))[i] for i in todo for _ in range(2)]
+        codes = [code for code, _ in self.languages(view, request, hints, half_priors)]
         for k, i in enumerate(todo):
             result[i] = (codes[2 * k], codes[2 * k + 1])
         return result

@@ -43,7 +43,13 @@ from faster_whisper import WhisperModel
 
 from services.whisper_gpu.alignment import AlignedWord, align_words, words_past_the_audio
 from services.whisper_gpu.config import WhisperSettings
-from services.whisper_gpu.decoding import Decoded, Decoder, DecodeRequest, select
+from services.whisper_gpu.decoding import (
+    FULL_WINDOW_FRAMES,
+    Decoded,
+    Decoder,
+    DecodeRequest,
+    select,
+)
 from services.whisper_gpu.metrics import ModelMetrics
 from services.whisper_gpu.segmenter import snap_to_speech, split_segments, widen_instant_words
 from services.whisper_gpu.windows import (
@@ -114,6 +120,9 @@ class PreparedClip:
     speech: list[Span]
     features: np.ndarray | None
     """Features of the first window (all the speech); None when there is no speech."""
+    language_hint: str | None = None
+    """The language the clip's job has been heard in so far (the chunk worker's
+    `X-Language-Hint`): its windows' `prior`."""
 
     @property
     def duration_sec(self) -> float:
@@ -206,7 +215,13 @@ class WindowEngine(ABC, Generic[ResultT]):
         results = [self._new_result() for _ in clips]
         incomplete: set[int] = set()
         windows = [
-            Window(i, clip.speech[0][0], clip.speech[-1][1], features=clip.features)
+            Window(
+                i,
+                clip.speech[0][0],
+                clip.speech[-1][1],
+                features=clip.features,
+                prior=clip.language_hint,
+            )
             for i, clip in enumerate(clips)
             if clip.speech
         ]
@@ -306,8 +321,13 @@ class WindowEngine(ABC, Generic[ResultT]):
     ) -> list[Window]:
         """Decode windows of one encoded length together; return the next round's windows."""
         encoder_output = self.decoder.encode([_features_of(w) for w in windows])
-        languages = self.decoder.languages(encoder_output, request, [w.hint for w in windows])
-        follow_up, kept = self._split_languages(clips, windows, encoder_output, languages, request)
+        languages = self.decoder.languages(
+            encoder_output, request, [w.hint for w in windows], [w.prior for w in windows]
+        )
+        languages, recheck = self._recheck_languages(clips, windows, languages, request)
+        follow_up, kept = self._split_languages(
+            clips, windows, encoder_output, languages, request, recheck
+        )
         if not kept:
             return follow_up
         encoder_output = select(encoder_output, kept)
@@ -318,6 +338,43 @@ class WindowEngine(ABC, Generic[ResultT]):
             self.metrics.fallbacks.inc(result.tries - 1)
         return follow_up + self._read(clips, windows, encoder_output, decoded, results, request)
 
+    def _recheck_languages(
+        self,
+        clips: Sequence[PreparedClip],
+        windows: list[Window],
+        languages: list[tuple[str, float]],
+        request: DecodeRequest,
+    ) -> tuple[list[tuple[str, float]], _Recheck | None]:
+        """A window encoded at its own length (a clip's first, on CPU) whose detection is unsure
+        (below `LANGUAGE_SPLIT_BELOW`) or names another language than its job's (`prior`) is
+        detected again on Whisper's 30 s encoding, what the detection was trained on: the short
+        encoding is right for decoding but tips unsure detections (one Scottish sentence: Welsh
+        or Latin short, English at 30 s, as faster-whisper detects it). A real switch of
+        language stays one. Returns the languages and what was encoded again."""
+        if request.options.language is not None:
+            return languages, None
+        todo = [
+            i
+            for i, w in enumerate(windows)
+            if _frames(w) < FULL_WINDOW_FRAMES
+            and (languages[i][1] < LANGUAGE_SPLIT_BELOW or w.prior not in (None, languages[i][0]))
+        ]
+        if not todo:
+            return languages, None
+        self.metrics.language_rechecks.inc(len(todo))
+        full = [self.decoder.features(_audio_of(clips, windows[i]), full_window=True) for i in todo]
+        recheck = _Recheck(todo, self.decoder.encode(full))
+        again = self.decoder.languages(
+            recheck.encoder_output,
+            request,
+            [windows[i].hint for i in todo],
+            [windows[i].prior for i in todo],
+        )
+        checked = list(languages)
+        for i, language in zip(todo, again, strict=True):
+            checked[i] = language
+        return checked, recheck
+
     def _split_languages(
         self,
         clips: Sequence[PreparedClip],
@@ -325,6 +382,7 @@ class WindowEngine(ABC, Generic[ResultT]):
         encoder_output: object,
         languages: list[tuple[str, float]],
         request: DecodeRequest,
+        recheck: _Recheck | None = None,
     ) -> tuple[list[Window], list[int]]:
         """Halve the windows that may hold two languages (detection uncertain, or its halves
         disagree); return the halves and the indices of the windows to decode now."""
@@ -340,13 +398,31 @@ class WindowEngine(ABC, Generic[ResultT]):
             halves[0].end_sec - w.start_sec if halves else None
             for w, halves in zip(windows, splits, strict=True)
         ]
-        parts = self.decoder.halves_languages(encoder_output, cuts, request)
+        # A half keeps the job's language, else its window's, unless its own detection finds
+        # another clearly likelier: a switch inside the window is clear; an accent is not.
+        priors = [w.prior or language for w, (language, _) in zip(windows, languages, strict=True)]
+        # A window detected again at 30 s has its halves told apart there too.
+        again = set(recheck.indices) if recheck else set()
+        short_cuts = [None if i in again else cut for i, cut in enumerate(cuts)]
+        parts = self.decoder.halves_languages(encoder_output, short_cuts, request, priors)
+        if recheck:
+            full_parts = self.decoder.halves_languages(
+                recheck.encoder_output,
+                [cuts[i] for i in recheck.indices],
+                request,
+                [priors[i] for i in recheck.indices],
+            )
+            for i, part in zip(recheck.indices, full_parts, strict=True):
+                parts[i] = part
         follow_up: list[Window] = []
         kept: list[int] = []
         for index, (window, halves, part) in enumerate(zip(windows, splits, parts, strict=True)):
-            probability = languages[index][1]
+            code, probability = languages[index]
             differ = part is not None and part[0] != part[1] and probability < LANGUAGE_CERTAIN
-            if halves is None or not (probability < LANGUAGE_SPLIT_BELOW or differ):
+            # The job's own language, plausible here, needs no certainty of its own: only
+            # halves that disagree (a switch inside the window) split it.
+            unsure = probability < LANGUAGE_SPLIT_BELOW and code != window.prior
+            if halves is None or not (unsure or differ):
                 kept.append(index)
                 continue
             logger.debug(
@@ -585,6 +661,20 @@ def clamp_segments(segments: list[ClipSegment], duration: float) -> list[ClipSeg
         )
         floor = end
     return clamped
+
+
+@dataclass(frozen=True)
+class _Recheck:
+    """Windows of one batch encoded again at 30 s for their language: their indices, and that
+    encoding (in the same order)."""
+
+    indices: list[int]
+    encoder_output: object
+
+
+def _audio_of(clips: Sequence[PreparedClip], window: Window) -> np.ndarray:
+    start = int(window.start_sec * SAMPLE_RATE_HZ)
+    return clips[window.clip].audio[start : int(window.end_sec * SAMPLE_RATE_HZ)]
 
 
 def _features_of(window: Window) -> np.ndarray:

@@ -65,6 +65,12 @@ class ModelMetrics:
             "Windows halved before decoding because they may hold two languages",
             registry=self.registry,
         )
+        self.language_rechecks = Counter(
+            "whisper_language_rechecks",
+            "Short-encoded windows whose detected language was unsure or not their job's, "
+            "detected again on Whisper's 30 s encoding",
+            registry=self.registry,
+        )
         self.fallbacks = Counter(
             "whisper_temperature_fallbacks",
             "Window decodes repeated at a higher temperature after failing the quality checks",

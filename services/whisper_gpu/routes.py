@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from services.whisper_gpu.app import ModelHolder
 from shared.api import cancel_on_disconnect, read_capped
-from shared.clients import POSITION_HEADER, SPEECH_HEADER
+from shared.clients import LANGUAGE_HINT_HEADER, POSITION_HEADER, SPEECH_HEADER
 from shared.errors import InvalidRequestError, PayloadTooLargeError
+from shared.languages import normalize_language
 from shared.schemas import ClipTranscription, DecodeOptions
 from shared.vad import Span, parse_spans
 
@@ -49,6 +50,24 @@ def _speech(
         raise InvalidRequestError(str(exc), param=SPEECH_HEADER) from exc
 
 
+def _language_hint(
+    code: Annotated[
+        str | None,
+        Header(
+            alias=LANGUAGE_HINT_HEADER,
+            description="The language the clip's job has been heard in so far: chosen where "
+            "the detection finds it plausible (at least half as likely as its first choice).",
+        ),
+    ] = None,
+) -> str | None:
+    if code is None:
+        return None
+    try:
+        return normalize_language(code)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), param=LANGUAGE_HINT_HEADER) from exc
+
+
 async def _read_body(request: Request) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
 
@@ -74,6 +93,7 @@ async def transcribe_clip(
     options: Annotated[DecodeOptions, Query()],
     speech: Annotated[list[Span] | None, Depends(_speech)],
     models: Annotated[ModelHolder, Depends(_models)],
+    language_hint: Annotated[str | None, Depends(_language_hint)],
     position: Annotated[
         float | None,
         Header(alias=POSITION_HEADER, ge=0, description="The clip's start within its media."),
@@ -82,7 +102,8 @@ async def transcribe_clip(
     """Transcribe one clip of at most 30 s (raw audio body, or JSON `{audio_b64}`): every word
     spoken in it, in segments with times relative to the clip. The query string is the
     decoding options (`DecodeOptions`); a bad one is a 422 naming it."""
-    clip = await anyio.to_thread.run_sync(models.prepare, await _read_body(request), speech)
+    body = await _read_body(request)
+    clip = await anyio.to_thread.run_sync(models.prepare, body, speech, language_hint)
     return await cancel_on_disconnect(request, models.transcribe(clip, options, position))
 
 

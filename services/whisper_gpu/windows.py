@@ -53,6 +53,9 @@ class Window:
     """Log-mel features, once computed."""
     hint: str | None = None
     """The language of the window this one continues or was cut from."""
+    prior: str | None = None
+    """The language the clip's job has been heard in so far (its `language_hint`): chosen
+    over the detection's first choice when it is plausible, as `hint` is."""
     accept: tuple[float, float] | None = None
     """Only words centred in this stretch are new (the rest of the window is context)."""
     kind: WindowKind = "clip"

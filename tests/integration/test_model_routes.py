@@ -64,6 +64,7 @@ async def test_parameters_and_the_speech_header_are_checked(model_cache_dir: Pat
             ("/v1/clips?temperature=2", {}, "temperature"),
             ("/v1/clips", {"X-Speech-Spans": "3-1"}, "X-Speech-Spans"),
             ("/v1/clips", {"X-Speech-Spans": "a-b"}, "X-Speech-Spans"),
+            ("/v1/clips", {"X-Language-Hint": "xx"}, "X-Language-Hint"),
         ]
         for path, headers, param in cases:
             response = await client.post(path, content=speech, headers=headers)

@@ -163,6 +163,24 @@ class Transcript:
         )
 
 
+@dataclass
+class HeardLanguages:
+    """Seconds of words per language in a job's results so far: the most spoken is each
+    later macro chunk's `language_hint`, so a micro chunk whose own detection is unsure (a
+    sentence or two, an accent, after a long pause) keeps the file's language instead of
+    taking a neighbour's (`la` for accented English), while a clear switch still switches."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, result: MicroChunkResult) -> None:
+        for segment in result.segments:
+            spoken = segment.end_sec - segment.start_sec
+            self.seconds[segment.language] = self.seconds.get(segment.language, 0.0) + spoken
+
+    def most(self) -> str | None:
+        return max(self.seconds, key=self.seconds.__getitem__) if self.seconds else None
+
+
 @dataclass(frozen=True)
 class _Planned:
     span: TimeSpan
@@ -325,6 +343,7 @@ class JobRunner:
             self.settings.max_concurrent_chunks + 2 * BOUNDARY_SEARCHES_AT_ONCE
         )
         first_heard = asyncio.Event()
+        heard = HeardLanguages()
         merger = OrderedMerger(job.duration_sec, speakers.label if speakers else None)
         tasks: set[asyncio.Task[None]] = set()
 
@@ -341,7 +360,11 @@ class JobRunner:
                     raise message
                 if isinstance(message, _Planned):
                     index = merger.add_chunk(message.span)
-                    start(self._run_chunk(job, index, message.span, inbox, slots, first_heard, log))
+                    start(
+                        self._run_chunk(
+                            job, index, message.span, inbox, slots, first_heard, heard, log
+                        )
+                    )
                     continue
                 if isinstance(message, _PlanComplete):
                     events = merger.plan_complete()
@@ -403,30 +426,35 @@ class JobRunner:
         inbox: asyncio.Queue[_Message],
         slots: asyncio.Semaphore,
         first_heard: asyncio.Event,
+        heard: HeardLanguages,
         log: ChunkLog | None = None,
     ) -> None:
-        chunk = ChunkRequest(
-            **job.media,
-            start_sec=span.start_sec,
-            end_sec=span.end_sec,
-            params=job.request.params.for_workers(),
-            first_micro_chunk_sec=self._first_micro_chunk_sec(job) if index == 0 else None,
-        )
         try:
             stored, complete = await log.stored(index, span) if log else ([], False)
             for result in stored:
                 first_heard.set()
+                heard.add(result)
                 inbox.put_nowait((index, result))
             if not complete:
                 if index > 0 and not stored:
                     await self._head_start(first_heard)
                 count = 0
                 async with slots:
+                    first_sec = self._first_micro_chunk_sec(job) if index == 0 else None
+                    chunk = ChunkRequest(
+                        **job.media,
+                        start_sec=span.start_sec,
+                        end_sec=span.end_sec,
+                        params=job.request.params.for_workers(),
+                        first_micro_chunk_sec=first_sec,
+                        language_hint=heard.most(),  # as heard once this chunk starts
+                    )
                     async for result in self.workers.transcribe_chunk(chunk):
                         first_heard.set()
                         count += 1
                         if count <= len(stored):
                             continue  # stored before a restart: already replayed
+                        heard.add(result)
                         self.metrics.micro_chunks.inc()
                         if result.micro_chunk.incomplete:
                             self.metrics.incomplete_clips.inc()

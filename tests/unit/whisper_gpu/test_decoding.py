@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from services.whisper_gpu.decoding import (
     Decoded,
+    Decoder,
+    DecodeRequest,
     compression_ratio,
     cut_repetition,
     encoded_frames,
     padded,
     select,
 )
+from shared.schemas import DecodeOptions
 
 
 def test_a_phrase_looping_three_times_is_kept_once() -> None:
@@ -77,3 +82,38 @@ def test_features_are_padded_with_zeros_or_cut() -> None:
     assert padded(mel, 8)[:, 5:].tolist() == np.zeros((80, 3)).tolist()
     assert padded(mel, 8)[:, :5].tolist() == mel.tolist()
     assert padded(mel, 3).shape == (80, 3)
+
+
+class _Detector:
+    """A CTranslate2 model as `Decoder.languages` uses it: its ranked detection per window."""
+
+    is_multilingual = True
+
+    def __init__(self, *ranked: list[tuple[str, float]]) -> None:
+        self.ranked = [[(f"<|{code}|>", p) for code, p in window] for window in ranked]
+
+    def detect_language(self, encoder_output: object) -> list[list[tuple[str, float]]]:
+        return self.ranked
+
+
+def _decoder(*ranked: list[tuple[str, float]]) -> Decoder:
+    return Decoder(SimpleNamespace(model=_Detector(*ranked)))
+
+
+def test_a_jobs_language_is_chosen_where_the_detection_finds_it_plausible() -> None:
+    """The prior (the job's language) wins at half the first choice's probability or more;
+    a window's own hint (the window it continues) comes before it; a clear switch switches."""
+    unsure = [("la", 0.40), ("en", 0.21), ("de", 0.2)]
+    clear = [("de", 0.90), ("en", 0.04)]
+    decoder = _decoder(unsure, unsure, unsure, clear)
+    chosen = decoder.languages(
+        None, DecodeRequest(), [None, None, "de", None], [None, "en", "en", "en"]
+    )
+    assert [code for code, _ in chosen] == ["la", "en", "de", "de"]
+    assert chosen[1] == ("en", 0.21)  # the model's own probability, not renormalised
+
+
+def test_a_prior_outside_the_allowed_languages_is_not_chosen() -> None:
+    decoder = _decoder([("de", 0.5), ("en", 0.4), ("fr", 0.1)])
+    request = DecodeRequest(DecodeOptions(languages=["de", "fr"]))
+    assert decoder.languages(None, request, [None], ["en"]) == [("de", 0.5)]

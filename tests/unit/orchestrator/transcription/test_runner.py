@@ -13,6 +13,7 @@ import pytest
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.transcription.runner import (
+    HeardLanguages,
     Job,
     JobRunner,
     MediaClients,
@@ -193,6 +194,27 @@ async def test_head_start_lets_the_first_chunk_go_alone() -> None:
     assert workers.first_result_at is not None
     # Chunks 1 and 2 would answer first, but only started once chunk 0 had a result.
     assert min(workers.started[30], workers.started[60]) >= workers.first_result_at
+
+
+async def test_chunks_after_the_head_start_carry_the_language_heard_so_far() -> None:
+    """The first chunk has nothing to go on; the later ones start once it has a result, and
+    are told the job's language so far (a micro chunk's detection, unsure, picks it)."""
+    workers = FakeWorkers()
+    [event async for event in runner(workers, head_start_sec=5).events(job(3))]
+    hints = {request.start_sec: request.language_hint for request in workers.requests}
+    assert hints == {0: None, 30: "en", 60: "en"}
+
+
+def test_the_language_heard_most_is_the_one_with_most_seconds_of_words() -> None:
+    heard = HeardLanguages()
+    assert heard.most() is None
+    heard.add(result(0, 10))  # 10 s of English
+    german = result(10, 14)
+    german.segments[0].language = "de"
+    heard.add(german)
+    heard.add(german)
+    heard.add(german)  # 12 s of German
+    assert heard.most() == "de"
 
 
 async def test_the_first_chunk_starts_before_the_plan_is_complete() -> None:
