@@ -177,7 +177,9 @@ async def test_the_options_a_worker_sends_are_the_options_the_engine_gets(
         whisper = ModelServerClient(ServiceClient(client, pool, name="model", setting_hint="URLS"))
         for options in sent:
             result = await whisper.transcribe_clip(speech, options, 0.0, [(1.0, 2.5)])
-            assert len(result.segments) == 1
+            # The engine's answer for this clip (random weights may decode to no text at all:
+            # near-tied logits break differently across CPU threads).
+            assert (result.duration_sec, result.speech_sec) == (8.0, 1.5)
     assert received == sent
 
 
