@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from services.chunk_worker.config import ChunkWorkerSettings
 from services.chunk_worker.pipeline import ChunkTranscriber
 from services.chunk_worker.speakers import Speakers
 from shared.api import CancellingStreamingResponse
@@ -34,7 +35,13 @@ def _transcriber(request: Request) -> ChunkTranscriber:
     return transcriber
 
 
+def _settings(request: Request) -> ChunkWorkerSettings:
+    settings: ChunkWorkerSettings = request.app.state.settings
+    return settings
+
+
 Transcriber = Annotated[ChunkTranscriber, Depends(_transcriber)]
+Settings = Annotated[ChunkWorkerSettings, Depends(_settings)]
 
 
 def _check_range(start_sec: float, end_sec: float) -> None:
@@ -44,7 +51,7 @@ def _check_range(start_sec: float, end_sec: float) -> None:
 
 @router.post("/v1/chunks", response_class=CancellingStreamingResponse)
 async def transcribe_chunk(
-    body: ChunkRequest, request: Request, transcriber: Transcriber
+    body: ChunkRequest, request: Request, transcriber: Transcriber, settings: Settings
 ) -> CancellingStreamingResponse:
     """Transcribe `[start_sec, end_sec)` of the media as a typed stream (`shared.streams`):
     one item per micro chunk in timeline order, then a footer; an error frame if it fails."""
@@ -52,7 +59,7 @@ async def transcribe_chunk(
     if body.params.diarize:
         transcriber.speakers.require()  # a 400 now, not a transcript without speakers
     mode = await transcriber.prepare(body)
-    deadline: float = request.app.state.settings.chunk_deadline_sec
+    deadline = settings.chunk_deadline_sec
 
     async def frames() -> AsyncIterator[bytes]:
         writer = StreamWriter(CHUNK_STREAM)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.jobs.queue import JobQueue
 from services.orchestrator.jobs.uploads import MediaStore
 from services.orchestrator.transcription.runner import JobRunner
@@ -38,6 +39,11 @@ def request_body(json_model: type[BaseModel], *form_fields: str) -> dict[str, An
     }
 
 
+def _settings(request: Request) -> OrchestratorSettings:
+    settings: OrchestratorSettings = request.app.state.settings
+    return settings
+
+
 def _runner(request: Request) -> JobRunner:
     runner: JobRunner = request.app.state.runner
     return runner
@@ -53,6 +59,7 @@ def _queue(request: Request) -> JobQueue:
     return queue
 
 
+Settings = Annotated[OrchestratorSettings, Depends(_settings)]
 Runner = Annotated[JobRunner, Depends(_runner)]
 Store = Annotated[MediaStore, Depends(_store)]
 Queue = Annotated[JobQueue, Depends(_queue)]

@@ -33,7 +33,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from services.orchestrator.api.auth import Caller, GateDep
-from services.orchestrator.api.deps import ERRORS, Runner, Store
+from services.orchestrator.api.deps import ERRORS, Runner, Settings, Store
 from services.orchestrator.api.intake import intake_from_form
 from services.orchestrator.api.sse import stream_job
 from services.orchestrator.jobs.uploads import UploadForm
@@ -103,10 +103,9 @@ class TextDone(BaseModel):
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def models(request: Request, who: Caller) -> ModelList:
+async def models(settings: Settings, who: Caller) -> ModelList:
     """The model this deployment serves (any name in a request maps to it)."""
-    name: str = request.app.state.settings.model_name
-    return ModelList(data=[ModelCard(id=name)])
+    return ModelList(data=[ModelCard(id=settings.model_name)])
 
 
 @router.post("/v1/audio/transcriptions", responses=ERRORS)
