@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import textwrap
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -305,7 +305,7 @@ def cues(segments: Sequence[Segment]) -> list[Cue]:
 
 
 def _split(words: Sequence[Word], speaker: str | None) -> list[Cue]:
-    text = " ".join(w.word.strip() for w in words if w.word.strip())
+    text = _joined(words)
     lines = _wrap(text, reserve=min(len(_prefix(speaker)), MAX_LINE_CHARS // 2))
     duration = words[-1].end_sec - words[0].start_sec
     if len(words) > 1 and (len(lines) > MAX_LINES or duration > MAX_CUE_SEC):
@@ -315,16 +315,50 @@ def _split(words: Sequence[Word], speaker: str | None) -> list[Cue]:
     return [Cue(words[0].start_sec, end, tuple(lines), speaker)]
 
 
+def _joined(words: Sequence[Word]) -> str:
+    """Words as the text says them: each carries its own leading space where its script puts
+    one (Whisper's " Hello"; none between Chinese or Japanese words)."""
+    return " ".join("".join(w.word for w in words).split())
+
+
 def _wrap(text: str, reserve: int) -> list[str]:
-    """Lines of at most 42 characters, the first `reserve` shorter (room for a prefix)."""
-    lines = textwrap.wrap(
-        text,
-        MAX_LINE_CHARS,
-        initial_indent=" " * reserve,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    return [lines[0][reserve:], *lines[1:]] if lines else lines
+    """Lines of at most 42 columns, the first `reserve` shorter (room for a prefix): broken at
+    spaces, and between any two wide characters (Chinese, Japanese, Korean: two columns each,
+    no spaces between words)."""
+    lines: list[str] = []
+    line, room = "", MAX_LINE_CHARS - reserve
+    for unit, spaced in _units(text):
+        joined = f"{line} {unit}" if line and spaced else line + unit
+        if line and _columns(joined) > room:
+            lines.append(line)
+            line, room = unit, MAX_LINE_CHARS
+        else:
+            line = joined
+    return [*lines, line] if line else lines
+
+
+def _units(text: str) -> list[tuple[str, bool]]:
+    """The pieces a line may break between, each with whether a space comes before it: words of
+    spaced scripts whole, wide characters one by one (punctuation stays with what it follows:
+    a line never starts with `，` or `。`)."""
+    units: list[tuple[str, bool]] = []
+    for index, word in enumerate(text.split()):
+        spaced, piece = index > 0, ""
+        for char in word:
+            if piece and _is_wide(char) and not unicodedata.category(char).startswith("P"):
+                units.append((piece, spaced))
+                spaced, piece = False, ""
+            piece += char
+        units.append((piece, spaced))
+    return units
+
+
+def _is_wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def _columns(text: str) -> int:
+    return sum(2 if _is_wide(char) else 1 for char in text)
 
 
 def _best_cut(words: Sequence[Word]) -> int:
@@ -344,8 +378,9 @@ def _best_cut(words: Sequence[Word]) -> int:
 
 
 def _spread(text: str, start: float, end: float) -> list[Word]:
-    """Words with times in proportion to their characters (when the words weren't asked for)."""
-    pieces = text.split()
+    """Words with times in proportion to their characters (when the words weren't asked for):
+    the units a line may break between, so Chinese text can be split into cues too."""
+    pieces = [(" " + unit if spaced else unit) for unit, spaced in _units(text)]
     total = sum(len(p) + 1 for p in pieces)
     words, cursor = [], start
     for piece in pieces:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import unicodedata
 
 import pytest
 
@@ -75,6 +76,34 @@ def test_a_long_segment_becomes_cues_of_two_short_lines_at_word_times() -> None:
         assert cue.end_sec - cue.start_sec <= 7.0
         first_word = int(cue.lines[0].split()[0].removeprefix("word"))
         assert cue.start_sec == pytest.approx(first_word * 0.4)  # a word's own time
+
+
+CHINESE = "今天天气很好，我们一起去公园散步吧。公园里有很多人在跑步、打太极拳，还有小朋友在放风筝。"
+
+
+def columns(line: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+
+
+def test_chinese_without_spaces_is_cut_into_cues_of_two_short_lines() -> None:
+    """Regression: text with no spaces was one cue of one 47-character line (94 columns)."""
+    chinese = segment(0.0, 9.0, " " + CHINESE)
+    cues = formats.cues([chinese])
+    assert len(cues) >= 2
+    assert "".join("".join(c.lines) for c in cues) == CHINESE  # no space put between words
+    for cue in cues:
+        assert len(cue.lines) <= 2 and all(columns(line) <= 42 for line in cue.lines)
+        assert not cue.lines[0].startswith(("，", "。", "、"))
+    assert cues[0].lines[-1].endswith("。")  # cut after the sentence, not mid-word
+
+
+def test_words_of_a_script_without_spaces_are_joined_without_them() -> None:
+    words = [Word(start_sec=i * 0.5, end_sec=i * 0.5 + 0.4, word=w, probability=0.9)
+             for i, w in enumerate(["今天", "天气", "很", "好。"])]  # fmt: skip
+    [cue] = formats.cues([segment(0.0, 2.0, "今天天气很好。", words)])
+    assert cue.lines == ("今天天气很好。",)
+    srt = formats.srt([segment(0.0, 2.0, "今天天气很好。", words)])
+    assert "今天天气很好。" in srt
 
 
 def test_without_words_cues_are_timed_by_their_characters() -> None:
