@@ -168,7 +168,11 @@ class HeardLanguages:
     """Seconds of words per language in a job's results so far: the most spoken is each
     later macro chunk's `language_hint`, so a micro chunk whose own detection is unsure (a
     sentence or two, an accent, after a long pause) keeps the file's language instead of
-    taking a neighbour's (`la` for accented English), while a clear switch still switches."""
+    taking a neighbour's (`la` for accented English), while a clear switch still switches.
+    Measured against waiting for 30 s of words first (a first micro chunk's language can be a
+    wrong guess, carried where later detections are unsure even at 30 s): on the files at hand
+    the early hint did better (two Finnish segments of an English file stayed Finnish without
+    it; the code-switching file lost 7 sentences instead of 3-4)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
