@@ -98,6 +98,8 @@ EXTENSIONS: dict[Format, str] = {Format.JSON: "json", Format.VERBOSE_JSON: "json
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
+MIN_CUE_SEC = 0.5
+"""A cue is shown at least this long where the next one leaves room."""
 MAX_CUE_SEC = 7.0
 
 
@@ -301,7 +303,20 @@ def cues(segments: Sequence[Segment]) -> list[Cue]:
             spoken = list(run)
             if any(w.word.strip() for w in spoken):
                 result += _split(spoken, speaker)
-    return result
+    return _shown_long_enough(result)
+
+
+def _shown_long_enough(cues: list[Cue]) -> list[Cue]:
+    """A cue shorter than `MIN_CUE_SEC` (a word the alignment timed as an instant) is held on
+    screen longer, up to the next cue: players drop cues of no length."""
+    shown = []
+    for index, cue in enumerate(cues):
+        if cue.end_sec - cue.start_sec < MIN_CUE_SEC:
+            later = cues[index + 1].start_sec if index + 1 < len(cues) else float("inf")
+            end = max(cue.end_sec, min(cue.start_sec + MIN_CUE_SEC, later))
+            cue = Cue(cue.start_sec, end, cue.lines, cue.speaker)
+        shown.append(cue)
+    return shown
 
 
 def _split(words: Sequence[Word], speaker: str | None) -> list[Cue]:

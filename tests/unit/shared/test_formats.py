@@ -106,6 +106,22 @@ def test_words_of_a_script_without_spaces_are_joined_without_them() -> None:
     assert "今天天气很好。" in srt
 
 
+def test_a_cue_of_no_length_is_held_on_screen_up_to_the_next() -> None:
+    """Regression: a word timed as an instant made `00:03:00,875 --> 00:03:00,875`, a cue
+    players drop."""
+    instant = [Word(start_sec=180.875, end_sec=180.875, word="唔", probability=0.5)]
+    after = [Word(start_sec=181.1, end_sec=182.0, word="好", probability=0.9)]
+    alone = formats.cues([segment(180.875, 180.875, "唔", instant)])
+    assert (alone[0].start_sec, alone[0].end_sec) == (180.875, 181.375)
+    crowded = formats.cues(
+        [segment(180.875, 180.875, "唔", instant), segment(181.1, 182, "好", after)]
+    )
+    assert crowded[0].end_sec == 181.1 and crowded[1].start_sec == 181.1
+    assert "00:03:00,875 --> 00:03:00,875" not in formats.srt(
+        [segment(180.875, 180.875, "唔", instant)]
+    )
+
+
 def test_without_words_cues_are_timed_by_their_characters() -> None:
     cues = formats.cues([segment(10.0, 30.0, " " + "a bb ccc dddd " * 12)])
     assert cues[0].start_sec == 10.0 and cues[-1].end_sec == pytest.approx(30.0)
