@@ -13,7 +13,8 @@ no speech never reach the model. The rest are decoded in rounds of batched *wind
               - speech after the last word (the model stopped early: the common loss)
               - speech between two words (a skipped sentence), or before the first
               - a window with speech but no words at all -> retried once, split at its
-                widest pause when it has one
+                widest pause when it has one; a retry still without words gives its speech
+                up: counted, and its clip comes back `incomplete`
     round 2+  the new windows, batched across clips, until none is left (at most 4 rounds);
               windows still open then are given up: counted, and their clip comes back
               `incomplete`
@@ -55,6 +56,7 @@ from services.whisper_gpu.segmenter import snap_to_speech, split_segments, widen
 from services.whisper_gpu.windows import (
     MAX_SPLITS,
     Window,
+    given_up_speech,
     speech_within,
     split_window,
     uncovered_windows,
@@ -238,7 +240,9 @@ class WindowEngine(ABC, Generic[ResultT]):
         else:
             incomplete = self._give_up(windows)
         return [
-            self._transcription(clip, result, options, incomplete=i in incomplete)
+            self._transcription(
+                clip, result, options, incomplete=i in incomplete or self._gave_up(result)
+            )
             for i, (clip, result) in enumerate(zip(clips, results, strict=True))
         ]
 
@@ -281,6 +285,10 @@ class WindowEngine(ABC, Generic[ResultT]):
         self, result: ResultT, speech: Sequence[Span]
     ) -> list[tuple[ClipSegment, Decoded]]:
         """A clip's segments, each with the decode its text came from (`speech`: the clip's)."""
+
+    def _gave_up(self, result: ResultT) -> bool:
+        """Whether a round gave up on some of the clip's speech (none do by default)."""
+        return False
 
     def _warm_up_read(self, encoder_output: object, languages: list[str]) -> None:
         """Run the model calls `_read` makes once (nothing by default)."""
@@ -486,6 +494,8 @@ class _Words:
     """The words a clip's windows yielded so far, each with the decode it came from."""
 
     words: list[tuple[AlignedWord, Decoded]] = field(default_factory=list)
+    gave_up: bool = False
+    """A retried window still found no words in speech: the clip is incomplete."""
 
     def accept(self, words: list[AlignedWord], decoded: Decoded) -> list[AlignedWord]:
         """Add words that don't overlap words already accepted; return the ones added."""
@@ -506,6 +516,9 @@ class WhisperEngine(WindowEngine[_Words]):
 
     def _new_result(self) -> _Words:
         return _Words()
+
+    def _gave_up(self, result: _Words) -> bool:
+        return result.gave_up
 
     def _read(
         self,
@@ -534,10 +547,15 @@ class WhisperEngine(WindowEngine[_Words]):
                 low, high = window.accept
                 words = [w for w in words if low <= (w.start_sec + w.end_sec) / 2 < high]
             accepted = results[window.clip].accept(words, result)
+            spans = [(w.start_sec, w.end_sec) for w in accepted]
+            if left := given_up_speech(window, speech, spans):
+                self.metrics.windows_given_up.inc()
+                logger.info("a retried window left %.1f s of speech without words", left)
+                results[window.clip].gave_up = True
             follow_up += uncovered_windows(
                 window,
                 speech,
-                [(w.start_sec, w.end_sec) for w in accepted],
+                spans,
                 clips[window.clip].duration_sec,
                 result.language,
             )

@@ -96,6 +96,17 @@ def split_window(window: Window, clip_speech: list[Span]) -> list[Window] | None
     ]
 
 
+def given_up_speech(window: Window, speech: list[Span], word_spans: list[Span]) -> float:
+    """Seconds of speech a retried window still left without a word: no round tries it again,
+    so its clip comes back `incomplete` (a gap decoded, retried in halves, and still empty is
+    speech the model cannot read, not silence the VAD misheard)."""
+    if word_spans or not window.retried:
+        return 0.0
+    low, high = window.accept or (window.start_sec, window.end_sec)
+    left = speech_between(speech, max(low, window.start_sec), min(high, window.end_sec))
+    return left if left >= UNCOVERED_SPEECH_SEC * 2 else 0.0
+
+
 def uncovered_windows(
     window: Window,
     speech: list[Span],

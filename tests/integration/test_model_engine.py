@@ -403,6 +403,37 @@ def test_windows_open_after_the_last_round_are_counted_and_flag_their_clip(
     ]
 
 
+class _WordlessAfterTheFirst:
+    """A fake aligner: the clip's first window gets one word at its start; every later window
+    (the gap, its retries) none, as where `base` read nothing of 10 s of Mandarin."""
+
+    def __call__(
+        self,
+        encoder_output: object,
+        windows: list[Window],
+        decoded: list[Decoded],
+        indices: list[int],
+        request: DecodeRequest,
+    ) -> dict[int, list[AlignedWord]]:
+        first = [i for i in indices if windows[i].kind == "clip"]
+        return {i: [AlignedWord(" hi", 0.0, 0.5, 0.9, [1])] for i in first}
+
+
+def test_speech_a_retry_still_leaves_without_words_flags_its_clip(
+    engine: RandomEngine, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a gap decoded, retried in halves and still wordless was dropped without a
+    trace (10 s of Mandarin, no `incomplete`)."""
+    settings = random_tiny(model_cache_dir, temperature_fallback=False)
+    real = WhisperEngine(engine.model, settings, ModelMetrics())
+    monkeypatch.setattr(real, "_align", _WordlessAfterTheFirst())
+    clip = real.prepare(speech_40s()[: 16000 * 25], [(0.5, 6.0), (7.0, 12.0)])
+    [result] = real.transcribe_batch([clip], DecodeOptions(language="en"))
+    assert result.incomplete
+    assert counted(real, "whisper_windows_total", '{kind="retry"}') >= 1
+    assert counted(real, "whisper_windows_given_up_total") >= 1
+
+
 def test_an_abandoned_batch_is_not_flagged_incomplete(engine: RandomEngine) -> None:
     """Work stopped because every caller left is not the coverage giving up."""
     clip = engine.prepare(speech_40s()[: 16000 * 12])

@@ -7,6 +7,7 @@ import pytest
 from services.whisper_gpu.windows import (
     CONTEXT_SEC,
     Window,
+    given_up_speech,
     speech_between,
     speech_within,
     split_window,
@@ -72,3 +73,14 @@ def test_a_window_without_words_is_retried_once_halved() -> None:
 
 def test_a_window_with_barely_any_speech_and_no_words_is_left_alone() -> None:
     assert uncovered_windows(Window(0, 0.0, 5.0), [(1.0, 1.6)], [], 5.0, "en") == []
+
+
+def test_a_retried_window_without_words_gives_its_speech_up() -> None:
+    speech = [(1.0, 4.0), (5.0, 9.0)]
+    retried = Window(0, 4.5, 12.0, retried=True, accept=(4.5, 12.0), kind="retry")
+    assert given_up_speech(retried, speech, []) == 4.0
+    assert given_up_speech(retried, speech, [(5.0, 9.0)]) == 0.0  # it found words
+    first_try = Window(0, 0.0, 12.0)
+    assert given_up_speech(first_try, speech, []) == 0.0  # retried next round instead
+    breath = [(5.0, 5.6)]
+    assert given_up_speech(retried, breath, []) == 0.0  # too little to count
