@@ -29,6 +29,10 @@ COVERAGE_SLACK_SEC = 0.25
 """Aligned word edges may sit this far inside the speech they cover."""
 CONTEXT_SEC = 3.0
 """A window over a gap also holds this much of the audio around it."""
+MAX_CONTEXT_SEC = 8.0
+"""A gap's window goes back at most this far to start at a pause."""
+PAUSE_PADDING_SEC = 0.1
+"""Of the pause before that speech, so its first sound is whole."""
 MIN_SPLIT_SEC = 6.0
 """Windows shorter than this are never halved (too little audio to tell a language by)."""
 MAX_SPLITS = 1
@@ -107,6 +111,16 @@ def given_up_speech(window: Window, speech: list[Span], word_spans: list[Span]) 
     return left if left >= UNCOVERED_SPEECH_SEC * 2 else 0.0
 
 
+def _context_start(speech: list[Span], gap_start: float) -> float:
+    """Where a window over a gap starts: at the pause before the speech the gap begins in, when
+    that is at most `MAX_CONTEXT_SEC` back (a window started mid-sentence, on the words before
+    the gap, can read as no speech at all), else `CONTEXT_SEC` before the gap."""
+    starts = [s for s, _ in speech if s <= gap_start]
+    if starts and gap_start - starts[-1] <= MAX_CONTEXT_SEC:
+        return max(0.0, starts[-1] - PAUSE_PADDING_SEC)
+    return max(0.0, gap_start - CONTEXT_SEC)
+
+
 def uncovered_windows(
     window: Window,
     speech: list[Span],
@@ -130,7 +144,7 @@ def uncovered_windows(
         inner = speech_between(speech, gap_start + COVERAGE_SLACK_SEC, gap_end - COVERAGE_SLACK_SEC)
         if inner < UNCOVERED_SPEECH_SEC:
             continue
-        start = max(0.0, gap_start - CONTEXT_SEC)
+        start = _context_start(speech, gap_start)
         end = min(clip_duration_sec, gap_end + CONTEXT_SEC, start + MAX_CLIP_SEC)
         follow_up.append(
             Window(window.clip, start, end, hint=language, accept=(gap_start, gap_end), kind="gap")

@@ -6,6 +6,8 @@ import pytest
 
 from services.whisper_gpu.windows import (
     CONTEXT_SEC,
+    MAX_CONTEXT_SEC,
+    PAUSE_PADDING_SEC,
     Window,
     given_up_speech,
     speech_between,
@@ -43,9 +45,21 @@ def test_speech_after_the_last_word_becomes_a_window_with_context() -> None:
     window = Window(0, 0.2, 14.8)
     [follow] = uncovered_windows(window, SPEECH, words, 15.0, "en")
     assert follow.accept == (10.9, 14.8)
-    assert (follow.start_sec, follow.end_sec) == (10.9 - CONTEXT_SEC, 15.0)
+    # Its context starts at the pause before the speech the gap begins in (8.5), not mid-word.
+    assert follow.start_sec == pytest.approx(8.5 - PAUSE_PADDING_SEC)
+    assert follow.end_sec == 15.0
     assert follow.hint == "en"
     assert follow.kind == "gap"
+
+
+def test_a_gap_whose_speech_began_long_before_keeps_a_few_seconds_of_context() -> None:
+    """Regression: a window over a gap began 3 s back, mid-sentence, on words already read, and
+    `base` took it for no speech (10 s of Mandarin lost); from the pause it read them."""
+    one_long_span = [(0.2, 14.8)]
+    words = [(0.3, 10.9)]
+    [follow] = uncovered_windows(Window(0, 0.2, 14.8), one_long_span, words, 15.0, "zh")
+    assert follow.start_sec == pytest.approx(10.9 - CONTEXT_SEC)  # the pause is 10.7 s back
+    assert 10.9 - MAX_CONTEXT_SEC > 0.2
 
 
 def test_a_skipped_sentence_between_words_becomes_a_window() -> None:
