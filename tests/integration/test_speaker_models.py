@@ -6,7 +6,8 @@ The embeddings are compared with tests/media/speaker_reference.npz: what 3D-Spea
 in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py;
 the cached model's convolutions are int8, so the bound is int8's, not float's);
 the segmentation scores with tests/media/segmentation_reference.npz: what the model as published
-gives before its convolutions are rewritten (scripts/make_segmentation_reference.py).
+gives before its convolutions are rewritten and its LSTMs go int8
+(scripts/make_segmentation_reference.py).
 """
 
 from __future__ import annotations
@@ -138,14 +139,15 @@ def test_segmentation_frames_step_and_receptive_field(weights: DiarizationWeight
 def test_segmentation_scores_match_the_published_model(
     models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
 ) -> None:
-    """The 2-D rewrite of the convolutions changes float rounding only: every frame's class is
-    the published model's, and the log-probabilities agree closely."""
+    """The 2-D rewrite of the convolutions changes float rounding only, the int8 LSTMs a little
+    more: on these windows every frame's class is the published model's, and each class's
+    probability is within 0.05 of it (0.018 at most when the LSTMs went int8; 2e-5 before)."""
     with np.load(SEGMENTATION_REFERENCE) as loaded:
         published = loaded["scores"]
     ours = models.segment(reference_windows(reference))
     assert ours.shape == published.shape == (2, SEGMENTATION_FRAMES, 7)
     assert np.array_equal(ours.argmax(axis=-1), published.argmax(axis=-1))
-    assert np.abs(ours - published).max() < 1e-3
+    assert np.abs(np.exp(ours) - np.exp(published)).max() < 0.05
 
 
 def test_segmentation_tells_two_voices_and_silence_apart(

@@ -1,4 +1,5 @@
-"""int8 convolutions in the QDQ pattern, on a small graph built here (in memory, no files)."""
+"""int8 convolutions in the QDQ pattern and int8 LSTMs, on small graphs built here (in memory,
+no files)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from shared.diarization.quantize import (
+    MS_DOMAIN,
+    WEIGHT_LEVELS,
     QuantizationError,
     conv_activations,
     observed_ranges,
     quantize_convs,
+    quantize_lstms,
 )
 
 RNG = np.random.default_rng(7)
@@ -133,3 +137,86 @@ def test_a_conv_whose_weight_is_computed_is_refused() -> None:
     ranges = {"x": (-1.0, 1.0), "r1": (0.0, 1.0), "c2": (-1.0, 1.0)}
     with pytest.raises(QuantizationError, match="'c2': its weight is not an initializer"):
         quantize_convs(model, ranges)
+
+
+HIDDEN = 8
+
+
+def lstm_model(weights_are_initializers: bool = True) -> onnx.ModelProto:
+    """x [T, 1, 6] -> bidirectional LSTM (bias, zero initial states, as the segmentation model
+    has them) -> y [T, 2, 1, 8]; W's second gate row is quiet (a scale per row keeps it)."""
+    w = RNG.standard_normal((2, 4 * HIDDEN, 6)).astype(np.float32) * 0.5
+    w[:, 1] *= 0.01
+    r = RNG.standard_normal((2, 4 * HIDDEN, HIDDEN)).astype(np.float32) * 0.3
+    b = RNG.standard_normal((2, 8 * HIDDEN)).astype(np.float32) * 0.1
+    zeros = np.zeros((2, 1, HIDDEN), dtype=np.float32)
+    initializers = [numpy_helper.from_array(a, n) for a, n in ((r, "r"), (b, "b"), (zeros, "h0"))]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", 1, 6])]
+    if weights_are_initializers:
+        initializers.append(numpy_helper.from_array(w, "w"))
+    else:
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 4 * HIDDEN, 6]))
+    node = helper.make_node(
+        "LSTM",
+        ["x", "w", "r", "b", "", "h0", "h0"],
+        ["y"],
+        name="lstm",
+        direction="bidirectional",
+        hidden_size=HIDDEN,
+        layout=0,
+    )
+    graph = helper.make_graph(
+        [node],
+        "lstm",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", 2, 1, HIDDEN])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _lstm_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(["y"], {"x": x})
+    return np.asarray(y)
+
+
+def test_an_lstm_becomes_onnxruntimes_int8_lstm_and_stays_close_to_the_float_one() -> None:
+    model = lstm_model()
+    quantized = quantize_lstms(model)
+    [node] = quantized.graph.node
+    assert (node.op_type, node.domain) == ("DynamicQuantizeLSTM", MS_DOMAIN)
+    assert any(o.domain == MS_DOMAIN for o in quantized.opset_import)
+    x = RNG.standard_normal((40, 1, 6)).astype(np.float32)
+    expected = _lstm_output(model, x)
+    got = _lstm_output(quantized, x)
+    assert got.shape == expected.shape == (40, 2, 1, HIDDEN)
+    assert np.abs(got - expected).max() < 0.05
+    assert not np.allclose(got, expected, atol=1e-6)  # it is int8, not the float LSTM
+
+
+def test_lstm_weights_become_int8_with_a_scale_per_gate_row_transposed() -> None:
+    model = lstm_model()
+    original = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w"))
+    quantized = quantize_lstms(model)
+    tensors = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    ints, scale = tensors["lstm_W_int"], tensors["lstm_W_scale"]
+    assert ints.dtype == np.int8 and ints.shape == (2, 6, 4 * HIDDEN)  # [dir, input, 4 x hidden]
+    assert scale.shape == (2, 4 * HIDDEN)
+    assert np.abs(ints).max() == WEIGHT_LEVELS
+    restored = ints.transpose(0, 2, 1) * scale[:, :, None]
+    row_peaks = np.abs(original).max(axis=2, keepdims=True)
+    assert np.all(np.abs(restored - original) <= row_peaks / WEIGHT_LEVELS / 2 + 1e-7)
+    assert np.all(np.abs(ints[:, :, 1]).max(axis=1) == WEIGHT_LEVELS)  # the quiet row: full range
+    assert "w" not in tensors  # the float weights are gone
+
+
+def test_the_same_lstm_gives_the_same_bytes() -> None:
+    model = lstm_model()
+    once = quantize_lstms(model).SerializeToString(deterministic=True)
+    assert quantize_lstms(model).SerializeToString(deterministic=True) == once
+
+
+def test_an_lstm_whose_weight_is_computed_is_refused() -> None:
+    with pytest.raises(QuantizationError, match="'lstm': its W is not an initializer"):
+        quantize_lstms(lstm_model(weights_are_initializers=False))
