@@ -67,9 +67,9 @@ class ChunkWorkerSettings(BaseSettings):
     diarization_threads: int = Field(1, ge=1, le=64)
     """CPU threads the diarization models use (one micro chunk at a time per worker)."""
     diarization_nice: int = Field(10, ge=0, le=19)
-    """How far below the worker's CPU priority diarization runs (Linux nice steps; 0: the
-    same). Where transcription shares the worker's cores, diarization then uses the cycles it
-    leaves idle instead of slowing it."""
+    """How far below the worker's other threads diarization runs (Linux nice steps; 0: the
+    same). Nice orders threads within one session or container only: it does not make
+    diarization yield to a model server started in another (speakers.py)."""
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=0, le=65535)
 

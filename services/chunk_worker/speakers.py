@@ -3,9 +3,16 @@
 The models (pyannote segmentation, CAM++ embeddings; `shared.diarization`) run on the CPU next
 to the audio the worker decoded anyway, one micro chunk at a time per worker (more at once
 would only fight over the same cores), in one thread of their own so the event loop keeps
-streaming. That thread runs at a lower CPU priority (Linux nice, `CHUNK_WORKER_DIARIZATION_NICE`):
-where the worker shares cores with transcription (a laptop, a CPU fleet), diarization takes the
-cycles transcription leaves idle instead of slowing it, so first words do not wait for it.
+streaming. That thread runs at a lower CPU priority (Linux nice, `CHUNK_WORKER_DIARIZATION_NICE`)
+than the worker's own threads (its event loop, the clips it sends). Linux shares the CPU between
+sessions (autogroup) and containers (cgroups) before it looks at nice, so this does not make
+diarization yield to a model server in another session or container, which is how `make run`,
+Compose and Kubernetes start them. Measured with the 2-voice bench file under `make run`'s
+stack: the first clips' diarization ran alongside the model server's first batch (both
+sessions get their share); with every service in one session, where nice holds across them,
+diarization waited for the model server, clips held their in-flight slots waiting for it, and
+the stream came in bursts (half the segments at 24.4 s instead of 15.7 s; wall 24.7 against
+23.4 s, one run each), so the stack keeps a session per service.
 """
 
 from __future__ import annotations
