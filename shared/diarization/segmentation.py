@@ -14,9 +14,11 @@ bidirectional LSTMs. Two exact rewrites and one that rounds:
 Measured on 2 cores (Sapphire Rapids, one thread): 10 s windows 29.6-31.2 ms -> 23.5 ms with
 the 2-D convolutions alone (log-probabilities to 2e-5, every frame's class the same), -> 18.6
 ms with the int8 LSTMs (the LSTMs were half of what was left). The int8 LSTMs change the class
-of 0.1-2.7% of the frames (turn edges); the diarization error of the product's cuts stayed
-where it was on the generated conversations (0.27 / 0.36% -> 0.30 / 0.35%), the phone call
-(1.68%) and the AMI excerpts (30.3 -> 29.6%).
+of 0.1-2.7% of the frames, nearly all a swap of a window's arbitrary voice order (which voice
+is "1"); up to the best order per window, 0.2% (2-voice file) and 0.5% (AMI excerpts) differ.
+The diarization error of the product's cuts stayed where it was on the generated
+conversations (0.27 / 0.36% -> 0.30 / 0.35%), the phone call (1.68%) and the AMI excerpts
+(30.3 -> 29.6%).
 
 Deterministic: the same input bytes give the same output bytes (weights.py pins their sha256).
 """
