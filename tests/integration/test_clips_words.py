@@ -147,6 +147,41 @@ async def test_a_sentence_decoded_past_the_audio_comes_back_once(model_cache_dir
     audio = audio_16k("two_voices_20s.wav")[int(7.285 * 16000) :]
     async with model_server(model_cache_dir, model="base") as client:
         result, samples, _ = await as_a_worker_sends_it(client, audio, DecodeOptions(language="en"))
+    check_said_once(
+        result, samples, model_cache_dir, "a model server matches clips from many requests together"
+    )
+
+
+async def test_a_sentence_said_again_in_the_last_frames_comes_back_once(
+    model_cache_dir: Path,
+) -> None:
+    """The 2-voice bench conversation's first micro chunk, the samples and the speech span its
+    chunk worker sent (scripts/make_first_micro_chunk.py): `base` decoded the last sentence
+    twice, the second time with eight words of no time and two on the path's last 0.16 s, so
+    the transcript said it twice (a 0.16 s segment after the real one)."""
+    samples = audio_16k("first_micro_chunk_2v.flac")
+    headers = {
+        "content-type": "audio/wav",
+        SPEECH_HEADER: format_spans([(0.0, len(samples) / 16000)]),  # the worker's VAD, cut
+    }
+    async with model_server(model_cache_dir, model="base") as client:
+        response = await client.post(
+            "/v1/clips",
+            params=DecodeOptions(language="en").query(),
+            content=pcm16_to_wav((samples * 32768).round().astype(np.int16)),
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        metrics = (await client.get("/metrics")).text
+    result = ClipTranscription.model_validate(response.json())
+    check_said_once(result, samples, model_cache_dir, "lovely view on the sea")
+    assert metric(metrics, "whisper_words_past_the_audio_total") == 10  # the repeat, counted
+
+
+def check_said_once(
+    result: ClipTranscription, samples: np.ndarray, model_cache_dir: Path, sentence: str
+) -> None:
+    """`sentence` once in our words and in faster-whisper's, and no more words than it has."""
     ours = [s.text for s in result.segments]
     theirs_segments, _ = faster_whisper("base", model_cache_dir).transcribe(samples, language="en")
     theirs = [s.text for s in theirs_segments]
@@ -154,10 +189,8 @@ async def test_a_sentence_decoded_past_the_audio_comes_back_once(model_cache_dir
     def words(texts: list[str]) -> list[str]:
         return [w.strip(".,!?").lower() for text in texts for w in text.split()]
 
-    last_sentence = "a model server matches clips from many requests together"
-    said = " ".join(words(ours))
-    assert said.count(last_sentence) == 1, ours
-    assert " ".join(words(theirs)).count(last_sentence) == 1, theirs
+    assert " ".join(words(ours)).count(sentence) == 1, ours
+    assert " ".join(words(theirs)).count(sentence) == 1, theirs
     assert len(words(ours)) <= len(words(theirs)) + 2, (ours, theirs)
 
 
