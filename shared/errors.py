@@ -242,12 +242,20 @@ def error_from_body(status_code: int, content: bytes, *, source: str) -> Whisper
     return cls(detail.message, param=detail.param, retry_after_sec=retry_after)
 
 
+FIELD_TO_FIX = "field_to_fix"
+"""The context key a check across a model's fields sets to the field it names (the error's
+location is the model itself)."""
+
+
 def validation_error_body(errors: list[Any]) -> WhisperfleetError:
-    """A 422 naming the first offending field, e.g. `params.micro_chunk_size_sec`."""
+    """A 422 naming the first offending field, e.g. `params.micro_chunk_size_sec`, or
+    `params.min_speakers` for a check across fields that names it (`FIELD_TO_FIX`)."""
     messages = []
     first_param: str | None = None
     for error in errors:
         location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        if isinstance(field := (error.get("ctx") or {}).get(FIELD_TO_FIX), str):
+            location.append(field)
         param = ".".join(location) or None
         first_param = first_param or param
         messages.append(f"{param}: {error.get('msg')}" if param else str(error.get("msg")))

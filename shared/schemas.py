@@ -21,8 +21,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from shared.errors import ErrorDetail
+from shared.errors import FIELD_TO_FIX, ErrorDetail
 from shared.languages import language_name, normalize_language
 from shared.streams import StreamTypes
 
@@ -164,6 +165,14 @@ class DecodeOptions(_Strict):
         )
 
 
+def _to_fix(field: str, message: str) -> PydanticCustomError:
+    """A check across fields, naming the one to fix: the error body's `param` is then
+    `params.<field>`, not just `params` (shared.errors.validation_error_body)."""
+    return PydanticCustomError(
+        "value_error", message.replace("{", "{{").replace("}", "}}"), {FIELD_TO_FIX: field}
+    )
+
+
 class TranscribeParams(DecodeOptions):
     """How a job is chunked and transcribed. Every field is optional. The decoding options are
     `DecodeOptions`' (the fields come first); a worker sends each clip `decode_options()`."""
@@ -243,20 +252,23 @@ class TranscribeParams(DecodeOptions):
     def _speakers_consistent(self) -> Self:
         names, references = self.known_speaker_names or [], self.known_speaker_references or []
         if len(names) != len(references):
-            raise ValueError(
+            raise _to_fix(
+                "known_speaker_names",
                 f"known_speaker_names ({len(names)}) and known_speaker_references "
-                f"({len(references)}) must name the same speakers, in the same order"
+                f"({len(references)}) must name the same speakers, in the same order",
             )
         if len(set(names)) != len(names):
-            raise ValueError("known_speaker_names must be distinct")
+            raise _to_fix("known_speaker_names", "known_speaker_names must be distinct")
         if self.num_speakers is not None and (self.min_speakers or self.max_speakers):
-            raise ValueError("give num_speakers, or min_speakers/max_speakers, not both")
+            raise _to_fix(
+                "num_speakers", "give num_speakers, or min_speakers/max_speakers, not both"
+            )
         low, high = self.min_speakers or 1, self.max_speakers or MAX_SPEAKERS
         if low > high:
-            raise ValueError(f"min_speakers ({low}) is above max_speakers ({high})")
+            raise _to_fix("min_speakers", f"min_speakers ({low}) is above max_speakers ({high})")
         asked = names or self.num_speakers or self.min_speakers or self.max_speakers
         if asked and not self.diarize:
-            raise ValueError("speaker counts and known speakers need `diarize: true`")
+            raise _to_fix("diarize", "speaker counts and known speakers need `diarize: true`")
         return self
 
     def decode_options(self) -> DecodeOptions:

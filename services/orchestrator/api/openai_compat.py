@@ -41,7 +41,7 @@ from services.orchestrator.transcription.runner import JobEvent
 from services.orchestrator.transcription.speakers import Diarization
 from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
-from shared.errors import BadRequestError, InvalidRequestError
+from shared.errors import FIELD_TO_FIX, BadRequestError, InvalidRequestError
 from shared.formats import Format, diarized_segment, incomplete_clips, render, segment_id
 from shared.schemas import Segment, StreamFooter, TranscribeParams
 
@@ -352,6 +352,8 @@ def _invalid(exc: ValidationError) -> BadRequestError | InvalidRequestError:
             field = _SPEAKER_FIELDS.get(location[0], location[0])
             item = f" item {location[1]}" if len(location) > 1 else ""
             message = f"{field}{item}: {message}"
+        elif isinstance(named := (error.get("ctx") or {}).get(FIELD_TO_FIX), str):
+            field = _SPEAKER_FIELDS.get(named, named)
         else:
             mentioned = [(message.find(name), name) for name in _SPEAKER_FIELDS if name in message]
             field = _SPEAKER_FIELDS[min(mentioned)[1]] if mentioned else None

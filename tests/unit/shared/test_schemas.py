@@ -55,14 +55,22 @@ REFERENCE = "data:audio/wav;base64,UklGRg=="
 
 
 @pytest.mark.parametrize(
-    ("params", "words"),
+    ("params", "words", "param"),
     [
-        ({"diarize": True, "num_speakers": 0}, "num_speakers"),
-        ({"diarize": True, "max_speakers": 33}, "max_speakers"),
-        ({"diarize": True, "min_speakers": 4, "max_speakers": 2}, "min_speakers (4) is above"),
-        ({"diarize": True, "num_speakers": 2, "max_speakers": 3}, "not both"),
-        ({"num_speakers": 2}, "need `diarize: true`"),
-        ({"diarize": True, "known_speaker_names": ["Ann"]}, "must name the same speakers"),
+        ({"diarize": True, "num_speakers": 0}, "num_speakers", "num_speakers"),
+        ({"diarize": True, "max_speakers": 33}, "max_speakers", "max_speakers"),
+        (
+            {"diarize": True, "min_speakers": 4, "max_speakers": 2},
+            "min_speakers (4) is above",
+            "min_speakers",
+        ),
+        ({"diarize": True, "num_speakers": 2, "max_speakers": 3}, "not both", "num_speakers"),
+        ({"num_speakers": 2}, "need `diarize: true`", "diarize"),
+        (
+            {"diarize": True, "known_speaker_names": ["Ann"]},
+            "must name the same speakers",
+            "known_speaker_names",
+        ),
         (
             {
                 "diarize": True,
@@ -70,6 +78,7 @@ REFERENCE = "data:audio/wav;base64,UklGRg=="
                 "known_speaker_references": [REFERENCE] * 2,
             },
             "distinct",
+            "known_speaker_names",
         ),
         (
             {
@@ -78,6 +87,7 @@ REFERENCE = "data:audio/wav;base64,UklGRg=="
                 "known_speaker_references": ["https://example.com/ann.wav"],
             },
             "data URL",
+            "known_speaker_references",
         ),
         (
             {
@@ -86,15 +96,20 @@ REFERENCE = "data:audio/wav;base64,UklGRg=="
                 "known_speaker_references": [REFERENCE] * 9,
             },
             "at most 8",
+            "known_speaker_names",
         ),
     ],
 )
-def test_speaker_params_out_of_range_or_inconsistent_are_refused_in_words(
-    params: dict[str, object], words: str
+def test_speaker_params_out_of_range_or_inconsistent_are_refused_naming_the_field(
+    params: dict[str, object], words: str, param: str
 ) -> None:
+    """A check across fields names the one to fix too (`min_speakers` above `max_speakers` was
+    reported with `param: "params"`; the OpenAI route named `min_speakers`)."""
     with pytest.raises(ValidationError) as caught:
         TranscribeParams.model_validate(params)
-    assert words in validation_error_body(caught.value.errors()).message
+    refusal = validation_error_body(caught.value.errors())
+    assert words in refusal.message
+    assert refusal.param == param
 
 
 def test_workers_are_sent_no_reference_clips() -> None:
