@@ -168,9 +168,7 @@ class DecodeOptions(_Strict):
 def _to_fix(field: str, message: str) -> PydanticCustomError:
     """A check across fields, naming the one to fix: the error body's `param` is then
     `params.<field>`, not just `params` (shared.errors.validation_error_body)."""
-    return PydanticCustomError(
-        "value_error", message.replace("{", "{{").replace("}", "}}"), {FIELD_TO_FIX: field}
-    )
+    return PydanticCustomError("value_error", message, {FIELD_TO_FIX: field})
 
 
 class TranscribeParams(DecodeOptions):
