@@ -18,7 +18,9 @@ speaker fields need one of them (a 422 naming the field otherwise). Streamed, as
 it: a `transcript.text.delta` per segment as it is transcribed, then one `transcript.text.done`;
 with diarized_json each delta names its `segment_id`, and a `transcript.text.segment` per
 segment, with its speaker, comes after the last delta: the job's labels are final only once the
-whole file is heard (the job's `speakers` event), so none is sent that might change.
+whole file is heard (the job's `speakers` event), so none is sent that might change. Those
+segments are the non-streamed answer's, ids included: where the final speakers split a streamed
+segment at a speaker change, the ids after it are one further on than the deltas'.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from shared.aio import finish_shielded
 from shared.api import cancel_on_disconnect
 from shared.errors import FIELD_TO_FIX, BadRequestError, InvalidRequestError
 from shared.formats import Format, diarized_segment, incomplete_clips, render, segment_id
-from shared.schemas import Segment, StreamFooter, TranscribeParams
+from shared.schemas import ChunkSegment, Segment, StreamFooter, TranscribeParams
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -184,17 +186,16 @@ async def _text_events(
 async def _segment_events(
     events: AsyncIterator[JobEvent],
 ) -> AsyncGenerator[tuple[str, BaseModel], None]:
-    """diarized_json streamed: deltas naming their segment as they come; at the end, each
-    segment with its final speaker (the `speakers` event maps the provisional labels), then
-    done. Only the segments' few fields are kept until then, never their words."""
+    """diarized_json streamed: deltas naming their segment as they come; at the end, the
+    segments of the job's `speakers` event (final speakers, split where they change: the
+    non-streamed answer's segments), then done."""
     pieces: list[str] = []
-    said: list[tuple[int, Segment]] = []
-    final: dict[str, str] = {}
+    final: list[ChunkSegment] = []
     index = -1
     gaps = 0
     async for event in events:
         if isinstance(event, Diarization):  # the job's `speakers` event
-            final = event.speaker_map.labels
+            final = event.segments
         if isinstance(event, StreamFooter):
             gaps = event.incomplete_clips
         if not isinstance(event, Segment):
@@ -204,15 +205,11 @@ async def _segment_events(
             continue
         delta = event.text.strip() if not pieces else " " + event.text.strip()
         pieces.append(delta)
-        said.append((index, event.model_copy(update={"words": None})))
         yield "transcript.text.delta", SegmentTextDelta(delta=delta, segment_id=segment_id(index))
-    for index, segment in said:
-        if segment.speaker:
-            segment.speaker = final.get(segment.speaker, segment.speaker)
-        yield (
-            "transcript.text.segment",
-            TextSegment.model_validate(diarized_segment(index, segment)),
-        )
+    for index, segment in enumerate(final):
+        if segment.text.strip():
+            piece = diarized_segment(index, Segment.of(segment))
+            yield "transcript.text.segment", TextSegment.model_validate(piece)
     yield "transcript.text.done", TextDone(text="".join(pieces), incomplete_clips=gaps)
 
 

@@ -76,10 +76,37 @@ PROVISIONAL = [
     said(2.0, 2.2, "  ", "A"),
     said(2.5, 4.0, " Hi, Alice.", "B"),
     said(4.5, 6.0, " It's me again.", "C"),
-    # as the job runner yields it (not the bare map: a fake that did hid a route reading that)
+    # as the job runner yields it: the map and the final segments (blank ones too, as
+    # `label_segments` keeps them; a fake that sent the bare map hid a route reading that)
     Diarization(
         SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
-        segments=[],
+        segments=[
+            ChunkSegment(start_sec=start, end_sec=end, text=text, language="en", speaker=who)
+            for start, end, text, who in [
+                (0.0, 2.0, " Hello there.", "Alice"),
+                (2.0, 2.2, "  ", "Alice"),
+                (2.5, 4.0, " Hi, Alice.", "Bob"),
+                (4.5, 6.0, " It's me again.", "Alice"),
+            ]
+        ],
+        turns=[],
+    ),
+    FOOTER,
+]
+# Streamed as one segment; the whole file's speakers split it where the voice changes.
+SPLIT = [
+    HEADER,
+    said(0.0, 6.0, " Hi, Alice. It's me again.", "A"),
+    Diarization(
+        SpeakerMap(labels={"A": "Bob"}, speakers=["Bob", "Alice"]),
+        segments=[
+            ChunkSegment(
+                start_sec=0.0, end_sec=4.0, text=" Hi, Alice.", language="en", speaker="Bob"
+            ),
+            ChunkSegment(
+                start_sec=4.5, end_sec=6.0, text=" It's me again.", language="en", speaker="Alice"
+            ),
+        ],
         turns=[],
     ),
     FOOTER,
@@ -342,6 +369,27 @@ async def test_a_diarized_stream_sends_final_speakers_after_the_last_delta(
     ]
     assert [d.segment_id for d in deltas] == [s.id for s in segments]
     assert done.text == "".join(d.delta for d in deltas) == "Hello there. Hi, Alice. It's me again."
+
+
+async def test_a_diarized_streams_segments_are_the_answers_where_speakers_split_one(
+    tmp_path: Path,
+) -> None:
+    """A segment streamed whole, split at the end where the speaker changes: its segment
+    events kept the streamed split with mapped labels ("And I'm Sheila ..." as one segment of
+    B), where the answer without `stream` had two (found by this stop's review)."""
+    async for sdk in sdk_over(tmp_path, SPLIT):
+        stream = await sdk.create(response_format="diarized_json", stream=True)
+        events = [event async for event in stream]
+        answer = await sdk.create(response_format="diarized_json")
+    segments = [e for e in events if e.type == "transcript.text.segment"]
+    assert [(s.id, s.speaker, s.text, s.start, s.end) for s in segments] == [
+        (s.id, s.speaker, s.text, s.start, s.end) for s in answer.segments
+    ]
+    assert [(s.speaker, s.text) for s in segments] == [
+        ("Bob", "Hi, Alice."),
+        ("Alice", "It's me again."),
+    ]
+    assert events[-1].text == answer.text
 
 
 async def test_a_diarized_stream_in_another_format_is_openais_plain_text_stream(
