@@ -69,6 +69,22 @@ HEADER = StreamHeader(media_url="upload:talk.wav", input_duration_sec=9.0,
                       macro_chunks=[TimeSpan(start_sec=0.0, end_sec=9.0)])  # fmt: skip
 FOOTER = StreamFooter(input_duration_sec=9.0, processing_duration_sec=1.0, speedup=9.0,
                       num_segments=4, languages=["en"])  # fmt: skip
+
+
+def diarized(labels: dict[str, str], *rows: tuple[float, float, str, str]) -> Diarization:
+    """The job's `speakers` event as the runner yields it: the map and the final segments."""
+    segments = [
+        ChunkSegment(start_sec=start, end_sec=end, text=text, language="en", speaker=who)
+        for start, end, text, who in rows
+    ]
+    return Diarization(
+        SpeakerMap(labels=labels, speakers=list(dict.fromkeys(s.speaker for s in segments))),
+        segments=segments,
+        turns=[],
+    )
+
+
+ALICE_AND_BOB = {"A": "Alice", "B": "Bob", "C": "Alice"}
 # Streamed with provisional labels; the whole file decides that provisional B is A's voice.
 PROVISIONAL = [
     HEADER,
@@ -76,20 +92,14 @@ PROVISIONAL = [
     said(2.0, 2.2, "  ", "A"),
     said(2.5, 4.0, " Hi, Alice.", "B"),
     said(4.5, 6.0, " It's me again.", "C"),
-    # as the job runner yields it: the map and the final segments (blank ones too, as
-    # `label_segments` keeps them; a fake that sent the bare map hid a route reading that)
-    Diarization(
-        SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
-        segments=[
-            ChunkSegment(start_sec=start, end_sec=end, text=text, language="en", speaker=who)
-            for start, end, text, who in [
-                (0.0, 2.0, " Hello there.", "Alice"),
-                (2.0, 2.2, "  ", "Alice"),
-                (2.5, 4.0, " Hi, Alice.", "Bob"),
-                (4.5, 6.0, " It's me again.", "Alice"),
-            ]
-        ],
-        turns=[],
+    # the final segments too, blank ones included as `label_segments` keeps them (a fake that
+    # sent the bare map hid a route reading that)
+    diarized(
+        ALICE_AND_BOB,
+        (0.0, 2.0, " Hello there.", "Alice"),
+        (2.0, 2.2, "  ", "Alice"),
+        (2.5, 4.0, " Hi, Alice.", "Bob"),
+        (4.5, 6.0, " It's me again.", "Alice"),
     ),
     FOOTER,
 ]
@@ -97,34 +107,19 @@ PROVISIONAL = [
 SPLIT = [
     HEADER,
     said(0.0, 6.0, " Hi, Alice. It's me again.", "A"),
-    Diarization(
-        SpeakerMap(labels={"A": "Bob"}, speakers=["Bob", "Alice"]),
-        segments=[
-            ChunkSegment(
-                start_sec=0.0, end_sec=4.0, text=" Hi, Alice.", language="en", speaker="Bob"
-            ),
-            ChunkSegment(
-                start_sec=4.5, end_sec=6.0, text=" It's me again.", language="en", speaker="Alice"
-            ),
-        ],
-        turns=[],
+    diarized(
+        {"A": "Bob"}, (0.0, 4.0, " Hi, Alice.", "Bob"), (4.5, 6.0, " It's me again.", "Alice")
     ),
     FOOTER,
 ]
 # The job's result (what `run` collects): the `speakers` event's segments have final labels.
 FINAL = [
     *PROVISIONAL[:-2],
-    Diarization(
-        SpeakerMap(labels={"A": "Alice", "B": "Bob", "C": "Alice"}, speakers=["Alice", "Bob"]),
-        segments=[
-            ChunkSegment(start_sec=start, end_sec=end, text=text, language="en", speaker=who)
-            for start, end, text, who in [
-                (0.0, 2.0, " Hello there.", "Alice"),
-                (2.5, 4.0, " Hi, Alice.", "Bob"),
-                (4.5, 6.0, " It's me again.", "Alice"),
-            ]
-        ],
-        turns=[],
+    diarized(
+        ALICE_AND_BOB,
+        (0.0, 2.0, " Hello there.", "Alice"),
+        (2.5, 4.0, " Hi, Alice.", "Bob"),
+        (4.5, 6.0, " It's me again.", "Alice"),
     ),
     FOOTER,
 ]
