@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.orchestrator.config import OrchestratorSettings
-from services.orchestrator.jobs.records import CapReached, Lease, LeaseLost, StoredEvent
+from services.orchestrator.jobs.records import CapReached, JobEnd, Lease, LeaseLost, StoredEvent
 from services.orchestrator.jobs.store import JobStore
-from services.orchestrator.jobs.tables import UPLOAD_BLOCK_BYTES, upload_blocks
+from services.orchestrator.jobs.tables import UPLOAD_BLOCK_BYTES, jobs, upload_blocks
 from shared.schemas import JobStatus, MicroChunkReport, MicroChunkResult, TimeSpan
 from tests.support.postgres import PostgresServer
 
@@ -52,6 +52,13 @@ async def claim_one(store: JobStore, instance: str, lease_sec: float = 30) -> Le
     claims = await store.claim(instance, lease_sec, 1)
     assert len(claims.leases) == 1, claims
     return claims.leases[0]
+
+
+async def set_row(store: JobStore, job_id: str, **values: object) -> None:
+    """Put a job's row in the state a past run left it in (the store writes only through
+    leases and typed ends)."""
+    async with store.engine.begin() as connection:
+        await connection.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
 def ids(leases: list[Lease]) -> list[str]:
@@ -179,11 +186,11 @@ async def test_a_stalled_owner_can_write_nothing_once_another_replica_took_the_j
     span = TimeSpan(start_sec=0, end_sec=30)
     writes = [
         store.append_events(stalled, [StoredEvent(1, "segment", "{}")], done_sec=99.0),
-        store.update_running(stalled, total_sec=1.0),
+        store.set_total(stalled, 1.0),
         store.stored_chunk(stalled, 0, span),
         store.store_micro(stalled, 0, 0, micro(0)),
         store.finish_chunk(stalled, 0, 1),
-        store.finish(stalled, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}"),
+        store.finish(stalled, JobEnd(JobStatus.SUCCEEDED, result="{}"), event=("footer", "{}")),
     ]
     for write in writes:
         with pytest.raises(LeaseLost):
@@ -208,9 +215,11 @@ async def test_a_failed_job_is_never_overwritten_by_its_stalled_former_owner(
     stalled = await claim_one(store, "stalled", 0.2)
     await asyncio.sleep(0.3)
     owner = await claim_one(store, "owner")
-    await store.finish(owner, JobStatus.FAILED, event=("error", "{}"), error='{"message": "x"}')
+    await store.finish(owner, JobEnd(JobStatus.FAILED, error='{"message": "x"}'), ("error", "{}"))
     with pytest.raises(LeaseLost):
-        await store.finish(stalled, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}")
+        await store.finish(
+            stalled, JobEnd(JobStatus.SUCCEEDED, result="{}"), event=("footer", "{}")
+        )
     row = await store.get("a")
     assert row is not None and row.status == "failed" and row.result is None
     assert [e.name for e in await store.events_after("a", -1)] == ["error"]
@@ -365,7 +374,7 @@ async def test_events_are_numbered_and_read_after_an_id(store: JobStore) -> None
     await add(store, "a")
     lease = await claim_one(store, "one")
     await store.append_events(lease, [StoredEvent(i, "segment", f'{{"n": {i}}}') for i in range(5)])
-    await store.finish(lease, JobStatus.CANCELLED, event=("cancelled", "{}"))
+    await store.finish(lease, JobEnd(JobStatus.CANCELLED), event=("cancelled", "{}"))
     after = await store.events_after("a", 2)
     assert [e.seq for e in after] == [3, 4, 5] and after[-1].name == "cancelled"
     await store.append_event("a", "cancelled", "{}")  # a job's log ends once
@@ -451,7 +460,7 @@ async def test_an_async_jobs_upload_is_kept_in_postgresql_until_the_job_ends(
     assert await blocks(store) == 3
     assert await store.sweep_upload_blocks(time.time() + 1) == 0  # its job has not ended
     lease = await claim_one(store, "one")
-    await store.finish(lease, JobStatus.SUCCEEDED, result="{}")
+    await store.finish(lease, JobEnd(JobStatus.SUCCEEDED, result="{}"))
     assert await blocks(store) == 0 and await store.upload_size(upload_id) is None
     # What a crash left behind (blocks whose job ended without removing them) is swept.
     async with store.engine.begin() as connection:
@@ -542,9 +551,9 @@ async def test_retention_deletes_old_finished_jobs_with_everything_they_own(
     store: JobStore,
 ) -> None:
     await add(store, "old", "new", "running")
-    await store.update("old", status="succeeded", finished_at=time.time() - 100)
-    await store.update("new", status="failed", finished_at=time.time())
-    await store.update("running", status="running")
+    await set_row(store, "old", status="succeeded", finished_at=time.time() - 100)
+    await set_row(store, "new", status="failed", finished_at=time.time())
+    await set_row(store, "running", status="running")
     await store.append_event("old", "header", "{}")
     assert await store.delete_finished_before(time.time() - 50) == [None]
     assert await store.get("old") is None and await store.events_after("old", -1) == []

@@ -33,7 +33,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
@@ -43,6 +42,7 @@ from services.orchestrator.jobs.records import (
     TERMINAL_EVENTS,
     CapReached,
     HandBack,
+    JobEnd,
     JobRecord,
     Lease,
     LeaseLost,
@@ -302,7 +302,7 @@ class JobQueue:
                 self._cancelling.discard(job_id)
                 with contextlib.suppress(LeaseLost):
                     event = ("cancelled", cancelled_event(job_id))
-                    await self.store.finish(lease, JobStatus.CANCELLED, event=event)
+                    await self.store.finish(lease, JobEnd(JobStatus.CANCELLED), event=event)
                 row = await self.store.get(job_id)
                 if row is not None:
                     self._ended(row)
@@ -440,10 +440,10 @@ class JobQueue:
                 return
             recorder = _Recorder(self.store, lease, functools.partial(self.watcher.wake, job_id))
             await recorder.load()
-            status, values = await self._outcome(row, lease, recorder)
+            end = await self._outcome(row, lease, recorder)
             self._finishing.add(job_id)
-            await self.store.finish(lease, status, event=recorder.last, **values)
-            row = dataclasses.replace(row, status=status)
+            await self.store.finish(lease, end, event=recorder.last)
+            row = dataclasses.replace(row, status=end.status)
         except LeaseLost:
             if job_id not in self._lost:
                 logger.warning(
@@ -458,9 +458,7 @@ class JobQueue:
             self._finishing.discard(job_id)
         self._ended(row)
 
-    async def _outcome(
-        self, row: JobRecord, lease: Lease, recorder: _Recorder
-    ) -> tuple[JobStatus, dict[str, Any]]:
+    async def _outcome(self, row: JobRecord, lease: Lease, recorder: _Recorder) -> JobEnd:
         """Run the job, keeping its events; its final status and what goes with it."""
         job_id = lease.job_id
         try:
@@ -468,7 +466,7 @@ class JobQueue:
             transcribe = self.transcription(row.job_request(), upload)
             if row.total_sec is None:  # not checked at submit (a job from an older version)
                 job = await self.runner.prepare(transcribe, upload=upload)
-                await self.store.update_running(lease, total_sec=job.duration_sec)
+                await self.store.set_total(lease, job.duration_sec)
             else:  # checked at submit: no second probe
                 job = self.runner.checked(transcribe, row.total_sec, upload=upload)
             transcript = Transcript()
@@ -477,10 +475,11 @@ class JobQueue:
                 if (public := public_event(event)) is not None:
                     await recorder.add(public[0], public[1].model_dump_json())
             output = transcript.output()
-            return JobStatus.SUCCEEDED, {
-                "result": output.model_dump_json(),
-                "done_sec": output.input_duration_sec,
-            }
+            return JobEnd(
+                JobStatus.SUCCEEDED,
+                result=output.model_dump_json(),
+                done_sec=output.input_duration_sec,
+            )
         except LeaseLost:
             raise
         except asyncio.CancelledError:
@@ -489,7 +488,7 @@ class JobQueue:
             if job_id not in self._cancelling:
                 raise  # shutting down: stop() hands the job back
             await recorder.add("cancelled", cancelled_event(job_id))
-            return JobStatus.CANCELLED, {}
+            return JobEnd(JobStatus.CANCELLED)
         except Exception as exc:
             error = (
                 exc
@@ -499,7 +498,7 @@ class JobQueue:
             if not isinstance(exc, WhisperfleetError):
                 logger.exception("job %s failed", job_id)
             await recorder.add("error", error.body().model_dump_json())
-            return JobStatus.FAILED, {"error": error.body().error.model_dump_json()}
+            return JobEnd(JobStatus.FAILED, error=error.body().error.model_dump_json())
 
     def _ended(self, row: JobRecord) -> None:
         """After a job's end is written (`row` as it ended), whatever ended it: its readers
@@ -526,4 +525,4 @@ class JobQueue:
             self.settings.webhook_secret,
             self.settings.webhook_attempts,
         )
-        await self.store.update(job_id, webhook=outcome.model_dump_json())
+        await self.store.keep_webhook(job_id, outcome)

@@ -86,6 +86,27 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class JobEnd:
+    """How a run of a job ended, as the store writes it (`JobStore.finish`): its status, and
+    the result (a `TranscribeOutput` as JSON) with the seconds it covers, or the error."""
+
+    status: JobStatus
+    result: str | None = None
+    done_sec: float | None = None
+    error: str | None = None
+    """An `ErrorDetail` as JSON."""
+
+    def __post_init__(self) -> None:
+        if self.status not in FINISHED:
+            raise ValueError(f"a job ends succeeded, failed or cancelled, not {self.status}")
+
+    def columns(self) -> dict[str, object]:
+        """The `jobs` columns this end sets beside its status (those it has)."""
+        values = {"result": self.result, "done_sec": self.done_sec, "error": self.error}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     """An event of a job as kept and sent: its number (the SSE id), name and JSON data."""
 

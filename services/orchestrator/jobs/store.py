@@ -39,6 +39,7 @@ from services.orchestrator.jobs.records import (
     CapReached,
     Claims,
     HandBack,
+    JobEnd,
     JobRecord,
     Lease,
     LeaseLost,
@@ -60,6 +61,7 @@ from shared.schemas import (
     JobStatus,
     MicroChunkResult,
     TimeSpan,
+    WebhookOutcome,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -226,11 +228,14 @@ class JobStore:
         async with self.engine.connect() as connection:
             return int(await connection.scalar(_active(owner)) or 0)
 
-    async def update(self, job_id: str, **values: Any) -> None:
-        """An unfenced write: only for what no lease guards (a finished job's webhook)."""
+    async def keep_webhook(self, job_id: str, outcome: WebhookOutcome) -> None:
+        """A finished job's webhook delivery: an unfenced write, since no lease guards a job
+        that has ended."""
         async with self.engine.begin() as connection:
             await connection.execute(
-                jobs.update().where(jobs.c.id == job_id).values(updated_at=time.time(), **values)
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(updated_at=time.time(), webhook=outcome.model_dump_json())
             )
 
     async def unfinished_uploads(self) -> set[str]:
@@ -407,7 +412,7 @@ class JobStore:
             return HandBack()
         held = jobs.c.lease_token.in_([lease.token for lease in leases])
         attempts = sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
-        return await self._hand_back(held, attempts=attempts)
+        return await self._hand_back(held, attempts)
 
     async def take_back(self, instance: str) -> HandBack:
         """At start: queue again what `instance` was running when it stopped without handing
@@ -415,7 +420,11 @@ class JobStore:
         whose cancel was asked for ends `cancelled` instead."""
         return await self._hand_back(jobs.c.lease_owner == instance)
 
-    async def _hand_back(self, held: sa.ColumnElement[bool], **values: Any) -> HandBack:
+    async def _hand_back(
+        self, held: sa.ColumnElement[bool], attempts: sa.ColumnElement[int] | None = None
+    ) -> HandBack:
+        """Running jobs that `held` selects back to the queue (`attempts`: the count to set,
+        default unchanged), or cancelled where a cancel was asked for."""
         now = time.time()
         running = sa.and_(held, jobs.c.status == JobStatus.RUNNING.value)
         handed = HandBack()
@@ -444,7 +453,11 @@ class JobStore:
                 await connection.execute(
                     jobs.update()
                     .where(jobs.c.id.in_(handed.queued))
-                    .values(status=JobStatus.QUEUED.value, **unclaimed, **values)
+                    .values(
+                        status=JobStatus.QUEUED.value,
+                        **unclaimed,
+                        **({} if attempts is None else {"attempts": attempts}),
+                    )
                 )
         return handed
 
@@ -486,8 +499,9 @@ class JobStore:
                 raise LeaseLost(lease)
             yield connection
 
-    async def update_running(self, lease: Lease, **values: Any) -> None:
-        async with self._holding(lease, **values):
+    async def set_total(self, lease: Lease, total_sec: float) -> None:
+        """The media's length, for a running job that was not checked at submit."""
+        async with self._holding(lease, total_sec=total_sec):
             pass
 
     async def append_events(
@@ -503,19 +517,17 @@ class JobStore:
                      for e in events],
                 )  # fmt: skip
 
-    async def finish(
-        self, lease: Lease, status: JobStatus, event: tuple[str, str] | None = None, **values: Any
-    ) -> None:
+    async def finish(self, lease: Lease, end: JobEnd, event: tuple[str, str] | None = None) -> None:
         """The job's end: its status (and result or error), `event` after its last unless that
         was terminal already; its claim and its upload's blocks go."""
         async with self._holding(
             lease,
-            status=status.value,
+            status=end.status.value,
             finished_at=time.time(),
             lease_owner=None,
             lease_token=None,
             lease_until=None,
-            **values,
+            **end.columns(),
         ) as connection:
             if event is not None:
                 await _append_last(connection, lease.job_id, *event)

@@ -22,7 +22,7 @@ from starlette.responses import StreamingResponse
 
 from services.orchestrator.config import OrchestratorSettings
 from services.orchestrator.jobs.queue import JobQueue, _Recorder
-from services.orchestrator.jobs.records import JobRecord, Lease, Renewal, StoredEvent
+from services.orchestrator.jobs.records import JobEnd, JobRecord, Lease, Renewal, StoredEvent
 from services.orchestrator.jobs.store import JobStore
 from services.orchestrator.jobs.uploads import MediaStore, Upload
 from services.orchestrator.transcription.runner import Job, OwnUpload
@@ -78,7 +78,7 @@ async def test_resuming_at_or_after_an_ended_jobs_last_event_ends_at_once(
     await store.append_events(
         lease, [StoredEvent(0, "header", "{}"), StoredEvent(1, "segment", "{}")]
     )
-    await store.finish(lease, JobStatus.SUCCEEDED, event=("footer", "{}"))
+    await store.finish(lease, JobEnd(JobStatus.SUCCEEDED), event=("footer", "{}"))
     settings = OrchestratorSettings(database_url="sqlite://")
     async with httpx.AsyncClient() as client:
         queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
@@ -109,7 +109,7 @@ async def test_a_resumed_job_writes_only_what_its_first_run_had_not(store: JobSt
               ("progress", {"done_sec": 30.0}), ("footer", {})]  # fmt: skip
     for name, data in replay:
         await recorder.add(name, json.dumps(data))
-    await store.finish(second_run, JobStatus.SUCCEEDED, event=recorder.last)
+    await store.finish(second_run, JobEnd(JobStatus.SUCCEEDED), event=recorder.last)
     log = await store.events_after("job_1", -1)
     assert [(e.seq, e.name) for e in log] == [
         (0, "header"), (1, "progress"), (2, "segment"), (3, "segment"), (4, "progress"),
@@ -191,7 +191,7 @@ async def test_cancelling_another_replicas_job_waits_for_it_to_stop(
             if (await store.renew([lease], 30)).cancel:
                 break
             await asyncio.sleep(0.05)
-        await store.finish(lease, JobStatus.CANCELLED, event=("cancelled", "{}"))
+        await store.finish(lease, JobEnd(JobStatus.CANCELLED), event=("cancelled", "{}"))
 
     async with httpx.AsyncClient() as client:
         queue = JobQueue(store, None, media, client, settings)  # type: ignore[arg-type]
@@ -507,7 +507,7 @@ async def test_many_followers_of_another_replicas_job_cost_one_query_per_interva
         sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
         assert 2 <= len(selects) <= 6, selects
         await store.append_events(other, [StoredEvent(0, "header", "{}")])
-        await store.finish(other, JobStatus.SUCCEEDED, event=("footer", "{}"), result="{}")
+        await store.finish(other, JobEnd(JobStatus.SUCCEEDED, result="{}"), event=("footer", "{}"))
         names = await asyncio.wait_for(asyncio.gather(*readers), 5)
         watcher.cancel()
     assert names == [["header", "footer"]] * 8
