@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.chunk_worker.app import create_app
 from services.chunk_worker.config import ChunkWorkerSettings
-from services.runner import serve
+from services.serving import serve
 from shared.config import from_environment
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def cut_to_speech(speech: list[Span]) -> tuple[int, int, list[Span]]:
 
 
 @dataclass(frozen=True)
-class ClipSpan:
-    """Where a micro chunk lies in its range, in samples: all a finished clip needs to keep."""
+class ClipPlacement:
+    """Where a micro chunk lies in its range, in samples (not a `TimeSpan`: sample offsets and
+    where its speech starts), all a finished clip needs to keep."""
 
     offset_samples: int
     num_samples: int
@@ -70,8 +71,8 @@ class MicroChunk:
     samples: np.ndarray
 
     @property
-    def span(self) -> ClipSpan:
-        return ClipSpan(self.offset_samples, len(self.samples))
+    def placement(self) -> ClipPlacement:
+        return ClipPlacement(self.offset_samples, len(self.samples))
 
 
 class MicroChunker:
@@ -117,8 +118,9 @@ class MicroChunker:
         return chunk
 
 
-_Done = tuple[ClipSpan, ClipTranscription | None, list[LocalSpeaker] | None]
-"""A finished micro chunk: its span, transcript (None: no speech) and voices (when diarizing)."""
+_Done = tuple[ClipPlacement, ClipTranscription | None, list[LocalSpeaker] | None]
+"""A finished micro chunk: its placement, transcript (None: no speech) and voices (when
+diarizing)."""
 
 
 class ChunkTranscriber:
@@ -177,15 +179,15 @@ class ChunkTranscriber:
         in_flight: set[asyncio.Task[_Done]] = set()
 
         async def send(chunk: MicroChunk) -> _Done:
-            # Returns the span, not the chunk: a finished clip waiting for its turn to be
+            # Returns the placement, not the chunk: a finished clip waiting for its turn to be
             # yielded must not keep its audio alive (a slow reader would pile it up).
             try:
                 speech = await asyncio.to_thread(speech_spans, chunk.samples / 32768.0)
                 if not speech:  # no speech: the model never sees it (Whisper would invent words)
                     self.metrics.clips_without_speech.inc()
-                    return chunk.span, None, [] if params.diarize else None
+                    return chunk.placement, None, [] if params.diarize else None
                 first, last, shifted = cut_to_speech(speech)
-                span = ClipSpan(
+                placement = ClipPlacement(
                     chunk.offset_samples,
                     len(chunk.samples),
                     first,
@@ -198,14 +200,14 @@ class ChunkTranscriber:
                     wav, options, position, shifted, request.language_hint
                 )
                 if not params.diarize:
-                    return span, await transcribing, None
+                    return placement, await transcribing, None
                 chunk_start = request.start_sec + chunk.offset_samples / SAMPLE_RATE_HZ
                 heard = (chunk_start + speech[0][0], chunk_start + speech[-1][1])
                 result, voices = await asyncio.gather(
                     transcribing,
                     self.speakers.of_micro_chunk(chunk.samples / 32768.0, chunk_start, heard),
                 )
-                return span, result, voices
+                return placement, result, voices
             finally:
                 slots.release()
 
@@ -238,11 +240,11 @@ class ChunkTranscriber:
         outcome = "cancelled"
         try:
             while (task := await sent.get()) is not None:
-                span, transcription, voices = await task
-                self.metrics.audio_seconds.inc(span.num_samples / SAMPLE_RATE_HZ)
+                placement, transcription, voices = await task
+                self.metrics.audio_seconds.inc(placement.num_samples / SAMPLE_RATE_HZ)
                 if transcription is not None and transcription.incomplete:
                     self.metrics.incomplete_clips.inc()
-                result = to_result(request.start_sec, request.end_sec, span, transcription)
+                result = to_result(request.start_sec, request.end_sec, placement, transcription)
                 yield result.model_copy(update={"speakers": voices})
             await producer  # FFmpeg's failures surface here
             outcome = "ok"
@@ -268,15 +270,15 @@ class ChunkTranscriber:
 def to_result(
     range_start_sec: float,
     range_end_sec: float,
-    span: ClipSpan,
+    placement: ClipPlacement,
     transcription: ClipTranscription | None,
 ) -> MicroChunkResult:
     """A micro chunk's segments in absolute time: range start + clip offset + model time
     (None: the micro chunk held no speech and was not sent); a clip the model server gave up
     on in part stays marked (`incomplete`)."""
-    chunk_start = range_start_sec + span.offset_samples / SAMPLE_RATE_HZ
-    chunk_end = min(chunk_start + span.num_samples / SAMPLE_RATE_HZ, range_end_sec)
-    sent_start = chunk_start + span.sent_from_samples / SAMPLE_RATE_HZ
+    chunk_start = range_start_sec + placement.offset_samples / SAMPLE_RATE_HZ
+    chunk_end = min(chunk_start + placement.num_samples / SAMPLE_RATE_HZ, range_end_sec)
+    sent_start = chunk_start + placement.sent_from_samples / SAMPLE_RATE_HZ
     segments = []
     for clip_segment in transcription.segments if transcription else []:
         words = None
@@ -307,7 +309,7 @@ def to_result(
         start_sec=chunk_start,
         end_sec=chunk_end,
         num_segments=len(segments),
-        speech_sec=span.speech_sec,
+        speech_sec=placement.speech_sec,
         incomplete=transcription is not None and transcription.incomplete,
     )
     return MicroChunkResult(micro_chunk=report, segments=segments)

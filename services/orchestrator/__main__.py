@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.orchestrator.app import create_app
 from services.orchestrator.config import OrchestratorSettings
-from services.runner import serve
+from services.serving import serve
 from shared.config import from_environment
 
 if __name__ == "__main__":

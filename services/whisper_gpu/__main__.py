@@ -6,7 +6,7 @@ import sys
 
 import uvicorn
 
-from services.runner import build_server
+from services.serving import build_server
 from services.whisper_gpu.app import create_app
 from services.whisper_gpu.config import WhisperSettings
 from shared.config import from_environment

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.chunk_worker.pipeline import ClipSpan, cut_to_speech, to_result
+from services.chunk_worker.pipeline import ClipPlacement, cut_to_speech, to_result
 from shared.schemas import SAMPLE_RATE_HZ, ClipSegment, ClipTranscription, Word
 
 RATE = SAMPLE_RATE_HZ
@@ -20,13 +20,15 @@ def clip(*segments: ClipSegment) -> ClipTranscription:
 
 def test_model_times_are_moved_by_the_range_the_chunk_and_its_first_speech() -> None:
     # Range from 600 s; the micro chunk starts 20 s into it; its audio was sent from 1.5 s on.
-    span = ClipSpan(20 * RATE, 30 * RATE, sent_from_samples=int(1.5 * RATE), speech_sec=12.25)
+    placement = ClipPlacement(
+        20 * RATE, 30 * RATE, sent_from_samples=int(1.5 * RATE), speech_sec=12.25
+    )
     word = Word(start_sec=0.2, end_sec=0.61, word=" Hello", probability=0.75)
     segment = ClipSegment(
         start_sec=0.2, end_sec=2.0, text=" Hello there.", words=[word], language="de",
         avg_logprob=-0.3, compression_ratio=1.2, no_speech_prob=0.01, temperature=0.2,
     )  # fmt: skip
-    result = to_result(600.0, 900.0, span, clip(segment))
+    result = to_result(600.0, 900.0, placement, clip(segment))
     (out,) = result.segments
     assert (out.start_sec, out.end_sec) == (621.7, 623.5)
     assert out.text == " Hello there." and out.language == "de"  # the segment's own language
@@ -44,26 +46,26 @@ def test_model_times_are_moved_by_the_range_the_chunk_and_its_first_speech() -> 
 
 
 def test_times_past_the_micro_chunk_or_the_range_are_clamped_to_its_end() -> None:
-    span = ClipSpan(0, 30 * RATE, sent_from_samples=0)
+    placement = ClipPlacement(0, 30 * RATE, sent_from_samples=0)
     word = Word(start_sec=9.0, end_sec=12.0, word=" end", probability=1.0)
     segment = ClipSegment(start_sec=9.0, end_sec=12.0, text=" end", words=[word], language="en")
-    result = to_result(100.0, 110.0, span, clip(segment))  # the range ends 10 s in
+    result = to_result(100.0, 110.0, placement, clip(segment))  # the range ends 10 s in
     assert result.micro_chunk.end_sec == 110.0
     (out,) = result.segments
     assert out.end_sec == 110.0 and out.words is not None and out.words[0].end_sec == 110.0
 
 
 def test_times_are_rounded_to_the_millisecond() -> None:
-    span = ClipSpan(1, RATE, sent_from_samples=0)  # one sample in: 62.5 microseconds
+    placement = ClipPlacement(1, RATE, sent_from_samples=0)  # one sample in: 62.5 microseconds
     segment = ClipSegment(start_sec=0.1234, end_sec=0.5, text=" x", language="en")
-    (out,) = to_result(0.0, 10.0, span, clip(segment)).segments
+    (out,) = to_result(0.0, 10.0, placement, clip(segment)).segments
     assert out.start_sec == pytest.approx(0.123, abs=1e-9)
     assert out.words is None  # none asked, none invented
 
 
 def test_a_micro_chunk_never_sent_has_its_report_and_no_segments() -> None:
-    span = ClipSpan(5 * RATE, 10 * RATE, speech_sec=0.0)
-    result = to_result(0.0, 60.0, span, None)
+    placement = ClipPlacement(5 * RATE, 10 * RATE, speech_sec=0.0)
+    result = to_result(0.0, 60.0, placement, None)
     assert result.segments == []
     assert (result.micro_chunk.start_sec, result.micro_chunk.end_sec) == (5.0, 15.0)
     assert result.micro_chunk.num_segments == 0 and result.micro_chunk.speech_sec == 0.0
