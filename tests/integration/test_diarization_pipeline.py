@@ -2,8 +2,8 @@
 
 tests/media/two_voices_20s.wav (scripts/make_two_voices.py) is cut into two micro chunks at a
 pause, as a chunk worker would; each gets its local speakers, and one clustering labels them.
-Needs the converted weights in the default cache (`python -m shared.diarization.weights`);
-skips otherwise.
+Needs the converted weights in the default cache (`make setup`, or
+`python -m shared.diarization.weights`); fails without them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from shared.diarization.clustering import (
 )
 from shared.diarization.local import local_speakers
 from shared.diarization.models import OnnxSpeakerModels, load_speaker_models
-from shared.diarization.weights import DiarizationModelsMissing, default_cache_dir, locate
 from shared.schemas import LocalSpeaker
-from tests.support.real_models import audio_16k, manifest
+from tests.support.real_models import audio_16k, manifest, speaker_weights
 
 RATE = 16000
 CUT_SEC = 7.3
@@ -29,11 +28,7 @@ CUT_SEC = 7.3
 
 @pytest.fixture(scope="module")
 def models() -> OnnxSpeakerModels:
-    try:
-        weights = locate(default_cache_dir())
-    except DiarizationModelsMissing as missing:
-        pytest.skip(str(missing))
-    return load_speaker_models(weights, threads=1)
+    return load_speaker_models(speaker_weights(), threads=1)
 
 
 @pytest.fixture(scope="module")

