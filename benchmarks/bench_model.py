@@ -9,11 +9,13 @@ The same clips (5-30 s of espeak-ng speech from tests/media) run three ways in o
       on CPU and 16 on CUDA (faster-whisper's own advice) unless `--batch-size` says otherwise
   (c) our HTTP model server (a separate process) with N concurrent clients, as shipped: its own
       device, compute type, replicas, threads and batch size (`--batch-size` forces one)
-and then single-request latency (p50) at concurrency 1 for (c) vs (a). Decoding options are the
-same everywhere: beam 5, language given; on a real model (the default, `base`) timestamps and
-the server's temperature fallback (0, 0.2, 0.6, 1.0), on a random one (`random-*`: timing only,
-gibberish text) temperature 0 and no timestamps, which is what the server asks a random model
-for.
+and then single-request latency (p50) at concurrency 1 for (c) vs (a). Beam 5 and the language
+given everywhere; on a real model (the default, `base`) the server's temperature fallback (0,
+0.2, 0.6, 1.0), each way timing its segments its own way: (a) and (b) decode with timestamp
+tokens (faster-whisper's default for one clip), the server without them and aligns the words
+(word times on or off, it times segments from the alignment). On a random model (`random-*`:
+timing only, gibberish text) temperature 0 and no timestamps, which is what the server asks a
+random model for.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def make_clips(count: int, seed: int = 3) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class Decoding:
-    """What both in-process ways decode with, matching what the server does for the model."""
+    """What both in-process ways decode with: the server's temperatures for the model; timestamp
+    tokens where the model can be aligned (faster-whisper's own way to time a clip's segments)."""
 
     temperatures: tuple[float, ...]
     without_timestamps: bool

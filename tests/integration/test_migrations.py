@@ -1,4 +1,4 @@
-"""The migrations make exactly the schema `jobs/store.py` declares (the tables its queries
+"""The migrations make exactly the schema `jobs/tables.py` declares (the tables its queries
 use): run on a fresh database, SQLite and PostgreSQL, the tables, their columns (type,
 nullability, keys), foreign keys and indexes are compared with the store's `metadata`, by
 Alembic's own comparison and by hand. A column added to the store without a migration, or a

@@ -442,15 +442,3 @@ def test_an_abandoned_batch_is_not_flagged_incomplete(engine: RandomEngine) -> N
     assert result.segments == [] and not result.incomplete
     assert counted(quitting, "whisper_rounds_total") == 0
     assert counted(quitting, "whisper_windows_given_up_total") == 0
-
-
-def test_auto_placement_uses_a_replica_per_core_on_cpu_and_one_on_cuda() -> None:
-    cpu = choose_placement(WhisperSettings(device="cpu"), cores=2)
-    assert (cpu.compute_type, cpu.replicas, cpu.threads_per_replica) == ("int8", 2, 1)
-    assert cpu.max_batch_size == 1
-    big = choose_placement(WhisperSettings(device="cpu"), cores=16)
-    assert (big.replicas, big.threads_per_replica) == (4, 4)
-    gpu = choose_placement(WhisperSettings(device="cuda"), cores=16)
-    assert (gpu.compute_type, gpu.replicas, gpu.max_batch_size) == ("float16", 1, 16)
-    pinned = choose_placement(WhisperSettings(device="cpu", num_workers=1, cpu_threads=3), 8)
-    assert (pinned.replicas, pinned.threads_per_replica) == (1, 3)
