@@ -125,6 +125,45 @@ def _squeezed_repeat(words: Sequence[AlignedWord]) -> int:
     return 0
 
 
+def squeezed_copies(words: Sequence[AlignedWord]) -> set[int]:
+    """Indices of words the model decoded twice anywhere in a window: of two equal stretches of
+    `_MIN_REPEAT_WORDS` or more words, the copy the alignment squeezed under
+    `_SQUEEZED_SEC_PER_WORD` a word, where the other took speakable time. `base` on espeak's
+    Scottish voice (tests/media/scottish_7s.mp3, an AVX2-only AMD CPU) decoded its two sentences
+    A B as A B A B: A at 0-2.16 s, then B in 0.03 s and A in 0.26 s, then B at 3.68-6.14 s; the
+    copies kept are the ones with time. Stretches are tried longest first, so a long repeat is
+    judged whole; a repeat said at speaking pace both times is speech, and stays."""
+    if sum(w.end_sec - w.start_sec < _SQUEEZED_SEC_PER_WORD for w in words) < _MIN_REPEAT_WORDS:
+        return set()  # nothing squeezed: most windows stop here
+    text = [_bare(w.word) for w in words]
+
+    def squeezed(start: int, length: int) -> bool:
+        """Under the pace on average, and no word of it said at a speakable length (so a real
+        word next to a squeezed repeat is not counted into it)."""
+        stretch = words[start : start + length]
+        span = stretch[-1].end_sec - stretch[0].start_sec
+        longest = max(w.end_sec - w.start_sec for w in stretch)
+        return span < length * _SQUEEZED_SEC_PER_WORD and longest < 2 * _SQUEEZED_SEC_PER_WORD
+
+    dropped: set[int] = set()
+    for length in range(len(words) // 2, _MIN_REPEAT_WORDS - 1, -1):
+        starts: dict[tuple[str, ...], list[int]] = {}
+        for start in range(len(words) - length + 1):
+            starts.setdefault(tuple(text[start : start + length]), []).append(start)
+        for same in starts.values():
+            timed = [s for s in same if not squeezed(s, length)]
+            for start in same:
+                stretch = range(start, start + length)
+                if (
+                    timed
+                    and squeezed(start, length)
+                    and dropped.isdisjoint(stretch)
+                    and all(abs(start - s) >= length for s in timed)  # not overlapping it
+                ):
+                    dropped.update(stretch)
+    return dropped
+
+
 def _bare(word: str) -> str:
     return word.strip().strip(string.punctuation).lower()
 

@@ -42,7 +42,12 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 from faster_whisper import WhisperModel
 
-from services.whisper_gpu.alignment import AlignedWord, align_words, words_past_the_audio
+from services.whisper_gpu.alignment import (
+    AlignedWord,
+    align_words,
+    squeezed_copies,
+    words_past_the_audio,
+)
 from services.whisper_gpu.config import WhisperSettings
 from services.whisper_gpu.decoding import (
     FULL_WINDOW_FRAMES,
@@ -539,6 +544,9 @@ class WhisperEngine(WindowEngine[_Words]):
             if past:
                 self.metrics.words_past_the_audio.inc(past)
                 words = words[:-past]
+            if twice := squeezed_copies(words):
+                self.metrics.words_past_the_audio.inc(len(twice))
+                words = [w for i, w in enumerate(words) if i not in twice]
             for word in words:
                 word.start_sec += window.start_sec
                 word.end_sec += window.start_sec

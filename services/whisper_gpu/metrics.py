@@ -78,8 +78,9 @@ class ModelMetrics:
         )
         self.words_past_the_audio = Counter(
             "whisper_words_past_the_audio",
-            "Words dropped because the alignment gave them no time at a window's end: the model "
-            "decoded past the audio it heard (most often its last sentence again)",
+            "Words dropped because the model decoded past the audio it heard or twice: no time "
+            "at a window's end, or a repeat squeezed into a few frames (most often a sentence "
+            "said again)",
             registry=self.registry,
         )
         self.windows_given_up = Counter(

@@ -158,7 +158,9 @@ async def test_a_sentence_said_again_in_the_last_frames_comes_back_once(
     """The 2-voice bench conversation's first micro chunk, the samples and the speech span its
     chunk worker sent (scripts/make_first_micro_chunk.py): `base` decoded the last sentence
     twice, the second time with eight words of no time and two on the path's last 0.16 s, so
-    the transcript said it twice (a 0.16 s segment after the real one)."""
+    the transcript said it twice (a 0.16 s segment after the real one). That is on an Intel CPU;
+    on an AVX2-only AMD one (other int8 kernels) `base` decodes the sentence once, and nothing is
+    dropped: the count is the repeat's ten words or none."""
     samples = audio_16k("first_micro_chunk_2v.flac")
     headers = {
         "content-type": "audio/wav",
@@ -175,7 +177,7 @@ async def test_a_sentence_said_again_in_the_last_frames_comes_back_once(
         metrics = (await client.get("/metrics")).text
     result = ClipTranscription.model_validate(response.json())
     check_said_once(result, samples, model_cache_dir, "lovely view on the sea")
-    assert metric(metrics, "whisper_words_past_the_audio_total") == 10  # the repeat, counted
+    assert metric(metrics, "whisper_words_past_the_audio_total") in (0, 10)  # the repeat, counted
 
 
 def check_said_once(

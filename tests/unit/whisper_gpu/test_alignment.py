@@ -6,6 +6,7 @@ from services.whisper_gpu.alignment import (
     AlignedWord,
     _limit_long_words,
     _merge_punctuation,
+    squeezed_copies,
     words_past_the_audio,
 )
 
@@ -84,3 +85,37 @@ def test_one_word_without_time_or_words_without_time_before_others_are_kept() ->
     assert words_past_the_audio([*squeezed, *heard]) == 0
     assert words_past_the_audio(heard) == 0
     assert words_past_the_audio([]) == 0
+
+
+def timed(text: str, start: float, end: float) -> list[AlignedWord]:
+    """`text`'s words spread evenly over start..end."""
+    said = text.split()
+    step = (end - start) / len(said)
+    return [word(f" {w}", start + i * step, start + (i + 1) * step) for i, w in enumerate(said)]
+
+
+def test_a_passage_decoded_twice_keeps_the_copy_of_each_sentence_that_has_time() -> None:
+    """scottish_7s on an AVX2-only CPU: A B decoded as A B A B, the middle B A squeezed."""
+    a, b = "the concert once all-out at my ears were ringing.", "the cart slipped all day."
+    words = [
+        *timed(a, 0.0, 2.155),
+        *timed(b, 2.155, 2.18),
+        *timed(a, 2.18, 2.44),
+        *timed(b, 3.68, 6.14),
+    ]
+    dropped = squeezed_copies(words)
+    kept = [w for i, w in enumerate(words) if i not in dropped]
+    assert " ".join(w.word.strip() for w in kept) == f"{a} {b}"
+    assert kept[0].start_sec == 0.0 and kept[-1].end_sec == 6.14  # the copies with time
+    assert words_past_the_audio(words) == 0  # not at the end: the tail rule can't see it
+
+
+def test_only_squeezed_copies_of_timed_words_are_dropped() -> None:
+    said = timed("no not that", 1.0, 2.0)
+    assert squeezed_copies(said + timed("no not that", 2.2, 3.2)) == set()  # said twice
+    assert squeezed_copies(said + timed("a b c", 3.0, 3.06)) == set()  # fast, but no repeat
+    both_fast = timed("one two three", 1.0, 1.06) + timed("one two three", 1.06, 1.12)
+    assert squeezed_copies(both_fast) == set()  # no copy with time to keep instead
+    assert squeezed_copies(said + timed("no not", 2.0, 2.02)) == set()  # two words: too short
+    assert squeezed_copies(timed("no not that", 0.0, 0.1) + said) == {0, 1, 2}
+    assert squeezed_copies([]) == set()
