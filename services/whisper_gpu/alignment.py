@@ -89,21 +89,18 @@ def _words_from_path(tokenizer: Tokenizer, tokens: list[int], result: Any) -> li
 
 def words_past_the_audio(words: Sequence[AlignedWord]) -> int:
     """How many of a window's last words the model decoded past the audio it heard: a run of
-    two or more words of zero duration at the end, or a repeat of the words before it squeezed
-    into the window's last frames. With a window encoded at its own length, that is most often
-    the last sentence said again. The path runs out of frames there: two_voices_20s.wav's last
-    clip came back as "... many requests together. A model server matches clips from many
-    requests together." with every word of the second one at the clip's end; the first micro
-    chunk of the 2-voice bench file as "... a lovely view on the sea. The set room had a lovely
-    view on the sea.", its last two words on the path's last 0.16 s. Real words always get a
-    frame or more, and a real repeat takes as long to say as the first time; had the model
-    heard real speech there, the coverage check decodes it again (`windows.py`)."""
+    two or more words the alignment gave no time at its end. With a window encoded at its own
+    length, that is most often the last sentence said again: two_voices_20s.wav's last clip
+    came back as "... many requests together. A model server matches clips from many requests
+    together." with every word of the second one at the clip's end. Real words always get a
+    frame or more; had the model heard real speech there, the coverage check decodes it again
+    (`windows.py`). A repeat that did get a few frames is `squeezed_copies`'."""
     run = 0
     for word in reversed(words):
         if word.end_sec - word.start_sec > _NO_TIME_SEC:
             break
         run += 1
-    return max(run if run >= 2 else 0, _squeezed_repeat(words))
+    return run if run >= 2 else 0
 
 
 _MIN_REPEAT_WORDS = 3
@@ -111,28 +108,17 @@ _SQUEEZED_SEC_PER_WORD = 0.05
 """Twenty words a second: three times faster than anyone speaks."""
 
 
-def _squeezed_repeat(words: Sequence[AlignedWord]) -> int:
-    """The length of the longest run of words at the end that says again the words just before
-    it, in less than `_SQUEEZED_SEC_PER_WORD` each; 0 if there is none."""
-    text = [_bare(w.word) for w in words]
-    for length in range(len(words) // 2, _MIN_REPEAT_WORDS - 1, -1):
-        tail = words[-length:]
-        if (
-            text[-length:] == text[-2 * length : -length]
-            and tail[-1].end_sec - tail[0].start_sec < length * _SQUEEZED_SEC_PER_WORD
-        ):
-            return length
-    return 0
-
-
 def squeezed_copies(words: Sequence[AlignedWord]) -> set[int]:
-    """Indices of words the model decoded twice anywhere in a window: of two equal stretches of
+    """Indices of words the model decoded twice in a window: of two equal stretches of
     `_MIN_REPEAT_WORDS` or more words, the copy the alignment squeezed under
-    `_SQUEEZED_SEC_PER_WORD` a word, where the other took speakable time. `base` on espeak's
-    Scottish voice (tests/media/scottish_7s.mp3, an AVX2-only AMD CPU) decoded its two sentences
-    A B as A B A B: A at 0-2.16 s, then B in 0.03 s and A in 0.26 s, then B at 3.68-6.14 s; the
-    copies kept are the ones with time. Stretches are tried longest first, so a long repeat is
-    judged whole; a repeat said at speaking pace both times is speech, and stays."""
+    `_SQUEEZED_SEC_PER_WORD` a word, where the other took speakable time. Most often the last
+    sentence said again into the window's last frames (the 2-voice bench file's first micro
+    chunk: "... a lovely view on the sea. The set room had a lovely view on the sea.", the
+    second copy in 0.16 s), but also inside: `base` on espeak's Scottish voice
+    (tests/media/scottish_7s.mp3, an AVX2-only AMD CPU) decoded its sentences A B as A B A B,
+    A at 0-2.16 s, then B in 0.03 s and A in 0.26 s, then B at 3.68-6.14 s. The copies with time
+    stay. Stretches are tried longest first, so a long repeat is judged whole; a repeat said at
+    speaking pace both times is speech, and stays."""
     if sum(w.end_sec - w.start_sec < _SQUEEZED_SEC_PER_WORD for w in words) < _MIN_REPEAT_WORDS:
         return set()  # nothing squeezed: most windows stop here
     text = [_bare(w.word) for w in words]

@@ -58,24 +58,25 @@ def test_words_the_alignment_gave_no_time_at_the_end_are_past_the_audio() -> Non
     assert words_past_the_audio(heard + again[:2]) == 2
 
 
-def test_a_repeat_squeezed_into_the_last_frames_is_past_the_audio() -> None:
+def test_a_repeat_squeezed_into_the_last_frames_is_a_copy_to_drop() -> None:
     """The 2-voice bench file's first micro chunk: the last sentence decoded twice, the second
     time eight words without time and two on the path's last 0.16 s."""
     said = ["The", "set", "room", "had", "a", "lovely", "view", "on", "the", "sea."]
     heard = [word(f" {w}", 6.8 + 0.16 * i, 6.96 + 0.16 * i) for i, w in enumerate(said)]
     again = [word(f" {w}", 8.42, 8.42) for w in said[:-2]]
     again += [word(" the", 8.42, 8.5), word(" sea.", 8.5, 8.58)]
-    assert words_past_the_audio(heard + again) == len(said)
+    assert words_past_the_audio(heard + again) == 0  # its last two words have time
+    assert squeezed_copies(heard + again) == set(range(len(said), 2 * len(said)))
 
 
 def test_a_repeat_said_at_speaking_pace_or_too_short_to_tell_is_kept() -> None:
     said = [word(" no", 1.0, 1.3), word(" not", 1.3, 1.6), word(" that", 1.6, 2.0)]
     again = [word(" no", 2.2, 2.5), word(" not", 2.5, 2.8), word(" that.", 2.8, 3.2)]
-    assert words_past_the_audio(said + again) == 0  # said twice: as long the second time
+    assert squeezed_copies(said + again) == set()  # said twice: as long the second time
     yes = [word(" yes", 1.0, 1.2), word(" yes", 1.2, 1.24), word(" yes", 1.24, 1.28)]
-    assert words_past_the_audio(yes[:2]) == 0  # two words: too short a run to call a repeat
+    assert squeezed_copies(yes[:2]) == set()  # two words: too short a run to call a repeat
     other = [word(" a", 3.0, 3.02), word(" b", 3.02, 3.04), word(" c.", 3.04, 3.08)]
-    assert words_past_the_audio(said + other) == 0  # squeezed, but not a repeat
+    assert squeezed_copies(said + other) == set()  # squeezed, but not a repeat
 
 
 def test_one_word_without_time_or_words_without_time_before_others_are_kept() -> None:
