@@ -119,9 +119,6 @@ def squeezed_copies(words: Sequence[AlignedWord]) -> set[int]:
     A at 0-2.16 s, then B in 0.03 s and A in 0.26 s, then B at 3.68-6.14 s. The copies with time
     stay. Stretches are tried longest first, so a long repeat is judged whole; a repeat said at
     speaking pace both times is speech, and stays."""
-    if sum(w.end_sec - w.start_sec < _SQUEEZED_SEC_PER_WORD for w in words) < _MIN_REPEAT_WORDS:
-        return set()  # nothing squeezed: most windows stop here
-    text = [_bare(w.word) for w in words]
 
     def squeezed(start: int, length: int) -> bool:
         """Under the pace on average, and no word of it said at a speakable length (so a real
@@ -131,12 +128,19 @@ def squeezed_copies(words: Sequence[AlignedWord]) -> set[int]:
         longest = max(w.end_sec - w.start_sec for w in stretch)
         return span < length * _SQUEEZED_SEC_PER_WORD and longest < 2 * _SQUEEZED_SEC_PER_WORD
 
+    short = [w.end_sec - w.start_sec < 2 * _SQUEEZED_SEC_PER_WORD for w in words]
+    runs = range(len(words) - _MIN_REPEAT_WORDS + 1)
+    if not any(all(short[i : i + _MIN_REPEAT_WORDS]) for i in runs):
+        return set()  # no three short words in a row, so nothing squeezed: most windows
+    text = [_bare(w.word) for w in words]
     dropped: set[int] = set()
     for length in range(len(words) // 2, _MIN_REPEAT_WORDS - 1, -1):
         starts: dict[tuple[str, ...], list[int]] = {}
         for start in range(len(words) - length + 1):
             starts.setdefault(tuple(text[start : start + length]), []).append(start)
         for same in starts.values():
+            if len(same) < 2:
+                continue
             timed = [s for s in same if not squeezed(s, length)]
             for start in same:
                 stretch = range(start, start + length)
