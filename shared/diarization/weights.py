@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.diarization import campplus, segmentation
 from shared.model_cache import sha256_file, staged_directory
 
 INSTALL_COMMAND = "python -m shared.diarization.weights"
@@ -128,18 +127,32 @@ EMBEDDING_INPUT = PinnedInput(
 )
 
 
+def _convert_segmentation(published: bytes) -> bytes:
+    # The converters import onnx (about 0.8 s, ml_dtypes mostly): only setup needs them, so a
+    # service that merely locates the cached files starts without it.
+    from shared.diarization import segmentation
+
+    return segmentation.convert(published)
+
+
+def _convert_campplus(state_dict_zip: bytes) -> bytes:
+    from shared.diarization import campplus
+
+    return campplus.convert(state_dict_zip)
+
+
 SPEC = WeightsSpec(
     segmentation=CachedFile(
         "segmentation-3.0.onnx",
         "19d1f0f1ca8253af172e048a72813a3f40da42435cac105bcc60b4918b752c30",
         SEGMENTATION_INPUT,
-        segmentation.convert,
+        _convert_segmentation,
     ),
     embedding=CachedFile(
         "campplus.onnx",
         "916ef4b58d9295c58c2beaaa792087e291c623152fa2dca3ab21d1c01ae67fc5",
         EMBEDDING_INPUT,
-        campplus.convert,
+        _convert_campplus,
     ),
 )
 

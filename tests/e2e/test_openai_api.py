@@ -167,12 +167,16 @@ def test_a_media_url_instead_of_a_file(
 
 
 def test_a_translation_is_english(multilingual_stack: LocalStack, tmp_path: Path) -> None:
-    """German speech (the code-switching file's German block) comes back in English."""
+    """German speech (the first sentences of the code-switching file's German block) comes back
+    in English. Four sentences, not the whole 47 s block: `base` translates espeak's German
+    with so little confidence that every window falls back to sampling, in faster-whisper too
+    (35 s for the block there; this test took 51 s with it)."""
     import wave
 
     import numpy as np
 
-    sentences = [s for s in manifest("codeswitch_180s")["sentences"] if s["language"] == "de"]
+    block = [s for s in manifest("codeswitch_180s")["sentences"] if s["language"] == "de"]
+    sentences = block[:4]
     audio = audio_16k("codeswitch_180s.mp3")
     start, end = sentences[0]["start_sec"] - 0.3, sentences[-1]["end_sec"] + 0.3
     path = tmp_path / "german.wav"
