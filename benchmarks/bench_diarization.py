@@ -44,6 +44,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -279,6 +280,10 @@ def _data_url_pcm(url: str) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 
 
+class PeerFailedError(Exception):
+    """The peer could not diarize a file; the message says how it ended."""
+
+
 def run_senko(python: str, media: Media) -> Run:
     started = time.perf_counter()
     done = subprocess.run(
@@ -286,7 +291,7 @@ def run_senko(python: str, media: Media) -> Run:
     )
     total = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"senko failed on {media.wav.name}:\n{done.stderr[-2000:]}")
+        raise PeerFailedError(_how_it_ended(done.returncode, done.stderr))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     turns = [(float(s), float(e), str(label)) for s, e, label in result["segments"]]
     note = f"{result['load_sec']:.1f} s to load; {total:.1f} s with the process"
@@ -300,6 +305,14 @@ class Row:
     names: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Known speaker -> (share of their scored speech labelled with their name, share of what
     is labelled with their name that is their speech)."""
+
+
+def _how_it_ended(returncode: int, stderr: str) -> str:
+    if returncode < 0:  # senko 0.2.2's fbank library uses AVX-512: SIGILL on AVX2-only CPUs
+        name = signal.Signals(-returncode).name
+        return f"killed by {name}" + (" (an instruction this CPU lacks)" * (name == "SIGILL"))
+    lines = stderr.strip().splitlines()
+    return f"exit status {returncode}: {lines[-1] if lines else 'no message'}"
 
 
 def score_runs(media: Media, runs: list[Run]) -> list[Row]:
@@ -318,8 +331,11 @@ def score_runs(media: Media, runs: list[Run]) -> list[Row]:
     return rows
 
 
-def report(media: Media, rows: list[Row], plain: Run | None) -> list[str]:
-    """Print one file's table; return its PASS/FAIL lines."""
+def report(
+    media: Media, rows: list[Row], plain: Run | None, peer_failed: str | None = None
+) -> list[str]:
+    """Print one file's table; return its PASS/FAIL lines (`peer_failed`: how senko ended on
+    this file, when it could not diarize it)."""
     manifest = media.manifest
     duration = manifest["duration_sec"]
     speakers = len(manifest["speakers"])
@@ -366,7 +382,7 @@ def report(media: Media, rows: list[Row], plain: Run | None) -> list[str]:
         verdicts.append(
             (f"DER product {der:.2%} <= senko {senko.score.der:.2%}", der <= senko.score.der)
             if senko
-            else ("DER product <= senko: senko not run ($BENCH_SENKO_PYTHON unset)", None)
+            else (f"DER product <= senko: senko {peer_failed or 'not run'}", None)
         )
         if reference := by_system.get("reference"):
             points = 100 * (der - reference.score.der)
@@ -534,6 +550,7 @@ def main() -> None:
             ensure_weights(args.models_dir)
         runs: dict[str, list[Run]] = {m.file.name: [] for m in media}
         plain: dict[str, Run] = {}
+        peer_failed: dict[str, str] = {}
         if "product" in systems:
             runs, plain = product_runs(
                 media, args.model, args.workers, args.models_dir, args.repeats
@@ -546,14 +563,24 @@ def main() -> None:
                 print(f"{m.mp3.name}: reference {reference[0].wall_sec:.1f} s", flush=True)
         if "senko" in systems and senko_python:
             for m in media:
-                runs[m.file.name].append(run_senko(senko_python, m))
+                try:
+                    runs[m.file.name].append(run_senko(senko_python, m))
+                except PeerFailedError as failed:  # the other systems' results still count
+                    peer_failed[m.file.name] = f"failed: {failed}"
+                    print(f"{m.mp3.name}: senko failed: {failed}", flush=True)
+                    continue
                 print(f"{m.mp3.name}: senko {runs[m.file.name][-1].wall_sec:.1f} s", flush=True)
     verdicts: list[str] = []
     results: dict[str, Any] = {"model": args.model, "cpus": cpus, "files": {}}
     for m in media:
         rows = score_runs(m, runs[m.file.name])
-        verdicts += report(m, rows, plain.get(m.file.name))
+        if not rows:  # only senko was asked for, and it failed
+            print(f"\n{m.file.name}: no system diarized it")
+            continue
+        verdicts += report(m, rows, plain.get(m.file.name), peer_failed.get(m.file.name))
         results["files"][m.file.name] = _results(m, rows, plain.get(m.file.name))
+        if m.file.name in peer_failed:
+            results["files"][m.file.name]["senko 0.2.2"] = peer_failed[m.file.name]
     if "senko" in systems and not senko_python:
         print("\nsenko not run: set BENCH_SENKO_PYTHON to a python with senko==0.2.2 installed")
     print(
