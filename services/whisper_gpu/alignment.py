@@ -141,12 +141,13 @@ def squeezed_copies(words: Sequence[AlignedWord]) -> set[int]:
         for same in starts.values():
             if len(same) < 2:
                 continue
-            timed = [s for s in same if not squeezed(s, length)]
+            fast = {start: squeezed(start, length) for start in same}
+            timed = [start for start in same if not fast[start]]
             for start in same:
                 stretch = range(start, start + length)
                 if (
                     timed
-                    and squeezed(start, length)
+                    and fast[start]
                     and dropped.isdisjoint(stretch)
                     and all(abs(start - s) >= length for s in timed)  # not overlapping it
                 ):
