@@ -123,6 +123,52 @@ def test_one_long_local_speaker_a_little_off_its_voice_is_no_new_speaker() -> No
     assert cluster_speakers([*local, other], SpeakerConstraints()).speakers == ["A", "B", "C"]
 
 
+def near(direction: np.ndarray, turns: list[tuple[float, float]]) -> LocalSpeaker:
+    """A local speaker whose embedding is `direction` (a unit vector) plus the usual noise."""
+    noisy = direction + RNG.standard_normal(EMBEDDING_DIM) * 0.3 / np.sqrt(EMBEDDING_DIM)
+    return LocalSpeaker(
+        turns=[TimeSpan(start_sec=a, end_sec=b) for a, b in turns],
+        embedding=[float(x) for x in noisy / np.linalg.norm(noisy)],
+    )
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return np.asarray(vector / np.linalg.norm(vector))
+
+
+SHORT_TURNS = [(210.0 + 10 * i, 211.5 + 10 * i) for i in range(4)]
+"""Four turns of 1.5 s: embedded, too short to shape the clusters (weak)."""
+
+
+def test_a_voice_heard_mostly_in_short_turns_is_a_speaker() -> None:
+    local, _ = conversation([1, 3], windows=10)  # voices 1 and 3 are 0.11 alike
+    voice = unit(VOICES[2])  # 0.00 and -0.07 alike to them
+    extra = [near(voice, [(200.0, 204.5)]), *(near(voice, [turn]) for turn in SHORT_TURNS)]
+    timeline = cluster_speakers([*local, *extra], SpeakerConstraints())
+    assert timeline.speakers == ["A", "B", "C"]  # 4.5 s + 6 s in short turns: a speaker
+    assert set(timeline.local_labels[len(local) :]) == {"C"}
+
+
+def test_short_turns_count_for_no_more_than_the_longer_speech_of_a_voice() -> None:
+    local, _ = conversation([1, 3], windows=10)
+    voice = unit(VOICES[2])
+    many = [(210.0 + 5 * i, 211.5 + 5 * i) for i in range(8)]  # 12 s in short turns
+    extra = [near(voice, [(200.0, 202.5)]), *(near(voice, [turn]) for turn in many)]
+    timeline = cluster_speakers([*local, *extra], SpeakerConstraints())
+    assert timeline.speakers == ["A", "B"]  # 2.5 s it is sure of, at most 2.5 s more
+
+
+def test_short_turns_do_not_make_a_speaker_of_a_stray_near_a_voice() -> None:
+    local, truth = conversation([1, 3], windows=10)
+    stray = unit(unit(VOICES[1]) + 1.5 * unit(VOICES[2]))  # 0.55 alike to voice 1
+    extra = [near(stray, [(200.0, 204.5)]), *(near(stray, [turn]) for turn in SHORT_TURNS)]
+    timeline = cluster_speakers([*local, *extra], SpeakerConstraints())
+    assert timeline.speakers == ["A", "B"]  # nearer to voice 1 than voices 1 and 3 are
+    labels = timeline.local_labels
+    assert consistent(labels[: len(local)], truth)
+    assert set(labels[len(local) :]) == {labels[truth.index(1)]}
+
+
 def test_in_a_long_file_a_speaker_needs_more_speech_to_count() -> None:
     odd_voice = [speaker([(5000.0, 5006.0)], 5), speaker([(5010.0, 5016.0)], 5)]  # 12 s
     short, _ = conversation([0, 1], windows=10)  # 90 s of speech: 12 s is a speaker
