@@ -170,6 +170,7 @@ def cluster_speakers(
                 np.bincount(clusters[strong], weights=speech[strong], minlength=k),
                 np.bincount(provisional[weak], weights=speech[weak], minlength=k),
                 options,
+                most=constraints.num_speakers or constraints.max_speakers,
             )
         if weak.any():
             _place_by_voice(local, clusters, vectors[rows[weak]], np.flatnonzero(weak), speech)
@@ -335,6 +336,7 @@ def _join_small(
     strong_speech: np.ndarray,
     weak_speech: np.ndarray,
     options: ClusteringOptions,
+    most: int | None = None,
 ) -> np.ndarray:
     """Clusters with less than `min_cluster_sec` of speech join the big cluster whose centroid
     is nearest to theirs; so does a big cluster of one local speaker alone that is as near as
@@ -346,7 +348,9 @@ def _join_small(
     ones (a lone strong embedding between voices draws weak ones from all of them: in a 2 h
     meeting one of 2.1 s drew 40 s), and a cluster big only with them must be no nearer to a
     big one of strong speech than any two of those are to each other (nor nearer than
-    `lone_join_similarity`): a stray at the edge of a voice draws that voice's weak ones."""
+    `lone_join_similarity`): a stray at the edge of a voice draws that voice's weak ones.
+    With `most` (the speaker count or maximum asked for), those big only with weak speech fill
+    what room the others leave, the most speech first."""
     heard = strong_speech + np.minimum(weak_speech, strong_speech)
     k = int(clusters.max()) + 1
     big = heard >= options.min_cluster_sec
@@ -367,6 +371,11 @@ def _join_small(
             limit = min(limit, float(apart.max()))
         nearest = (centroids @ centroids[established].T).max(axis=1)
         big &= established | (nearest <= limit)
+    if most is not None:
+        promoted = np.flatnonzero(big & ~established)
+        room = max(0, most - int(established.sum()))
+        big &= established
+        big[promoted[np.argsort(-heard[promoted], kind="stable")][:room]] = True
     similarity = centroids @ centroids[big].T
     target = np.flatnonzero(big)[similarity.argmax(axis=1)]
     return np.where(big[clusters], clusters, target[clusters])

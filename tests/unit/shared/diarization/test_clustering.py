@@ -149,6 +149,17 @@ def test_a_voice_heard_mostly_in_short_turns_is_a_speaker() -> None:
     assert set(timeline.local_labels[len(local) :]) == {"C"}
 
 
+def test_a_speaker_count_asked_for_holds_when_short_turns_would_make_another() -> None:
+    local, _ = conversation([1, 3], windows=10)
+    voice = unit(VOICES[2])
+    extra = [near(voice, [(200.0, 204.5)]), *(near(voice, [turn]) for turn in SHORT_TURNS)]
+    voices = [*local, *extra]
+    assert len(cluster_speakers(voices, SpeakerConstraints(num_speakers=2)).speakers) == 2
+    assert len(cluster_speakers(voices, SpeakerConstraints(max_speakers=2)).speakers) == 2
+    assert len(cluster_speakers(voices, SpeakerConstraints(max_speakers=3)).speakers) == 3
+    assert len(cluster_speakers(voices, SpeakerConstraints(min_speakers=3)).speakers) >= 3
+
+
 def test_short_turns_count_for_no_more_than_the_longer_speech_of_a_voice() -> None:
     local, _ = conversation([1, 3], windows=10)
     voice = unit(VOICES[2])
