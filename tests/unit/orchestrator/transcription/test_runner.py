@@ -52,17 +52,19 @@ def result(start: float, end: float, *, incomplete: bool = False) -> MicroChunkR
 
 class FakeWorkers:
     """Chunks of 30 s; later chunks answer sooner; chunk `fail_at` raises after its first micro
-    chunk; boundary searches answer the window's middle, after `search_delay_sec`; the second
-    micro chunk of each chunk in `incomplete_at` comes back as the model server marks a clip
-    it gave up on in part."""
+    chunk, the others wait `hold_sec` before their second; boundary searches answer the
+    window's middle, after `search_delay_sec`; the second micro chunk of each chunk in
+    `incomplete_at` comes back as the model server marks a clip it gave up on in part."""
 
     def __init__(
         self,
         fail_at: int | None = None,
         search_delay_sec: float = 0.0,
         incomplete_at: tuple[int, ...] = (),
+        hold_sec: float = 0.01,
     ) -> None:
         self.fail_at = fail_at
+        self.hold_sec = hold_sec
         self.incomplete_at = incomplete_at
         self.search_delay_sec = search_delay_sec
         self.started: dict[float, float] = {}
@@ -87,7 +89,7 @@ class FakeWorkers:
             yield result(request.start_sec, middle)
             if self.fail_at is not None and request.start_sec == self.fail_at * 30:
                 raise MediaHostError("host went away")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(self.hold_sec)
             incomplete = request.start_sec // 30 in self.incomplete_at
             yield result(middle, request.end_sec, incomplete=incomplete)
         except asyncio.CancelledError:
@@ -180,7 +182,7 @@ async def test_progress_is_reported_before_earlier_chunks_release_segments() -> 
 
 
 async def test_a_failing_chunk_fails_the_job_and_cancels_the_others() -> None:
-    workers = FakeWorkers(fail_at=3)
+    workers = FakeWorkers(fail_at=3, hold_sec=5.0)  # the others still running when it fails
     with pytest.raises(MediaHostError, match="went away"):
         [event async for event in runner(workers).events(job(4))]
     await asyncio.sleep(0)
