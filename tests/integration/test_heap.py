@@ -1,4 +1,5 @@
-"""shared.heap: a worker process gives large freed buffers back to the system."""
+"""shared.heap: a worker process gives large freed buffers back to the system; the model server
+keeps them for its next window."""
 
 from __future__ import annotations
 
@@ -49,3 +50,49 @@ def test_chunk_worker_gives_freed_clip_buffers_back() -> None:
     clip buffers kept on the heap."""
     assert _retained_mib("plain") > 60  # what glibc keeps on its own: 60 x 2 MiB, mostly
     assert _retained_mib("worker") < 10
+
+
+FAULTS_WHILE_REUSING = """
+import ctypes, resource, sys, threading
+if sys.argv[1] == "model":
+    from shared.heap import keep_working_memory
+    assert keep_working_memory()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def decode_like_a_replica() -> None:  # a thread's blocks of a 30 s window's encoder, again
+    for _ in range(6):  # (through malloc as CTranslate2 does: numpy asks for huge pages)
+        blocks = [libc.malloc(size) for size in (72_000_000, 12_288_000)]
+        for block, size in zip(blocks, (72_000_000, 12_288_000)):
+            ctypes.memset(block, 1, size)
+        for block in blocks:
+            libc.free(block)
+
+def run() -> None:
+    threads = [threading.Thread(target=decode_like_a_replica) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+
+run()  # the first window's faults are the heap growing: not counted
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+run()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(mode: str) -> int:
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", FAULTS_WHILE_REUSING, mode],
+        env=env, cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_model_server_reuses_freed_window_buffers_without_page_faults() -> None:
+    """Regression: each CPU window page-faulted its working memory anew (0.33 of 1.12 s of an
+    encode in the kernel), glibc mmapping its large blocks and unmapping thread arenas' heaps."""
+    assert _faults("plain") > 100_000  # 12 x 72 MB, each a fresh mapping of 17,600 pages
+    assert _faults("model") < 5_000
