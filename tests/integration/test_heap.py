@@ -35,13 +35,19 @@ print(rss_mib() - before)
 """
 
 
-def _retained_mib(mode: str) -> float:
-    env = {"PATH": "/usr/bin:/bin"}  # no MALLOC_* settings from the caller
+def _child(script: str, mode: str) -> float:
+    """What `script` prints, run in a fresh interpreter with no MALLOC_* settings from the
+    caller."""
     done = subprocess.run(
-        [sys.executable, "-c", RETAINED_AFTER_FREEING, mode],
-        env=env, cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
+        [sys.executable, "-c", script, mode],
+        env={"PATH": "/usr/bin:/bin"}, cwd=REPO, capture_output=True, text=True, check=True,
+        timeout=60,
     )  # fmt: skip
     return float(done.stdout)
+
+
+def _retained_mib(mode: str) -> float:
+    return _child(RETAINED_AFTER_FREEING, mode)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
@@ -81,13 +87,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _faults(mode: str) -> int:
-    env = {"PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-c", FAULTS_WHILE_REUSING, mode],
-        env=env, cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return int(done.stdout)
+def _faults(mode: str) -> float:
+    return _child(FAULTS_WHILE_REUSING, mode)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
