@@ -42,6 +42,13 @@ class Watch:
         woken, self.woken = self.woken, asyncio.Event()
         woken.set()
 
+    def saw(self, seq: int) -> None:
+        """A reader found `seq` to be the last event (-1: none yet). The watcher's first poll
+        then wakes nobody unless the log moved past it (it used to wake every new reader once,
+        each of them paying two queries for nothing)."""
+        if self.last_seq is None:
+            self.last_seq = seq
+
 
 class EventWatcher:
     def __init__(

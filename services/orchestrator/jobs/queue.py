@@ -333,6 +333,7 @@ class JobQueue:
                     if watch.gone:
                         return  # deleted (retention)
                     last = await self.store.last_event(job_id)
+                    watch.saw(-1 if last is None else last.seq)
                     if last is not None and last.seq > after:
                         continue  # written since the read above: read them
                     if last is not None and last.name in TERMINAL_EVENTS:
