@@ -9,13 +9,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
+from services.chunk_worker.access import MediaAccess
 from services.chunk_worker.app import create_app
 from services.chunk_worker.config import ChunkWorkerSettings
 from services.stack import free_port
 from shared import fleet
+from shared.media_host import AddressPolicy
 from shared.schemas import CHUNK_STREAM, ClipSegment, ClipTranscription
 from shared.streams import StreamReader
 from tests.support.asgi import RawCall, serve
@@ -127,6 +130,35 @@ async def test_an_upload_is_read_from_the_next_orchestrator_with_the_credential(
     requests = orchestrator.traffic.requests_by_path[path]
     assert requests > 0 and orchestrator.traffic.authorized_requests >= requests
     assert missing.status_code == 422 and missing.json()["error"]["param"] == "upload_id"
+
+
+async def test_an_orchestrator_gone_after_the_check_costs_the_read_a_reconnect_not_the_job(
+    tmp_path: Path, media_dir: Path
+) -> None:
+    """Regression: the worker read an upload from the orchestrator that had answered its check;
+    that one died (a replica killed mid-job) and every retry went to it again, so the job
+    failed (502) though the other orchestrator serves the same upload."""
+    shutil.copy(media_dir / "speech_40s.wav", tmp_path / UPLOAD)
+    data = (tmp_path / UPLOAD).read_bytes()
+    path = f"/internal/uploads/{UPLOAD}"
+    with MediaServer(tmp_path, fleet_secret=SECRET) as survivor:
+        doomed = MediaServer(tmp_path, fleet_secret=SECRET).__enter__()
+        access = MediaAccess(
+            AddressPolicy.parse([], "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS"),
+            [doomed.base_url, survivor.base_url],
+            fleet.headers(SECRET),
+            read_timeout_sec=5,
+            keep_bytes=0,
+        )
+        async with access, httpx.AsyncClient() as reader:
+            url = await access.upload_url(UPLOAD)
+            assert doomed.traffic.requests_by_path[path] == 1  # it answered the check
+            doomed.__exit__()  # and dies before the reads
+            assert access.uploads is not None
+            lease = access.uploads.lease(url)
+            response = await reader.get(lease.local_url, headers={"Range": "bytes=0-"})
+    assert response.status_code == 206 and response.content == data
+    assert survivor.traffic.requests_by_path[path] >= 1
 
 
 async def test_an_orchestrator_refusing_the_credential_is_a_502_naming_the_setting(
