@@ -136,5 +136,7 @@ def test_abandoned_requests_to_a_dripping_host_then_a_normal_job(
     print(f"12 abandoned dripping requests: a normal job's header after {header_sec:.2f} s; "
           f"the last drip ended {drips_sec:.2f} s after they started")  # fmt: skip
     assert len(media_server.traffic.drips_ended) - ended_before >= 12
-    assert header_sec < 1.0 + 2.0  # the clients' 1 s, then a check that waits for no one
-    assert drips_sec < DEADLINE_SEC + 2.0
+    # The clients' 1 s, then a check that waits for no one: well before a probe stuck behind
+    # the drippers would have been let go (the deadline).
+    assert header_sec < DEADLINE_SEC
+    assert drips_sec < DEADLINE_SEC + 3.0  # cut by the deadline at the latest (seen at a drip)

@@ -61,6 +61,12 @@ async def set_row(store: JobStore, job_id: str, **values: object) -> None:
         await connection.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
+async def lapse(store: JobStore, job_id: str) -> None:
+    """Let a job's lease run out, as it does when its replica dies (no sleep: a loaded machine
+    stretched a 0.2 s lease past the next statement)."""
+    await set_row(store, job_id, lease_until=0)
+
+
 def ids(leases: list[Lease]) -> list[str]:
     return [lease.job_id for lease in leases]
 
@@ -81,9 +87,12 @@ async def test_two_replicas_claiming_at_once_never_get_the_same_job(store: JobSt
 
 async def test_a_job_whose_claim_lapsed_is_taken_by_another_replica(store: JobStore) -> None:
     await add(store, "a")
-    await claim_one(store, "dead", 0.2)
+    started = time.time()
+    await claim_one(store, "dead")
+    dead = await store.get("a")
+    assert dead is not None and started + 30 <= dead.lease_until <= time.time() + 30
     assert (await store.claim("alive", 30, 1)).leases == []  # still claimed
-    await asyncio.sleep(0.3)
+    await lapse(store, "a")
     taken = await claim_one(store, "alive")
     row = await store.get("a")
     assert row is not None and row.lease_owner == "alive"
@@ -150,9 +159,9 @@ async def test_a_lapsed_job_with_its_cancel_asked_for_is_cancelled_not_claimed(
 ) -> None:
     """Its replica died after the cancel was asked for: the next claim ends it."""
     await add(store, "a", "b")
-    dead = await claim_one(store, "dead", 0.2)
+    dead = await claim_one(store, "dead")
     await store.request_cancel(dead.job_id)
-    await asyncio.sleep(0.3)
+    await lapse(store, "a")
     claims = await store.claim("alive", 30, 2)
     assert claims.cancelled == ["a"] and ids(claims.leases) == ["b"]
     await assert_cancelled_once(store, "a", ["cancelled"])
@@ -163,8 +172,8 @@ async def test_a_replica_never_claims_a_job_it_runs_itself(store: JobStore) -> N
     own run's, which a second claim would void (two tasks for one job); another replica may
     take it over."""
     await add(store, "a", "b")
-    mine = await claim_one(store, "me", 0.2)
-    await asyncio.sleep(0.3)
+    mine = await claim_one(store, "me")
+    await lapse(store, "a")
     assert ids((await store.claim("me", 30, 2, exclude=[mine.job_id])).leases) == ["b"]
     assert (await store.renew([mine], 30)).lost == set()  # the next renewal keeps it
     await store.append_events(mine, [StoredEvent(0, "header", "{}")])
@@ -179,9 +188,9 @@ async def test_a_stalled_owner_can_write_nothing_once_another_replica_took_the_j
     """The stalled replica's every write is refused (LeaseLost) and leaves no trace: its events,
     progress, micro chunks, chunk marks, hand-back and final status; its renewal says lost."""
     await add(store, "a")
-    stalled = await claim_one(store, "stalled", 0.2)
+    stalled = await claim_one(store, "stalled")
     await store.append_events(stalled, [StoredEvent(0, "header", "{}")])
-    await asyncio.sleep(0.3)
+    await lapse(store, "a")
     owner = await claim_one(store, "owner")
     span = TimeSpan(start_sec=0, end_sec=30)
     writes = [
@@ -212,8 +221,8 @@ async def test_a_failed_job_is_never_overwritten_by_its_stalled_former_owner(
     store: JobStore,
 ) -> None:
     await add(store, "a")
-    stalled = await claim_one(store, "stalled", 0.2)
-    await asyncio.sleep(0.3)
+    stalled = await claim_one(store, "stalled")
+    await lapse(store, "a")
     owner = await claim_one(store, "owner")
     await store.finish(owner, JobEnd(JobStatus.FAILED, error='{"message": "x"}'), ("error", "{}"))
     with pytest.raises(LeaseLost):
@@ -270,8 +279,12 @@ async def test_a_transaction_a_stalled_replica_left_open_is_ended_by_the_server(
             await stalled.begin()
             await stalled.execute(sa.text("UPDATE jobs SET updated_at = 0 WHERE id = 'held'"))
             assert (await other.claim("other", 30, 1)).leases == []  # held: skipped
-            await asyncio.sleep(1.5)
-            assert ids((await other.claim("other", 30, 1)).leases) == ["held"]
+            claimed: list[str] = []
+            for _ in range(100):  # the server ends it after 0.5 s idle; 10 s at most
+                await asyncio.sleep(0.1)
+                if claimed := ids((await other.claim("other", 30, 1)).leases):
+                    break
+            assert claimed == ["held"]
             with pytest.raises(sa.exc.DBAPIError):  # its transaction was ended under it
                 await stalled.execute(sa.text("SELECT 1"))
     finally:
@@ -290,10 +303,10 @@ async def test_a_job_that_keeps_stopping_its_orchestrator_fails_and_is_never_cla
     """Crashed twice (a lapsed lease, a take-back at restart): with two attempts allowed, the
     third claim fails it instead, with an error event that ends its log."""
     await add(store, "bomb", "fine")
-    first = await store.claim("one", 0.2, 1, max_attempts=2)
+    first = await store.claim("one", 30, 1, max_attempts=2)
     assert ids(first.leases) == ["bomb"]
     await store.append_events(first.leases[0], [StoredEvent(0, "header", "{}")])
-    await asyncio.sleep(0.3)  # lease lapsed: the replica died
+    await lapse(store, "bomb")  # the replica died
     assert ids((await store.claim("two", 30, 1, max_attempts=2)).leases) == ["bomb"]
     assert (await store.take_back("two")).queued == ["bomb"]  # restarted after a crash
     claims = await store.claim("three", 30, 2, max_attempts=2)
@@ -538,8 +551,8 @@ async def test_a_cancelled_or_exhausted_jobs_upload_blocks_go_too(
     assert await blocks(store) == 2
     assert await store.cancel_queued("a")
     assert await blocks(store) == 1
-    await store.claim("one", 0.1, 1, max_attempts=1)
-    await asyncio.sleep(0.2)
+    await store.claim("one", 30, 1, max_attempts=1)
+    await lapse(store, "b")
     assert (await store.claim("two", 30, 1, max_attempts=1)).exhausted == ["b"]
     assert await blocks(store) == 0
 

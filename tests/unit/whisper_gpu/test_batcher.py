@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from services.whisper_gpu.batcher import Batcher, BatchFailedError, BatchPolicy
 from services.whisper_gpu.metrics import ModelMetrics
 from shared.errors import OverloadedError, UpstreamTimeoutError
 from shared.schemas import ClipTranscription, DecodeOptions
+from tests.support.waiting import until
 
 POISON = -99.0
 MakeBatcher = Callable[..., Awaitable[Batcher[np.ndarray]]]
@@ -120,15 +122,16 @@ async def test_requests_arriving_while_busy_form_one_batch(
 async def test_a_free_slot_waits_for_companions_up_to_the_limit(
     make_batcher: MakeBatcher, model: FakeModel
 ) -> None:
-    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=150, slots=2)
+    batcher = await make_batcher(max_batch_size=8, max_batch_wait_ms=1000, slots=2)
     first = await occupy(batcher, model)
+    waiting_since = time.monotonic()
     second = asyncio.create_task(batcher.submit(clip(1), DecodeOptions()))
     await asyncio.sleep(0.05)
     third = asyncio.create_task(batcher.submit(clip(2), DecodeOptions()))
     await asyncio.sleep(0.02)
     assert batcher.queue_depth == 2  # slot 2 is free but waits for companions
-    await asyncio.sleep(0.2)
-    assert batcher.queue_depth == 0  # the wait limit passed: both left together
+    await until(lambda: batcher.queue_depth == 0, "the wait limit")  # both left together
+    assert time.monotonic() - waiting_since >= 0.95
     model.release.set()
     await asyncio.gather(first, second, third)
     assert sorted(model.batches) == [[0.0], [1.0, 2.0]]

@@ -201,7 +201,7 @@ async def test_without_a_key_200_mb_get_a_401_before_any_byte_is_read(tmp_path: 
             assert response.headers["www-authenticate"] == "Bearer"
             assert response.headers["connection"] == "close"  # the rest is never read
             assert body.pulled < 200 * MB // 4 and body.pulled == 0, (path, body.pulled)
-            assert elapsed < 1.0, (path, elapsed)
+            assert elapsed < 10, (path, elapsed)  # not read through first (61 s, once)
 
 
 async def test_the_401_is_the_same_as_before(tmp_path: Path) -> None:
@@ -393,7 +393,7 @@ async def test_a_reader_that_stops_reading_is_dropped_and_its_slot_and_upload_fr
         assert list((tmp_path / "uploads").iterdir()) == []
         assert shared.kept and shared.dropped == shared.kept
         assert app.state.gate._running == {}
-        assert elapsed < 0.3 + 2.0, elapsed
+        assert elapsed < 0.3 + 4.0, elapsed
         # The key's one slot is free again: another job of it is not refused.
         gate = app.state.gate
         async with gate.job_slot(gate.identify("Bearer k")):

@@ -37,6 +37,7 @@ from shared.schemas import (
     TranscribeParams,
     TranscribeRequest,
 )
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -332,7 +333,8 @@ async def test_a_failed_renewal_is_retried_at_the_next_round_not_a_third_of_a_le
             await asyncio.sleep(0.05)
         loop.cancel()
         await queue.stop()
-    assert len(renewals) >= 2 and renewals[1] - renewals[0] < 2.5, renewals
+    # a round (1 s) later, a loaded machine allowing; not a third of the lease (10 s)
+    assert len(renewals) >= 2 and renewals[1] - renewals[0] < 5, renewals
     assert row is not None and row.lease_token == lease.token
 
 
@@ -506,10 +508,7 @@ async def test_many_followers_of_another_replicas_job_cost_one_query_per_interva
         readers = [asyncio.create_task(follow()) for _ in range(8)]
         # Each reader reads the empty log and its last event, then waits. Waiting for that
         # (not for a fixed time) keeps a loaded machine from counting the first reads.
-        for _ in range(500):
-            if len(reads) >= 16:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: len(reads) >= 16, "every reader's first two queries")
         assert len(reads) == 16, reads
         reads.clear()
         polls.clear()

@@ -53,17 +53,19 @@ def test_search_windows_stay_clear_of_neighbours_and_ends() -> None:
 
 async def test_the_first_span_comes_before_later_boundaries_are_found() -> None:
     """A 2-hour plan: chunk 0 may start once its own end is known, not the 23rd boundary."""
-    started = time.monotonic()
     found: list[float] = []
+    later = asyncio.Event()  # the later boundaries are found only once the first span is out
 
     async def find(low: float, high: float) -> float:
-        await asyncio.sleep(0.01 if low < 400 else 0.3)
+        if low >= 400:
+            await later.wait()
         found.append(low)
         return (low + high) / 2
 
     spans = plan_spans(7200.0, 300.0, 5.0, find, concurrency=32)
-    first = await anext(spans)
-    assert time.monotonic() - started < 0.2
+    first = await asyncio.wait_for(anext(spans), timeout=5)  # a planner waiting for all hangs
+    assert found and all(low < 400 for low in found)
+    later.set()
     assert first.start_sec == 0 and first.end_sec == pytest.approx(300.0)
     rest = [span async for span in spans]
     assert len(rest) == 23 and rest[-1].end_sec == 7200.0

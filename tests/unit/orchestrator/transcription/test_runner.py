@@ -53,20 +53,22 @@ def result(start: float, end: float, *, incomplete: bool = False) -> MicroChunkR
 class FakeWorkers:
     """Chunks of 30 s; later chunks answer sooner; chunk `fail_at` raises after its first micro
     chunk, the others wait `hold_sec` before their second; boundary searches answer the
-    window's middle, after `search_delay_sec`; the second micro chunk of each chunk in
-    `incomplete_at` comes back as the model server marks a clip it gave up on in part."""
+    window's middle (with `searches_wait_for_chunk_0`, those past the first chunk only once
+    it started); the second micro chunk of each chunk in `incomplete_at` comes back as the
+    model server marks a clip it gave up on in part."""
 
     def __init__(
         self,
         fail_at: int | None = None,
-        search_delay_sec: float = 0.0,
+        searches_wait_for_chunk_0: bool = False,
         incomplete_at: tuple[int, ...] = (),
         hold_sec: float = 0.01,
     ) -> None:
         self.fail_at = fail_at
         self.hold_sec = hold_sec
         self.incomplete_at = incomplete_at
-        self.search_delay_sec = search_delay_sec
+        self.searches_wait_for_chunk_0 = searches_wait_for_chunk_0
+        self.chunk_0_started = asyncio.Event()
         self.started: dict[float, float] = {}
         self.requests: list[ChunkRequest] = []
         self.searches_done_at: float | None = None
@@ -74,12 +76,15 @@ class FakeWorkers:
         self.cancelled = 0
 
     async def find_silence(self, request: SilenceRequest) -> SilenceResult:
-        await asyncio.sleep(self.search_delay_sec if request.start_sec > 30 else 0)
+        if self.searches_wait_for_chunk_0 and request.start_sec > 30:
+            await self.chunk_0_started.wait()
         self.searches_done_at = time.monotonic()
         return SilenceResult(split_sec=(request.start_sec + request.end_sec) / 2)
 
     async def transcribe_chunk(self, request: ChunkRequest) -> AsyncIterator[MicroChunkResult]:
         self.started[request.start_sec] = time.monotonic()
+        if request.start_sec == 0:
+            self.chunk_0_started.set()
         self.requests.append(request)
         try:
             await asyncio.sleep(0.02 * (10 - request.start_sec / 30))
@@ -220,10 +225,16 @@ def test_the_language_heard_most_is_the_one_with_most_seconds_of_words() -> None
 
 
 async def test_the_first_chunk_starts_before_the_plan_is_complete() -> None:
-    workers = FakeWorkers(search_delay_sec=0.3)
-    [event async for event in runner(workers).events(job(4))]
+    """The later boundary searches answer only once chunk 0 has started: a runner that waited
+    for the whole plan would wait forever."""
+    workers = FakeWorkers(searches_wait_for_chunk_0=True)
+
+    async def run() -> None:
+        [event async for event in runner(workers).events(job(4))]
+
+    await asyncio.wait_for(run(), timeout=10)
     assert workers.searches_done_at is not None
-    assert workers.started[0] < workers.searches_done_at - 0.2
+    assert workers.started[0] <= workers.searches_done_at
 
 
 async def test_only_the_first_chunk_asks_for_a_short_first_micro_chunk() -> None:
