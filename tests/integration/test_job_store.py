@@ -90,7 +90,8 @@ async def test_a_job_whose_claim_lapsed_is_taken_by_another_replica(store: JobSt
     started = time.time()
     await claim_one(store, "dead")
     dead = await store.get("a")
-    assert dead is not None and started + 30 <= dead.lease_until <= time.time() + 30
+    assert dead is not None and dead.lease_until is not None
+    assert started + 30 <= dead.lease_until <= time.time() + 30
     assert (await store.claim("alive", 30, 1)).leases == []  # still claimed
     await lapse(store, "a")
     taken = await claim_one(store, "alive")
