@@ -133,7 +133,9 @@ def test_concurrent_requests_are_batched_up_to_the_limit(
         server.stop()
     assert seen["clips"] == seen["ok"] == 16
     assert seen["le_8"] == seen["batches"], f"a batch went over the limit of 8: {seen}"
-    assert seen["le_4"] < seen["batches"] <= 4, f"queued clips did not share model calls: {seen}"
+    # Ideally 3 calls (1, 8, 7); a loaded machine spreads the 16 uploads out, and a short clip
+    # may leave before the rest arrive. One at a time would be 16 calls of one clip each.
+    assert seen["le_4"] < seen["batches"] <= 8, f"queued clips did not share model calls: {seen}"
 
 
 def test_the_shipped_cpu_default_is_one_clip_per_model_call(model_server: str) -> None:
