@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+import pytest
+
 from services.orchestrator.jobs.event_watch import EventWatcher
 
 
@@ -19,29 +21,25 @@ class Seqs:
         return {job_id: self.seqs[job_id] for job_id in job_ids if job_id in self.seqs}
 
 
-async def test_a_reader_that_saw_the_last_event_is_not_woken_by_the_first_poll() -> None:
-    store = Seqs({"a": 3})
-    watcher = EventWatcher(store, lambda _: False)
+@pytest.mark.parametrize(
+    ("seen", "in_log", "woken"),
+    [
+        ((3,), 3, False),  # what the reader saw is the last event: nothing to wake it for
+        ((3,), 4, True),  # one came since its read
+        ((3, 5), 5, True),  # a later reader saw 5: the first one, still at 3, must wake
+    ],
+)
+async def test_the_first_poll_wakes_readers_only_when_the_log_moved_past_the_first_ones_read(
+    seen: tuple[int, ...], in_log: int, woken: bool
+) -> None:
+    watcher = EventWatcher(Seqs({"a": in_log}), lambda _: False)
     with watcher.watch("a") as watch:
-        woken = watch.woken
-        watch.saw(3)
+        event = watch.woken
+        for seq in seen:
+            watch.saw(seq)
         await watcher.poll()
-        assert not woken.is_set()
-        store.seqs["a"] = 4
-        await watcher.poll()
-        assert woken.is_set() and watch.last_seq == 4
-
-
-async def test_a_reader_behind_the_log_is_woken_by_the_first_poll() -> None:
-    """Seeded from a read the log has moved past since: the poll must still wake it."""
-    store = Seqs({"a": 5})
-    watcher = EventWatcher(store, lambda _: False)
-    with watcher.watch("a") as watch:
-        woken = watch.woken
-        watch.saw(3)
-        watch.saw(5)  # a later reader does not move what the watcher last saw
-        await watcher.poll()
-        assert woken.is_set()
+        assert event.is_set() == woken
+        assert watch.last_seq == in_log
 
 
 async def test_one_query_covers_every_followed_job_another_replica_runs() -> None:
