@@ -42,8 +42,6 @@ from itertools import count, product
 from typing import Literal
 
 import numpy as np
-from scipy.cluster.hierarchy import linkage
-from scipy.optimize import linear_sum_assignment
 
 from shared.schemas import EMBEDDING_DIM, LocalSpeaker
 
@@ -221,6 +219,10 @@ def _cluster(
     distances = cosine_distances(vectors[core])
     if options.method == "centroid":  # Euclidean between unit vectors: sqrt(2 cosine distance)
         np.sqrt(2 * distances, out=distances)
+    # Imported here: scipy's clustering and optimisation take ~0.5 s to import, and an
+    # orchestrator needs them only at the end of a diarized job, not at every start.
+    from scipy.cluster.hierarchy import linkage
+
     tree = linkage(distances, method=options.method)
     clusters = np.full(n, -1)
     threshold = adapted_threshold(vectors[core], options)
@@ -483,6 +485,8 @@ def _names(
         present = np.flatnonzero(np.linalg.norm(sums, axis=1) > 0)
         references = _normalised(np.array([s.embedding for s in known], np.float32))
         similarity = _normalised(sums[present]) @ references.T
+        from scipy.optimize import linear_sum_assignment  # at first use: see `_cluster`
+
         rows, columns = linear_sum_assignment(-similarity)
         for row, column in zip(rows, columns, strict=True):
             if similarity[row, column] >= options.known_floor:

@@ -31,3 +31,14 @@ def test_services_run_openblas_on_one_thread() -> None:
     model server), taking a core from the model's own threads."""
     assert _threads_after("import numpy") > 1  # the pool numpy starts on its own
     assert _threads_after("import services, numpy") == 1
+
+
+def test_an_orchestrator_starts_without_importing_scipy() -> None:
+    """Regression: the speaker clustering's scipy imports ran at every orchestrator start
+    (importing it took 2.0 CPU-s, now 1.25), though only a diarized job's end uses them."""
+    probe = "import sys, services.orchestrator.__main__; print('scipy' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "False"
