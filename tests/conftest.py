@@ -97,9 +97,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path) -> It
 def english_stack(
     tmp_path_factory: pytest.TempPathFactory, model_cache_dir: Path
 ) -> Iterator[LocalStack]:
-    """The stack with the real `tiny.en` (English words)."""
+    """The stack with the real `tiny.en` (English words) and the speaker models (the shipped
+    default), for the tests that diarize."""
     running = start_stack(
-        tmp_path_factory.mktemp("tiny-en"), model_cache_dir, WHISPER_MODEL="tiny.en"
+        tmp_path_factory.mktemp("tiny-en"),
+        model_cache_dir,
+        WHISPER_MODEL="tiny.en",
+        CHUNK_WORKER_DIARIZATION="true",
     )
     try:
         yield running

@@ -11,7 +11,9 @@ def start_stack(
     log_dir: Path, model_cache_dir: Path, workers: int = 2, port: int | None = None, **env: str
 ) -> LocalStack:
     """The stack with the random offline model; `env` overrides any service setting. Uploads
-    go to `<log_dir>/uploads`. `port`: the orchestrator's (default: a free one)."""
+    go to `<log_dir>/uploads`. `port`: the orchestrator's (default: a free one). The workers
+    load no speaker models (0.9 CPU-s per worker start, ~40 starts in a run) unless `env`
+    turns diarization on, as `english_stack` does for the tests that diarize."""
     stack = LocalStack(
         port=port or free_port(),
         workers=workers,
@@ -25,6 +27,7 @@ def start_stack(
             "ORCHESTRATOR_DATABASE_URL": f"sqlite:///{log_dir / 'jobs.db'}",
             "ORCHESTRATOR_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,  # the tests' media host
             "CHUNK_WORKER_ALLOWED_MEDIA_NETWORKS": LOCAL_NETWORKS,
+            "CHUNK_WORKER_DIARIZATION": "false",
             **env,
         },
         log_dir=log_dir,
