@@ -33,7 +33,7 @@ run: $(STAMP) ## Start the whole stack locally on :8000 (model `base`, 2 workers
 
 # Two pytest processes, a test file each at a time (pytest-xdist, --dist loadfile: a file's tests
 # share its stacks and servers). Much of the suite waits on processes, timeouts and sockets, so
-# two overlap well on 2 cores: 708 -> 533 s on an AVX2-only AMD EPYC. TEST_JOBS=0: one process.
+# two overlap well on 2 cores: 708 -> 533 s on an AVX2-only AMD EPYC (470 s since). TEST_JOBS=0: one process.
 TEST_JOBS ?= 2
 
 test: $(STAMP) ## Run every test (unit, integration, end-to-end, the page in Chromium)
